@@ -1,0 +1,1 @@
+//! The actions/cache server, embedded in the daemon and served alone by `act_runner cache-server`.

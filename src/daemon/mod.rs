@@ -1,0 +1,1 @@
+//! The daemon: poller, task conversion (Task → executor Job), reporter, shutdown and drain.

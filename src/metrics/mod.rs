@@ -1,0 +1,1 @@
+//! Prometheus metrics (one registry) and the hardened `/metrics`, `/healthz`, `/readyz` server.
