@@ -1,0 +1,13 @@
+//! `act_runner daemon`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Flags of `daemon`.
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {}
+
+/// Runs the command.
+pub fn run(_config: Option<PathBuf>, _args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`daemon` is not implemented yet")
+}
