@@ -70,7 +70,49 @@ pub struct EnvironmentPaths {
     pub tool_cache: PathBuf,
 }
 
-/// Where a job's steps run. `prepare` once, `exec`/`write_file`/`read_file` per step,
+/// Registry credentials for an image (`container.credentials`). `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// A container the workflow asks for (`jobs.<id>.container` or one of `services`), with every
+/// expression already evaluated by the executor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    /// As written: `name:/path` (a volume) or `/host:/path[:ro]` (a bind); the backend applies its policy.
+    pub volumes: Vec<String>,
+    /// Raw `docker run` flags, as written in the workflow (empty when absent).
+    pub options: String,
+    /// Only meaningful for services; parsed but unused for the job container, as upstream.
+    pub ports: Vec<String>,
+    pub credentials: Option<RegistryCredentials>,
+    /// Gitea's `services.<id>.cmd`: the command of a service container (empty: the image's).
+    pub cmd: Vec<String>,
+}
+
+/// The containers a job asks for, handed to the backend once, before `prepare`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobContainers {
+    /// `container:`; `None` means the backend's own image (the one its `runs-on` label maps to).
+    pub job: Option<ContainerSpec>,
+    /// `services:` in workflow order; the id is the service's network alias.
+    pub services: Vec<(String, ContainerSpec)>,
+}
+
+/// Where a job's steps run. `configure` then `prepare` once, `exec`/`write_file`/`read_file` per step,
 /// `cleanup` always (after success, failure and cancellation).
 #[allow(async_fn_in_trait)]
 pub trait Backend: Send + Sync {
@@ -78,6 +120,18 @@ pub trait Backend: Send + Sync {
     fn paths(&self) -> &EnvironmentPaths;
     /// `runner.os` as the job sees it (`Linux`).
     fn os(&self) -> &str;
+    /// Receives the job's `container:` and `services:` before `prepare`. Backends that cannot run
+    /// containers (host) may ignore them; the default does.
+    fn configure(&mut self, containers: JobContainers) -> Result<(), BackendError> {
+        let _ = containers;
+        Ok(())
+    }
+    /// The environment every process starts from (docker: the image's `Env`; host: an allowlist of
+    /// the runner's own). The executor layers the job's env on top of it and prepends `GITHUB_PATH`
+    /// entries to its `PATH`, so `PATH` should be present. Valid after `prepare`.
+    fn base_env(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
     /// Job-level lines (pull progress, service health) go to `log`.
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError>;
     /// Runs one command; every complete output line goes to `output` as it arrives.
