@@ -1,1 +1,12 @@
-//! The daemon: poller, task conversion (Task → executor Job), reporter, shutdown and drain.
+//! The daemon: poller, task conversion (Task → executor Job), reporter, spool, shutdown and drain.
+//!
+//! - [`backoff`]: the poll wait after empty or failed fetches (pure).
+//! - [`poller`]: one poll loop, the capacity gate, `tasks_version`; hands tasks to a `TaskRunner`.
+//! - [`observe`]: the events metrics and systemd watch; they never decide anything.
+//!
+//! May use: `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
+//! [`observe::DaemonEvent`]s to them).
+
+pub mod backoff;
+pub mod observe;
+pub mod poller;
