@@ -108,10 +108,12 @@ impl RunnerApi for ScriptedApi {
             }),
             Answer::Error => Err(ClientError::Unavailable {
                 method: Method::FetchTask,
+                url: String::new(),
                 message: "try later".into(),
             }),
             Answer::Unauthenticated => Err(ClientError::Unauthenticated {
                 method: Method::FetchTask,
+                url: String::new(),
                 message: "unregistered runner".into(),
             }),
             Answer::Hang => {
