@@ -1,0 +1,133 @@
+//! GitHub's expression language: `${{ }}` interpolation, `if:` conditions, and the bare
+//! expressions inside them, evaluated against the job's contexts.
+//!
+//! One stage per file, as jmespath.rs splits it: [`lexer`] (text → tokens with spans and binding
+//! powers), [`parser`] (a Pratt parser behind [`parse`]), [`ast`] (nodes with spans), [`eval`]
+//! (one match over the tree), [`functions`] (the built-ins with signatures checked before the call),
+//! [`value`] (values and coercions), [`error`] (positions and carets), [`template`] (finding
+//! `${{ }}` in strings). Parsing never panics and every error carries a position.
+//!
+//! May use: nothing else of the crate; the executor hands in contexts as [`Value`]s.
+//!
+//! ```
+//! use act_runner::executor::expr::{EvalContext, JobStatus, Value, interpolate};
+//! let mut contexts = indexmap::IndexMap::new();
+//! contexts.insert("matrix".to_owned(), Value::from(serde_json::json!({"os": "debian"})));
+//! let ctx = EvalContext { contexts: &contexts, status: JobStatus::Success, hash_files: None };
+//! assert_eq!(interpolate("runs on ${{ matrix.OS }}", &ctx).unwrap(), "runs on debian");
+//! ```
+
+pub mod ast;
+pub mod error;
+pub mod eval;
+pub mod functions;
+pub mod lexer;
+pub mod parser;
+pub mod template;
+pub mod value;
+
+#[cfg(test)]
+mod tests;
+
+use indexmap::IndexMap;
+
+pub use ast::{Expr, Span};
+pub use error::{ExprError, ExprErrorKind};
+pub use parser::parse;
+pub use value::Value;
+
+/// The job's state as the status functions see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Success,
+    Failure,
+    Cancelled,
+}
+
+/// The callback that computes `hashFiles(patterns)` on the job's backend.
+pub type HashFilesFn = dyn Fn(&[String]) -> Result<String, String> + Sync;
+
+/// Everything an expression can see.
+pub struct EvalContext<'a> {
+    /// The contexts by name (`github`, `env`, `matrix`, `steps`, ...), looked up case-insensitively.
+    pub contexts: &'a IndexMap<String, Value>,
+    /// What `success()`, `failure()` and `cancelled()` report.
+    pub status: JobStatus,
+    /// `hashFiles` as the backend provides it; `None` makes `hashFiles` an error.
+    pub hash_files: Option<&'a HashFilesFn>,
+}
+
+/// Evaluates a bare expression (without `${{ }}`).
+pub fn evaluate(source: &str, ctx: &EvalContext) -> Result<Value, ExprError> {
+    let root = parse(source)?;
+    eval::evaluate_expr(&root, source, ctx)
+}
+
+/// Evaluates an `if:` value, written with or without `${{ }}`. Unless it calls a status function
+/// it means `success() && (...)`; an empty condition means `success()`. A value mixing text and
+/// `${{ }}` is a string, true when not empty (as on GitHub). Error positions are relative to
+/// `source`.
+pub fn evaluate_if(source: &str, ctx: &EvalContext) -> Result<bool, ExprError> {
+    let trimmed = source.trim();
+    let trimmed_offset = source.len() - source.trim_start().len();
+    let success = matches!(ctx.status, JobStatus::Success);
+    if trimmed.is_empty() {
+        return Ok(success);
+    }
+    let embedded = template::find_embedded(source)?;
+    let (expression, base) = match embedded.as_slice() {
+        [] => (trimmed, trimmed_offset),
+        [only] if only.start == trimmed_offset && only.end == trimmed_offset + trimmed.len() => {
+            (&source[only.inner.start..only.inner.end], only.inner.start)
+        }
+        _ => return Ok(success && !interpolate(source, ctx)?.is_empty()),
+    };
+    let root = parse(expression).map_err(|error| error.within(source, base))?;
+    if !root.uses_status_function() && !success {
+        return Ok(false);
+    }
+    let value =
+        eval::evaluate_expr(&root, expression, ctx).map_err(|error| error.within(source, base))?;
+    Ok(value.is_truthy())
+}
+
+/// Replaces every `${{ expr }}` in `template` by the expression's value as a string
+/// ([`Value::to_display_string`]). Error positions are relative to `template`.
+pub fn interpolate(template: &str, ctx: &EvalContext) -> Result<String, ExprError> {
+    let mut out = String::with_capacity(template.len());
+    let mut copied_to = 0;
+    for embedded in template::find_embedded(template)? {
+        out.push_str(&template[copied_to..embedded.start]);
+        out.push_str(&evaluate_embedded(template, embedded, ctx)?.to_display_string());
+        copied_to = embedded.end;
+    }
+    out.push_str(&template[copied_to..]);
+    Ok(out)
+}
+
+/// Like [`interpolate`], but a template that is exactly one `${{ }}` (surrounding whitespace
+/// aside) keeps its value's type, as GitHub does for `matrix`, `runs-on`, `with:` and such.
+pub fn interpolate_value(template: &str, ctx: &EvalContext) -> Result<Value, ExprError> {
+    let trimmed_offset = template.len() - template.trim_start().len();
+    let trimmed_end = template.trim_end().len();
+    match template::find_embedded(template)?.as_slice() {
+        [only] if only.start == trimmed_offset && only.end == trimmed_end => {
+            evaluate_embedded(template, *only, ctx)
+        }
+        _ => interpolate(template, ctx).map(Value::String),
+    }
+}
+
+/// Whether `s` holds a `${{` that needs interpolating.
+pub fn contains_expression(s: &str) -> bool {
+    s.contains("${{")
+}
+
+fn evaluate_embedded(
+    template: &str,
+    embedded: template::Embedded,
+    ctx: &EvalContext,
+) -> Result<Value, ExprError> {
+    let source = &template[embedded.inner.start..embedded.inner.end];
+    evaluate(source, ctx).map_err(|error| error.within(template, embedded.inner.start))
+}

@@ -1,0 +1,85 @@
+//! Unit tests of the public API: parser output pinned through one `check` function, and claims
+//! about positions, `if:` handling and interpolation. The conformance table lives in
+//! `conformance.rs`; the never-panics test in `random_input.rs`.
+
+use indexmap::IndexMap;
+use serde_json::json;
+
+use super::*;
+
+fn contexts() -> IndexMap<String, Value> {
+    let mut contexts = IndexMap::new();
+    contexts.insert("github".to_owned(), Value::from(json!({"ref": "refs/heads/main", "event": {"commits": [{"message": "one"}, {"message": "two"}]}})));
+    contexts.insert(
+        "matrix".to_owned(),
+        Value::from(json!({"os": "debian", "n": 3})),
+    );
+    contexts
+}
+
+fn with_ctx<T>(status: JobStatus, run: impl FnOnce(&EvalContext) -> T) -> T {
+    let contexts = contexts();
+    run(&EvalContext {
+        contexts: &contexts,
+        status,
+        hash_files: None,
+    })
+}
+
+#[test]
+fn evaluate_reads_contexts_case_insensitively() {
+    let value = with_ctx(JobStatus::Success, |ctx| {
+        evaluate("MATRIX.OS == 'DEBIAN'", ctx)
+    })
+    .unwrap();
+    assert_eq!(value, Value::Bool(true));
+}
+
+#[test]
+fn object_filter_collects_a_property_of_every_element() {
+    let value = with_ctx(JobStatus::Success, |ctx| {
+        evaluate("github.event.commits.*.message", ctx)
+    })
+    .unwrap();
+    assert_eq!(value, Value::from(json!(["one", "two"])));
+}
+
+#[test]
+fn if_without_status_function_is_false_after_a_failure() {
+    assert!(!with_ctx(JobStatus::Failure, |ctx| evaluate_if("true", ctx)).unwrap());
+    assert!(
+        with_ctx(JobStatus::Failure, |ctx| evaluate_if(
+            "${{ failure() }}",
+            ctx
+        ))
+        .unwrap()
+    );
+    assert!(with_ctx(JobStatus::Success, |ctx| evaluate_if("  ", ctx)).unwrap());
+}
+
+#[test]
+fn interpolate_value_keeps_the_type_of_a_lone_expression() {
+    let value = with_ctx(JobStatus::Success, |ctx| {
+        interpolate_value(" ${{ matrix.n }} ", ctx)
+    })
+    .unwrap();
+    assert_eq!(value, Value::Number(3.0));
+    let text = with_ctx(JobStatus::Success, |ctx| {
+        interpolate_value("n=${{ matrix.n }}", ctx)
+    })
+    .unwrap();
+    assert_eq!(text, Value::from("n=3"));
+}
+
+#[test]
+fn interpolation_errors_are_positioned_in_the_template() {
+    let error = with_ctx(JobStatus::Success, |ctx| {
+        interpolate("echo\nx ${{ matrix.os == }}", ctx)
+    })
+    .unwrap_err();
+    assert_eq!((error.line, error.column), (2, 20));
+    assert_eq!(
+        error.to_string(),
+        "2:20: expected an expression\n  x ${{ matrix.os == }}\n                     ^"
+    );
+}
