@@ -12,13 +12,13 @@
 //! | When | Call | Families moved |
 //! |---|---|---|
 //! | start, after Declare | [`Metrics::new`], then [`ReadinessProbe::set_started`] via [`Metrics::readiness`] | `info`, `capacity` |
-//! | each FetchTask answer | [`Metrics::fetch_observed`] | `poll_fetch_total`, `poll_fetch_duration_seconds`, `client_errors_total{method="FetchTask"}`, `/readyz` |
+//! | each FetchTask answer | [`Metrics::fetch_observed`] | `poll_fetch_total`, `poll_fetch_duration_seconds`, `/readyz` |
 //! | FetchTask said Unauthenticated | [`Metrics::unregistered`] (and no `fetch_observed`) | `/readyz` |
 //! | backoff computed | [`Metrics::backoff_changed`] with the pre-jitter interval | `poll_backoff_seconds` |
 //! | task accepted / job done (after the reporter closed) | [`Metrics::job_started`] / [`Metrics::job_finished`] | `job_running`, `job_total`, `job_duration_seconds` |
-//! | each UpdateLog / UpdateTask that reached the RPC | [`Metrics::report_log`] / [`Metrics::report_state`] | `report_*_total`, `report_*_duration_seconds`, `client_errors_total` |
+//! | each UpdateLog / UpdateTask that reached the RPC | [`Metrics::report_log`] / [`Metrics::report_state`] | `report_*_total`, `report_*_duration_seconds` |
 //! | after a successful UpdateLog | [`Metrics::log_buffer_rows`] | `report_log_buffer_rows` |
-//! | any other RPC error (Declare, Ping, Register) | [`Metrics::client_error`] | `client_errors_total` |
+//! | any RPC error (FetchTask except Unauthenticated and deadline; UpdateLog; UpdateTask; Declare; ...) | [`Metrics::client_error`] | `client_errors_total` |
 //! | Docker ping, drain, SIGHUP, spool size | [`Metrics::docker_up`], [`Metrics::set_draining`], [`Metrics::config_reload`], [`Metrics::log_spool_bytes`] | the four extra gauges and counter |
 //! | reload changed capacity | [`Metrics::set_capacity`] | `capacity`, `job_capacity_utilization_ratio` |
 //!
@@ -40,6 +40,7 @@
 pub mod labels;
 pub mod readiness;
 mod registry;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ use crate::client::Method;
 pub use labels::{FetchOutcome, JobStatus, LabelValue, MethodLabel, ReloadResult, ReportResult};
 pub use readiness::{ReadinessProbe, ReadinessVerdict};
 pub use registry::{FETCH_BUCKETS, JOB_BUCKETS, REPORT_BUCKETS};
+pub use server::{MetricsServer, ServerLimits, bind};
 
 /// The `Content-Type` of `/metrics`: the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -134,9 +136,8 @@ impl Metrics {
 
     /// One FetchTask call ended. `latency` is `None` when the long-poll deadline expired: that call
     /// counts as `empty`, stays out of the latency histogram and leaves readiness alone. An `Error`
-    /// also counts `client_errors_total{method="FetchTask"}`, so the caller does not call
-    /// [`Metrics::client_error`] for fetches. An Unauthenticated answer is not a fetch outcome: call
-    /// [`Metrics::unregistered`] instead.
+    /// is also reported with [`Metrics::client_error`]`(Method::FetchTask)`. An Unauthenticated
+    /// answer is not a fetch outcome: call [`Metrics::unregistered`] instead.
     pub fn fetch_observed(&self, outcome: FetchOutcome, latency: Option<Duration>) {
         let defs = &self.inner.defs;
         defs.poll_fetch_total
@@ -147,10 +148,7 @@ impl Metrics {
             .observe(latency.as_secs_f64());
         match outcome {
             FetchOutcome::Task | FetchOutcome::Empty => self.inner.readiness.poll_succeeded(),
-            FetchOutcome::Error => {
-                self.client_error(Method::FetchTask);
-                self.inner.readiness.poll_failed();
-            }
+            FetchOutcome::Error => self.inner.readiness.poll_failed(),
         }
     }
 
@@ -168,9 +166,9 @@ impl Metrics {
         }
     }
 
-    /// An RPC failed. FetchTask, UpdateLog and UpdateTask errors are already counted by
-    /// [`Metrics::fetch_observed`], [`Metrics::report_log`] and [`Metrics::report_state`]; use this
-    /// for the others (Declare on start-up and reload, Ping, Register).
+    /// An RPC failed: every FetchTask error except Unauthenticated and a long-poll deadline, every
+    /// UpdateLog and UpdateTask error, and Declare, Ping or Register errors. The outcome methods
+    /// ([`Metrics::fetch_observed`], [`Metrics::report_log`], ...) do not count this themselves.
     pub fn client_error(&self, method: Method) {
         self.inner
             .defs
@@ -193,8 +191,7 @@ impl Metrics {
         defs.job_running.dec();
     }
 
-    /// One UpdateLog call that reached the RPC, with its latency. An error also counts
-    /// `client_errors_total{method="UpdateLog"}`.
+    /// One UpdateLog call that reached the RPC, with its latency.
     pub fn report_log(&self, result: ReportResult, latency: Duration) {
         let defs = &self.inner.defs;
         defs.report_log_total
@@ -202,13 +199,9 @@ impl Metrics {
             .inc();
         defs.report_log_duration_seconds
             .observe(latency.as_secs_f64());
-        if result == ReportResult::Error {
-            self.client_error(Method::UpdateLog);
-        }
     }
 
-    /// One UpdateTask call that reached the RPC, with its latency. An error also counts
-    /// `client_errors_total{method="UpdateTask"}`.
+    /// One UpdateTask call that reached the RPC, with its latency.
     pub fn report_state(&self, result: ReportResult, latency: Duration) {
         let defs = &self.inner.defs;
         defs.report_state_total
@@ -216,9 +209,6 @@ impl Metrics {
             .inc();
         defs.report_state_duration_seconds
             .observe(latency.as_secs_f64());
-        if result == ReportResult::Error {
-            self.client_error(Method::UpdateTask);
-        }
     }
 
     /// Log rows buffered awaiting UpdateLog; written only when the value changes.
@@ -328,9 +318,10 @@ mod tests {
     }
 
     #[test]
-    fn fetch_error_counts_the_client_error_once() {
+    fn fetch_error_and_its_client_error_are_counted_once_each() {
         let metrics = metrics();
         metrics.fetch_observed(FetchOutcome::Error, Some(Duration::from_millis(5)));
+        metrics.client_error(Method::FetchTask);
         let text = metrics.render().unwrap();
         assert_eq!(
             sample(
