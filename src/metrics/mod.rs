@@ -5,9 +5,14 @@
 //! label value comes from an enum in [`labels`], so no task id, repository, URL or secret can become
 //! a label. The metrics are kept up to date even when `metrics.enabled` is false; they are then
 //! simply not served. May use: `client::Method`, `executor::event::Conclusion` (label mapping only),
-//! `prometheus`, `axum`/`hyper`/`tower` (server). Never: `daemon`, `systemd`, `config`.
+//! `daemon::observe` (the event vocabulary, in `observer`), `prometheus`, `axum`/`hyper`/`tower`
+//! (server). Never: the rest of `daemon`, `systemd`, `config`.
 //!
 //! # Where the daemon calls what
+//!
+//! The daemon itself announces `daemon::observe::DaemonEvent`s; [`Metrics`] implements its
+//! `Observer` trait (in `observer`), so `cli::daemon` hands it `Arc::new(metrics.clone())` and each
+//! event lands on the method below. Code outside the daemon calls the methods directly.
 //!
 //! | When | Call | Families moved |
 //! |---|---|---|
@@ -38,6 +43,7 @@
 //! ```
 
 pub mod labels;
+mod observer;
 pub mod readiness;
 mod registry;
 pub mod server;

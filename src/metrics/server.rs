@@ -234,7 +234,11 @@ async fn serve_metrics(metrics: Metrics) -> Response {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(err) => {
             warn!(error = %err, "cannot render the metrics");
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the metrics",
+            )
+                .into_response()
         }
     }
 }
