@@ -3,6 +3,8 @@
 //! - [`backoff`]: the poll wait after empty or failed fetches (pure).
 //! - [`poller`]: one poll loop, the capacity gate, `tasks_version`; hands tasks to a `TaskRunner`.
 //! - [`observe`]: the events metrics and systemd watch; they never decide anything.
+//! - [`reporter`]: job events → UpdateLog / UpdateTask, with the delivery guarantees.
+//! - [`spool`]: the on-disk log and state spool that survives outages and crashes.
 //!
 //! May use: `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
 //! [`observe::DaemonEvent`]s to them).
@@ -10,3 +12,5 @@
 pub mod backoff;
 pub mod observe;
 pub mod poller;
+pub mod reporter;
+pub mod spool;

@@ -1,0 +1,480 @@
+//! The on-disk spool: every log row and the task state of each running or undelivered task, kept
+//! under `<state dir>/spool/<task id>/` until Gitea has acknowledged all of it.
+//!
+//! - `log`: the task's rows in order, append-only, each a little-endian `u32` length and a
+//!   protobuf `LogRow`. Rows never change once written, so a row's byte offset is stable and the
+//!   sender reads a batch straight from the file; memory holds one batch however much a step prints.
+//!   A torn tail (a crash mid-write) is cut off on recovery.
+//! - `state.json`: the [`SpoolRecord`] (job state, outputs, what Gitea acknowledged, the delivery
+//!   deadline), replaced atomically (temp file, fsync, rename, fsync of the directory).
+//!
+//! Directories are 0700 and files 0600: rows are masked, but they are still the job's output.
+//! Blocking file calls here are small appends to the page cache; callers run fsyncs and batch reads
+//! on the blocking pool. Imports nothing of `client` but the `LogRow` message.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::client::proto::runner::LogRow;
+use crate::daemon::reporter::state::JobState;
+
+const LOG_FILE: &str = "log";
+const STATE_FILE: &str = "state.json";
+const STATE_TEMP_FILE: &str = "state.json.tmp";
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// What the spool can fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("cannot {action} {}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot decode the spooled state {}", .path.display())]
+    State {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The persisted part of a task's delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolRecord {
+    pub job: JobState,
+    /// Rows Gitea acknowledged (`ack_index`), and where the first unacknowledged row starts in `log`.
+    pub acked_rows: u64,
+    pub acked_bytes: u64,
+    /// The final UpdateLog (`no_more`) was acknowledged in full.
+    pub log_finished: bool,
+    /// Give up delivering after this (the task's `runner.timeout` past its end).
+    pub deliver_until: SystemTime,
+}
+
+/// `<state dir>/spool`: one subdirectory per task.
+#[derive(Debug, Clone)]
+pub struct SpoolRoot {
+    dir: PathBuf,
+}
+
+/// One task's spool: the log appender and the state file.
+#[derive(Debug)]
+pub struct TaskSpool {
+    dir: PathBuf,
+    writer: BufWriter<File>,
+    reader: Arc<File>,
+    rows: u64,
+    bytes: u64,
+    encode_buffer: Vec<u8>,
+}
+
+/// Rows read from the spool for one UpdateLog call.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub rows: Vec<LogRow>,
+    /// `ends[i]` is the byte offset in `log` just past `rows[i]`.
+    pub ends: Vec<u64>,
+}
+
+impl SpoolRoot {
+    pub fn new(state_dir: &Path) -> SpoolRoot {
+        SpoolRoot {
+            dir: state_dir.join("spool"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts a fresh spool for a task (an old one with the same id is replaced).
+    pub fn create(&self, record: &SpoolRecord) -> Result<TaskSpool, SpoolError> {
+        let dir = self.dir.join(record.job.task_id.to_string());
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))?;
+        }
+        make_private_dir(&dir)?;
+        let spool = TaskSpool::open(dir, 0, 0)?;
+        spool.persist(record)?;
+        Ok(spool)
+    }
+
+    /// Every spool left by an earlier run, with its record; the log is scanned and a torn tail cut.
+    /// A directory without a readable state is reported and skipped, never deleted.
+    pub fn recover(&self) -> Result<Vec<(TaskSpool, SpoolRecord)>, SpoolError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error("list", &self.dir)(error)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error("list", &self.dir))?;
+            let dir = entry.path();
+            if !dir.is_dir() || dir.join(STATE_FILE).metadata().is_err() {
+                continue;
+            }
+            match recover_one(&dir) {
+                Ok(spooled) => found.push(spooled),
+                Err(error) => {
+                    tracing::error!(error = %error, spool = %dir.display(), "cannot recover a spooled task")
+                }
+            }
+        }
+        found.sort_by_key(|(_, record)| record.job.task_id);
+        Ok(found)
+    }
+}
+
+fn recover_one(dir: &Path) -> Result<(TaskSpool, SpoolRecord), SpoolError> {
+    let state_path = dir.join(STATE_FILE);
+    let text = fs::read(&state_path).map_err(io_error("read", &state_path))?;
+    let mut record: SpoolRecord =
+        serde_json::from_slice(&text).map_err(|source| SpoolError::State {
+            path: state_path.clone(),
+            source,
+        })?;
+    let log_path = dir.join(LOG_FILE);
+    let (rows, bytes) = scan_log(&log_path)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&log_path)
+        .map_err(io_error("open", &log_path))?;
+    file.set_len(bytes)
+        .map_err(io_error("truncate", &log_path))?;
+    if record.acked_rows > rows || record.acked_bytes > bytes {
+        // The acknowledged position is past what survived: start over, Gitea's ack decides.
+        record.acked_rows = 0;
+        record.acked_bytes = 0;
+    }
+    Ok((TaskSpool::open(dir.to_path_buf(), rows, bytes)?, record))
+}
+
+/// Counts the complete rows of a log file and the byte length they cover.
+fn scan_log(path: &Path) -> Result<(u64, u64), SpoolError> {
+    let file = File::open(path).map_err(io_error("open", path))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    let mut body = Vec::new();
+    loop {
+        let mut length = [0u8; 4];
+        match reader.read_exact(&mut length) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(error) => return Err(io_error("read", path)(error)),
+        }
+        let length = u32::from_le_bytes(length) as usize;
+        body.resize(length, 0);
+        match reader.read_exact(&mut body) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(error) => return Err(io_error("read", path)(error)),
+        }
+        if LogRow::decode(body.as_slice()).is_err() {
+            break;
+        }
+        rows += 1;
+        bytes += 4 + length as u64;
+    }
+    Ok((rows, bytes))
+}
+
+impl TaskSpool {
+    fn open(dir: PathBuf, rows: u64, bytes: u64) -> Result<TaskSpool, SpoolError> {
+        let log_path = dir.join(LOG_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .map_err(io_error("open", &log_path))?;
+        let reader = File::open(&log_path).map_err(io_error("open", &log_path))?;
+        Ok(TaskSpool {
+            dir,
+            writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            reader: Arc::new(reader),
+            rows,
+            bytes,
+            encode_buffer: Vec::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Rows written so far (buffered ones included).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Bytes written so far (buffered ones included).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends a row; it becomes readable after [`TaskSpool::flush`].
+    pub fn append(&mut self, row: &LogRow) -> Result<(), SpoolError> {
+        self.encode_buffer.clear();
+        row.encode(&mut self.encode_buffer)
+            .expect("a Vec grows to fit any message");
+        let length = self.encode_buffer.len() as u32;
+        let result = self
+            .writer
+            .write_all(&length.to_le_bytes())
+            .and_then(|()| self.writer.write_all(&self.encode_buffer));
+        result.map_err(io_error("append to", &self.dir.join(LOG_FILE)))?;
+        self.rows += 1;
+        self.bytes += 4 + u64::from(length);
+        Ok(())
+    }
+
+    /// Hands buffered rows to the kernel so readers and a restarted daemon see them.
+    pub fn flush(&mut self) -> Result<(), SpoolError> {
+        self.writer
+            .flush()
+            .map_err(io_error("write", &self.dir.join(LOG_FILE)))
+    }
+
+    /// A handle for reading batches (see [`read_batch`]) and for fsync.
+    pub fn reader(&self) -> Arc<File> {
+        Arc::clone(&self.reader)
+    }
+
+    /// Writes the record atomically and durably.
+    pub fn persist(&self, record: &SpoolRecord) -> Result<(), SpoolError> {
+        persist_record(&self.dir, record)
+    }
+
+    /// Deletes the spool once everything was delivered (or abandoned for good).
+    pub fn remove(self) -> Result<(), SpoolError> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))
+    }
+}
+
+/// Writes `state.json` in `dir`: temp file, fsync, rename, fsync of the directory.
+pub fn persist_record(dir: &Path, record: &SpoolRecord) -> Result<(), SpoolError> {
+    let temp_path = dir.join(STATE_TEMP_FILE);
+    let final_path = dir.join(STATE_FILE);
+    let text = serde_json::to_vec(record).map_err(|source| SpoolError::State {
+        path: final_path.clone(),
+        source,
+    })?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp_path)
+        .map_err(io_error("create", &temp_path))?;
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("write", &temp_path))?;
+    fs::rename(&temp_path, &final_path).map_err(io_error("rename", &temp_path))?;
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(io_error("sync", dir))
+}
+
+/// Reads rows starting at byte `from` (a row boundary) up to byte `end`, as many as fit in an
+/// UpdateLog request of at most `max_request_bytes` (at least one row when any is available).
+pub fn read_batch(file: &File, from: u64, end: u64, max_request_bytes: usize) -> io::Result<Batch> {
+    let mut batch = Batch::default();
+    if from >= end {
+        return Ok(batch);
+    }
+    // Rows are at most 64 KiB plus framing, so this always holds the first row.
+    let window = (end - from).min(max_request_bytes as u64 + 128 * 1024) as usize;
+    let mut buffer = vec![0u8; window];
+    file.read_exact_at(&mut buffer, from)?;
+    // Request framing besides the rows: task_id, index and no_more, each at most 11 bytes.
+    let mut request_bytes = 3 * 11;
+    let mut offset = 0usize;
+    while offset + 4 <= buffer.len() {
+        let length = u32::from_le_bytes(
+            buffer[offset..offset + 4]
+                .try_into()
+                .expect("a 4-byte slice converts to [u8; 4]"),
+        ) as usize;
+        let body_end = offset + 4 + length;
+        if body_end > buffer.len() {
+            break;
+        }
+        let row_bytes = 1 + prost::length_delimiter_len(length) + length;
+        if !batch.rows.is_empty() && request_bytes + row_bytes > max_request_bytes {
+            break;
+        }
+        let row = LogRow::decode(&buffer[offset + 4..body_end])
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        request_bytes += row_bytes;
+        batch.rows.push(row);
+        batch.ends.push(from + body_end as u64);
+        offset = body_end;
+    }
+    Ok(batch)
+}
+
+/// Finds the byte offset of row `target_row`, counting from a known (`row`, `byte`) position.
+pub fn seek_row(
+    file: &File,
+    mut row: u64,
+    mut byte: u64,
+    target_row: u64,
+    end: u64,
+) -> io::Result<u64> {
+    let mut length = [0u8; 4];
+    while row < target_row && byte < end {
+        file.read_exact_at(&mut length, byte)?;
+        byte += 4 + u64::from(u32::from_le_bytes(length));
+        row += 1;
+    }
+    Ok(byte)
+}
+
+fn make_private_dir(dir: &Path) -> Result<(), SpoolError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_error("create", dir))
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
+    let path = path.to_path_buf();
+    move |source| SpoolError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn row(n: usize) -> LogRow {
+        LogRow {
+            time: Some((UNIX_EPOCH + Duration::from_secs(n as u64)).into()),
+            content: format!("line {n}"),
+        }
+    }
+
+    fn record(task_id: i64) -> SpoolRecord {
+        SpoolRecord {
+            job: JobState::new(task_id),
+            acked_rows: 0,
+            acked_bytes: 0,
+            log_finished: false,
+            deliver_until: UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_in_batches_capped_by_request_size() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = SpoolRoot::new(temp.path());
+        let mut spool = root.create(&record(5)).unwrap();
+        for n in 0..10_000 {
+            spool.append(&row(n)).unwrap();
+        }
+        spool.flush().unwrap();
+        let reader = spool.reader();
+        let (mut from, mut n_read, mut n_batches) = (0u64, 0usize, 0);
+        while from < spool.bytes() {
+            let batch = read_batch(&reader, from, spool.bytes(), 16 * 1024).unwrap();
+            let request = crate::client::proto::runner::UpdateLogRequest {
+                task_id: 5,
+                index: n_read as i64,
+                rows: batch.rows.clone(),
+                no_more: true,
+            };
+            assert!(request.encoded_len() <= 16 * 1024);
+            for (offset, row_read) in batch.rows.iter().enumerate() {
+                assert_eq!(*row_read, row(n_read + offset));
+            }
+            n_read += batch.rows.len();
+            from = *batch.ends.last().unwrap();
+            n_batches += 1;
+        }
+        assert_eq!(n_read, 10_000);
+        assert!(n_batches < 30, "{n_batches} batches");
+        assert_eq!(
+            seek_row(&reader, 0, 0, 10_000, spool.bytes()).unwrap(),
+            spool.bytes()
+        );
+    }
+
+    #[test]
+    fn recovery_cuts_a_torn_tail_and_keeps_the_record() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = SpoolRoot::new(temp.path());
+        let mut spool = root.create(&record(8)).unwrap();
+        for n in 0..3 {
+            spool.append(&row(n)).unwrap();
+        }
+        spool.flush().unwrap();
+        let good_bytes = spool.bytes();
+        let mut persisted = record(8);
+        persisted.acked_rows = 1;
+        persisted.acked_bytes = seek_row(&spool.reader(), 0, 0, 1, good_bytes).unwrap();
+        spool.persist(&persisted).unwrap();
+        drop(spool);
+        // A crash in the middle of the next append.
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(temp.path().join("spool/8/log"))
+            .unwrap();
+        log.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        drop(log);
+
+        let recovered = root.recover().unwrap();
+        assert_eq!(recovered.len(), 1);
+        let (mut spool, back) = recovered.into_iter().next().unwrap();
+        assert_eq!(back, persisted);
+        assert_eq!((spool.rows(), spool.bytes()), (3, good_bytes));
+        spool.append(&row(3)).unwrap();
+        spool.flush().unwrap();
+        let batch = read_batch(&spool.reader(), back.acked_bytes, spool.bytes(), 1 << 20).unwrap();
+        assert_eq!(batch.rows, vec![row(1), row(2), row(3)]);
+    }
+
+    #[test]
+    fn spool_files_are_private_and_removed_when_done() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = SpoolRoot::new(temp.path());
+        let spool = root.create(&record(1)).unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(spool.dir()), 0o700);
+        assert_eq!(mode(&spool.dir().join("log")), 0o600);
+        assert_eq!(mode(&spool.dir().join("state.json")), 0o600);
+        let dir = spool.dir().to_path_buf();
+        spool.remove().unwrap();
+        assert!(!dir.exists());
+        assert!(root.recover().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_state_is_skipped_not_deleted() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = SpoolRoot::new(temp.path());
+        let spool = root.create(&record(2)).unwrap();
+        fs::write(spool.dir().join("state.json"), b"{not json").unwrap();
+        assert!(root.recover().unwrap().is_empty());
+        assert!(spool.dir().join("log").exists());
+    }
+}
