@@ -45,9 +45,11 @@ enum Failure {
 fn classify(error: &ClientError) -> Failure {
     match error {
         ClientError::Unauthenticated { .. } => Failure::Unauthenticated,
+        ClientError::LogArchived { .. } => Failure::LogArchived,
         ClientError::Server { message, .. } if message.contains("has been archived") => {
             Failure::LogArchived
         }
+        ClientError::Unimplemented { .. } | ClientError::InvalidSettings { .. } => Failure::Abandon,
         ClientError::Server { message, .. }
             if message.contains("invalid runner for task")
                 || message.contains("get task")
@@ -522,7 +524,11 @@ async fn call<T>(
 ) -> Result<T, ClientError> {
     match tokio::time::timeout(core.settings.report_close_timeout, future).await {
         Ok(answer) => answer,
-        Err(_) => Err(ClientError::DeadlineExceeded { method }),
+        Err(_) => Err(ClientError::DeadlineExceeded {
+            method,
+            url: String::new(),
+            timeout: core.settings.report_close_timeout,
+        }),
     }
 }
 
