@@ -1,3 +1,4 @@
 //! The one integration test binary: each module is one room's tests.
 
+mod expr;
 mod metrics;

@@ -4,6 +4,7 @@
 //! May use: `ast`, `error`, `functions`, `value`, `mod` (for `EvalContext`).
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use super::EvalContext;
 use super::ast::{BinaryOp, Expr, ExprKind};
@@ -146,25 +147,23 @@ impl<'a, 'c: 'a> Evaluator<'a, 'c> {
     }
 }
 
-/// A comparison operator applied with GitHub's coercions.
+/// A comparison operator applied with GitHub's coercions; `<=` and `>=` are "equal or less"
+/// and "equal or greater", so an array is `<=` itself.
 fn compare(op: BinaryOp, left: &Operand<'_>, right: &Operand<'_>) -> bool {
+    let ordering = || match (left, right) {
+        (Operand::Single(left), Operand::Single(right)) => loose_compare(left, right),
+        // A filter result is an array: it has no order.
+        _ => None,
+    };
     match op {
         BinaryOp::Eq => operands_equal(left, right),
         BinaryOp::Ne => !operands_equal(left, right),
-        _ => {
-            let ordering = match (left, right) {
-                (Operand::Single(left), Operand::Single(right)) => loose_compare(left, right),
-                // A filtered array compares as an array does: as NaN.
-                _ => None,
-            };
-            match (op, ordering) {
-                (_, None) => false,
-                (BinaryOp::Lt, Some(ordering)) => ordering.is_lt(),
-                (BinaryOp::Le, Some(ordering)) => ordering.is_le(),
-                (BinaryOp::Gt, Some(ordering)) => ordering.is_gt(),
-                (_, Some(ordering)) => ordering.is_ge(),
-            }
-        }
+        BinaryOp::Lt => ordering().is_some_and(Ordering::is_lt),
+        BinaryOp::Gt => ordering().is_some_and(Ordering::is_gt),
+        BinaryOp::Le => operands_equal(left, right) || ordering().is_some_and(Ordering::is_lt),
+        BinaryOp::Ge => operands_equal(left, right) || ordering().is_some_and(Ordering::is_gt),
+        // The caller short-circuits `&&` and `||` and never hands them here.
+        BinaryOp::And | BinaryOp::Or => false,
     }
 }
 
@@ -239,13 +238,13 @@ fn child_at(value: &Value, idx: usize) -> &Value {
     }
 }
 
-/// The object filter: every item of an array or value of an object; on a filter result, one
-/// level flattened.
+/// The object filter: every item of an array or value of an object (nothing for anything
+/// else); on a filter result, one level flattened.
 fn wildcard(base: Operand<'_>) -> Operand<'_> {
     match base {
         Operand::Single(value) => match children(value) {
             Some(items) => Operand::Filtered(items),
-            None => Operand::owned(Value::Null),
+            None => Operand::Filtered(Vec::new()),
         },
         Operand::Filtered(items) => {
             Operand::Filtered(items.into_iter().filter_map(children).flatten().collect())

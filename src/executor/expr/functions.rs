@@ -45,115 +45,21 @@ pub struct Signature {
 
 use ArgumentType::{Any, Scalar};
 
+/// One row per function: the documented spelling, arity and argument types.
+#[rustfmt::skip]
 const TABLE: &[(Function, &str, Signature)] = &[
-    (
-        Function::Contains,
-        "contains",
-        Signature {
-            min_args: 2,
-            max_args: Some(2),
-            types: &[Any, Any],
-        },
-    ),
-    (
-        Function::StartsWith,
-        "startsWith",
-        Signature {
-            min_args: 2,
-            max_args: Some(2),
-            types: &[Any, Any],
-        },
-    ),
-    (
-        Function::EndsWith,
-        "endsWith",
-        Signature {
-            min_args: 2,
-            max_args: Some(2),
-            types: &[Any, Any],
-        },
-    ),
-    (
-        Function::Format,
-        "format",
-        Signature {
-            min_args: 1,
-            max_args: None,
-            types: &[Scalar, Any],
-        },
-    ),
-    (
-        Function::Join,
-        "join",
-        Signature {
-            min_args: 1,
-            max_args: Some(2),
-            types: &[Any, Scalar],
-        },
-    ),
-    (
-        Function::ToJson,
-        "toJSON",
-        Signature {
-            min_args: 1,
-            max_args: Some(1),
-            types: &[Any],
-        },
-    ),
-    (
-        Function::FromJson,
-        "fromJSON",
-        Signature {
-            min_args: 1,
-            max_args: Some(1),
-            types: &[Scalar],
-        },
-    ),
-    (
-        Function::HashFiles,
-        "hashFiles",
-        Signature {
-            min_args: 1,
-            max_args: None,
-            types: &[Scalar],
-        },
-    ),
-    (
-        Function::Success,
-        "success",
-        Signature {
-            min_args: 0,
-            max_args: Some(0),
-            types: &[],
-        },
-    ),
-    (
-        Function::Always,
-        "always",
-        Signature {
-            min_args: 0,
-            max_args: Some(0),
-            types: &[],
-        },
-    ),
-    (
-        Function::Cancelled,
-        "cancelled",
-        Signature {
-            min_args: 0,
-            max_args: Some(0),
-            types: &[],
-        },
-    ),
-    (
-        Function::Failure,
-        "failure",
-        Signature {
-            min_args: 0,
-            max_args: Some(0),
-            types: &[],
-        },
-    ),
+    (Function::Contains, "contains", Signature { min_args: 2, max_args: Some(2), types: &[Any, Any] }),
+    (Function::StartsWith, "startsWith", Signature { min_args: 2, max_args: Some(2), types: &[Any, Any] }),
+    (Function::EndsWith, "endsWith", Signature { min_args: 2, max_args: Some(2), types: &[Any, Any] }),
+    (Function::Format, "format", Signature { min_args: 1, max_args: None, types: &[Any] }),
+    (Function::Join, "join", Signature { min_args: 1, max_args: Some(2), types: &[Any, Any] }),
+    (Function::ToJson, "toJSON", Signature { min_args: 1, max_args: Some(1), types: &[Any] }),
+    (Function::FromJson, "fromJSON", Signature { min_args: 1, max_args: Some(1), types: &[Scalar] }),
+    (Function::HashFiles, "hashFiles", Signature { min_args: 1, max_args: None, types: &[Scalar] }),
+    (Function::Success, "success", Signature { min_args: 0, max_args: Some(0), types: &[] }),
+    (Function::Always, "always", Signature { min_args: 0, max_args: Some(0), types: &[] }),
+    (Function::Cancelled, "cancelled", Signature { min_args: 0, max_args: Some(0), types: &[] }),
+    (Function::Failure, "failure", Signature { min_args: 0, max_args: Some(0), types: &[] }),
 ];
 
 impl Function {
@@ -229,13 +135,15 @@ impl Function {
         let arg = |idx: usize| args.get(idx).unwrap_or(&Value::Null);
         match self {
             Function::Contains => Ok(Value::Bool(contains(arg(0), arg(1)))),
-            Function::StartsWith => Ok(Value::Bool(starts_with_ignore_case(
-                &arg(0).to_scalar_string(),
-                &arg(1).to_scalar_string(),
+            Function::StartsWith => Ok(Value::Bool(both_scalar(
+                arg(0),
+                arg(1),
+                starts_with_ignore_case,
             ))),
-            Function::EndsWith => Ok(Value::Bool(ends_with_ignore_case(
-                &arg(0).to_scalar_string(),
-                &arg(1).to_scalar_string(),
+            Function::EndsWith => Ok(Value::Bool(both_scalar(
+                arg(0),
+                arg(1),
+                ends_with_ignore_case,
             ))),
             Function::Format => {
                 format(&arg(0).to_scalar_string(), &args[1.min(args.len())..]).map(Value::String)
@@ -260,31 +168,45 @@ impl Function {
     }
 }
 
-/// `contains(search, item)`: element loose equality when `search` is an array, else a
-/// case-insensitive substring test on both converted to strings.
+/// Applies a string test when both values are scalars (converted to strings); false otherwise.
+fn both_scalar(left: &Value, right: &Value, test: fn(&str, &str) -> bool) -> bool {
+    is_scalar(left) && is_scalar(right) && test(&left.to_scalar_string(), &right.to_scalar_string())
+}
+
+fn is_scalar(value: &Value) -> bool {
+    !matches!(value, Value::Array(_) | Value::Object(_))
+}
+
+/// `contains(search, item)`: element loose equality when `search` is an array; a case-insensitive
+/// substring test when both are scalars (converted to strings); false otherwise.
 fn contains(search: &Value, item: &Value) -> bool {
     match search {
         Value::Array(items) => items.iter().any(|element| loose_equals(element, item)),
-        _ => contains_ignore_case(&search.to_scalar_string(), &item.to_scalar_string()),
+        Value::Object(_) => false,
+        _ => both_scalar(search, item, contains_ignore_case),
     }
 }
 
-/// `join(array, separator = ',')`: elements converted to strings; a non-array is converted itself.
+/// `join(array, separator = ',')`: array elements converted to strings and joined; a scalar is
+/// converted itself, an object gives `''`. A separator that is not a scalar is ignored.
 fn join(array: &Value, separator: Option<&Value>) -> String {
-    let separator = separator.map_or_else(|| ",".to_owned(), Value::to_scalar_string);
+    let separator = separator
+        .filter(|separator| is_scalar(separator))
+        .map_or_else(|| ",".to_owned(), Value::to_scalar_string);
     match array {
         Value::Array(items) => items
             .iter()
             .map(Value::to_scalar_string)
             .collect::<Vec<_>>()
             .join(&separator),
-        other => other.to_scalar_string(),
+        Value::Object(_) => String::new(),
+        scalar => scalar.to_scalar_string(),
     }
 }
 
 /// `format(template, args...)`: `{N}` replaced by argument N, `{{` and `}}` are literal braces.
 fn format(template: &str, args: &[Value]) -> Result<String, String> {
-    let invalid = || format!("the format string is invalid: '{template}'");
+    let invalid = || format!("The following format string is invalid: {template}");
     let mut out = String::new();
     let mut chars = template.char_indices().peekable();
     while let Some((_, c)) = chars.next() {
@@ -305,9 +227,7 @@ fn format(template: &str, args: &[Value]) -> Result<String, String> {
                 let arg_idx: usize = digits.parse().map_err(|_| invalid())?;
                 let Some(arg) = args.get(arg_idx) else {
                     return Err(format!(
-                        "the format string references argument {{{arg_idx}}} but only {} {} supplied: '{template}'",
-                        args.len(),
-                        if args.len() == 1 { "was" } else { "were" }
+                        "The following format string references more arguments than were supplied: {template}"
                     ));
                 };
                 out.push_str(&arg.to_scalar_string());

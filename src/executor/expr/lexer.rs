@@ -103,7 +103,10 @@ impl Lexer<'_> {
                 continue;
             }
             let token = match c {
-                '.' => self.single(Token::Dot),
+                // A dot after something that can be dereferenced is an operator; elsewhere it
+                // starts a number such as `.5`.
+                '.' if self.after_operand() => self.single(Token::Dot),
+                '.' => self.number()?,
                 '*' => self.single(Token::Star),
                 ',' => self.single(Token::Comma),
                 '(' => self.single(Token::LeftParen),
@@ -200,30 +203,35 @@ impl Lexer<'_> {
         }
     }
 
-    /// A number is a run of letters, digits, `.`, and a sign at the start or after an exponent
-    /// marker; the whole run must then be a valid literal, so `1.2.3` and `12abc` are errors.
+    fn after_operand(&self) -> bool {
+        matches!(
+            self.tokens.last(),
+            Some((
+                _,
+                Token::Identifier(_) | Token::RightBracket | Token::RightParen | Token::Star
+            ))
+        )
+    }
+
+    /// A number runs up to the next boundary character (an operator, bracket, comma or
+    /// whitespace; a `.` does not end it) and the whole run must be a valid literal, so `1.2.3`,
+    /// `12abc` and `-x` are errors rather than several tokens.
     fn number(&mut self) -> Result<Token, ExprError> {
         let start = self.pos;
-        self.pos += 1;
-        let is_hex =
-            self.source[start..].starts_with("0x") || self.source[start..].starts_with("-0x");
         while let Some(c) = self.peek() {
-            let previous = self.source.as_bytes()[self.pos - 1];
-            let sign_after_exponent =
-                (c == '-' || c == '+') && !is_hex && matches!(previous, b'e' | b'E');
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || sign_after_exponent {
-                self.pos += 1;
-            } else {
+            if c != '.' && is_boundary(c) && self.pos > start {
                 break;
             }
+            self.pos += c.len_utf8();
         }
         let text = &self.source[start..self.pos];
         match parse_number_literal(text) {
-            Some(number) if !text.starts_with('+') && text != "-" => Ok(Token::Number(number)),
-            _ => Err(self.error(format!("unexpected symbol '{text}'"), start, text.len())),
+            Some(number) => Ok(Token::Number(number)),
+            None => Err(self.error(format!("unexpected symbol '{text}'"), start, text.len())),
         }
     }
 
+    /// An identifier or keyword; after a `.` keywords are plain property names.
     fn word(&mut self) -> Token {
         let start = self.pos;
         while let Some(c) = self.peek() {
@@ -233,7 +241,9 @@ impl Lexer<'_> {
                 break;
             }
         }
+        let after_dot = matches!(self.tokens.last(), Some((_, Token::Dot)));
         match &self.source[start..self.pos] {
+            word if after_dot => Token::Identifier(word.to_owned()),
             "null" => Token::Null,
             "true" => Token::True,
             "false" => Token::False,
@@ -254,4 +264,12 @@ impl Lexer<'_> {
             self.source,
         )
     }
+}
+
+/// Characters that end a number: brackets, the comma, the dot, operator characters, whitespace.
+fn is_boundary(c: char) -> bool {
+    matches!(
+        c,
+        '(' | '[' | ')' | ']' | ',' | '.' | '!' | '>' | '<' | '=' | '&' | '|'
+    ) || c.is_whitespace()
 }

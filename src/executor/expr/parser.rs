@@ -55,9 +55,17 @@ impl Parser<'_> {
         let saved_depth = self.depth;
         self.descend()?;
         let mut left = self.prefix()?;
+        // As on GitHub, only a context, a call or a parenthesised group can be dereferenced.
+        let mut derefable = matches!(left.kind, ExprKind::Context(_) | ExprKind::Call { .. })
+            || self.source[left.span.start..].starts_with('(');
         while rbp < self.peek().lbp() {
             self.descend()?;
+            if !derefable && matches!(self.peek(), Token::Dot | Token::LeftBracket) {
+                let message = format!("unexpected {} after a literal", self.peek().describe());
+                return Err(self.error(message, self.peek_span()));
+            }
             left = self.infix(left)?;
+            derefable = true;
         }
         self.depth = saved_depth;
         Ok(left)
@@ -147,10 +155,6 @@ impl Parser<'_> {
                 });
             }
             Token::Identifier(name) => name,
-            // Keywords are ordinary property names after a dot (`inputs.null` is a key).
-            Token::Null | Token::True | Token::False => {
-                self.source[span.start..span.end].to_owned()
-            }
             Token::Number(_) if self.source[span.start..span.end] == *"NaN" => "NaN".to_owned(),
             Token::Number(_) if self.source[span.start..span.end] == *"Infinity" => {
                 "Infinity".to_owned()

@@ -105,8 +105,8 @@ impl Value {
         }
     }
 
-    /// The pretty JSON `toJSON` prints: two-space indent, `"key": value`, numbers as JavaScript
-    /// prints them, `[]` and `{}` for empty collections.
+    /// The pretty JSON `toJSON` prints: two-space indent, `"key": value`, numbers as JavaScript's
+    /// `JSON.stringify` prints them (NaN and the infinities as `null`), `[]` and `{}` when empty.
     pub fn to_pretty_json(&self) -> String {
         let mut out = String::new();
         write_pretty_json(self, 0, &mut out);
@@ -224,8 +224,9 @@ pub fn ends_with_ignore_case(haystack: &str, needle: &str) -> bool {
         .all(|c| haystack.next() == Some(c))
 }
 
-/// Parses a string the way GitHub coerces it to a number: surrounding whitespace ignored, `''` is 0,
-/// decimal with optional sign, fraction and exponent, `0x` hex, `0o` octal, `Infinity`; else NaN.
+/// Parses a string the way GitHub coerces it to a number (JavaScript's `Number(text)`): surrounding
+/// whitespace ignored, `''` is 0, decimal with optional sign, fraction and exponent, `0x` hex, `0o`
+/// octal, `0b` binary, `Infinity` with optional sign; anything else is NaN.
 pub fn parse_number(text: &str) -> f64 {
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -236,6 +237,19 @@ pub fn parse_number(text: &str) -> f64 {
 
 /// Parses the text of a number without surrounding whitespace; `None` when it is not one.
 pub fn parse_number_literal(text: &str) -> Option<f64> {
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
+        if let Some(digits) = text.strip_prefix(prefix) {
+            // Like JavaScript, a radix prefix takes no sign.
+            return parse_radix(digits, radix);
+        }
+    }
     let (negative, unsigned) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -243,10 +257,6 @@ pub fn parse_number_literal(text: &str) -> Option<f64> {
     };
     let magnitude = if unsigned == "Infinity" {
         f64::INFINITY
-    } else if let Some(hex) = unsigned.strip_prefix("0x") {
-        parse_radix(hex, 16)?
-    } else if let Some(octal) = unsigned.strip_prefix("0o") {
-        parse_radix(octal, 8)?
     } else if is_decimal(unsigned) {
         unsigned.parse::<f64>().ok()?
     } else {
@@ -266,8 +276,8 @@ fn parse_radix(digits: &str, radix: u32) -> Option<f64> {
     Some(result)
 }
 
-/// `digits [. digits] [e [+-] digits]` or `. digits [exponent]`; what Rust's float parser accepts
-/// beyond this (`inf`, `nan`) GitHub does not.
+/// `digits [. [digits]] [e [+-] digits]` or `. digits [exponent]`; what Rust's float parser
+/// accepts beyond this (`inf`, `nan`) JavaScript does not.
 fn is_decimal(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut idx = 0;
@@ -302,9 +312,20 @@ fn is_decimal(text: &str) -> bool {
     idx == bytes.len()
 }
 
-/// Formats a number as JavaScript's `Number.prototype.toString` does: integers without a decimal
-/// point, the shortest digits that round-trip, exponent form below 1e-6 and from 1e21.
+/// Formats a number as GitHub converts it to a string: rounded to at most 15 decimal places, then
+/// printed as JavaScript does (`1.0` → `1`, `1e+21`, `1e-7`, `NaN`, `Infinity`).
 pub fn format_number(number: f64) -> String {
+    if number.is_finite() && number.abs() < 1e21 {
+        // Limits precision the way GitHub does, so 0.1 + noise does not print 17 digits.
+        let rounded: f64 = format!("{number:.15}").parse().unwrap_or(number);
+        return js_number_to_string(rounded);
+    }
+    js_number_to_string(number)
+}
+
+/// JavaScript's `Number.prototype.toString()`: the shortest digits that round-trip, plain notation
+/// from 1e-6 up to 1e21, exponent notation outside.
+pub fn js_number_to_string(number: f64) -> String {
     if number.is_nan() {
         return "NaN".to_owned();
     }
@@ -374,7 +395,9 @@ fn write_pretty_json(value: &Value, depth: usize, out: &mut String) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&format_number(*n)),
+        // As JSON.stringify: full precision, and no JSON spelling for NaN or the infinities.
+        Value::Number(n) if n.is_finite() => out.push_str(&js_number_to_string(*n)),
+        Value::Number(_) => out.push_str("null"),
         Value::String(s) => write_json_string(s, out),
         Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Object(map) if map.is_empty() => out.push_str("{}"),
