@@ -14,3 +14,4 @@ pub mod observe;
 pub mod poller;
 pub mod reporter;
 pub mod spool;
+pub mod task;
