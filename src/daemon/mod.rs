@@ -5,6 +5,8 @@
 //! - [`observe`]: the events metrics and systemd watch; they never decide anything.
 //! - [`reporter`]: job events → UpdateLog / UpdateTask, with the delivery guarantees.
 //! - [`spool`]: the on-disk log and state spool that survives outages and crashes.
+//! - [`task`]: Task → executor job, a pure conversion.
+//! - [`shutdown`]: the bounded drain after admission stops.
 //!
 //! May use: `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
 //! [`observe::DaemonEvent`]s to them).
@@ -13,5 +15,6 @@ pub mod backoff;
 pub mod observe;
 pub mod poller;
 pub mod reporter;
+pub mod shutdown;
 pub mod spool;
 pub mod task;
