@@ -2,3 +2,4 @@
 
 mod expr;
 mod metrics;
+mod systemd;

@@ -8,6 +8,10 @@ use std::process::ExitCode;
 pub struct DaemonArgs {}
 
 /// Runs the command.
-pub fn run(_config: Option<PathBuf>, _args: DaemonArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    _config: Option<PathBuf>,
+    _args: DaemonArgs,
+    _inherited: crate::systemd::Inherited,
+) -> anyhow::Result<ExitCode> {
     anyhow::bail!("`daemon` is not implemented yet")
 }

@@ -38,11 +38,12 @@ pub enum Command {
 }
 
 /// Parses the command line, runs the command and turns its outcome into the process exit code.
-pub fn main() -> std::process::ExitCode {
+/// `inherited` is what systemd passed, captured by `main` before any thread started.
+pub fn main(inherited: crate::systemd::Inherited) -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Register(args) => register::run(cli.config, args),
-        Command::Daemon(args) => daemon::run(cli.config, args),
+        Command::Daemon(args) => daemon::run(cli.config, args, inherited),
         Command::Exec(args) => exec::run(cli.config, args),
         Command::GenerateConfig(args) => generate_config::run(args),
         Command::CacheServer(args) => cache_server::run(cli.config, args),

@@ -1,1 +1,105 @@
-//! systemd integration: notify, socket activation, journald, D-Bus, credentials. Observes the lifecycle, never drives it.
+//! systemd integration: notify, socket activation, journald, D-Bus, credentials, and the
+//! environment jobs must not see. Observes the lifecycle, never drives it: nothing here decides
+//! whether a job runs. Every piece is a no-op when its variable (`NOTIFY_SOCKET`, `LISTEN_FDS`,
+//! `WATCHDOG_USEC`, `CREDENTIALS_DIRECTORY`) is absent.
+//!
+//! May use: `config` (plain values only). Never: `client`, `daemon`, `executor`, `metrics`.
+//!
+//! # How the daemon wires it (API boundary)
+//!
+//! 1. `main` calls [`Inherited::capture`] before anything else, while the process has one thread,
+//!    and passes the result down to the `daemon` command. It holds the notify socket, the
+//!    watchdog interval, the socket-activated `metrics` listener and the credentials directory.
+//! 2. Logging: [`journald::layer_if_wanted`]`(config.log.journald)` gives the journald layer when
+//!    stderr is the journal or config asks for it; otherwise use the plain stderr layer. Run each
+//!    task inside [`journald::task_span`] so its entries carry `TASK_ID`, `REPOSITORY`, ....
+//! 3. `let (notifier, latches) = Notifier::new(inherited.notify_socket.take())`. Release each latch
+//!    when its precondition holds: `latches.config`, `latches.registration`, `latches.docker`
+//!    (at once when no label needs Docker), `latches.declared`, `latches.metrics_listener`. The
+//!    last release sends `READY=1` with the current STATUS. An unreleased latch dropped on an
+//!    error path never sends READY.
+//! 4. Keep STATUS current: feed a [`StatusBoard`] from the daemon's observer events (job started
+//!    and finished, fetch failed or answered, poll interval, capacity, draining); it renders
+//!    `idle 0/4`, `running 2/4: owner/repo build`, `backoff 10s: <reason>`, `draining 2 jobs`,
+//!    advances the watchdog's [`Progress`] on `poll_progress`, and counts a full runner (the poll
+//!    loop waiting for a place) as a deliberate wait. Before READY, [`Notifier::status`] with
+//!    `Status::Starting("waiting for Docker")` says what start-up waits for.
+//! 5. Watchdog: when `inherited.watchdog` is `Some(interval)`, spawn
+//!    [`watchdog::run_watchdog`] with the board's [`Progress`], a stall limit from
+//!    [`watchdog::poll_stall_limit`]`(fetch_timeout, fetch_interval_max)`, and a Docker ping as
+//!    the [`HealthProbe`] when labels need Docker.
+//! 6. Reload (SIGHUP): [`Notifier::reloading`] first, [`Notifier::reloaded`] after the new config
+//!    is applied or refused.
+//! 7. Drain (SIGTERM/SIGINT, or logind's PrepareForShutdown): `let drain =
+//!    notifier.drain_started(n_jobs, shutdown_timeout)` sends STOPPING=1 and keeps extending the
+//!    stop timeout; call `drain.jobs_left(n)` as jobs end; drop it when drained.
+//! 8. D-Bus: [`dbus::SystemBus::connect`] (None without a system bus, one debug line);
+//!    [`dbus::ShutdownInhibitor`] holds a logind delay lock while jobs run and reports
+//!    PrepareForShutdown; [`dbus::wait_for_unit_active`] waits for `docker.service`.
+//! 9. Children: every host-mode job process and helper command goes through
+//!    [`child_env::scrub`] (or gets [`child_env::job_environment`]), so no job sees
+//!    `NOTIFY_SOCKET`, `LISTEN_*`, `WATCHDOG_*` and the rest of the runner's systemd interface.
+//! 10. Tokens: [`Credentials::read`] with the names in [`credentials::names`].
+
+pub mod activation;
+pub mod child_env;
+pub mod credentials;
+pub mod dbus;
+pub mod journald;
+pub mod notify;
+pub mod status_board;
+pub mod watchdog;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+pub use activation::{ActivationError, METRICS_FD_NAME};
+pub use credentials::{Credential, Credentials};
+pub use notify::{DrainNotice, Notifier, NotifySocket, Phase, ReadyLatch, ReadyLatches, Status};
+pub use status_board::StatusBoard;
+pub use watchdog::{HealthProbe, Progress, WatchdogConfig};
+
+/// What systemd handed the process, captured in `main` before the async runtime starts.
+#[derive(Debug)]
+pub struct Inherited {
+    /// `NOTIFY_SOCKET`, when the unit is `Type=notify`.
+    pub notify_socket: Option<NotifySocket>,
+    /// Why `NOTIFY_SOCKET` was set but unusable (the daemon logs it once logging is up).
+    pub notify_error: Option<std::io::Error>,
+    /// `WatchdogSec=` (from `WATCHDOG_USEC`, honouring `WATCHDOG_PID`).
+    pub watchdog: Option<Duration>,
+    /// The socket-activated listener named [`METRICS_FD_NAME`]: `Ok(None)` when none was passed
+    /// (bind `metrics.addr` then), an error when the passed fd is unusable.
+    pub metrics_listener: Result<Option<TcpListener>, ActivationError>,
+    /// `$CREDENTIALS_DIRECTORY`.
+    pub credentials: Credentials,
+}
+
+impl Inherited {
+    /// Takes the inherited fds and reads the systemd variables. Call it first thing in `main`,
+    /// while the process has a single thread: taking the listener edits the process environment.
+    pub fn capture() -> Self {
+        let (notify_socket, notify_error) = match NotifySocket::from_env() {
+            Ok(socket) => (socket, None),
+            Err(error) => (None, Some(error)),
+        };
+        Self {
+            notify_socket,
+            notify_error,
+            watchdog: sd_notify::watchdog_enabled(),
+            metrics_listener: activation::take_tcp_listener(METRICS_FD_NAME),
+            credentials: Credentials::from_env(),
+        }
+    }
+
+    /// Nothing inherited (for commands and tests that run outside systemd).
+    pub fn none() -> Self {
+        Self {
+            notify_socket: None,
+            notify_error: None,
+            watchdog: None,
+            metrics_listener: Ok(None),
+            credentials: Credentials::default(),
+        }
+    }
+}

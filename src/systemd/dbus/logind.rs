@@ -1,0 +1,135 @@
+//! login1: a delay inhibitor for shutdown and sleep held while jobs run (its reason names them),
+//! and `PrepareForShutdown(true)` turned into a drain signal.
+//!
+//! A delay lock only buys `InhibitDelayMaxUSec` (5 s by default); the service's own stop ordering
+//! (SIGTERM, `EXTEND_TIMEOUT_USEC=`) remains the main mechanism. May use: `super`, zbus, tokio.
+
+use std::sync::Mutex;
+
+use futures_util::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::SystemBus;
+
+#[zbus::proxy(
+    interface = "org.freedesktop.login1.Manager",
+    default_service = "org.freedesktop.login1",
+    default_path = "/org/freedesktop/login1"
+)]
+trait LoginManager {
+    /// Takes an inhibitor lock; closing the returned fd releases it.
+    fn inhibit(&self, what: &str, who: &str, why: &str, mode: &str) -> zbus::Result<zbus::OwnedFd>;
+
+    /// Sent with `true` before the system shuts down, and with `false` if the shutdown is cancelled.
+    #[zbus(signal)]
+    fn prepare_for_shutdown(&self, start: bool) -> zbus::Result<()>;
+
+    /// How long logind waits for delay locks.
+    #[zbus(property, name = "InhibitDelayMaxUSec")]
+    fn inhibit_delay_max_usec(&self) -> zbus::Result<u64>;
+}
+
+/// Who the lock is for, as `systemd-inhibit --list` shows it.
+const WHO: &str = "act-runner";
+const WHAT: &str = "shutdown:sleep";
+
+/// Holds a logind delay lock while jobs run and signals a drain on `PrepareForShutdown(true)`.
+#[derive(Debug)]
+pub struct ShutdownInhibitor {
+    manager: LoginManagerProxy<'static>,
+    /// The lock and the reason it was taken with. Never held across an await.
+    lock: Mutex<Option<(String, zbus::OwnedFd)>>,
+    stop_watching: CancellationToken,
+}
+
+impl ShutdownInhibitor {
+    /// Subscribes to `PrepareForShutdown` (before any lock is taken, so no signal is missed) and
+    /// cancels `drain` when a shutdown starts. `None` (one debug line) when logind is not there.
+    pub async fn new(bus: &SystemBus, drain: CancellationToken) -> Option<Self> {
+        let manager = match LoginManagerProxy::new(bus.connection()).await {
+            Ok(manager) => manager,
+            Err(error) => {
+                tracing::debug!(%error, "no logind: no shutdown inhibitor");
+                return None;
+            }
+        };
+        let mut signals = match manager.receive_prepare_for_shutdown().await {
+            Ok(signals) => signals,
+            Err(error) => {
+                tracing::debug!(%error, "no logind: cannot subscribe to PrepareForShutdown");
+                return None;
+            }
+        };
+        let stop_watching = CancellationToken::new();
+        let stop = stop_watching.clone();
+        tokio::spawn(async move {
+            loop {
+                let signal = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = drain.cancelled() => return,
+                    signal = signals.next() => signal,
+                };
+                let Some(signal) = signal else { return };
+                match signal.args() {
+                    Ok(args) if args.start => {
+                        tracing::info!("logind announced a shutdown; draining");
+                        drain.cancel();
+                        return;
+                    }
+                    Ok(_) => tracing::info!("logind cancelled the shutdown"),
+                    Err(error) => tracing::debug!(%error, "malformed PrepareForShutdown signal"),
+                }
+            }
+        });
+        Some(Self {
+            manager,
+            lock: Mutex::new(None),
+            stop_watching,
+        })
+    }
+
+    /// Holds the lock while `running_jobs` is not empty, with a reason naming them; releases it
+    /// when they are all done. A refused lock (no polkit permission) is logged at debug level.
+    pub async fn update(&self, running_jobs: &[String]) {
+        if running_jobs.is_empty() {
+            self.release();
+            return;
+        }
+        let reason = format!("finishing running jobs: {}", running_jobs.join(", "));
+        if self.current_reason().as_deref() == Some(reason.as_str()) {
+            return;
+        }
+        match self.manager.inhibit(WHAT, WHO, &reason, "delay").await {
+            // Replacing the old lock closes its fd only after the new one is held.
+            Ok(fd) => *self.lock_state() = Some((reason, fd)),
+            Err(error) => tracing::debug!(%error, "logind refused the inhibitor lock"),
+        }
+    }
+
+    /// Whether a lock is held (for tests and metrics).
+    pub fn is_held(&self) -> bool {
+        self.lock_state().is_some()
+    }
+
+    /// The reason of the lock held, if any.
+    pub fn current_reason(&self) -> Option<String> {
+        self.lock_state().as_ref().map(|(reason, _)| reason.clone())
+    }
+
+    /// Releases the lock, if held.
+    pub fn release(&self) {
+        self.lock_state().take();
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, Option<(String, zbus::OwnedFd)>> {
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for ShutdownInhibitor {
+    fn drop(&mut self) {
+        self.stop_watching.cancel();
+    }
+}
