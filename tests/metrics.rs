@@ -633,3 +633,96 @@ async fn a_real_prometheus_scrapes_the_server_and_its_query_api_returns_the_seri
     let _ = timeout(Duration::from_secs(10), child.wait()).await;
     server.stop().await;
 }
+
+fn packaging_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/prometheus")
+        .join(name)
+}
+
+#[tokio::test]
+async fn promtool_unit_tests_of_the_alert_rules_pass() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let output = timeout(
+        TEST_LIMIT,
+        tokio::process::Command::new(promtool)
+            .args(["test", "rules"])
+            .arg(packaging_file("act-runner.rules.test.yml"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Every `act_runner_*` or `process_*` name in `text` that the exposition does not hold.
+fn unknown_metric_names(text: &str, exposition: &str) -> Vec<String> {
+    let families: Vec<&str> = exposition
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let mut unknown = Vec::new();
+    for prefix in ["act_runner_", "process_"] {
+        for (start, _) in text.match_indices(prefix) {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name == prefix {
+                continue; // the namespace itself, mentioned in prose
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| families.contains(base))
+                .unwrap_or(&name);
+            if !families.contains(&family) {
+                unknown.push(name);
+            }
+        }
+    }
+    unknown
+}
+
+#[test]
+fn the_dashboard_and_the_rules_name_only_exposed_metrics() {
+    let exposition = new_metrics().render().unwrap();
+    let dashboard = std::fs::read_to_string(packaging_file("act-runner.grafana.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut exprs = Vec::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        exprs.len() >= 20,
+        "the dashboard has {} queries",
+        exprs.len()
+    );
+    let unknown = unknown_metric_names(&exprs.join("\n"), &exposition);
+    assert!(
+        unknown.is_empty(),
+        "dashboard names unknown metrics: {unknown:?}"
+    );
+
+    let rules = std::fs::read_to_string(packaging_file("act-runner.rules.yml")).unwrap();
+    let unknown = unknown_metric_names(&rules, &exposition);
+    assert!(
+        unknown.is_empty(),
+        "rules name unknown metrics: {unknown:?}"
+    );
+    assert!(
+        unknown_metric_names("act_runner_jobs_total", &exposition) == ["act_runner_jobs_total"]
+    );
+}
