@@ -438,6 +438,27 @@ async fn shutdown_closes_open_connections_within_the_grace() {
     );
 }
 
+#[tokio::test]
+async fn serves_on_a_handed_over_blocking_listener() {
+    // systemd hands over a blocking socket; the server must make it non-blocking itself.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener =
+        act_runner::metrics::choose_listener(Some(listener), false, "127.0.0.1:1".parse().unwrap())
+            .unwrap()
+            .unwrap();
+    let server = MetricsServer::new(listener, new_metrics(), ServerLimits::HARDENED).unwrap();
+    let addr = server.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    let health = get(addr, "/healthz").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    shutdown.cancel();
+    timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[test]
 fn a_bind_failure_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -59,7 +59,7 @@ use crate::client::Method;
 pub use labels::{FetchOutcome, JobStatus, LabelValue, MethodLabel, ReloadResult, ReportResult};
 pub use readiness::{ReadinessProbe, ReadinessVerdict};
 pub use registry::{FETCH_BUCKETS, JOB_BUCKETS, REPORT_BUCKETS};
-pub use server::{MetricsServer, ServerLimits, bind};
+pub use server::{MetricsServer, ServerLimits, bind, choose_listener};
 
 /// The `Content-Type` of `/metrics`: the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -87,6 +87,20 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, MetricsError> {
     Ok(socket.into())
 }
 
+/// The listener to serve on: the one systemd handed over (socket activation) wins, whatever
+/// `metrics.enabled` says; otherwise `addr` is bound when `enabled`; otherwise there is no server.
+pub fn choose_listener(
+    inherited: Option<std::net::TcpListener>,
+    enabled: bool,
+    addr: SocketAddr,
+) -> Result<Option<std::net::TcpListener>, MetricsError> {
+    match (inherited, enabled) {
+        (Some(listener), _) => Ok(Some(listener)),
+        (None, true) => bind(addr).map(Some),
+        (None, false) => Ok(None),
+    }
+}
+
 /// A metrics server holding its listener, ready to [`MetricsServer::run`].
 #[derive(Debug)]
 pub struct MetricsServer {
@@ -132,91 +146,101 @@ impl MetricsServer {
             limits,
         } = self;
         info!(addr = %local_addr, "metrics server listening");
-        let service = ServiceBuilder::new()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                limits.max_concurrent_requests,
-            ))
-            .layer(ResponseBodyDeadlineLayer::new(limits.response_timeout))
-            .layer(RequestBodyDeadlineLayer::new(limits.request_timeout))
-            // Inside the body deadline: `TimeoutLayer` needs a `Default` body, `DeadlineBody` is not.
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                limits.request_timeout,
-            ))
-            .service(router(metrics));
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(MAX_REQUEST_HEAD_BYTES)
-            .max_headers(MAX_REQUEST_HEADERS);
-        let builder = Arc::new(builder);
-        let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
-        let connections = TaskTracker::new();
-        // Cancelled when the shutdown grace is over: remaining connections are dropped.
-        let force_close = CancellationToken::new();
-
-        loop {
-            let slot = tokio::select! {
-                slot = connection_slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_closed) => break, // never closed; treated as shutdown
-                },
-                () = shutdown.cancelled() => break,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        warn!(error = %err, "metrics server cannot accept a connection");
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                        continue;
-                    }
-                },
-                () = shutdown.cancelled() => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let builder = builder.clone();
-            let service = TowerToHyperService::new(service.clone());
-            let shutdown = shutdown.clone();
-            let force_close = force_close.clone();
-            let limits = limits.clone();
-            connections.spawn(async move {
-                let _slot = slot;
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let mut connection = std::pin::pin!(connection);
-                tokio::select! {
-                    result = connection.as_mut() => {
-                        if let Err(err) = result {
-                            debug!(%peer, error = %err, "metrics connection ended with an error");
-                        }
-                        return;
-                    }
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(limits.max_connection_lifetime) => {}
-                }
-                connection.as_mut().graceful_shutdown();
-                tokio::select! {
-                    _ = tokio::time::timeout(limits.shutdown_grace, connection.as_mut()) => {}
-                    () = force_close.cancelled() => {}
-                }
-            });
-        }
-        drop(listener);
-        connections.close();
-        if tokio::time::timeout(limits.shutdown_grace, connections.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                n_connections = connections.len(),
-                "metrics connections still open after the shutdown grace; dropping them"
-            );
-            force_close.cancel();
-            // Each task returns as soon as it sees `force_close`; the bound only guards a bug.
-            let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
-        }
+        serve_hardened(listener, router(metrics), limits, shutdown).await;
         info!(addr = %local_addr, "metrics server stopped");
+    }
+}
+
+/// The hardened accept loop around any router (the product's, or a test's with slow routes).
+async fn serve_hardened(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let service = ServiceBuilder::new()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests,
+        ))
+        .layer(ResponseBodyDeadlineLayer::new(limits.response_timeout))
+        .layer(RequestBodyDeadlineLayer::new(limits.request_timeout))
+        // Inside the body deadline: `TimeoutLayer` needs a `Default` body, `DeadlineBody` is not.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .service(router);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+        .max_headers(MAX_REQUEST_HEADERS);
+    let builder = Arc::new(builder);
+    let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    // Cancelled when the shutdown grace is over: remaining connections are dropped.
+    let force_close = CancellationToken::new();
+
+    loop {
+        let slot = tokio::select! {
+            slot = connection_slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_closed) => break, // never closed; treated as shutdown
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "metrics server cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let service = TowerToHyperService::new(service.clone());
+        let shutdown = shutdown.clone();
+        let force_close = force_close.clone();
+        let limits = limits.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        debug!(%peer, error = %err, "metrics connection ended with an error");
+                    }
+                    return;
+                }
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(limits.max_connection_lifetime) => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = tokio::time::timeout(limits.shutdown_grace, connection.as_mut()) => {}
+                () = force_close.cancelled() => {}
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(limits.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            n_connections = connections.len(),
+            "metrics connections still open after the shutdown grace; dropping them"
+        );
+        force_close.cancel();
+        // Each task returns as soon as it sees `force_close`; the bound only guards a bug.
+        let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
     }
 }
 
@@ -251,4 +275,122 @@ async fn serve_readyz(metrics: Metrics) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, verdict.reason).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Serves `router` with every bound shortened, so the tests run in a few seconds.
+    async fn serve_for_test(router: Router) -> (SocketAddr, CancellationToken) {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            max_connections: 4,
+            max_concurrent_requests: 4,
+            max_connection_lifetime: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(1),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve_hardened(listener, router, limits, shutdown.clone()));
+        (addr, shutdown)
+    }
+
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> (String, Duration) {
+        let started = tokio::time::Instant::now();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server ends the exchange");
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            started.elapsed(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_gets_408_at_the_request_timeout() {
+        let slow = Router::new().route(
+            "/slow",
+            any(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        );
+        let (addr, shutdown) = serve_for_test(slow).await;
+        let (answer, waited) = exchange(
+            addr,
+            b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_body_sent_slowly_is_cut_off_at_the_request_timeout() {
+        let echo = Router::new().route("/echo", any(|body: axum::body::Bytes| async move { body }));
+        let (addr, shutdown) = serve_for_test(echo).await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nab")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server gives up on the body")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_response_never_finished_is_cut_off_at_the_response_timeout() {
+        let endless = Router::new().route(
+            "/endless",
+            any(|| async {
+                let chunks = futures_util::stream::unfold((), |()| async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"x")), ()))
+                });
+                axum::body::Body::from_stream(chunks)
+            }),
+        );
+        let (addr, shutdown) = serve_for_test(endless).await;
+        let (answer, waited) = exchange(
+            addr,
+            b"GET /endless HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // Cut by the response deadline (1 s), before the connection lifetime cap (2 s).
+        assert!(waited < Duration::from_millis(1800), "{waited:?}");
+        shutdown.cancel();
+    }
+
+    #[test]
+    fn an_inherited_listener_wins_and_disabled_means_no_server() {
+        let inherited = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inherited_addr = inherited.local_addr().unwrap();
+        let unused: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let chosen = choose_listener(Some(inherited), false, unused)
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.local_addr().unwrap(), inherited_addr);
+        assert!(choose_listener(None, false, unused).unwrap().is_none());
+        let bound = choose_listener(None, true, "127.0.0.1:0".parse().unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(bound.local_addr().unwrap().ip().is_loopback());
+    }
 }
