@@ -1,13 +1,561 @@
-//! `act_runner exec`.
+//! `act_runner exec`: runs workflows locally, without Gitea. Finds the workflow files, plans jobs in
+//! `needs` order with each matrix expanded, runs every job through the executor on the host
+//! (`-i -self-hosted`) or in Docker, prints the log with step boundaries, and exits 0 only if every
+//! job succeeded (or was skipped).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Flags of `exec`.
+use anyhow::{Context, bail};
+use indexmap::IndexMap;
+use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::backend::host::HostBackend;
+use crate::executor::event::{Conclusion, JobEvent};
+use crate::executor::model::Workflow;
+use crate::executor::{JobSpec, NeedResult, conclusion_name, matrix_combinations, plan, run_job};
+
+/// The image every `runs-on` maps to unless `-i` says otherwise (upstream's default).
+const DEFAULT_IMAGE: &str = "docker.gitea.com/runner-images:ubuntu-latest";
+/// The `-i` value that runs jobs on the host.
+const SELF_HOSTED: &str = "-self-hosted";
+
+/// Flags of `exec` (upstream's names).
 #[derive(Debug, clap::Args)]
-pub struct ExecArgs {}
+pub struct ExecArgs {
+    /// Workflow file or directory.
+    #[arg(short = 'W', long = "workflows", default_value = "./.gitea/workflows/")]
+    pub workflows: PathBuf,
+    /// Working directory.
+    #[arg(short = 'C', long = "directory", default_value = ".")]
+    pub directory: PathBuf,
+    /// Do not descend into subdirectories of `-W`.
+    #[arg(long = "no-recurse")]
+    pub no_recurse: bool,
+    /// List the jobs and exit.
+    #[arg(short = 'l', long = "list")]
+    pub list: bool,
+    /// Run only this job (and the jobs it needs).
+    #[arg(short = 'j', long = "job")]
+    pub job: Option<String>,
+    /// Event name (default: the only event of the workflows, else `push`).
+    #[arg(short = 'E', long = "event")]
+    pub event: Option<String>,
+    /// JSON file with the event payload (`github.event`).
+    #[arg(short = 'e', long = "eventpath")]
+    pub event_path: Option<PathBuf>,
+    /// Image for every `runs-on`; `-self-hosted` runs jobs on the host.
+    #[arg(short = 'i', long = "image", default_value = DEFAULT_IMAGE, allow_hyphen_values = true)]
+    pub image: String,
+    /// A secret, `K=V`, or `K` to take the value from the environment.
+    #[arg(short = 's', long = "secret")]
+    pub secrets: Vec<String>,
+    /// A variable (`vars` context), `K=V` or `K`.
+    #[arg(long = "var")]
+    pub vars: Vec<String>,
+    /// An environment variable for every job, `K=V` or `K` (empty value).
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    /// A dotenv file with environment variables; ignored when missing.
+    #[arg(long = "env-file", default_value = ".env")]
+    pub env_file: PathBuf,
+}
 
 /// Runs the command.
-pub fn run(_config: Option<PathBuf>, _args: ExecArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`exec` is not implemented yet")
+pub fn run(_config: Option<PathBuf>, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(exec(args))
+}
+
+struct WorkflowFile {
+    /// Path as shown (relative to `-C` when possible).
+    display: String,
+    yaml: String,
+    workflow: Workflow,
+}
+
+async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let directory = args.directory.clone();
+    let workflows_path = if args.workflows.is_absolute() {
+        args.workflows.clone()
+    } else {
+        directory.join(&args.workflows)
+    };
+    let mut files = Vec::new();
+    collect_workflow_files(&workflows_path, !args.no_recurse, &mut files)?;
+    files.sort();
+    if files.is_empty() {
+        bail!("no workflow files in {}", workflows_path.display());
+    }
+    let mut workflows = Vec::new();
+    let mut invalid = false;
+    for path in files {
+        let yaml = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let display = path
+            .strip_prefix(&directory)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        match Workflow::parse(&yaml) {
+            Ok(workflow) => workflows.push(WorkflowFile {
+                display,
+                yaml,
+                workflow,
+            }),
+            Err(error) => {
+                eprintln!("{display}:{error}");
+                invalid = true;
+            }
+        }
+    }
+    if invalid {
+        return Ok(ExitCode::from(1));
+    }
+
+    let event = args
+        .event
+        .clone()
+        .unwrap_or_else(|| plan::default_event(workflows.iter().map(|file| &file.workflow)));
+    if args.list {
+        list(&workflows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let base = base_spec(&args, &directory, &event)?;
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_interrupt.cancel();
+        }
+    });
+
+    let mut n_ran = 0usize;
+    let mut all_ok = true;
+    for file in &workflows {
+        let jobs: Vec<String> = match &args.job {
+            Some(job) if file.workflow.jobs.contains_key(job) => vec![job.clone()],
+            Some(_) => continue,
+            None if file.workflow.on.contains(&event) => {
+                file.workflow.jobs.keys().cloned().collect()
+            }
+            None => continue,
+        };
+        let stages = plan::stages(&file.workflow, &jobs).with_context(|| file.display.clone())?;
+        let mut results: IndexMap<String, NeedResult> = IndexMap::new();
+        for stage in stages.0 {
+            for job_id in stage {
+                let result = run_planned_job(&args, &base, file, &job_id, &results, &cancel).await;
+                n_ran += 1;
+                all_ok &= matches!(result.result, Conclusion::Success | Conclusion::Skipped);
+                results.insert(job_id, result);
+            }
+        }
+    }
+    if n_ran == 0 {
+        match &args.job {
+            Some(job) => bail!("there is no job `{job}` in the workflows"),
+            None => bail!("no workflow runs on event `{event}`"),
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn collect_workflow_files(
+    path: &Path,
+    recurse: bool,
+    out: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if metadata.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+    {
+        let entry_path = entry?.path();
+        if entry_path.is_dir() {
+            if recurse {
+                collect_workflow_files(&entry_path, recurse, out)?;
+            }
+        } else if entry_path
+            .extension()
+            .is_some_and(|extension| extension == "yml" || extension == "yaml")
+        {
+            out.push(entry_path);
+        }
+    }
+    Ok(())
+}
+
+fn list(workflows: &[WorkflowFile]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Stage  Job ID  Job name  Workflow name  Workflow file  Events"
+    )?;
+    for file in workflows {
+        let all: Vec<String> = file.workflow.jobs.keys().cloned().collect();
+        let stages = plan::stages(&file.workflow, &all).with_context(|| file.display.clone())?;
+        for (stage_idx, stage) in stages.0.iter().enumerate() {
+            for job_id in stage {
+                let job = &file.workflow.jobs[job_id];
+                let name = job
+                    .name
+                    .as_ref()
+                    .map_or(job_id.as_str(), |name| name.value.as_str());
+                writeln!(
+                    out,
+                    "{stage_idx}  {job_id}  {name}  {}  {}  {}",
+                    file.workflow.name.as_deref().unwrap_or(&file.display),
+                    file.display,
+                    file.workflow.on.join(",")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `K=V` pairs; a bare `K` takes `missing(K)`.
+fn pairs(items: &[String], missing: impl Fn(&str) -> String) -> IndexMap<String, String> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((key, value)) => (key.to_string(), value.to_string()),
+            None => (item.clone(), missing(item)),
+        })
+        .collect()
+}
+
+/// A dotenv file: `K=V` lines, `#` comments, optional `export ` and quotes.
+fn read_env_file(path: &Path) -> anyhow::Result<IndexMap<String, String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(IndexMap::new()),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut env = IndexMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|value| value.strip_suffix('"'))
+            .or_else(|| {
+                value
+                    .strip_prefix('\'')
+                    .and_then(|value| value.strip_suffix('\''))
+            })
+            .unwrap_or(value);
+        env.insert(key.trim().to_string(), value.to_string());
+    }
+    Ok(env)
+}
+
+fn git(directory: &Path, args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(args)
+        .current_dir(directory)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .filter(|text| !text.is_empty())
+}
+
+/// `owner/repo` from a remote URL (`https://host/owner/repo.git`, `git@host:owner/repo.git`).
+fn repository_from_remote(url: &str) -> Option<String> {
+    let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
+    let mut parts = trimmed.rsplit(['/', ':']);
+    let repo = parts.next()?;
+    let owner = parts.next()?;
+    (!owner.is_empty() && !repo.is_empty()).then(|| format!("{owner}/{repo}"))
+}
+
+/// The spec every job of this run starts from.
+fn base_spec(args: &ExecArgs, directory: &Path, event: &str) -> anyhow::Result<JobSpec> {
+    let mut spec = JobSpec::new(String::new(), String::new(), String::new());
+    spec.secrets = pairs(&args.secrets, |key| std::env::var(key).unwrap_or_default())
+        .into_iter()
+        .map(|(key, value)| (key.to_ascii_uppercase(), value))
+        .collect();
+    spec.vars = pairs(&args.vars, |_| String::new());
+    let env_file = if args.env_file.is_absolute() {
+        args.env_file.clone()
+    } else {
+        directory.join(&args.env_file)
+    };
+    spec.env = read_env_file(&env_file)?;
+    spec.env.extend(pairs(&args.env, |_| String::new()));
+    let event_payload: Json = match &args.event_path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?
+        }
+        None => json!({}),
+    };
+    let repository = git(directory, &["config", "--get", "remote.origin.url"])
+        .and_then(|url| repository_from_remote(&url))
+        .unwrap_or_else(|| {
+            let name = std::fs::canonicalize(directory)
+                .ok()
+                .and_then(|path| {
+                    path.file_name()
+                        .map(|name| name.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "repo".into());
+            format!("local/{name}")
+        });
+    let git_ref =
+        git(directory, &["symbolic-ref", "-q", "HEAD"]).unwrap_or_else(|| "refs/heads/main".into());
+    let ref_name = git_ref.rsplit('/').next().unwrap_or("main").to_string();
+    let token = spec
+        .secrets
+        .get("GITEA_TOKEN")
+        .or_else(|| spec.secrets.get("GITHUB_TOKEN"))
+        .cloned()
+        .unwrap_or_default();
+    let owner = repository.split('/').next().unwrap_or_default().to_string();
+    let github = json!({
+        "event": event_payload,
+        "event_name": event,
+        "repository": repository,
+        "repository_owner": owner,
+        "sha": git(directory, &["rev-parse", "HEAD"]).unwrap_or_default(),
+        "ref": git_ref,
+        "ref_name": ref_name,
+        "ref_type": "branch",
+        "actor": "act-runner",
+        "token": token,
+    });
+    if let Json::Object(map) = github {
+        spec.github = map;
+    }
+    spec.extra_env.insert("ACT_EXEC".into(), "true".into());
+    spec.runner_name = String::from("act-runner-exec");
+    Ok(spec)
+}
+
+fn clone_spec(base: &JobSpec) -> JobSpec {
+    let mut spec = JobSpec::new(
+        base.workflow_yaml.clone(),
+        base.workflow_file.clone(),
+        base.job_id.clone(),
+    );
+    spec.github = base.github.clone();
+    spec.env = base.env.clone();
+    spec.extra_env = base.extra_env.clone();
+    spec.vars = base.vars.clone();
+    spec.secrets = base.secrets.clone();
+    spec.inputs = base.inputs.clone();
+    spec.runner_name = base.runner_name.clone();
+    spec.masks = base.masks.clone();
+    spec
+}
+
+/// Runs every matrix combination of one job; the job's result is the worst of them and its outputs
+/// those of the last combination that set them.
+async fn run_planned_job(
+    args: &ExecArgs,
+    base: &JobSpec,
+    file: &WorkflowFile,
+    job_id: &str,
+    results: &IndexMap<String, NeedResult>,
+    cancel: &CancellationToken,
+) -> NeedResult {
+    let mut spec = clone_spec(base);
+    spec.workflow_yaml = file.yaml.clone();
+    spec.workflow_file = file.display.clone();
+    spec.job_id = job_id.to_string();
+    let job = &file.workflow.jobs[job_id];
+    spec.needs = job
+        .needs
+        .iter()
+        .filter_map(|need| {
+            results
+                .get(&need.value)
+                .map(|result| (need.value.clone(), result.clone()))
+        })
+        .collect();
+    let label = format!("{}/{job_id}", file.display);
+    let combinations = match matrix_combinations(&spec) {
+        Ok(combinations) => combinations,
+        Err(error) => {
+            println!("[{label}] ❌ {error}");
+            return NeedResult {
+                result: Conclusion::Failure,
+                outputs: IndexMap::new(),
+            };
+        }
+    };
+    let n_combinations = combinations.len();
+    let mut overall = NeedResult {
+        result: Conclusion::Success,
+        outputs: IndexMap::new(),
+    };
+    let mut all_skipped = true;
+    for combination in combinations {
+        let label = if n_combinations > 1 {
+            let values: Vec<String> = combination.values().map(json_scalar).collect();
+            format!("{label} ({})", values.join(", "))
+        } else {
+            label.clone()
+        };
+        let mut combination_spec = clone_spec(&spec);
+        combination_spec.needs = spec.needs.clone();
+        combination_spec.matrix = Some(combination);
+        let (result, outputs) = run_one(args, combination_spec, &label, cancel).await;
+        if result != Conclusion::Skipped {
+            all_skipped = false;
+        }
+        overall.result = match (overall.result, result) {
+            (_, Conclusion::Failure) | (Conclusion::Failure, _) => Conclusion::Failure,
+            (_, Conclusion::Cancelled) | (Conclusion::Cancelled, _) => Conclusion::Cancelled,
+            _ => Conclusion::Success,
+        };
+        overall
+            .outputs
+            .extend(outputs.into_iter().filter(|(_, value)| !value.is_empty()));
+    }
+    if all_skipped {
+        overall.result = Conclusion::Skipped;
+    }
+    overall
+}
+
+fn json_scalar(value: &Json) -> String {
+    match value {
+        Json::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn run_one(
+    args: &ExecArgs,
+    spec: JobSpec,
+    label: &str,
+    cancel: &CancellationToken,
+) -> (Conclusion, IndexMap<String, String>) {
+    let (events, received) = mpsc::channel(256);
+    let printer = tokio::spawn(print_events(received, label.to_string()));
+    let result = if args.image == SELF_HOSTED {
+        let mut backend = HostBackend::new(&std::env::temp_dir());
+        run_job(spec, &mut backend, events, cancel.clone()).await
+    } else {
+        drop(events);
+        println!(
+            "[{label}] ❌ the docker backend is not available in this build yet; run with `-i {SELF_HOSTED}`"
+        );
+        Conclusion::Failure
+    };
+    let outputs = printer.await.unwrap_or_default();
+    (result, outputs)
+}
+
+/// Prints events as they come, with step boundaries; returns the job's outputs.
+async fn print_events(
+    mut received: mpsc::Receiver<JobEvent>,
+    label: String,
+) -> IndexMap<String, String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut outputs = IndexMap::new();
+    while let Some(event) = received.recv().await {
+        let mut out = std::io::stdout().lock();
+        let _ = match event {
+            JobEvent::JobStarted { steps, .. } => {
+                names = steps.into_iter().map(|step| step.name).collect();
+                writeln!(out, "[{label}] 🚀 Start job")
+            }
+            JobEvent::StepStarted { step_idx, .. } => {
+                let name = names.get(step_idx).map_or("", String::as_str);
+                writeln!(out, "[{label}] ⭐ {name}")
+            }
+            JobEvent::Log(line) => match line.step_idx {
+                Some(_) => writeln!(out, "[{label}]   | {}", line.content),
+                None => writeln!(out, "[{label}] {}", line.content),
+            },
+            JobEvent::StepFinished {
+                step_idx,
+                outcome,
+                conclusion,
+                ..
+            } => {
+                let name = names.get(step_idx).map_or("", String::as_str);
+                let mark = match conclusion {
+                    Conclusion::Success => "✅ Success",
+                    Conclusion::Failure => "❌ Failure",
+                    Conclusion::Cancelled => "🚫 Cancelled",
+                    Conclusion::Skipped => "⏭ Skipped",
+                };
+                if outcome == conclusion {
+                    writeln!(out, "[{label}]   {mark} - {name}")
+                } else {
+                    writeln!(
+                        out,
+                        "[{label}]   {mark} - {name} (outcome: {})",
+                        conclusion_name(outcome)
+                    )
+                }
+            }
+            JobEvent::Outputs(job_outputs) => {
+                outputs = job_outputs;
+                Ok(())
+            }
+            JobEvent::JobFinished { result, .. } => {
+                writeln!(out, "[{label}] 🏁 Job {}", conclusion_name(result))
+            }
+        };
+    }
+    outputs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_urls_give_owner_and_repo() {
+        assert_eq!(
+            repository_from_remote("https://gitea.example/o/r.git").as_deref(),
+            Some("o/r")
+        );
+        assert_eq!(
+            repository_from_remote("git@gitea.example:o/r.git").as_deref(),
+            Some("o/r")
+        );
+    }
+
+    #[test]
+    fn bare_keys_take_the_fallback() {
+        let parsed = pairs(&["A=1".into(), "B".into(), "C=x=y".into()], |_| "fb".into());
+        assert_eq!(parsed["A"], "1");
+        assert_eq!(parsed["B"], "fb");
+        assert_eq!(parsed["C"], "x=y");
+    }
 }

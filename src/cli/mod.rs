@@ -30,7 +30,7 @@ pub enum Command {
     /// Poll Gitea for jobs and run them.
     Daemon(daemon::DaemonArgs),
     /// Run workflows locally, without Gitea.
-    Exec(exec::ExecArgs),
+    Exec(Box<exec::ExecArgs>),
     /// Print an example config file documenting every key.
     GenerateConfig(generate_config::GenerateConfigArgs),
     /// Serve the actions/cache API on its own.
@@ -44,7 +44,7 @@ pub fn main(inherited: crate::systemd::Inherited) -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Register(args) => register::run(cli.config, args),
         Command::Daemon(args) => daemon::run(cli.config, args, inherited),
-        Command::Exec(args) => exec::run(cli.config, args),
+        Command::Exec(args) => exec::run(cli.config, *args),
         Command::GenerateConfig(args) => generate_config::run(args),
         Command::CacheServer(args) => cache_server::run(cli.config, args),
     };

@@ -1,0 +1,376 @@
+//! Building the contexts a job's expressions see (`github`/`gitea`, `env`, `vars`, `secrets`,
+//! `inputs`, `matrix`, `needs`, `strategy`, `runner`, `job`, `steps`) and the variables every step
+//! process gets (`CI`, `GITHUB_*`, `RUNNER_*`, the runtime env).
+
+use indexmap::IndexMap;
+use serde_json::{Value as Json, json};
+
+use super::backend::EnvironmentPaths;
+use super::expr::Value;
+use super::job::{JobSpec, JobState, conclusion_name};
+use super::model::{Dimension, Job, Matrix, Workflow, matrix};
+use super::scope::{FieldError, Scope};
+
+/// Where the event payload is written, relative to `RUNNER_TEMP`.
+pub const EVENT_FILE: &str = "_github_workflow/event.json";
+
+/// `runner.arch` as GitHub spells it.
+pub fn runner_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "X64",
+        "aarch64" => "ARM64",
+        "arm" => "ARM",
+        "x86" => "X86",
+        other => other,
+    }
+}
+
+fn path_text(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// The `github` context: the caller's keys, with local defaults for the standard ones it lacks.
+pub fn github_context(
+    spec: &JobSpec,
+    job: &Job,
+    workflow_name: &str,
+    paths: &EnvironmentPaths,
+) -> Json {
+    let mut github = spec.github.clone();
+    let defaults = [
+        ("event", json!({})),
+        ("event_name", json!("push")),
+        ("run_id", json!("1")),
+        ("run_number", json!("1")),
+        ("run_attempt", json!("1")),
+        ("actor", json!("act-runner")),
+        ("repository", json!("")),
+        ("repository_owner", json!("")),
+        ("sha", json!("")),
+        ("ref", json!("")),
+        ("ref_name", json!("")),
+        ("ref_type", json!("")),
+        ("head_ref", json!("")),
+        ("base_ref", json!("")),
+        ("server_url", json!("")),
+        ("api_url", json!("")),
+        ("graphql_url", json!("")),
+        ("retention_days", json!("")),
+        ("token", json!("")),
+        ("action", json!("")),
+        ("action_path", json!("")),
+        ("action_ref", json!("")),
+        ("action_repository", json!("")),
+        ("workflow", json!(workflow_name)),
+    ];
+    for (key, value) in defaults {
+        github.entry(key.to_string()).or_insert(value);
+    }
+    github.insert("workspace".into(), json!(path_text(&paths.workspace)));
+    github.insert("job".into(), json!(job.id));
+    github.insert(
+        "event_path".into(),
+        json!(path_text(&paths.temp.join(EVENT_FILE))),
+    );
+    Json::Object(github)
+}
+
+/// Sets every context known before the job starts; `env`, `job` and `steps` change later.
+pub fn fill_static(
+    spec: &JobSpec,
+    workflow: &Workflow,
+    job: &Job,
+    paths: &EnvironmentPaths,
+    scope: &mut Scope,
+) {
+    fill_paths(spec, workflow, job, paths, scope);
+    scope.set("vars", Value::from(json!(spec.vars)));
+    scope.set("secrets", Value::from(json!(spec.secrets)));
+    scope.set("inputs", Value::from(Json::Object(spec.inputs.clone())));
+    let needs: serde_json::Map<String, Json> = spec
+        .needs
+        .iter()
+        .map(|(id, need)| {
+            (
+                id.clone(),
+                json!({ "result": conclusion_name(need.result), "outputs": need.outputs }),
+            )
+        })
+        .collect();
+    scope.set("needs", Value::from(Json::Object(needs)));
+    scope.set("env", Value::from(json!({})));
+    scope.set("steps", Value::from(json!({})));
+    scope.set(
+        "job",
+        Value::from(json!({ "status": "success", "services": {}, "container": {} })),
+    );
+    scope.set("matrix", Value::from(json!({})));
+    scope.set("strategy", Value::from(json!({})));
+}
+
+/// Sets the contexts that name paths of the job environment (`github`, `gitea`, `runner`); called
+/// again once the backend is prepared, when its paths are final.
+pub fn fill_paths(
+    spec: &JobSpec,
+    workflow: &Workflow,
+    job: &Job,
+    paths: &EnvironmentPaths,
+    scope: &mut Scope,
+) {
+    let workflow_name = workflow
+        .name
+        .clone()
+        .unwrap_or_else(|| spec.workflow_file.clone());
+    let github = github_context(spec, job, &workflow_name, paths);
+    scope.set("github", Value::from(github.clone()));
+    scope.set("gitea", Value::from(github));
+    scope.set(
+        "runner",
+        Value::from(json!({
+            "name": spec.runner_name,
+            "os": "Linux",
+            "arch": runner_arch(),
+            "temp": path_text(&paths.temp),
+            "tool_cache": path_text(&paths.tool_cache),
+            "workspace": path_text(paths.workspace.parent().unwrap_or(&paths.workspace)),
+            "environment": "self-hosted",
+            "debug": if flag(spec, "ACTIONS_STEP_DEBUG") { "1" } else { "" },
+        })),
+    );
+}
+
+/// Evaluates and expands `strategy.matrix` with the contexts in `scope` (needs, vars, ...).
+pub fn expand_matrix(job: &Job, scope: &Scope) -> Result<Vec<matrix::Combination>, FieldError> {
+    let Some(strategy_matrix) = job
+        .strategy
+        .as_ref()
+        .and_then(|strategy| strategy.matrix.as_ref())
+    else {
+        return Ok(vec![matrix::Combination::new()]);
+    };
+    let as_json = |value: Value| value.to_json();
+    let (dimensions, include, exclude, at) = match strategy_matrix {
+        Matrix::Expression(field) => {
+            let value = as_json(scope.value(field, "strategy.matrix")?);
+            let Json::Object(mut object) = value else {
+                return Err(FieldError(format!(
+                    "{}:{}: strategy.matrix: the expression must give an object",
+                    scope_file(scope),
+                    field.at
+                )));
+            };
+            let list = |value: Option<Json>| -> Vec<matrix::Combination> {
+                match value {
+                    Some(Json::Array(items)) => items
+                        .into_iter()
+                        .filter_map(|item| serde_json::from_value(item).ok())
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            };
+            let include = list(object.remove("include"));
+            let exclude = list(object.remove("exclude"));
+            let dimensions = object
+                .into_iter()
+                .map(|(key, value)| match value {
+                    Json::Array(values) => (key, values),
+                    other => (key, vec![other]),
+                })
+                .collect::<IndexMap<_, _>>();
+            (dimensions, include, exclude, field.at)
+        }
+        Matrix::Explicit(explicit) => {
+            let mut dimensions = IndexMap::new();
+            for (key, dimension) in &explicit.dimensions {
+                let values = match dimension {
+                    Dimension::Values(values) => values.clone(),
+                    Dimension::Expression(field) => {
+                        match as_json(scope.value(field, "strategy.matrix")?) {
+                            Json::Array(values) => values,
+                            other => vec![other],
+                        }
+                    }
+                };
+                dimensions.insert(key.clone(), values);
+            }
+            (
+                dimensions,
+                explicit.include.clone(),
+                explicit.exclude.clone(),
+                explicit.at,
+            )
+        }
+    };
+    let combinations = matrix::expand(&dimensions, &include, &exclude)
+        .map_err(|message| FieldError(format!("{}:{at}: {message}", scope_file(scope))))?;
+    if combinations.is_empty() {
+        return Err(FieldError(format!(
+            "{}:{at}: strategy.matrix: the matrix has no combinations",
+            scope_file(scope)
+        )));
+    }
+    Ok(combinations)
+}
+
+fn scope_file(scope: &Scope) -> &str {
+    scope.file()
+}
+
+/// Picks the matrix combination of this job and sets the `matrix` and `strategy` contexts.
+pub fn matrix(
+    spec: &JobSpec,
+    job: &Job,
+    scope: &mut Scope,
+) -> Result<IndexMap<String, Json>, FieldError> {
+    let (combination, job_index, job_total) = match &spec.matrix {
+        Some(combination) => (combination.clone(), 0, 1),
+        None => {
+            let combinations = expand_matrix(job, scope)?;
+            if combinations.len() != 1 {
+                return Err(FieldError(format!(
+                    "{}: job `{}`: the matrix has {} combinations; this runner runs exactly one per job",
+                    spec.workflow_file,
+                    job.id,
+                    combinations.len()
+                )));
+            }
+            (combinations.into_iter().next().unwrap_or_default(), 0, 1)
+        }
+    };
+    let strategy = job.strategy.as_ref();
+    let fail_fast = strategy
+        .and_then(|strategy| strategy.fail_fast.as_ref())
+        .is_none_or(|field| field.value.trim() != "false");
+    let max_parallel = strategy
+        .and_then(|strategy| strategy.max_parallel.as_ref())
+        .and_then(|field| field.value.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    scope.set("matrix", Value::from(json!(combination)));
+    scope.set(
+        "strategy",
+        Value::from(json!({
+            "fail-fast": fail_fast,
+            "max-parallel": max_parallel,
+            "job-index": job_index,
+            "job-total": job_total,
+        })),
+    );
+    Ok(combination)
+}
+
+/// Workflow env, then job env (each evaluated, seeing what came before), then the runner's env,
+/// which overrides both (as upstream's `Config.Env`). Sets the `env` context.
+pub fn job_env(
+    spec: &JobSpec,
+    workflow: &Workflow,
+    job: &Job,
+    scope: &mut Scope,
+) -> Result<IndexMap<String, String>, FieldError> {
+    let mut env = IndexMap::new();
+    for block in [&workflow.env, &job.env] {
+        let mut evaluated = Vec::with_capacity(block.len());
+        for (key, field) in block {
+            evaluated.push((key.clone(), scope.string(field, &format!("env.{key}"))?));
+        }
+        env.extend(evaluated);
+        scope.set("env", Value::from(json!(env)));
+    }
+    env.extend(spec.env.clone());
+    scope.set("env", Value::from(json!(env)));
+    Ok(env)
+}
+
+/// `name` is on (`true`, any case) in the secrets, vars or runner env.
+pub fn flag(spec: &JobSpec, name: &str) -> bool {
+    [
+        spec.secrets.get(name),
+        spec.vars.get(name),
+        spec.env.get(name),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|value| value.eq_ignore_ascii_case("true"))
+}
+
+fn scalar(value: Option<&Json>) -> String {
+    match value {
+        Some(Json::String(text)) => text.clone(),
+        Some(Json::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The variables every step gets, applied after the job and step env so a workflow cannot
+/// override them (as on GitHub).
+pub fn builtin_env(
+    spec: &JobSpec,
+    state: &JobState,
+    paths: &EnvironmentPaths,
+    os: &str,
+) -> IndexMap<String, String> {
+    let mut env = IndexMap::new();
+    for (key, value) in [
+        ("CI", "true"),
+        ("GITHUB_ACTIONS", "true"),
+        ("GITEA_ACTIONS", "true"),
+        ("GITEA_ACTIONS_RUNNER_VERSION", crate::VERSION),
+        ("ACT", "true"),
+        ("RUNNER_ENVIRONMENT", "self-hosted"),
+    ] {
+        env.insert(key.to_string(), value.to_string());
+    }
+    let github = state.scope.context_json("github");
+    for key in [
+        "workflow",
+        "run_id",
+        "run_number",
+        "run_attempt",
+        "actor",
+        "repository",
+        "repository_owner",
+        "event_name",
+        "event_path",
+        "workspace",
+        "sha",
+        "ref",
+        "ref_name",
+        "ref_type",
+        "base_ref",
+        "head_ref",
+        "job",
+        "retention_days",
+        "server_url",
+        "api_url",
+        "graphql_url",
+        "action",
+        "action_path",
+        "action_repository",
+        "action_ref",
+    ] {
+        env.insert(
+            format!("GITHUB_{}", key.to_ascii_uppercase()),
+            scalar(github.get(key)),
+        );
+    }
+    env.insert("RUNNER_OS".into(), os.to_string());
+    env.insert("RUNNER_ARCH".into(), runner_arch().to_string());
+    env.insert("RUNNER_NAME".into(), spec.runner_name.clone());
+    env.insert("RUNNER_TEMP".into(), path_text(&paths.temp));
+    env.insert("RUNNER_TOOL_CACHE".into(), path_text(&paths.tool_cache));
+    env.insert(
+        "RUNNER_WORKSPACE".into(),
+        path_text(paths.workspace.parent().unwrap_or(&paths.workspace)),
+    );
+    if state.step_debug {
+        env.insert("RUNNER_DEBUG".into(), "1".into());
+    }
+    env.extend(spec.extra_env.clone());
+    env
+}
+
+/// Sets the `env` context to the job env plus a step's env.
+pub fn set_env_context(state: &mut JobState, step_env: &IndexMap<String, String>) {
+    let mut env = state.env.clone();
+    env.extend(step_env.clone());
+    state.scope.set("env", Value::from(json!(env)));
+}

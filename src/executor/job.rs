@@ -1,0 +1,595 @@
+//! Running one job: the input (`JobSpec`), the job-level flow (parse, `if`, matrix, timeout, backend
+//! set-up, steps, outputs, clean-up) and the event emitter that masks every line before it leaves.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use indexmap::IndexMap;
+use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Backend, ContainerSpec, JobContainers, RegistryCredentials};
+use super::contexts;
+use super::event::{Conclusion, JobEvent, LogLine, PlannedStep};
+use super::expr::{JobStatus, Value};
+use super::masking::Masker;
+use super::model::{self, Container, Job, Workflow};
+use super::scope::{self, FieldError, Scope};
+use super::shell::Available;
+use super::step;
+
+/// GitHub's default job timeout.
+const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
+/// Bound on the backend's clean-up (containers, networks, directories).
+const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Everything needed to run one job. Build it from a Gitea task (daemon) or a local workflow (exec).
+pub struct JobSpec {
+    /// The workflow file's text; for Gitea, the single-job payload of the task.
+    pub workflow_yaml: String,
+    /// Name used in messages, e.g. `.gitea/workflows/ci.yml`.
+    pub workflow_file: String,
+    /// The id of the job to run (a key of `jobs:`).
+    pub job_id: String,
+    /// The `github` context (also visible as `gitea`); missing standard keys get local defaults.
+    pub github: serde_json::Map<String, Json>,
+    /// Runner-provided env (`runner.envs`, `--env`): overrides workflow and job env.
+    pub env: IndexMap<String, String>,
+    /// Runtime env the job must see but cannot override (`ACTIONS_RUNTIME_URL`, tokens, cache URL).
+    pub extra_env: IndexMap<String, String>,
+    pub vars: IndexMap<String, String>,
+    /// Secret values are masked in every log line.
+    pub secrets: IndexMap<String, String>,
+    pub inputs: serde_json::Map<String, Json>,
+    /// The matrix combination; `None` takes the workflow's matrix if it has exactly one combination
+    /// (Gitea sends one-element arrays).
+    pub matrix: Option<IndexMap<String, Json>>,
+    /// Results and outputs of the jobs this one needs.
+    pub needs: IndexMap<String, NeedResult>,
+    pub runner_name: String,
+    /// Upper bound on the job's run time (runner config); the job's `timeout-minutes` may be lower.
+    pub timeout_cap: Option<Duration>,
+    /// More values to mask (the task token, the runtime token).
+    pub masks: Vec<String>,
+}
+
+// Hand-written: the spec holds secrets, tokens and the github context (with its token).
+impl fmt::Debug for JobSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobSpec")
+            .field("workflow_file", &self.workflow_file)
+            .field("job_id", &self.job_id)
+            .field("runner_name", &self.runner_name)
+            .field("n_secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobSpec {
+    /// A spec with empty contexts, for local runs and tests; fill in what you have.
+    pub fn new(workflow_yaml: String, workflow_file: String, job_id: String) -> JobSpec {
+        JobSpec {
+            workflow_yaml,
+            workflow_file,
+            job_id,
+            github: serde_json::Map::new(),
+            env: IndexMap::new(),
+            extra_env: IndexMap::new(),
+            vars: IndexMap::new(),
+            secrets: IndexMap::new(),
+            inputs: serde_json::Map::new(),
+            matrix: None,
+            needs: IndexMap::new(),
+            runner_name: String::from("act-runner"),
+            timeout_cap: None,
+            masks: Vec::new(),
+        }
+    }
+}
+
+/// What a needed job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeedResult {
+    pub result: Conclusion,
+    pub outputs: IndexMap<String, String>,
+}
+
+/// `success`, `failure`, `cancelled`, `skipped`: the words the contexts and Gitea use.
+pub fn conclusion_name(conclusion: Conclusion) -> &'static str {
+    match conclusion {
+        Conclusion::Success => "success",
+        Conclusion::Failure => "failure",
+        Conclusion::Cancelled => "cancelled",
+        Conclusion::Skipped => "skipped",
+    }
+}
+
+/// Sends events, masking log lines first. Sending never fails the job: a gone receiver only
+/// means nobody listens any more.
+pub struct Emitter {
+    events: mpsc::Sender<JobEvent>,
+    pub masker: Masker,
+}
+
+impl Emitter {
+    pub async fn send(&self, event: JobEvent) {
+        let _ = self.events.send(event).await;
+    }
+
+    pub async fn log(&self, step_idx: Option<usize>, line: &str) {
+        let content = self.masker.mask(line);
+        self.send(JobEvent::Log(LogLine {
+            at: SystemTime::now(),
+            step_idx,
+            content,
+        }))
+        .await;
+    }
+}
+
+/// The state of a running job that steps read and update.
+pub struct JobState {
+    pub file: String,
+    pub scope: Scope,
+    /// Workflow, job and runner env, evaluated, plus what steps added through `GITHUB_ENV`.
+    pub env: IndexMap<String, String>,
+    /// Runtime and `GITHUB_*`/`RUNNER_*` variables, applied last.
+    pub builtin_env: IndexMap<String, String>,
+    /// `GITHUB_PATH` entries, latest first.
+    pub extra_paths: Vec<String>,
+    pub base_env: BTreeMap<String, String>,
+    /// `steps.<id>` as JSON, updated after each step.
+    pub steps_context: serde_json::Map<String, Json>,
+    pub shell_defaults: model::RunDefaults,
+    pub available: Option<Available>,
+    pub step_debug: bool,
+    pub allow_unsecure_commands: bool,
+    pub deadline: Instant,
+    pub timed_out: bool,
+    pub cancelled: bool,
+}
+
+/// Runs one job to its end and returns its result; `JobFinished` is always the last event.
+pub async fn run_job<B: Backend>(
+    spec: JobSpec,
+    backend: &mut B,
+    events: mpsc::Sender<JobEvent>,
+    cancel: CancellationToken,
+) -> Conclusion {
+    let mut emitter = Emitter {
+        events,
+        masker: Masker::new(),
+    };
+    for secret in spec.secrets.values().chain(spec.masks.iter()) {
+        emitter.masker.add(secret);
+    }
+    if let Some(Json::String(token)) = spec.github.get("token") {
+        emitter.masker.add(token);
+    }
+    let result = run_parsed(&spec, backend, &mut emitter, &cancel).await;
+    emitter
+        .send(JobEvent::JobFinished {
+            at: SystemTime::now(),
+            result,
+        })
+        .await;
+    result
+}
+
+async fn run_parsed<B: Backend>(
+    spec: &JobSpec,
+    backend: &mut B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+) -> Conclusion {
+    let file = spec.workflow_file.as_str();
+    let workflow = match Workflow::parse(&spec.workflow_yaml) {
+        Ok(workflow) => workflow,
+        Err(error) => return refuse(emitter, format!("{file}:{error}")).await,
+    };
+    let Some(job) = workflow.jobs.get(&spec.job_id) else {
+        return refuse(
+            emitter,
+            format!("{file}: there is no job `{}`", spec.job_id),
+        )
+        .await;
+    };
+    if let Err(error) = scope::validate(file, &workflow, job) {
+        return refuse(emitter, error.0).await;
+    }
+    if let Some(uses) = &job.uses {
+        return refuse(emitter, format!(
+            "{file}:{}: job `{}`: reusable workflows (`uses: {}`) are not supported by this runner",
+            uses.at, job.id, uses.value
+        ))
+        .await;
+    }
+    let steps: Vec<PlannedStep> = job
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(step_idx, step)| PlannedStep {
+            step_idx,
+            name: step.display_name(),
+        })
+        .collect();
+    emitter
+        .send(JobEvent::JobStarted {
+            at: SystemTime::now(),
+            steps,
+        })
+        .await;
+    match run_started(spec, &workflow, job, backend, emitter, cancel).await {
+        Ok(conclusion) => conclusion,
+        Err(error) => {
+            emitter.log(None, &format!("::error::{error}")).await;
+            Conclusion::Failure
+        }
+    }
+}
+
+/// Fails a job that cannot start: an empty step list and one error line.
+async fn refuse(emitter: &Emitter, message: String) -> Conclusion {
+    emitter
+        .send(JobEvent::JobStarted {
+            at: SystemTime::now(),
+            steps: Vec::new(),
+        })
+        .await;
+    emitter.log(None, &format!("::error::{message}")).await;
+    Conclusion::Failure
+}
+
+/// The status the job-level status functions see: the needed jobs' results.
+fn needs_status(spec: &JobSpec) -> (JobStatus, bool) {
+    let mut status = JobStatus::Success;
+    let mut all_succeeded = true;
+    for need in spec.needs.values() {
+        match need.result {
+            Conclusion::Success => {}
+            Conclusion::Failure => {
+                status = JobStatus::Failure;
+                all_succeeded = false;
+            }
+            Conclusion::Cancelled => {
+                if status == JobStatus::Success {
+                    status = JobStatus::Cancelled;
+                }
+                all_succeeded = false;
+            }
+            Conclusion::Skipped => all_succeeded = false,
+        }
+    }
+    (status, all_succeeded)
+}
+
+async fn run_started<B: Backend>(
+    spec: &JobSpec,
+    workflow: &Workflow,
+    job: &Job,
+    backend: &mut B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+) -> Result<Conclusion, FieldError> {
+    let file = spec.workflow_file.as_str();
+    let mut scope = Scope::new(file);
+    contexts::fill_static(spec, workflow, job, backend.paths(), &mut scope);
+    contexts::matrix(spec, job, &mut scope)?;
+
+    // Job `if`: a skipped or failed need skips the job unless a status function says otherwise.
+    let (status, all_needs_succeeded) = needs_status(spec);
+    scope.status = status;
+    let uses_status_function = job.condition.as_ref().is_some_and(|condition| {
+        let text = condition.value.to_ascii_lowercase();
+        ["success(", "failure(", "always(", "cancelled("]
+            .iter()
+            .any(|name| text.contains(name))
+    });
+    let run_it = if !uses_status_function && !all_needs_succeeded {
+        false
+    } else {
+        scope.condition(job.condition.as_ref(), "if")?
+    };
+    if !run_it {
+        emitter
+            .log(None, "The job was skipped: its `if` condition is false")
+            .await;
+        return Ok(Conclusion::Skipped);
+    }
+    scope.status = JobStatus::Success;
+
+    let continue_on_error = scope.boolean(job.continue_on_error.as_ref(), "continue-on-error")?;
+    let job_timeout = scope
+        .minutes(job.timeout_minutes.as_ref(), "timeout-minutes")?
+        .map_or(DEFAULT_JOB_TIMEOUT, |minutes| {
+            Duration::from_secs_f64(minutes * 60.0)
+        });
+    let job_timeout = spec
+        .timeout_cap
+        .map_or(job_timeout, |cap| job_timeout.min(cap));
+
+    // Env before containers: container fields may refer to `env`.
+    let env = contexts::job_env(spec, workflow, job, &mut scope)?;
+    let containers = JobContainers {
+        job: job
+            .container
+            .as_ref()
+            .map(|container| container_spec(&scope, container))
+            .transpose()?,
+        services: job
+            .services
+            .iter()
+            .map(|(id, service)| Ok((id.clone(), container_spec(&scope, service)?)))
+            .collect::<Result<Vec<_>, FieldError>>()?
+            .into_iter()
+            .filter(|(_, service)| !service.image.is_empty())
+            .collect(),
+    };
+    for credentials in containers
+        .job
+        .iter()
+        .chain(containers.services.iter().map(|(_, service)| service))
+        .filter_map(|container| container.credentials.as_ref())
+    {
+        emitter.masker.add(&credentials.password);
+    }
+
+    let deadline = Instant::now() + job_timeout;
+    let mut state = JobState {
+        file: file.to_string(),
+        scope,
+        env,
+        builtin_env: IndexMap::new(),
+        extra_paths: Vec::new(),
+        base_env: BTreeMap::new(),
+        steps_context: serde_json::Map::new(),
+        shell_defaults: model::RunDefaults {
+            shell: job
+                .defaults
+                .shell
+                .clone()
+                .or_else(|| workflow.defaults.shell.clone()),
+            working_directory: job
+                .defaults
+                .working_directory
+                .clone()
+                .or_else(|| workflow.defaults.working_directory.clone()),
+        },
+        available: None,
+        step_debug: contexts::flag(spec, "ACTIONS_STEP_DEBUG"),
+        allow_unsecure_commands: contexts::flag(spec, "ACTIONS_ALLOW_UNSECURE_COMMANDS"),
+        deadline,
+        timed_out: false,
+        cancelled: false,
+    };
+
+    let prepared = prepare(backend, containers, emitter, cancel, deadline).await;
+    let mut result = match prepared {
+        Ok(()) => {
+            contexts::fill_paths(spec, workflow, job, backend.paths(), &mut state.scope);
+            state.base_env = backend.base_env();
+            state.builtin_env = contexts::builtin_env(spec, &state, backend.paths(), backend.os());
+            run_steps(job, &mut state, backend, emitter, cancel).await
+        }
+        Err(PrepareEnd::Cancelled) => Conclusion::Cancelled,
+        Err(PrepareEnd::TimedOut) => {
+            state.timed_out = true;
+            Conclusion::Failure
+        }
+        Err(PrepareEnd::Failed(message)) => {
+            emitter.log(None, &format!("::error::{message}")).await;
+            Conclusion::Failure
+        }
+    };
+    if state.timed_out {
+        emitter
+            .log(
+                None,
+                &format!(
+                    "::error::The job has exceeded the maximum execution time of {}",
+                    humantime::format_duration(job_timeout)
+                ),
+            )
+            .await;
+    }
+
+    if result != Conclusion::Cancelled {
+        let outputs = job_outputs(job, &mut state, emitter).await;
+        emitter.send(JobEvent::Outputs(outputs)).await;
+    }
+    match tokio::time::timeout(CLEANUP_LIMIT, backend.cleanup()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            emitter
+                .log(None, &format!("::warning::clean-up failed: {error}"))
+                .await
+        }
+        Err(_) => {
+            emitter
+                .log(None, "::warning::clean-up did not finish in time")
+                .await
+        }
+    }
+    if result == Conclusion::Failure && continue_on_error {
+        emitter
+            .log(
+                None,
+                "The job failed, but `continue-on-error` lets the workflow go on",
+            )
+            .await;
+        result = Conclusion::Success;
+    }
+    Ok(result)
+}
+
+enum PrepareEnd {
+    Cancelled,
+    TimedOut,
+    Failed(String),
+}
+
+async fn prepare<B: Backend>(
+    backend: &mut B,
+    containers: JobContainers,
+    emitter: &Emitter,
+    cancel: &CancellationToken,
+    deadline: Instant,
+) -> Result<(), PrepareEnd> {
+    backend
+        .configure(containers)
+        .map_err(|error| PrepareEnd::Failed(error.to_string()))?;
+    let (log_tx, mut log_rx) = mpsc::channel::<String>(64);
+    let prepared = {
+        let preparing = backend.prepare(&log_tx);
+        tokio::pin!(preparing);
+        loop {
+            tokio::select! {
+                result = &mut preparing => break Ok(result),
+                Some(line) = log_rx.recv() => emitter.log(None, &line).await,
+                () = cancel.cancelled() => break Err(PrepareEnd::Cancelled),
+                () = tokio::time::sleep_until(deadline) => break Err(PrepareEnd::TimedOut),
+            }
+        }
+    };
+    drop(log_tx);
+    while let Ok(line) = log_rx.try_recv() {
+        emitter.log(None, &line).await;
+    }
+    match prepared? {
+        Ok(()) => Ok(()),
+        Err(error) => Err(PrepareEnd::Failed(format!(
+            "setting up the job failed: {error}"
+        ))),
+    }
+}
+
+async fn run_steps<B: Backend>(
+    job: &Job,
+    state: &mut JobState,
+    backend: &B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+) -> Conclusion {
+    if let Err(error) = step::write_event_file(state, backend).await {
+        emitter.log(None, &format!("::error::{error}")).await;
+        return Conclusion::Failure;
+    }
+    let mut job_failed = false;
+    for (step_idx, step) in job.steps.iter().enumerate() {
+        if state.cancelled || state.timed_out {
+            emitter
+                .send(JobEvent::StepStarted {
+                    step_idx,
+                    at: SystemTime::now(),
+                })
+                .await;
+            emitter
+                .send(JobEvent::StepFinished {
+                    step_idx,
+                    at: SystemTime::now(),
+                    outcome: Conclusion::Skipped,
+                    conclusion: Conclusion::Skipped,
+                })
+                .await;
+            continue;
+        }
+        let (_, conclusion) = step::run_step(step_idx, step, state, backend, emitter, cancel).await;
+        if conclusion == Conclusion::Failure {
+            job_failed = true;
+            state.scope.status = JobStatus::Failure;
+        }
+    }
+    if state.cancelled {
+        Conclusion::Cancelled
+    } else if job_failed || state.timed_out {
+        Conclusion::Failure
+    } else {
+        Conclusion::Success
+    }
+}
+
+async fn job_outputs(
+    job: &Job,
+    state: &mut JobState,
+    emitter: &Emitter,
+) -> IndexMap<String, String> {
+    contexts::set_env_context(state, &IndexMap::new());
+    let mut outputs = IndexMap::new();
+    for (name, field) in &job.outputs {
+        match state.scope.string(field, &format!("outputs.{name}")) {
+            Ok(value) => {
+                outputs.insert(name.clone(), value);
+            }
+            Err(error) => emitter.log(None, &format!("::warning::{error}")).await,
+        }
+    }
+    outputs
+}
+
+fn container_spec(scope: &Scope, container: &Container) -> Result<ContainerSpec, FieldError> {
+    let strings = |fields: &[model::Located<String>], what: &str| {
+        fields
+            .iter()
+            .map(|field| scope.string(field, what))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(ContainerSpec {
+        image: scope.string(&container.image, "image")?,
+        env: container
+            .env
+            .iter()
+            .map(|(key, value)| Ok((key.clone(), scope.string(value, "env")?)))
+            .collect::<Result<_, FieldError>>()?,
+        volumes: strings(&container.volumes, "volumes")?,
+        options: container
+            .options
+            .as_ref()
+            .map(|options| scope.string(options, "options"))
+            .transpose()?
+            .unwrap_or_default(),
+        ports: strings(&container.ports, "ports")?,
+        credentials: container
+            .credentials
+            .as_ref()
+            .map(|credentials| {
+                Ok::<_, FieldError>(RegistryCredentials {
+                    username: scope.string(&credentials.username, "credentials.username")?,
+                    password: scope.string(&credentials.password, "credentials.password")?,
+                })
+            })
+            .transpose()?,
+        cmd: strings(&container.cmd, "cmd")?,
+    })
+}
+
+/// The `job` context.
+pub fn job_context(state: &JobState) -> Value {
+    let status = match state.scope.status {
+        JobStatus::Success => "success",
+        JobStatus::Failure => "failure",
+        JobStatus::Cancelled => "cancelled",
+    };
+    Value::from(json!({ "status": status, "services": {}, "container": {} }))
+}
+
+/// The matrix combinations of the spec's job, evaluated with the spec's contexts (its `needs`
+/// outputs, vars, inputs): what `exec` runs one `run_job` per. Errors name the file position.
+pub fn matrix_combinations(spec: &JobSpec) -> Result<Vec<IndexMap<String, Json>>, String> {
+    let workflow = Workflow::parse(&spec.workflow_yaml)
+        .map_err(|error| format!("{}:{error}", spec.workflow_file))?;
+    let job = workflow
+        .jobs
+        .get(&spec.job_id)
+        .ok_or_else(|| format!("{}: there is no job `{}`", spec.workflow_file, spec.job_id))?;
+    let paths = super::backend::EnvironmentPaths {
+        workspace: std::path::PathBuf::new(),
+        temp: std::path::PathBuf::new(),
+        tool_cache: std::path::PathBuf::new(),
+    };
+    let mut scope = Scope::new(&spec.workflow_file);
+    contexts::fill_static(spec, &workflow, job, &paths, &mut scope);
+    contexts::expand_matrix(job, &scope).map_err(|error| error.0)
+}
