@@ -84,3 +84,23 @@ pub struct NoObserver;
 impl Observer for NoObserver {
     fn observe(&self, _event: &DaemonEvent) {}
 }
+
+/// Hands every event to several observers in order (metrics, systemd notify, ...).
+#[derive(Clone, Default)]
+pub struct FanOut {
+    observers: Vec<std::sync::Arc<dyn Observer>>,
+}
+
+impl FanOut {
+    pub fn new(observers: Vec<std::sync::Arc<dyn Observer>>) -> FanOut {
+        FanOut { observers }
+    }
+}
+
+impl Observer for FanOut {
+    fn observe(&self, event: &DaemonEvent) {
+        for observer in &self.observers {
+            observer.observe(event);
+        }
+    }
+}

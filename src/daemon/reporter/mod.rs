@@ -347,6 +347,14 @@ async fn ingest(core: Arc<Core>, mut events: mpsc::Receiver<JobEvent>) {
             }
         }
         shared.urgent |= urgent;
+        // Hand the rows to the kernel at once: a `kill -9` of the daemon then loses nothing that
+        // left the channel (one write per batch of events, not per row).
+        if let Err(error) = shared.spool.flush()
+            && !shared.warned_spool_error
+        {
+            shared.warned_spool_error = true;
+            tracing::error!(task_id = core.task_id, error = %error, "cannot write the log spool");
+        }
         let pending = shared.pending_rows();
         drop(shared);
         if urgent || (pending > 0 && !had_pending) || pending >= batch_size {
