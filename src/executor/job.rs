@@ -213,7 +213,7 @@ async fn run_parsed<B: Backend>(
         .enumerate()
         .map(|(step_idx, step)| PlannedStep {
             step_idx,
-            name: step.display_name(),
+            name: emitter.masker.mask(&step.display_name()),
         })
         .collect();
     emitter
@@ -517,6 +517,9 @@ async fn job_outputs(
     emitter: &Emitter,
 ) -> IndexMap<String, String> {
     contexts::set_env_context(state, &IndexMap::new());
+    let steps = Json::Object(state.steps_context.clone());
+    state.scope.set("steps", Value::from(steps));
+    state.scope.set("job", job_context(state));
     let mut outputs = IndexMap::new();
     for (name, field) in &job.outputs {
         match state.scope.string(field, &format!("outputs.{name}")) {

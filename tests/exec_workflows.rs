@@ -1,0 +1,178 @@
+//! Workflow conformance: every file under `tests/workflows/` (and `tests/workflows/invalid/`) runs
+//! through `act_runner exec`. Each workflow checks itself (a step exits 1 on a mismatch); a header
+//! of `# key: value` comment lines tells the harness what else to expect:
+//! - `expect: success|failure` (default success): the exit code of `exec`;
+//! - `backends: host docker` (default both): where the workflow is meaningful;
+//! - `args: ...`: extra `exec` flags (split like a shell);
+//! - `setenv: K=V`: an environment variable for `exec` (`\n` in V is a newline);
+//! - `output-contains: text` / `output-lacks: text`: checks on stdout plus stderr.
+//! A run's failures are collected and reported together, each under the workflow's file name.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One workflow run may take this long at most.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+struct Expectations {
+    success: bool,
+    backends: Vec<String>,
+    args: Vec<String>,
+    setenv: Vec<(String, String)>,
+    contains: Vec<String>,
+    lacks: Vec<String>,
+}
+
+fn expectations(path: &Path) -> Expectations {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut expectations = Expectations {
+        success: true,
+        backends: vec!["host".into(), "docker".into()],
+        args: Vec::new(),
+        setenv: Vec::new(),
+        contains: Vec::new(),
+        lacks: Vec::new(),
+    };
+    for line in text.lines().take_while(|line| line.starts_with('#')) {
+        let Some((key, value)) = line.trim_start_matches('#').trim().split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key.trim() {
+            "expect" => expectations.success = value == "success",
+            "backends" => {
+                expectations.backends = value.split_whitespace().map(String::from).collect()
+            }
+            "args" => expectations.args.extend(shell_words::split(value).unwrap()),
+            "setenv" => {
+                let (name, value) = value.split_once('=').unwrap();
+                expectations
+                    .setenv
+                    .push((name.into(), value.replace("\\n", "\n")));
+            }
+            "output-contains" => expectations.contains.push(value.into()),
+            "output-lacks" => expectations.lacks.push(value.into()),
+            _ => {}
+        }
+    }
+    expectations
+}
+
+pub fn workflow_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn workflows_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workflows")
+}
+
+/// Runs one workflow file on `backend` (`host` or an image name); `Err` says what went wrong.
+pub fn run_workflow(path: &Path, backend: &str, image_args: &[&str]) -> Result<(), String> {
+    let expectations = expectations(path);
+    if !expectations.backends.iter().any(|name| name == backend) {
+        return Ok(());
+    }
+    let work_dir = tempfile::tempdir().unwrap();
+    let mut command = assert_cmd::Command::cargo_bin("act_runner").unwrap();
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("exec")
+        .arg("-W")
+        .arg(path)
+        .arg("-C")
+        .arg(work_dir.path())
+        .args(image_args)
+        .args(&expectations.args)
+        .timeout(RUN_LIMIT);
+    for (name, value) in &expectations.setenv {
+        command.env(name, value);
+    }
+    let output = command
+        .output()
+        .map_err(|error| format!("cannot run exec: {error}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut problems = Vec::new();
+    if output.status.success() != expectations.success {
+        problems.push(format!(
+            "expected {}, exit status {:?}",
+            if expectations.success {
+                "success"
+            } else {
+                "failure"
+            },
+            output.status.code()
+        ));
+    }
+    if output.status.code().is_none_or(|code| code > 1) {
+        problems.push(format!(
+            "exit status {:?} (a crash or a timeout?)",
+            output.status.code()
+        ));
+    }
+    for wanted in &expectations.contains {
+        if !text.contains(wanted.as_str()) {
+            problems.push(format!("output lacks `{wanted}`"));
+        }
+    }
+    for unwanted in &expectations.lacks {
+        if text.contains(unwanted.as_str()) {
+            problems.push(format!("output contains `{unwanted}`"));
+        }
+    }
+    if text.contains("panicked") {
+        problems.push("the runner panicked".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\n--- output ---\n{text}", problems.join("; ")))
+    }
+}
+
+/// Runs every workflow of `dir` and fails with all failures named.
+pub fn check_all(dir: &Path, backend: &str, image_args: &[&str]) {
+    let mut failures = Vec::new();
+    let files = workflow_files(dir);
+    assert!(!files.is_empty(), "no workflows in {}", dir.display());
+    for path in &files {
+        if let Err(problem) = run_workflow(path, backend, image_args) {
+            failures.push(format!("== {} ({backend}): {problem}", path.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} workflow(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn at_least_forty_self_checking_workflows_exist() {
+    let n_workflows = workflow_files(&workflows_dir()).len();
+    assert!(n_workflows >= 40, "only {n_workflows} workflows");
+}
+
+#[test]
+fn workflows_pass_on_the_host_backend() {
+    check_all(&workflows_dir(), "host", &["-i", "-self-hosted"]);
+}
+
+#[test]
+fn invalid_workflows_fail_with_line_and_column() {
+    check_all(
+        &workflows_dir().join("invalid"),
+        "host",
+        &["-i", "-self-hosted"],
+    );
+}
