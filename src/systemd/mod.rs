@@ -12,7 +12,8 @@
 //!    watchdog interval, the socket-activated `metrics` listener and the credentials directory.
 //! 2. Logging: [`journald::layer_if_wanted`]`(config.log.journald)` gives the journald layer when
 //!    stderr is the journal or config asks for it; otherwise use the plain stderr layer. Run each
-//!    task inside [`journald::task_span`] so its entries carry `TASK_ID`, `REPOSITORY`, ....
+//!    task's future under `.instrument(journald::task_span(..))` (not `span.enter()` across an
+//!    await) so its entries carry `TASK_ID`, `REPOSITORY`, `WORKFLOW`, `JOB`, `RUNNER_NAME`.
 //! 3. `let (notifier, latches) = Notifier::new(inherited.notify_socket.take())`. Release each latch
 //!    when its precondition holds: `latches.config`, `latches.registration`, `latches.docker`
 //!    (at once when no label needs Docker), `latches.declared`, `latches.metrics_listener`. The
