@@ -15,6 +15,8 @@ use indexmap::IndexMap;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::client::proto::runner::{self as proto, Task};
+use crate::executor::event::Conclusion;
+use crate::executor::{JobSpec, NeedResult};
 
 /// Why a task cannot become a job (reported as the job's failure).
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,66 @@ fn single_job(payload: &[u8]) -> Result<(String, Map<String, Json>), TaskError> 
         .next()
         .expect("exactly one job, checked above");
     Ok((job_id, job.as_object().cloned().unwrap_or_default()))
+}
+
+/// The executor's input for a task.
+pub fn job_spec(task: &Task, summary: &TaskSummary, runner: &RunnerContext) -> JobSpec {
+    let payload = task
+        .workflow_payload
+        .as_deref()
+        .map(|payload| String::from_utf8_lossy(payload).into_owned())
+        .unwrap_or_default();
+    let mut github = task
+        .context
+        .as_ref()
+        .map(struct_to_json)
+        .unwrap_or_default();
+    let token = job_token(task, &github);
+    if !token.is_empty() {
+        github.insert("token".into(), Json::String(token.clone()));
+    }
+    let actions_url = default_actions_url(runner, &github);
+    if !actions_url.is_empty() {
+        github.insert(
+            "gitea_default_actions_url".into(),
+            Json::String(actions_url),
+        );
+    }
+    let mut spec = JobSpec::new(payload, summary.workflow.clone(), summary.job_id.clone());
+    spec.extra_env = runtime_env(runner, &github, &token);
+    spec.masks = extra_masks(&github, &token);
+    spec.github = github;
+    spec.env = runner.envs.clone();
+    spec.vars = sorted(&task.vars);
+    spec.secrets = sorted(&task.secrets);
+    let mut need_ids: Vec<&String> = task.needs.keys().collect();
+    need_ids.sort();
+    spec.needs = need_ids
+        .into_iter()
+        .map(|need_id| {
+            let need = &task.needs[need_id];
+            let result = match need_result_name(need.result) {
+                "success" => Conclusion::Success,
+                "cancelled" => Conclusion::Cancelled,
+                "skipped" => Conclusion::Skipped,
+                _ => Conclusion::Failure,
+            };
+            let outputs = sorted(&need.outputs);
+            (need_id.clone(), NeedResult { result, outputs })
+        })
+        .collect();
+    spec.runner_name = runner.name.clone();
+    spec.timeout_cap = Some(runner.timeout);
+    spec
+}
+
+fn sorted(map: &std::collections::HashMap<String, String>) -> IndexMap<String, String> {
+    let mut pairs: Vec<(&String, &String)> = map.iter().collect();
+    pairs.sort();
+    pairs
+        .into_iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// `google.protobuf.Struct` → JSON object.
@@ -452,6 +514,60 @@ mod tests {
             container_name(&summary),
             "GITEA-ACTIONS-TASK-31_WORKFLOW-my-flow.yml_JOB-build-linux"
         );
+    }
+
+    #[test]
+    fn the_job_spec_carries_contexts_needs_and_the_runtime() {
+        let mut task = task(PAYLOAD);
+        task.vars.insert("V".into(), "x".into());
+        let mut outputs = std::collections::HashMap::new();
+        outputs.insert("out".to_string(), "1".to_string());
+        task.needs.insert(
+            "prepare".into(),
+            proto::TaskNeed {
+                outputs,
+                result: proto::Result::Success as i32,
+            },
+        );
+        task.needs.insert(
+            "audit".into(),
+            proto::TaskNeed {
+                outputs: Default::default(),
+                result: proto::Result::Skipped as i32,
+            },
+        );
+        let mut runner = runner();
+        runner.envs.insert("FROM_RUNNER".into(), "yes".into());
+        let summary = summarize(&task).unwrap();
+        let spec = job_spec(&task, &summary, &runner);
+        assert_eq!(spec.job_id, "build");
+        assert_eq!(spec.workflow_file, "ci.yml");
+        assert_eq!(spec.github["token"], "task-token");
+        assert_eq!(
+            spec.github["gitea_default_actions_url"],
+            "https://mirror.test"
+        );
+        assert_eq!(spec.github["event"]["number"], serde_json::json!(7));
+        assert_eq!(spec.extra_env["ACTIONS_RUNTIME_TOKEN"], "jwt");
+        assert_eq!(spec.env["FROM_RUNNER"], "yes");
+        assert_eq!(spec.vars["V"], "x");
+        assert_eq!(spec.secrets["GITHUB_TOKEN"], "task-token");
+        let needs: Vec<(&str, Conclusion)> = spec
+            .needs
+            .iter()
+            .map(|(id, need)| (id.as_str(), need.result))
+            .collect();
+        assert_eq!(
+            needs,
+            [
+                ("audit", Conclusion::Skipped),
+                ("prepare", Conclusion::Success)
+            ]
+        );
+        assert_eq!(spec.needs["prepare"].outputs["out"], "1");
+        assert_eq!(spec.timeout_cap, Some(Duration::from_secs(3 * 3600)));
+        assert_eq!(spec.runner_name, "r1");
+        assert!(spec.masks.contains(&"jwt".to_string()));
     }
 
     #[test]
