@@ -6,6 +6,7 @@
 //! - `args: ...`: extra `exec` flags (split like a shell);
 //! - `setenv: K=V`: an environment variable for `exec` (`\n` in V is a newline);
 //! - `output-contains: text` / `output-lacks: text`: checks on stdout plus stderr.
+//!
 //! A run's failures are collected and reported together, each under the workflow's file name.
 
 use std::path::{Path, PathBuf};
