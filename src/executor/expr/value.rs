@@ -468,3 +468,72 @@ pub fn loose_compare(left: &Value, right: &Value) -> Option<Ordering> {
         _ => left.to_number().partial_cmp(&right.to_number()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_print_as_javascript_prints_them() {
+        let cases = [
+            (1.0, "1"),
+            (-0.0, "0"),
+            (0.5, "0.5"),
+            (123456789.125, "123456789.125"),
+            (1e21, "1e+21"),
+            (1.5e-7, "1.5e-7"),
+            (0.000001, "0.000001"),
+            (-1e100, "-1e+100"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for (number, expected) in cases {
+            assert_eq!(format_number(number), expected, "{number:e}");
+        }
+    }
+
+    #[test]
+    fn number_strings_keep_at_most_fifteen_decimals() {
+        assert_eq!(format_number(0.1 + 0.2), "0.3");
+        assert_eq!(format_number(1e-16), "0");
+        assert_eq!(js_number_to_string(0.1 + 0.2), "0.30000000000000004");
+    }
+
+    #[test]
+    fn strings_coerce_to_numbers_like_javascript_number() {
+        let cases = [
+            ("", 0.0),
+            (" \n", 0.0),
+            (" 42 ", 42.0),
+            ("-1.5e2", -150.0),
+            ("0x1f", 31.0),
+            ("0b101", 5.0),
+            ("0o17", 15.0),
+            ("-Infinity", f64::NEG_INFINITY),
+            (".5", 0.5),
+            ("5.", 5.0),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_number(text), expected, "{text:?}");
+        }
+        for not_a_number in ["abc", "inf", "nan", "-0x1", "1_000", "1e", "--1", "0x"] {
+            assert!(parse_number(not_a_number).is_nan(), "{not_a_number:?}");
+        }
+    }
+
+    #[test]
+    fn case_folding_compares_non_ascii_letters() {
+        assert!(eq_ignore_case("Straße", "STRAßE"));
+        assert!(contains_ignore_case("Übermut", "BERM"));
+        assert!(starts_with_ignore_case("Éclair", "éc"));
+        assert!(ends_with_ignore_case("naïve", "ÏVE"));
+        assert_eq!(cmp_ignore_case("apple", "BANANA"), Ordering::Less);
+    }
+
+    #[test]
+    fn whole_numbers_become_json_integers() {
+        assert_eq!(Value::Number(3.0).to_json(), serde_json::json!(3));
+        assert_eq!(Value::Number(3.5).to_json(), serde_json::json!(3.5));
+        assert_eq!(Value::Number(f64::NAN).to_json(), serde_json::Value::Null);
+    }
+}
