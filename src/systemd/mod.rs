@@ -3,7 +3,8 @@
 //! whether a job runs. Every piece is a no-op when its variable (`NOTIFY_SOCKET`, `LISTEN_FDS`,
 //! `WATCHDOG_USEC`, `CREDENTIALS_DIRECTORY`) is absent.
 //!
-//! May use: `config` (plain values only). Never: `client`, `daemon`, `executor`, `metrics`.
+//! May use: `daemon::observe` (the event vocabulary, in `observer` only). Never: `client`,
+//! the rest of `daemon`, `executor`, `metrics`.
 //!
 //! # How the daemon wires it (API boundary)
 //!
@@ -19,7 +20,8 @@
 //!    (at once when no label needs Docker), `latches.declared`, `latches.metrics_listener`. The
 //!    last release sends `READY=1` with the current STATUS. An unreleased latch dropped on an
 //!    error path never sends READY.
-//! 4. Keep STATUS current: feed a [`StatusBoard`] from the daemon's observer events (job started
+//! 4. Keep STATUS current: hand a [`StatusBoard`] to the daemon as one of its observers (it
+//!    implements `daemon::observe::Observer`; the events are: job started
 //!    and finished, fetch failed or answered, poll interval, capacity, draining); it renders
 //!    `idle 0/4`, `running 2/4: owner/repo build`, `backoff 10s: <reason>`, `draining 2 jobs`,
 //!    advances the watchdog's [`Progress`] on `poll_progress`, and counts a full runner (the poll
@@ -48,6 +50,7 @@ pub mod credentials;
 pub mod dbus;
 pub mod journald;
 pub mod notify;
+pub mod observer;
 pub mod status_board;
 pub mod watchdog;
 

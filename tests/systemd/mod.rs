@@ -4,6 +4,7 @@
 //! systemd (nspawn) are `tests/steps.d/80-systemd-system.sh`.
 
 mod activation;
+mod dbus;
 mod notify;
 mod units;
 mod watchdog;

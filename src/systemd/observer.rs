@@ -1,0 +1,102 @@
+//! The bridge from the daemon's events to systemd: `impl Observer for StatusBoard`, so STATUS and
+//! the watchdog's poll progress follow the daemon without the daemon importing this room.
+//!
+//! May use: `daemon::observe` (the event vocabulary only), `super`.
+
+use crate::daemon::observe::{DaemonEvent, FetchOutcome, Observer};
+
+use super::StatusBoard;
+
+impl Observer for StatusBoard {
+    fn observe(&self, event: &DaemonEvent) {
+        match event {
+            DaemonEvent::PollProgress => self.poll_progress(),
+            DaemonEvent::Fetch {
+                outcome: FetchOutcome::Error,
+                ..
+            } => self.fetch_failed("cannot reach Gitea"),
+            DaemonEvent::Fetch { .. } => self.fetch_succeeded(),
+            DaemonEvent::Backoff { interval } => self.poll_interval(*interval),
+            DaemonEvent::JobStarted {
+                task_id,
+                repository,
+                job,
+                running,
+                capacity,
+            } => self.job_started(*task_id, repository, job, *running, *capacity),
+            DaemonEvent::JobFinished {
+                task_id,
+                running,
+                capacity,
+                ..
+            } => self.job_finished(*task_id, *running, *capacity),
+            DaemonEvent::Draining { .. } => self.draining(),
+            DaemonEvent::ClientError { .. }
+            | DaemonEvent::ReportLog { .. }
+            | DaemonEvent::ReportState { .. }
+            | DaemonEvent::LogBufferRows { .. }
+            | DaemonEvent::SpoolBytes { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::systemd::{Notifier, NotifySocket, Progress};
+
+    #[test]
+    fn daemon_events_drive_the_status_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let (notifier, _latches) =
+            Notifier::new(Some(NotifySocket::new(path.as_os_str()).unwrap()));
+        let board = StatusBoard::new(notifier, Progress::new(), 2);
+        let events = [
+            DaemonEvent::Backoff {
+                interval: Duration::from_secs(4),
+            },
+            DaemonEvent::Fetch {
+                outcome: FetchOutcome::Error,
+                duration: None,
+            },
+            DaemonEvent::Fetch {
+                outcome: FetchOutcome::Task,
+                duration: Some(Duration::from_millis(3)),
+            },
+            DaemonEvent::JobStarted {
+                task_id: 7,
+                repository: "o/r".into(),
+                job: "build".into(),
+                running: 1,
+                capacity: 2,
+            },
+            DaemonEvent::Draining { running: 1 },
+        ];
+        for event in &events {
+            board.observe(event);
+        }
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        for _ in 0..5 {
+            let n = receiver.recv(&mut buf).unwrap();
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(
+            seen,
+            [
+                "STATUS=idle 0/2\n",
+                "STATUS=backoff 4s: cannot reach Gitea\n",
+                "STATUS=idle 0/2\n",
+                "STATUS=running 1/2: o/r build\n",
+                "STATUS=draining 1 job\n",
+            ]
+        );
+    }
+}
