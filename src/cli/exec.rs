@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::executor::backend::host::HostBackend;
 use crate::executor::event::{Conclusion, JobEvent};
 use crate::executor::model::Workflow;
-use crate::executor::{JobSpec, NeedResult, conclusion_name, matrix_combinations, plan, run_job};
+use crate::executor::{
+    JobSpec, NeedResult, check_workflow, conclusion_name, matrix_combinations, plan, run_job,
+};
 
 /// The image every `runs-on` maps to unless `-i` says otherwise (upstream's default).
 const DEFAULT_IMAGE: &str = "docker.gitea.com/runner-images:ubuntu-latest";
@@ -103,14 +105,14 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
-        match Workflow::parse(&yaml) {
+        match check_workflow(&yaml, &display) {
             Ok(workflow) => workflows.push(WorkflowFile {
                 display,
                 yaml,
                 workflow,
             }),
             Err(error) => {
-                eprintln!("{display}:{error}");
+                eprintln!("{error}");
                 invalid = true;
             }
         }

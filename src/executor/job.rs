@@ -371,6 +371,13 @@ async fn run_started<B: Backend>(
         Ok(()) => {
             contexts::fill_paths(spec, workflow, job, backend.paths(), &mut state.scope);
             state.base_env = backend.base_env();
+            if let Some(workspace) = backend.host_workspace() {
+                state
+                    .scope
+                    .set_hash_files(Box::new(move |patterns: &[String]| {
+                        super::hash_files::hash_files(&workspace, patterns)
+                    }));
+            }
             state.builtin_env = contexts::builtin_env(spec, &state, backend.paths(), backend.os());
             run_steps(job, &mut state, backend, emitter, cancel).await
         }
@@ -595,4 +602,14 @@ pub fn matrix_combinations(spec: &JobSpec) -> Result<Vec<IndexMap<String, Json>>
     let mut scope = Scope::new(&spec.workflow_file);
     contexts::fill_static(spec, &workflow, job, &paths, &mut scope);
     contexts::expand_matrix(job, &scope).map_err(|error| error.0)
+}
+
+/// Parses a workflow and checks that every expression of every job parses: what `exec` does before
+/// planning, and what the workflow fuzz target drives. Errors are `file:line:column: message`.
+pub fn check_workflow(source: &str, file: &str) -> Result<Workflow, String> {
+    let workflow = Workflow::parse(source).map_err(|error| format!("{file}:{error}"))?;
+    for job in workflow.jobs.values() {
+        scope::validate(file, &workflow, job).map_err(|error| error.0)?;
+    }
+    Ok(workflow)
 }

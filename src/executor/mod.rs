@@ -34,6 +34,7 @@ pub mod commands;
 mod contexts;
 pub mod event;
 pub mod expr;
+mod hash_files;
 mod job;
 pub mod masking;
 pub mod model;
@@ -42,4 +43,4 @@ mod scope;
 mod shell;
 mod step;
 
-pub use job::{JobSpec, NeedResult, conclusion_name, matrix_combinations, run_job};
+pub use job::{JobSpec, NeedResult, check_workflow, conclusion_name, matrix_combinations, run_job};

@@ -37,6 +37,10 @@ impl Scope {
         }
     }
 
+    pub fn set_hash_files(&mut self, hash_files: Box<HashFilesFn>) {
+        self.hash_files = Some(hash_files);
+    }
+
     pub fn set(&mut self, name: &str, value: impl Into<Value>) {
         self.contexts.insert(name.to_string(), value.into());
     }

@@ -133,6 +133,10 @@ impl Backend for HostBackend {
         self.base_env.clone()
     }
 
+    fn host_workspace(&self) -> Option<PathBuf> {
+        Some(self.paths.workspace.clone())
+    }
+
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {
         for dir in [
             &self.paths.workspace,

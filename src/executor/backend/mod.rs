@@ -134,6 +134,11 @@ pub trait Backend: Send + Sync {
     fn base_env(&self) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
+    /// The host directory holding the workspace, when the backend's workspace is one (host backend);
+    /// `hashFiles` is computed there. `None` (the default) makes `hashFiles` an error.
+    fn host_workspace(&self) -> Option<PathBuf> {
+        None
+    }
     /// Job-level lines (pull progress, service health) go to `log`.
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError>;
     /// Runs one command; every complete output line goes to `output` as it arrives.
