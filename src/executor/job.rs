@@ -613,3 +613,22 @@ pub fn check_workflow(source: &str, file: &str) -> Result<Workflow, String> {
     }
     Ok(workflow)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::backend::host::HostBackend;
+    use std::path::Path;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn run_job_on_a_concrete_backend_is_send() {
+        // The daemon spawns jobs on a multi-threaded runtime: the future must be Send.
+        let mut backend = HostBackend::new(Path::new("/nonexistent"));
+        let (events, _) = mpsc::channel(1);
+        let spec = JobSpec::new(String::new(), String::new(), String::new());
+        let future = run_job(spec, &mut backend, events, CancellationToken::new());
+        assert_send(&future);
+    }
+}

@@ -6,7 +6,7 @@ use std::fmt;
 
 use indexmap::IndexMap;
 
-use super::expr::{self, EvalContext, ExprError, HashFilesFn, JobStatus, Value};
+use super::expr::{self, EvalContext, ExprError, JobStatus, Value};
 use super::model::{Container, Job, Located, Pos, Step, Workflow};
 
 /// An evaluation or validation failure, already worded for the job log.
@@ -19,12 +19,15 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// `hashFiles` as the job's backend computes it; `Send` so a job can move between threads.
+pub type HashFiles = dyn Fn(&[String]) -> Result<String, String> + Send + Sync;
+
 /// The contexts of a running job and the status the status functions report.
 pub struct Scope {
     pub contexts: IndexMap<String, Value>,
     pub status: JobStatus,
     file: String,
-    hash_files: Option<Box<HashFilesFn>>,
+    hash_files: Option<Box<HashFiles>>,
 }
 
 impl Scope {
@@ -37,7 +40,7 @@ impl Scope {
         }
     }
 
-    pub fn set_hash_files(&mut self, hash_files: Box<HashFilesFn>) {
+    pub fn set_hash_files(&mut self, hash_files: Box<HashFiles>) {
         self.hash_files = Some(hash_files);
     }
 
@@ -49,7 +52,10 @@ impl Scope {
         EvalContext {
             contexts: &self.contexts,
             status: self.status,
-            hash_files: self.hash_files.as_deref(),
+            hash_files: self
+                .hash_files
+                .as_deref()
+                .map(|hash_files| hash_files as &expr::HashFilesFn),
         }
     }
 
