@@ -2,6 +2,7 @@
 //! job, steps by exec) and `host` (host processes in a per-task directory).
 //! A backend knows nothing of workflows or expressions: it runs commands and moves files.
 
+pub mod docker;
 pub mod host;
 
 use std::collections::BTreeMap;

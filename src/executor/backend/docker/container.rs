@@ -1,0 +1,317 @@
+//! The job container: its create body (a pure function, pinned by snapshot tests), create and start,
+//! and the removal of everything a job created.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+
+use super::options::{ContainerOptions, parse_ports};
+use super::volumes::VolumeSpec;
+use super::{DockerJobConfig, LABEL_JOB_INSTANCE, bounded, is_not_found, network};
+use crate::executor::backend::BackendError;
+
+/// Inputs of [`job_container_body`] beyond the job config: what `prepare` resolved.
+pub struct JobContainerSpec<'a> {
+    pub config: &'a DockerJobConfig,
+    /// Runner options, then the workflow's.
+    pub options: [&'a ContainerOptions; 2],
+    /// Volumes that passed `container.valid_volumes`.
+    pub volumes: &'a [VolumeSpec],
+    pub network: &'a str,
+    pub aliases_allowed: bool,
+    pub labels: &'a HashMap<String, String>,
+}
+
+/// The create body of the job container: kept alive by `/bin/sleep <max lifetime>`, working in the
+/// workspace, labelled, on the job network with the job's alias.
+pub fn job_container_body(
+    spec: &JobContainerSpec<'_>,
+) -> Result<ContainerCreateBody, BackendError> {
+    let config = spec.config;
+    let mut env: Vec<String> = config
+        .env
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    let mut ports = config.ports.clone();
+    for options in spec.options {
+        env.extend(options.env.iter().cloned());
+        ports.extend(options.publish.iter().cloned());
+    }
+    let (mut exposed, bindings) = parse_ports(&ports)?;
+    for options in spec.options {
+        for port in &options.expose {
+            exposed.push(if port.contains('/') {
+                port.clone()
+            } else {
+                format!("{port}/tcp")
+            });
+        }
+    }
+
+    let mut binds: Vec<String> = spec
+        .volumes
+        .iter()
+        .filter_map(VolumeSpec::to_bind)
+        .collect();
+    if let Some(socket) = &config.docker_socket {
+        binds.push(format!("{socket}:/var/run/docker.sock"));
+    }
+    let mut anonymous: Vec<String> = vec![
+        config.workspace.clone(),
+        String::from("/opt/hostedtoolcache"),
+    ];
+    anonymous.extend(
+        spec.volumes
+            .iter()
+            .filter(|v| v.source.is_none())
+            .map(|v| v.target.clone()),
+    );
+
+    let mut body = ContainerCreateBody {
+        image: Some(config.image.clone()),
+        entrypoint: Some(vec![
+            String::from("/bin/sleep"),
+            config.max_lifetime.as_secs().max(1).to_string(),
+        ]),
+        cmd: None,
+        env: (!env.is_empty()).then_some(env),
+        working_dir: Some(config.workspace.clone()),
+        labels: Some(spec.labels.clone()),
+        volumes: Some(anonymous),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        tty: Some(false),
+        host_config: Some(HostConfig {
+            binds: (!binds.is_empty()).then_some(binds),
+            network_mode: Some(spec.network.to_string()),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            ..Default::default()
+        }),
+        networking_config: endpoint(spec.network, spec.aliases_allowed, &config.job_alias),
+        ..Default::default()
+    };
+    for options in spec.options {
+        options.apply(&mut body)?;
+    }
+    Ok(body)
+}
+
+/// The endpoint config putting a container on `network` under `alias`.
+pub fn endpoint(network: &str, aliases_allowed: bool, alias: &str) -> Option<NetworkingConfig> {
+    if !aliases_allowed || alias.is_empty() {
+        return None;
+    }
+    Some(NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            network.to_string(),
+            EndpointSettings {
+                aliases: Some(vec![alias.to_string()]),
+                ..Default::default()
+            },
+        )])),
+    })
+}
+
+/// Creates and starts a container, replacing a leftover of the same name (upstream does the same).
+pub async fn create_and_start(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+) -> Result<(), BackendError> {
+    remove_container(docker, name).await?;
+    let options = CreateContainerOptionsBuilder::default().name(name).build();
+    bounded(
+        format_args!("create container {name}"),
+        docker.create_container(Some(options), body),
+    )
+    .await?;
+    bounded(
+        format_args!("start container {name}"),
+        docker.start_container(name, None),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Force-removes a container with its anonymous volumes; a missing one is fine.
+pub async fn remove_container(docker: &Docker, name: &str) -> Result<(), BackendError> {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    match tokio::time::timeout(
+        super::API_TIMEOUT,
+        docker.remove_container(name, Some(options)),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) if is_not_found(&err) => Ok(()),
+        // Removal already under way (a concurrent cleanup): the container is going.
+        Ok(Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        })) => Ok(()),
+        Ok(Err(err)) => Err(BackendError::Docker(format!(
+            "remove container {name}: {}",
+            super::describe(&err)
+        ))),
+        Err(_) => Err(BackendError::Docker(format!(
+            "remove container {name}: no answer"
+        ))),
+    }
+}
+
+/// Removes the job's containers (by name, then anything else carrying its instance label) and then
+/// its network. Keeps going after an error and reports the first.
+pub async fn remove_job_resources(
+    docker: &Docker,
+    containers: &[String],
+    network_name: Option<&str>,
+    instance_id: &str,
+) -> Result<(), BackendError> {
+    let mut names: Vec<String> = containers.to_vec();
+    let filters = HashMap::from([(
+        String::from("label"),
+        vec![format!("{LABEL_JOB_INSTANCE}={instance_id}")],
+    )]);
+    let list = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let mut first_error = None;
+    match bounded("list job containers", docker.list_containers(Some(list))).await {
+        Ok(found) => {
+            for summary in found {
+                if let Some(id) = summary.id
+                    && !names.contains(&id)
+                {
+                    names.push(id);
+                }
+            }
+        }
+        Err(err) => first_error = Some(err),
+    }
+    let removals =
+        futures_util::future::join_all(names.iter().map(|name| remove_container(docker, name)))
+            .await;
+    for result in removals {
+        if let Err(err) = result {
+            first_error.get_or_insert(err);
+        }
+    }
+    if let Some(network_name) = network_name
+        && let Err(err) = network::remove(docker, network_name).await
+    {
+        first_error.get_or_insert(err);
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::executor::backend::docker::options::OptionsPolicy;
+    use crate::executor::backend::docker::{JobIdentity, LABEL_RUNNER_UUID, LABEL_TASK_ID};
+
+    fn config() -> DockerJobConfig {
+        DockerJobConfig {
+            image: String::from("act-runner-test/debian:12"),
+            credentials: None,
+            runner_options: String::new(),
+            job_options: String::new(),
+            env: BTreeMap::from([(String::from("NODE_ENV"), String::from("test"))]),
+            volumes: Vec::new(),
+            ports: vec![String::from("8080:80")],
+            services: Vec::new(),
+            network: None,
+            privileged_allowed: false,
+            valid_volumes: Vec::new(),
+            force_pull: false,
+            docker_socket: Some(String::from("/var/run/docker.sock")),
+            container_name: String::from("GITEA-ACTIONS-TASK-7_WORKFLOW-ci_JOB-build"),
+            job_alias: String::from("build"),
+            identity: JobIdentity {
+                runner_uuid: String::from("runner-uuid"),
+                task_id: 7,
+            },
+            workspace: String::from("/workspace/owner/repo"),
+            max_lifetime: Duration::from_secs(3 * 3600),
+            service_ready_timeout: None,
+            pull_timeout: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn job_container_create_body() {
+        let config = config();
+        let policy = OptionsPolicy {
+            privileged_allowed: false,
+        };
+        let runner = ContainerOptions::parse("--add-host gitea.local:10.0.0.1", policy).unwrap();
+        let job =
+            ContainerOptions::parse("-e FROM_OPTIONS=1 --cpus 1.5 --health-cmd 'true'", policy)
+                .unwrap();
+        let volumes = [
+            VolumeSpec::parse("/srv/cache:/cache:ro").unwrap(),
+            VolumeSpec::parse("/scratch").unwrap(),
+        ];
+        let labels = HashMap::from([
+            (LABEL_RUNNER_UUID.to_string(), String::from("runner-uuid")),
+            (LABEL_TASK_ID.to_string(), String::from("7")),
+            (
+                LABEL_JOB_INSTANCE.to_string(),
+                uuid::Uuid::new_v4().to_string(),
+            ),
+        ]);
+        // The real name derives from the container name; a fixed one keeps the snapshot stable.
+        let network = String::from("[job-network]");
+        let body = job_container_body(&JobContainerSpec {
+            config: &config,
+            options: [&runner, &job],
+            volumes: &volumes,
+            network: &network,
+            aliases_allowed: true,
+            labels: &labels,
+        })
+        .unwrap();
+        insta::with_settings!({ sort_maps => true }, {
+            insta::assert_json_snapshot!(body, {
+                ".Labels[\"act-runner.job-instance\"]" => "[instance]",
+            });
+        });
+    }
+
+    #[test]
+    fn privileged_allowed_reaches_the_host_config() {
+        let config = config();
+        let options = ContainerOptions::parse(
+            "--privileged",
+            OptionsPolicy {
+                privileged_allowed: true,
+            },
+        )
+        .unwrap();
+        let labels = HashMap::new();
+        let body = job_container_body(&JobContainerSpec {
+            config: &config,
+            options: [&ContainerOptions::default(), &options],
+            volumes: &[],
+            network: "host",
+            aliases_allowed: false,
+            labels: &labels,
+        })
+        .unwrap();
+        assert_eq!(body.host_config.unwrap().privileged, Some(true));
+        assert!(body.networking_config.is_none());
+    }
+}

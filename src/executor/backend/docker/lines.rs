@@ -1,0 +1,156 @@
+//! Line splitting for exec output: Docker delivers frames of arbitrary size, and a step's log wants
+//! whole lines as soon as each is complete. Pure code, no I/O.
+//!
+//! Rules: `\n`, `\r\n` and a lone `\r` each end a line (a `\r\n` split across two frames counts once);
+//! a line longer than [`MAX_LINE_BYTES`] is cut into pieces of at most that size, on a UTF-8 boundary,
+//! so one runaway line can neither exhaust memory nor hold back the log. Invalid UTF-8 is replaced.
+
+/// Longest line delivered in one piece; longer ones arrive as several lines.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Buffers the bytes of one stream and yields complete lines.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+    /// The previous chunk ended on `\r`: a `\n` at the start of the next one belongs to it.
+    after_cr: bool,
+}
+
+impl LineSplitter {
+    /// Feeds one chunk and returns the lines it completed, in order.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut rest = chunk;
+        if self.after_cr {
+            self.after_cr = false;
+            if let Some(stripped) = rest.strip_prefix(b"\n") {
+                rest = stripped;
+            }
+        }
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            self.pending.extend_from_slice(&rest[..pos]);
+            self.drain_long(&mut lines);
+            lines.push(take_string(&mut self.pending));
+            let terminator = rest[pos];
+            rest = &rest[pos + 1..];
+            if terminator == b'\r' {
+                match rest.first() {
+                    Some(b'\n') => rest = &rest[1..],
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+        }
+        self.pending.extend_from_slice(rest);
+        self.drain_long(&mut lines);
+        lines
+    }
+
+    /// The unterminated last line, if any, when the stream ends.
+    pub fn finish(&mut self) -> Option<String> {
+        self.after_cr = false;
+        if self.pending.is_empty() {
+            None
+        } else {
+            Some(take_string(&mut self.pending))
+        }
+    }
+
+    fn drain_long(&mut self, lines: &mut Vec<String>) {
+        while self.pending.len() > MAX_LINE_BYTES {
+            let cut = utf8_cut(&self.pending, MAX_LINE_BYTES);
+            let head: Vec<u8> = self.pending.drain(..cut).collect();
+            lines.push(String::from_utf8_lossy(&head).into_owned());
+        }
+    }
+}
+
+fn take_string(bytes: &mut Vec<u8>) -> String {
+    let taken = std::mem::take(bytes);
+    match String::from_utf8(taken) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    }
+}
+
+/// The largest cut `<= limit` that does not split a UTF-8 sequence (or `limit` for invalid data).
+fn utf8_cut(bytes: &[u8], limit: usize) -> usize {
+    let mut cut = limit;
+    // A continuation byte is 0b10xx_xxxx; step back at most 3 to the start of its sequence.
+    while cut > 0 && limit - cut < 4 && (bytes[cut] & 0b1100_0000) == 0b1000_0000 {
+        cut -= 1;
+    }
+    if cut == 0 || limit - cut >= 4 {
+        limit
+    } else {
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(chunks: &[&[u8]]) -> Vec<String> {
+        let mut splitter = LineSplitter::default();
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            lines.extend(splitter.push(chunk));
+        }
+        lines.extend(splitter.finish());
+        lines
+    }
+
+    #[test]
+    fn partial_lines_join_across_frames() {
+        assert_eq!(
+            split_all(&[b"hel", b"lo\nwor", b"ld\n"]),
+            ["hello", "world"]
+        );
+    }
+
+    #[test]
+    fn crlf_split_across_frames_ends_one_line() {
+        assert_eq!(split_all(&[b"a\r", b"\nb\r\n"]), ["a", "b"]);
+    }
+
+    #[test]
+    fn lone_cr_ends_a_line() {
+        assert_eq!(split_all(&[b"10%\r50%\r100%\n"]), ["10%", "50%", "100%"]);
+    }
+
+    #[test]
+    fn unterminated_last_line_is_flushed_at_end() {
+        assert_eq!(split_all(&[b"one\ntwo"]), ["one", "two"]);
+    }
+
+    #[test]
+    fn empty_lines_are_kept() {
+        assert_eq!(split_all(&[b"\n\nx\n"]), ["", "", "x"]);
+    }
+
+    #[test]
+    fn very_long_line_is_cut_into_bounded_pieces() {
+        let long = vec![b'x'; MAX_LINE_BYTES * 2 + 10];
+        let lines = split_all(&[&long, b"\n"]);
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|line| line.len() <= MAX_LINE_BYTES));
+        assert_eq!(lines.iter().map(String::len).sum::<usize>(), long.len());
+    }
+
+    #[test]
+    fn long_line_cut_keeps_multibyte_characters_whole() {
+        let mut long = vec![b'x'; MAX_LINE_BYTES - 1];
+        long.extend_from_slice("é".as_bytes());
+        long.extend_from_slice(b"tail");
+        let lines = split_all(&[&long]);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].starts_with('é'));
+        assert!(!lines.concat().contains('\u{fffd}'));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_dropped() {
+        assert_eq!(split_all(&[b"a\xffb\n"]), ["a\u{fffd}b"]);
+    }
+}

@@ -1,0 +1,493 @@
+//! Docker backend: one job container per job (kept alive by a bounded sleep), steps by `docker exec`
+//! with output streamed line by line, files moved as tar archives, service containers on a per-job
+//! network, every container and network labelled with the runner and task so orphans can be found.
+//!
+//! Also the Docker pieces the daemon needs at start: socket discovery and a bounded readiness wait
+//! ([`connect`]) and orphan removal ([`orphans`]).
+//!
+//! May use: `bollard`, the `Backend` contract in `executor::backend`. Never: workflows, expressions,
+//! `client`, `daemon`, `systemd`, `metrics`. Every Docker call is bounded by a timeout.
+
+pub mod connect;
+mod container;
+mod exec;
+mod files;
+mod image;
+mod lines;
+mod network;
+pub mod options;
+pub mod orphans;
+mod services;
+pub mod volumes;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::Docker;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backend, BackendError, EnvironmentPaths, ExecRequest, ExitStatus, OutputLine};
+use options::{ContainerOptions, OptionsPolicy};
+use volumes::{VolumePolicy, VolumeSpec};
+
+pub use container::job_container_body;
+
+/// Label naming the runner (its UUID from `.runner`); upstream puts it on networks it creates.
+pub const LABEL_RUNNER_UUID: &str = "com.gitea.runner.uuid";
+/// Label naming the Gitea task a container or network belongs to.
+pub const LABEL_TASK_ID: &str = "act-runner.task-id";
+/// Label unique to one [`DockerBackend`]: cleanup removes everything carrying it, even what a
+/// cancelled `prepare` created but never recorded.
+pub const LABEL_JOB_INSTANCE: &str = "act-runner.job-instance";
+
+/// Upper bound on one Docker API call (until its response head, and in total for calls without a
+/// streamed body).
+pub const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound on the whole cleanup of one job (upstream: one minute).
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who a job's containers belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobIdentity {
+    /// The runner's UUID (`.runner`); `act_runner exec` uses a fixed local name.
+    pub runner_uuid: String,
+    /// The Gitea task id (0 for local runs).
+    pub task_id: i64,
+}
+
+/// Registry credentials for a pull (`container.credentials`, `DOCKER_USERNAME`/`DOCKER_PASSWORD`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// One `services:` entry, already interpolated by the executor.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The service id: its network alias and part of its container name.
+    pub id: String,
+    pub image: String,
+    pub credentials: Option<RegistryCredentials>,
+    pub env: BTreeMap<String, String>,
+    /// `ports:` entries (`8080:80`, `5432`, ...).
+    pub ports: Vec<String>,
+    /// `volumes:` entries, filtered by `container.valid_volumes`.
+    pub volumes: Vec<String>,
+    /// `options:` (`docker run` flags, e.g. `--health-cmd`).
+    pub options: String,
+    /// Gitea's `cmd:`: arguments replacing the image's command; empty keeps it.
+    pub cmd: Vec<String>,
+}
+
+/// Everything the Docker backend needs for one job. The executor maps the workflow's
+/// `container:`/`services:` and the runner config onto it.
+#[derive(Debug, Clone)]
+pub struct DockerJobConfig {
+    /// Job image (`container.image`, or the platform image from `runs-on`).
+    pub image: String,
+    pub credentials: Option<RegistryCredentials>,
+    /// Runner `container.options`, applied first.
+    pub runner_options: String,
+    /// The workflow's `container.options`, applied after the runner's.
+    pub job_options: String,
+    /// The workflow's `container.env`.
+    pub env: BTreeMap<String, String>,
+    /// The workflow's `container.volumes`.
+    pub volumes: Vec<String>,
+    /// The workflow's `container.ports`.
+    pub ports: Vec<String>,
+    pub services: Vec<ServiceConfig>,
+    /// `container.network`: `None` creates (and later removes) a network for the job;
+    /// `host`, `bridge` or a name are used as they are.
+    pub network: Option<String>,
+    /// `container.privileged`.
+    pub privileged_allowed: bool,
+    /// `container.valid_volumes` globs.
+    pub valid_volumes: Vec<String>,
+    /// `container.force_pull`.
+    pub force_pull: bool,
+    /// Host path of the Docker socket to mount at `/var/run/docker.sock` in the job container;
+    /// `None` mounts nothing (`container.docker_host: -` or a non-unix host).
+    pub docker_socket: Option<String>,
+    /// Job container name (`GITEA-ACTIONS-TASK-<id>_WORKFLOW-<wf>_JOB-<job>`); services and the
+    /// network derive theirs from it. Characters Docker refuses are replaced by `-`.
+    pub container_name: String,
+    /// The job container's network alias (the job id).
+    pub job_alias: String,
+    pub identity: JobIdentity,
+    /// Workspace path inside the container: `/workspace/<owner>/<repo>`.
+    pub workspace: String,
+    /// The job container's keep-alive: it sleeps this long, then exits whatever happens.
+    pub max_lifetime: Duration,
+    /// How long to wait for services with a health check; `None` does not wait.
+    pub service_ready_timeout: Option<Duration>,
+    /// Upper bound on pulling one image.
+    pub pull_timeout: Duration,
+}
+
+/// The resources one job created, recorded before each create call so cleanup finds them even when
+/// `prepare` was interrupted.
+#[derive(Debug, Default)]
+struct JobResources {
+    network: Option<String>,
+    containers: Vec<String>,
+    job_container: Option<String>,
+}
+
+/// The Docker backend for one job.
+pub struct DockerBackend {
+    docker: Docker,
+    config: DockerJobConfig,
+    instance_id: String,
+    paths: EnvironmentPaths,
+    resources: JobResources,
+}
+
+impl DockerBackend {
+    /// A backend for one job on an already connected (and version-negotiated) client.
+    pub fn new(docker: Docker, mut config: DockerJobConfig) -> DockerBackend {
+        config.container_name = container_name(&config.container_name);
+        let paths = EnvironmentPaths {
+            workspace: PathBuf::from(&config.workspace),
+            temp: PathBuf::from("/tmp"),
+            tool_cache: PathBuf::from("/opt/hostedtoolcache"),
+        };
+        DockerBackend {
+            docker,
+            config,
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            paths,
+            resources: JobResources::default(),
+        }
+    }
+
+    /// The labels every container and network of this job carries.
+    pub fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (
+                LABEL_RUNNER_UUID.to_string(),
+                self.config.identity.runner_uuid.clone(),
+            ),
+            (
+                LABEL_TASK_ID.to_string(),
+                self.config.identity.task_id.to_string(),
+            ),
+            (LABEL_JOB_INSTANCE.to_string(), self.instance_id.clone()),
+        ])
+    }
+
+    /// The job container's name (valid after construction).
+    pub fn container_name(&self) -> &str {
+        &self.config.container_name
+    }
+
+    /// The network the job's containers join.
+    pub fn network_name(&self) -> String {
+        match &self.config.network {
+            Some(network) => network.clone(),
+            None => format!("{}-network", self.config.container_name),
+        }
+    }
+
+    fn job_container(&self) -> Result<&str, BackendError> {
+        self.resources.job_container.as_deref().ok_or_else(|| {
+            BackendError::Docker(String::from(
+                "the job container is not running (prepare first)",
+            ))
+        })
+    }
+
+    fn parse_options(
+        &self,
+        options: &str,
+        log_warnings: &mut Vec<String>,
+    ) -> Result<ContainerOptions, BackendError> {
+        let policy = OptionsPolicy {
+            privileged_allowed: self.config.privileged_allowed,
+        };
+        let parsed = ContainerOptions::parse(options, policy)?;
+        log_warnings.extend(parsed.warnings.iter().cloned());
+        Ok(parsed)
+    }
+
+    async fn prepare_inner(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {
+        let mut warnings = Vec::new();
+        let runner_options = self.parse_options(&self.config.runner_options, &mut warnings)?;
+        let job_options = self.parse_options(&self.config.job_options, &mut warnings)?;
+        let volume_policy = VolumePolicy::new(&self.config.valid_volumes)?;
+
+        let mut job_volumes = Vec::new();
+        for spec in &self.config.volumes {
+            job_volumes.push(VolumeSpec::parse(spec)?);
+        }
+        job_volumes.extend(runner_options.volumes.iter().cloned());
+        job_volumes.extend(job_options.volumes.iter().cloned());
+        let (job_volumes, volume_warnings) = volumes::filter_volumes(&volume_policy, &job_volumes);
+        warnings.extend(volume_warnings);
+
+        let mut service_plans = Vec::new();
+        for service in &self.config.services {
+            let options = self.parse_options(&service.options, &mut warnings)?;
+            let mut service_volumes = Vec::new();
+            for spec in &service.volumes {
+                service_volumes.push(VolumeSpec::parse(spec)?);
+            }
+            service_volumes.extend(options.volumes.iter().cloned());
+            let (service_volumes, volume_warnings) =
+                volumes::filter_volumes(&volume_policy, &service_volumes);
+            warnings.extend(volume_warnings);
+            service_plans.push(services::ServicePlan {
+                name: container_name(&format!("{}-{}", self.config.container_name, service.id)),
+                config: service.clone(),
+                options,
+                volumes: service_volumes,
+            });
+        }
+        for warning in warnings {
+            send_log(log, format!("warning: {warning}")).await;
+        }
+
+        // Record every name before creating anything: cleanup must find what an interrupted
+        // `prepare` left behind.
+        let labels = self.labels();
+        let network = self.network_name();
+        if self.config.network.is_none() {
+            self.resources.network = Some(network.clone());
+        }
+        for plan in &service_plans {
+            self.resources.containers.push(plan.name.clone());
+        }
+        let job_name = self.config.container_name.clone();
+        self.resources.containers.push(job_name.clone());
+
+        let docker = &self.docker;
+        let config = &self.config;
+        let pull_policy =
+            image::PullPolicy::from_options(config.force_pull, [&runner_options, &job_options]);
+        let job_pull = image::ensure_image(
+            docker,
+            &config.image,
+            config.credentials.as_ref(),
+            pull_policy,
+            config.pull_timeout,
+            log,
+        );
+        let service_pulls = futures_util::future::try_join_all(service_plans.iter().map(|plan| {
+            let policy = image::PullPolicy::from_options(config.force_pull, [&plan.options]);
+            image::ensure_image(
+                docker,
+                &plan.config.image,
+                plan.config.credentials.as_ref(),
+                policy,
+                config.pull_timeout,
+                log,
+            )
+        }));
+        let network_create = async {
+            match config.network {
+                None => network::create(docker, &network, &labels).await,
+                Some(_) => Ok(()),
+            }
+        };
+        tokio::try_join!(job_pull, service_pulls, network_create)?;
+
+        let aliases_allowed = network::supports_aliases(&network);
+        let service_starts = futures_util::future::try_join_all(
+            service_plans
+                .iter()
+                .map(|plan| services::start(docker, plan, &network, aliases_allowed, &labels)),
+        );
+        let body = job_container_body(&container::JobContainerSpec {
+            config,
+            options: [&runner_options, &job_options],
+            volumes: &job_volumes,
+            network: &network,
+            aliases_allowed,
+            labels: &labels,
+        })?;
+        let job_start = container::create_and_start(docker, &job_name, body);
+        tokio::try_join!(service_starts, job_start)?;
+        self.resources.job_container = Some(job_name);
+
+        services::wait_healthy(
+            &self.docker,
+            &service_plans,
+            self.config.service_ready_timeout,
+            log,
+        )
+        .await
+    }
+}
+
+impl Backend for DockerBackend {
+    fn paths(&self) -> &EnvironmentPaths {
+        &self.paths
+    }
+
+    fn os(&self) -> &str {
+        "Linux"
+    }
+
+    async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {
+        tracing::debug!(task_id = self.config.identity.task_id, image = %self.config.image, "preparing job container");
+        self.prepare_inner(log).await
+    }
+
+    async fn exec(
+        &self,
+        request: ExecRequest,
+        output: mpsc::Sender<OutputLine>,
+        cancel: CancellationToken,
+    ) -> Result<ExitStatus, BackendError> {
+        let container = self.job_container()?;
+        exec::run(
+            &self.docker,
+            container,
+            &self.config.workspace,
+            request,
+            output,
+            cancel,
+        )
+        .await
+    }
+
+    async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), BackendError> {
+        let container = self.job_container()?;
+        let path = resolve_path(&self.config.workspace, path);
+        files::write(&self.docker, container, &path, contents, mode).await
+    }
+
+    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let container = self.job_container()?;
+        let path = resolve_path(&self.config.workspace, path);
+        files::read(&self.docker, container, &path).await
+    }
+
+    async fn cleanup(&mut self) -> Result<(), BackendError> {
+        let resources = std::mem::take(&mut self.resources);
+        let cleanup = container::remove_job_resources(
+            &self.docker,
+            &resources.containers,
+            resources.network.as_deref(),
+            &self.instance_id,
+        );
+        match tokio::time::timeout(CLEANUP_TIMEOUT, cleanup).await {
+            Ok(result) => result,
+            Err(_) => Err(BackendError::Docker(format!(
+                "cleanup did not finish within {}s",
+                CLEANUP_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// A container name Docker accepts: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn container_name(raw: &str) -> String {
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        name.insert(0, 'x');
+    }
+    name
+}
+
+/// Relative paths are relative to the workspace.
+fn resolve_path(workspace: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{}", workspace.trim_end_matches('/'), path)
+    }
+}
+
+async fn send_log(log: &mpsc::Sender<String>, line: String) {
+    // A closed log channel means nobody listens any more; the job goes on regardless.
+    let _ = log.send(line).await;
+}
+
+/// Runs one Docker call under [`API_TIMEOUT`], naming what was attempted in the error.
+async fn bounded<T>(
+    what: impl fmt::Display,
+    call: impl Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(API_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(BackendError::Docker(format!("{what}: {}", describe(&err)))),
+        Err(_) => Err(BackendError::Docker(format!(
+            "{what}: no answer within {}s",
+            API_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// The daemon's own message for server errors, bollard's Display otherwise.
+fn describe(err: &bollard::errors::Error) -> String {
+    match err {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            message.trim().to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn is_not_found(err: &bollard::errors::Error) -> bool {
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_are_made_acceptable_to_docker() {
+        assert_eq!(
+            container_name("GITEA-ACTIONS-TASK-7_WORKFLOW-ci.yml_JOB-build"),
+            "GITEA-ACTIONS-TASK-7_WORKFLOW-ci.yml_JOB-build"
+        );
+        assert_eq!(container_name("wf/job name"), "wf-job-name");
+        assert_eq!(container_name("_x"), "x_x");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_workspace() {
+        assert_eq!(resolve_path("/workspace/o/r/", "a/b"), "/workspace/o/r/a/b");
+        assert_eq!(resolve_path("/workspace/o/r", "/tmp/x"), "/tmp/x");
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let credentials = RegistryCredentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{credentials:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,63 @@
+//! The per-job network: a labelled bridge created before the containers and removed after them.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::models::NetworkCreateRequest;
+
+use super::{API_TIMEOUT, bounded, describe, is_not_found};
+use crate::executor::backend::BackendError;
+
+/// Creates a bridge network, replacing a leftover of the same name.
+pub async fn create(
+    docker: &Docker,
+    name: &str,
+    labels: &HashMap<String, String>,
+) -> Result<(), BackendError> {
+    remove(docker, name).await?;
+    let request = NetworkCreateRequest {
+        name: name.to_string(),
+        driver: Some(String::from("bridge")),
+        labels: Some(labels.clone()),
+        ..Default::default()
+    };
+    bounded(
+        format_args!("create network {name}"),
+        docker.create_network(request),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes a network; a missing one is fine.
+pub async fn remove(docker: &Docker, name: &str) -> Result<(), BackendError> {
+    match tokio::time::timeout(API_TIMEOUT, docker.remove_network(name)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) if is_not_found(&err) => Ok(()),
+        Ok(Err(err)) => Err(BackendError::Docker(format!(
+            "remove network {name}: {}",
+            describe(&err)
+        ))),
+        Err(_) => Err(BackendError::Docker(format!(
+            "remove network {name}: no answer"
+        ))),
+    }
+}
+
+/// Docker refuses network aliases on the predefined networks.
+pub fn supports_aliases(network: &str) -> bool {
+    !matches!(network, "host" | "bridge" | "none" | "default") && !network.starts_with("container:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_only_on_user_defined_networks() {
+        assert!(supports_aliases("GITEA-ACTIONS-TASK-1-network"));
+        assert!(!supports_aliases("host"));
+        assert!(!supports_aliases("bridge"));
+        assert!(!supports_aliases("container:abc"));
+    }
+}

@@ -1,0 +1,159 @@
+//! Service containers: created and started in parallel on the job network under their id as alias,
+//! then awaited until Docker reports them healthy (only those with a health check), under a bound.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HealthStatusEnum, HostConfig};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::container::{create_and_start, endpoint};
+use super::options::{ContainerOptions, parse_ports};
+use super::volumes::VolumeSpec;
+use super::{ServiceConfig, bounded, send_log};
+use crate::executor::backend::BackendError;
+
+/// How often health is polled.
+const HEALTH_POLL: Duration = Duration::from_millis(250);
+
+/// One service, resolved by `prepare`.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    /// Container name.
+    pub name: String,
+    pub config: ServiceConfig,
+    pub options: ContainerOptions,
+    /// Volumes that passed `container.valid_volumes`.
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// The create body of a service container.
+pub fn service_body(
+    plan: &ServicePlan,
+    network: &str,
+    aliases_allowed: bool,
+    labels: &HashMap<String, String>,
+) -> Result<ContainerCreateBody, BackendError> {
+    let config = &plan.config;
+    let mut env: Vec<String> = config
+        .env
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    env.extend(plan.options.env.iter().cloned());
+    let mut ports = config.ports.clone();
+    ports.extend(plan.options.publish.iter().cloned());
+    let (exposed, bindings) = parse_ports(&ports)?;
+    let binds: Vec<String> = plan
+        .volumes
+        .iter()
+        .filter_map(VolumeSpec::to_bind)
+        .collect();
+    let anonymous: Vec<String> = plan
+        .volumes
+        .iter()
+        .filter(|v| v.source.is_none())
+        .map(|v| v.target.clone())
+        .collect();
+    let mut body = ContainerCreateBody {
+        image: Some(config.image.clone()),
+        cmd: (!config.cmd.is_empty()).then(|| config.cmd.clone()),
+        entrypoint: plan
+            .options
+            .entrypoint
+            .as_ref()
+            .map(|entrypoint| vec![entrypoint.clone()]),
+        env: (!env.is_empty()).then_some(env),
+        labels: Some(labels.clone()),
+        volumes: (!anonymous.is_empty()).then_some(anonymous),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        working_dir: plan.options.workdir.clone(),
+        host_config: Some(HostConfig {
+            binds: (!binds.is_empty()).then_some(binds),
+            network_mode: Some(network.to_string()),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            ..Default::default()
+        }),
+        networking_config: endpoint(network, aliases_allowed, &config.id),
+        ..Default::default()
+    };
+    plan.options.apply(&mut body)?;
+    Ok(body)
+}
+
+/// Creates and starts one service container.
+pub async fn start(
+    docker: &Docker,
+    plan: &ServicePlan,
+    network: &str,
+    aliases_allowed: bool,
+    labels: &HashMap<String, String>,
+) -> Result<(), BackendError> {
+    let body = service_body(plan, network, aliases_allowed, labels)?;
+    create_and_start(docker, &plan.name, body).await
+}
+
+/// Waits until every service with a health check is healthy; `None` does not wait.
+pub async fn wait_healthy(
+    docker: &Docker,
+    plans: &[ServicePlan],
+    ready_timeout: Option<Duration>,
+    log: &mpsc::Sender<String>,
+) -> Result<(), BackendError> {
+    let Some(ready_timeout) = ready_timeout else {
+        return Ok(());
+    };
+    let give_up = Instant::now() + ready_timeout;
+    for plan in plans {
+        let mut announced = false;
+        loop {
+            let inspect = bounded(
+                format_args!("inspect service {}", plan.config.id),
+                docker.inspect_container(&plan.name, None),
+            )
+            .await?;
+            let state = inspect.state.unwrap_or_default();
+            if state.running == Some(false) {
+                return Err(BackendError::Docker(format!(
+                    "service `{}` exited with code {} before becoming ready",
+                    plan.config.id,
+                    state.exit_code.unwrap_or_default()
+                )));
+            }
+            match state.health.and_then(|health| health.status) {
+                None
+                | Some(HealthStatusEnum::NONE)
+                | Some(HealthStatusEnum::EMPTY)
+                | Some(HealthStatusEnum::HEALTHY) => {
+                    break;
+                }
+                Some(HealthStatusEnum::UNHEALTHY) => {
+                    return Err(BackendError::Docker(format!(
+                        "service `{}` is unhealthy",
+                        plan.config.id
+                    )));
+                }
+                Some(HealthStatusEnum::STARTING) => {}
+            }
+            if Instant::now() >= give_up {
+                return Err(BackendError::Docker(format!(
+                    "service `{}` not healthy within {}s",
+                    plan.config.id,
+                    ready_timeout.as_secs()
+                )));
+            }
+            if !announced {
+                send_log(
+                    log,
+                    format!("waiting for service {} to become healthy", plan.config.id),
+                )
+                .await;
+                announced = true;
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+    Ok(())
+}
