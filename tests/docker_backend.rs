@@ -9,7 +9,8 @@ use act_runner::executor::backend::docker::{
     LABEL_TASK_ID, ServiceConfig, orphans,
 };
 use act_runner::executor::backend::{
-    Backend, BackendError, ExecRequest, ExitStatus, OutputLine, Stream,
+    Backend, BackendError, ContainerSpec, ExecRequest, ExitStatus, JobContainers, OutputLine,
+    Stream,
 };
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, NetworkCreateRequest};
@@ -241,6 +242,38 @@ async fn exec_sets_env_and_working_directory() {
         let (_, lines) = run(&backend, request("pwd"), CancellationToken::new()).await;
         assert_eq!(texts(&lines), ["/workspace/owner/repo"]);
         backend.cleanup().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn configure_applies_the_workflow_container_and_base_env_has_the_image_path() {
+    with_docker(|docker| async move {
+        let mut backend = DockerBackend::new(docker.clone(), job_config(BUSYBOX_IMAGE));
+        let job = ContainerSpec {
+            image: DEBIAN_IMAGE.to_string(),
+            env: BTreeMap::from([(String::from("FROM_WORKFLOW"), String::from("1"))]),
+            options: String::from("--hostname wf-host"),
+            ..Default::default()
+        };
+        backend
+            .configure(JobContainers {
+                job: Some(job),
+                services: Vec::new(),
+            })
+            .unwrap();
+        let (log_tx, _log_rx) = mpsc::channel(64);
+        backend.prepare(&log_tx).await.unwrap();
+        let base_env = backend.base_env();
+        assert!(base_env["PATH"].contains("/usr/bin"), "{base_env:?}");
+        assert_eq!(base_env["FROM_WORKFLOW"], "1");
+        let mut exec = request("hostname; python3 -c 'print(6*7)'");
+        exec.env = base_env;
+        let (status, lines) = run(&backend, exec, CancellationToken::new()).await;
+        assert_eq!(status.unwrap(), ExitStatus::Exited(0), "{lines:?}");
+        assert_eq!(texts(&lines), ["wf-host", "42"]);
+        backend.cleanup().await.unwrap();
+        assert_all_gone(&docker, &backend).await;
     })
     .await;
 }
@@ -624,8 +657,8 @@ async fn orphan_removal_takes_only_this_runners_dead_tasks() {
         let report = orphans::remove_orphans(&docker, &me, &HashSet::from([2]))
             .await
             .unwrap();
-        assert_eq!(report.containers, [dead.clone()]);
-        assert_eq!(report.networks, [dead_network.clone()]);
+        assert_eq!(report.containers, std::slice::from_ref(&dead));
+        assert_eq!(report.networks, std::slice::from_ref(&dead_network));
         assert!(docker.inspect_container(&dead, None).await.is_err());
         assert!(!network_exists(&docker, &dead_network).await);
         for (name, network) in [(&live, &live_network), (&foreign, &foreign_network)] {

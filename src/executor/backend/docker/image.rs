@@ -46,7 +46,7 @@ impl PullPolicy {
     }
 }
 
-/// Makes sure `image` is present locally.
+/// Makes sure `image` is present locally and returns its `Env` (the base of every exec's environment).
 pub async fn ensure_image(
     docker: &Docker,
     image: &str,
@@ -54,51 +54,58 @@ pub async fn ensure_image(
     policy: PullPolicy,
     pull_timeout: Duration,
     log: &mpsc::Sender<String>,
-) -> Result<(), BackendError> {
-    let present = match tokio::time::timeout(super::API_TIMEOUT, docker.inspect_image(image)).await
-    {
-        Ok(Ok(_)) => true,
-        Ok(Err(err)) if is_not_found(&err) => false,
-        Ok(Err(err)) => {
-            return Err(BackendError::Docker(format!(
-                "inspect image {image}: {}",
-                describe(&err)
-            )));
-        }
-        Err(_) => {
-            return Err(BackendError::Docker(format!(
-                "inspect image {image}: no answer"
-            )));
-        }
-    };
+) -> Result<Vec<String>, BackendError> {
+    let local = inspect_env(docker, image).await?;
     let pinned = image.contains("@sha256:");
     let wanted = match policy {
-        PullPolicy::Missing => !present,
-        PullPolicy::Always => !(present && pinned),
+        PullPolicy::Missing => local.is_none(),
+        PullPolicy::Always => !(local.is_some() && pinned),
         PullPolicy::Never => false,
     };
     if !wanted {
-        return if present {
-            Ok(())
-        } else {
-            Err(BackendError::Docker(format!(
+        return local.ok_or_else(|| {
+            BackendError::Docker(format!(
                 "image `{image}` is not present locally and pulling is disabled"
-            )))
-        };
+            ))
+        });
     }
     send_log(log, format!("pulling image {image}")).await;
     match pull(docker, image, credentials, pull_timeout).await {
-        Ok(()) => Ok(()),
-        Err(reason) if present => {
-            send_log(
-                log,
-                format!("warning: pull of {image} failed, using the local copy: {reason}"),
-            )
-            .await;
-            Ok(())
-        }
-        Err(reason) => Err(BackendError::Docker(format!(
-            "image `{image}` is not present locally and could not be pulled: {reason}"
+        Ok(()) => inspect_env(docker, image).await?.ok_or_else(|| {
+            BackendError::Docker(format!(
+                "image `{image}` is missing after a successful pull"
+            ))
+        }),
+        Err(reason) => match local {
+            Some(env) => {
+                let warning =
+                    format!("warning: pull of {image} failed, using the local copy: {reason}");
+                send_log(log, warning).await;
+                Ok(env)
+            }
+            None => Err(BackendError::Docker(format!(
+                "image `{image}` is not present locally and could not be pulled: {reason}"
+            ))),
+        },
+    }
+}
+
+/// The image's `Env`, or `None` when the image is not present.
+async fn inspect_env(docker: &Docker, image: &str) -> Result<Option<Vec<String>>, BackendError> {
+    match tokio::time::timeout(super::API_TIMEOUT, docker.inspect_image(image)).await {
+        Ok(Ok(inspect)) => Ok(Some(
+            inspect
+                .config
+                .and_then(|config| config.env)
+                .unwrap_or_default(),
+        )),
+        Ok(Err(err)) if is_not_found(&err) => Ok(None),
+        Ok(Err(err)) => Err(BackendError::Docker(format!(
+            "inspect image {image}: {}",
+            describe(&err)
+        ))),
+        Err(_) => Err(BackendError::Docker(format!(
+            "inspect image {image}: no answer"
         ))),
     }
 }

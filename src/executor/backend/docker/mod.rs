@@ -30,7 +30,11 @@ use bollard::Docker;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, BackendError, EnvironmentPaths, ExecRequest, ExitStatus, OutputLine};
+pub use super::RegistryCredentials;
+use super::{
+    Backend, BackendError, ContainerSpec, EnvironmentPaths, ExecRequest, ExitStatus, JobContainers,
+    OutputLine,
+};
 use options::{ContainerOptions, OptionsPolicy};
 use volumes::{VolumePolicy, VolumeSpec};
 
@@ -59,22 +63,6 @@ pub struct JobIdentity {
     pub task_id: i64,
 }
 
-/// Registry credentials for a pull (`container.credentials`, `DOCKER_USERNAME`/`DOCKER_PASSWORD`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct RegistryCredentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for RegistryCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryCredentials")
-            .field("username", &self.username)
-            .field("password", &"***")
-            .finish()
-    }
-}
-
 /// One `services:` entry, already interpolated by the executor.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -93,8 +81,9 @@ pub struct ServiceConfig {
     pub cmd: Vec<String>,
 }
 
-/// Everything the Docker backend needs for one job. The executor maps the workflow's
-/// `container:`/`services:` and the runner config onto it.
+/// Everything the Docker backend needs for one job. The runner config fills it at construction;
+/// [`Backend::configure`] then replaces the workflow-given fields (`image` when the job names a
+/// `container:`, `credentials`, `job_options`, `env`, `volumes`, `ports`, `services`).
 #[derive(Debug, Clone)]
 pub struct DockerJobConfig {
     /// Job image (`container.image`, or the platform image from `runs-on`).
@@ -155,6 +144,8 @@ pub struct DockerBackend {
     instance_id: String,
     paths: EnvironmentPaths,
     resources: JobResources,
+    /// The image's `Env` overlaid with the container's, known after `prepare`.
+    base_env: BTreeMap<String, String>,
 }
 
 impl DockerBackend {
@@ -172,6 +163,7 @@ impl DockerBackend {
             instance_id: uuid::Uuid::new_v4().to_string(),
             paths,
             resources: JobResources::default(),
+            base_env: BTreeMap::new(),
         }
     }
 
@@ -303,7 +295,7 @@ impl DockerBackend {
                 Some(_) => Ok(()),
             }
         };
-        tokio::try_join!(job_pull, service_pulls, network_create)?;
+        let (image_env, _, ()) = tokio::try_join!(job_pull, service_pulls, network_create)?;
 
         let aliases_allowed = network::supports_aliases(&network);
         let service_starts = futures_util::future::try_join_all(
@@ -319,9 +311,16 @@ impl DockerBackend {
             aliases_allowed,
             labels: &labels,
         })?;
+        let mut base_env = BTreeMap::new();
+        for entry in image_env.iter().chain(body.env.iter().flatten()) {
+            if let Some((key, value)) = entry.split_once('=') {
+                base_env.insert(key.to_string(), value.to_string());
+            }
+        }
         let job_start = container::create_and_start(docker, &job_name, body);
         tokio::try_join!(service_starts, job_start)?;
         self.resources.job_container = Some(job_name);
+        self.base_env = base_env;
 
         services::wait_healthy(
             &self.docker,
@@ -340,6 +339,47 @@ impl Backend for DockerBackend {
 
     fn os(&self) -> &str {
         "Linux"
+    }
+
+    fn configure(&mut self, containers: JobContainers) -> Result<(), BackendError> {
+        if let Some(job) = containers.job {
+            let ContainerSpec {
+                image,
+                env,
+                volumes,
+                options,
+                ports,
+                credentials,
+                cmd: _,
+            } = job;
+            if !image.is_empty() {
+                self.config.image = image;
+            }
+            self.config.env = env;
+            self.config.volumes = volumes;
+            self.config.job_options = options;
+            self.config.ports = ports;
+            self.config.credentials = credentials;
+        }
+        self.config.services = containers
+            .services
+            .into_iter()
+            .map(|(id, spec)| ServiceConfig {
+                id,
+                image: spec.image,
+                credentials: spec.credentials,
+                env: spec.env,
+                ports: spec.ports,
+                volumes: spec.volumes,
+                options: spec.options,
+                cmd: spec.cmd,
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn base_env(&self) -> BTreeMap<String, String> {
+        self.base_env.clone()
     }
 
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {
