@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 
 use super::options::{ContainerOptions, parse_ports};
@@ -165,8 +166,8 @@ pub async fn remove_container(docker: &Docker, name: &str) -> Result<(), Backend
     }
 }
 
-/// Removes the job's containers (by name, then anything else carrying its instance label) and then
-/// its network. Keeps going after an error and reports the first.
+/// Removes the job's containers and then its networks: those recorded by name and anything else
+/// carrying its instance label. Keeps going after an error and reports the first.
 pub async fn remove_job_resources(
     docker: &Docker,
     containers: &[String],
@@ -203,10 +204,22 @@ pub async fn remove_job_resources(
             first_error.get_or_insert(err);
         }
     }
-    if let Some(network_name) = network_name
-        && let Err(err) = network::remove(docker, network_name).await
-    {
-        first_error.get_or_insert(err);
+    let mut networks: Vec<String> = network_name.into_iter().map(str::to_string).collect();
+    let list = ListNetworksOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    match bounded("list job networks", docker.list_networks(Some(list))).await {
+        Ok(found) => networks.extend(found.into_iter().filter_map(|summary| summary.name)),
+        Err(err) => {
+            first_error.get_or_insert(err);
+        }
+    }
+    networks.sort();
+    networks.dedup();
+    for network_name in networks {
+        if let Err(err) = network::remove(docker, &network_name).await {
+            first_error.get_or_insert(err);
+        }
     }
     match first_error {
         Some(err) => Err(err),

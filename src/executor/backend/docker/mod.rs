@@ -278,7 +278,7 @@ impl DockerBackend {
             config.pull_timeout,
             log,
         );
-        let service_pulls = futures_util::future::try_join_all(service_plans.iter().map(|plan| {
+        let service_pulls = futures_util::future::join_all(service_plans.iter().map(|plan| {
             let policy = image::PullPolicy::from_options(config.force_pull, [&plan.options]);
             image::ensure_image(
                 docker,
@@ -295,10 +295,16 @@ impl DockerBackend {
                 Some(_) => Ok(()),
             }
         };
-        let (image_env, _, ()) = tokio::try_join!(job_pull, service_pulls, network_create)?;
+        // `join`, not `try_join`: a create dropped mid-flight still completes inside dockerd, after
+        // cleanup has looked for it. Every call runs to its end before the first error is returned.
+        let (image_env, service_pulls, network_created) =
+            tokio::join!(job_pull, service_pulls, network_create);
+        let image_env = image_env?;
+        service_pulls.into_iter().collect::<Result<Vec<_>, _>>()?;
+        network_created?;
 
         let aliases_allowed = network::supports_aliases(&network);
-        let service_starts = futures_util::future::try_join_all(
+        let service_starts = futures_util::future::join_all(
             service_plans
                 .iter()
                 .map(|plan| services::start(docker, plan, &network, aliases_allowed, &labels)),
@@ -318,7 +324,9 @@ impl DockerBackend {
             }
         }
         let job_start = container::create_and_start(docker, &job_name, body);
-        tokio::try_join!(service_starts, job_start)?;
+        let (service_starts, job_started) = tokio::join!(service_starts, job_start);
+        service_starts.into_iter().collect::<Result<Vec<_>, _>>()?;
+        job_started?;
         self.resources.job_container = Some(job_name);
         self.base_env = base_env;
 
