@@ -1,8 +1,11 @@
-//! The one integration test binary: each module is one room's tests.
+//! The one integration test binary (ripgrep's layout): each module is one room's tests, in
+//! `tests/<name>.rs`; shared test code lives in `tests/support/`.
 
+mod client;
 mod docker_backend;
 mod exec_workflows;
 mod expr;
 mod metrics;
 mod support;
 mod systemd;
+mod wire;

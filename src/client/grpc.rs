@@ -2,6 +2,8 @@
 //! forwards gRPC. tonic calls `/runner.v1.RunnerService/…` at the origin root (tonic issue
 //! #1314), so [`PathPrefix`] rewrites every request path to `{sub-path}/api/actions/…`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -118,42 +120,64 @@ impl GrpcTransport {
     }
 }
 
-/// A status made on our side of the wire (connection refused, reset, h2 error) carries its
-/// cause as `source`; one the server sent does not.
+/// A status made on our side of the wire (connection refused, reset, h2 error, tonic's own
+/// deadline, a non-gRPC HTTP answer) carries its cause as `source`; one the server sent does not.
 fn map_status(
     method: Method,
     url: String,
     timeout: Duration,
     grpc_status: tonic::Status,
 ) -> ClientError {
-    if let Some(source) = std::error::Error::source(&grpc_status) {
-        let mut message = format!("{}: {source}", grpc_status.message());
-        let mut cause = source.source();
-        while let Some(inner) = cause {
-            message.push_str(": ");
-            message.push_str(&inner.to_string());
-            cause = inner.source();
-        }
-        return ClientError::Transport {
+    let Some(source) = std::error::Error::source(&grpc_status) else {
+        return status::classify(
             method,
-            url,
-            message,
-        };
+            &url,
+            timeout,
+            status::code_from_grpc(grpc_status.code()),
+            grpc_status.message().to_owned(),
+        );
+    };
+    let mut message = grpc_status.message().to_owned();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(error) = cause {
+        if error.is::<tonic::TimeoutExpired>() {
+            return ClientError::DeadlineExceeded {
+                method,
+                url,
+                timeout,
+            };
+        }
+        if let Some(HttpStatus(http_status)) = error.downcast_ref::<HttpStatus>() {
+            let code = status::code_from_http_status(*http_status);
+            let message = format!("HTTP {http_status} instead of a gRPC answer");
+            return status::classify(method, &url, timeout, code, message);
+        }
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = error.source();
     }
-    status::classify(
+    ClientError::Transport {
         method,
-        &url,
-        timeout,
-        status::code_from_grpc(grpc_status.code()),
-        grpc_status.message().to_owned(),
-    )
+        url,
+        message,
+    }
 }
+
+/// A proxy (or Gitea without gRPC) answered with a plain HTTP error instead of gRPC.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {0}")]
+struct HttpStatus(u16);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct TransportFailure(String);
 
-/// A tower service that puts `prefix` in front of every request path (tonic issue #1314).
+/// A tower service in front of tonic's channel that puts `prefix` in front of every request
+/// path (tonic issue #1314), and turns a non-200 HTTP answer (a proxy's 502 page, a 404) into an
+/// [`HttpStatus`] error instead of letting tonic parse HTML as gRPC frames.
 #[derive(Debug, Clone)]
 struct PathPrefix<S> {
     inner: S,
@@ -161,19 +185,23 @@ struct PathPrefix<S> {
     prefix: String,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for PathPrefix<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+impl<S, B, RB> tower::Service<http::Request<B>> for PathPrefix<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<RB>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<RB>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> S::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let mut parts = request.uri().clone().into_parts();
         let path_and_query = parts
             .path_and_query
@@ -188,7 +216,14 @@ where
                 *request.uri_mut() = uri;
             }
         }
-        self.inner.call(request)
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await.map_err(Into::into)?;
+            if response.status() != http::StatusCode::OK {
+                return Err(Box::new(HttpStatus(response.status().as_u16())) as BoxError);
+            }
+            Ok(response)
+        })
     }
 }
 
