@@ -343,7 +343,6 @@ pub fn builtin_env(
         "api_url",
         "graphql_url",
         "action",
-        "action_path",
         "action_repository",
         "action_ref",
     ] {

@@ -36,6 +36,7 @@ pub mod event;
 pub mod expr;
 mod hash_files;
 mod job;
+mod local_action;
 pub mod masking;
 pub mod model;
 pub mod plan;

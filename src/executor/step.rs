@@ -17,6 +17,7 @@ use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
 use super::expr::Value;
 use super::job::{Emitter, JobState, conclusion_name, job_context};
+use super::local_action;
 use super::model::Step;
 use super::shell::{self, Available};
 
@@ -74,9 +75,9 @@ pub async fn write_event_file<B: Backend>(state: &JobState, backend: &B) -> Resu
 }
 
 /// What a step body produced.
-struct BodyResult {
-    outcome: Conclusion,
-    outputs: IndexMap<String, String>,
+pub struct BodyResult {
+    pub outcome: Conclusion,
+    pub outputs: IndexMap<String, String>,
 }
 
 /// Runs one step and returns its (outcome, conclusion).
@@ -103,7 +104,7 @@ pub async fn run_step<B: Backend>(
     contexts::set_env_context(state, &IndexMap::new());
 
     let mut continue_on_error = false;
-    let body = match prepare_step(step, state) {
+    let body = match prepare_step(step, &IndexMap::new(), state) {
         Err(message) => Err(message),
         Ok((step_env, run_it, keep_going)) => {
             continue_on_error = keep_going;
@@ -151,11 +152,13 @@ pub async fn run_step<B: Backend>(
 }
 
 /// Evaluates the step's env, `if` and `continue-on-error`.
-fn prepare_step(
+pub fn prepare_step(
     step: &Step,
+    inherited_env: &IndexMap<String, String>,
     state: &mut JobState,
 ) -> Result<(IndexMap<String, String>, bool, bool), String> {
-    let mut step_env = IndexMap::new();
+    let mut step_env = inherited_env.clone();
+    contexts::set_env_context(state, &step_env);
     for (key, field) in &step.env {
         let value = state
             .scope
@@ -184,7 +187,12 @@ async fn run_body<B: Backend>(
     emitter: &mut Emitter,
     cancel: &CancellationToken,
 ) -> BodyResult {
-    match run_script(step_idx, step, step_env, state, backend, emitter, cancel).await {
+    let body = if step.run.is_some() {
+        run_script(step_idx, step, step_env, state, backend, emitter, cancel).await
+    } else {
+        local_action::run(step_idx, step, step_env, state, backend, emitter, cancel).await
+    };
+    match body {
         Ok(result) => result,
         Err(message) => {
             emitter
@@ -225,7 +233,17 @@ async fn probe_shells<B: Backend>(
     }
 }
 
-async fn run_script<B: Backend>(
+/// A process to run as a step body, with what it needs besides the step's env.
+pub struct StepCommand {
+    pub argv: Vec<String>,
+    /// Added to the step env (`INPUT_*`, `GITHUB_ACTION_PATH` for actions).
+    pub extra_env: IndexMap<String, String>,
+    pub working_dir: Option<String>,
+    pub step_timeout: Option<Duration>,
+}
+
+/// A `run:` step: evaluates its fields, writes the script and runs it with its shell.
+pub async fn run_script<B: Backend>(
     step_idx: usize,
     step: &Step,
     step_env: IndexMap<String, String>,
@@ -236,14 +254,7 @@ async fn run_script<B: Backend>(
 ) -> Result<BodyResult, String> {
     let scope = &state.scope;
     let Some(run) = &step.run else {
-        let uses = step
-            .uses
-            .as_ref()
-            .map_or(String::new(), |uses| uses.value.clone());
-        return Err(format!(
-            "{}:{}: `uses: {uses}`: actions are not supported by this runner yet; only `run:` steps run",
-            state.file, step.at
-        ));
+        return Err(format!("{}:{}: the step has no `run`", state.file, step.at));
     };
     let shell_field = step.shell.as_ref().or(state.shell_defaults.shell.as_ref());
     let shell_name = shell_field
@@ -257,10 +268,7 @@ async fn run_script<B: Backend>(
         .map(|field| scope.string(field, "working-directory"))
         .transpose()
         .map_err(|error| error.0)?;
-    let step_timeout = scope
-        .minutes(step.timeout_minutes.as_ref(), "timeout-minutes")
-        .map_err(|error| error.0)?
-        .map(|minutes| Duration::from_secs_f64(minutes * 60.0));
+    let step_timeout = step_timeout(step, state)?;
     let script_body = scope.string(run, "run").map_err(|error| error.0)?;
 
     if state.available.is_none() {
@@ -276,6 +284,38 @@ async fn run_script<B: Backend>(
         .write_file(&script_path, shell.script(&script_body).as_bytes(), 0o755)
         .await
         .map_err(|error| format!("cannot write the step script: {error}"))?;
+    let command = StepCommand {
+        argv: shell.argv(&script_path),
+        extra_env: IndexMap::new(),
+        working_dir,
+        step_timeout,
+    };
+    execute(step_idx, command, step_env, state, backend, emitter, cancel).await
+}
+
+/// `timeout-minutes` of a step.
+pub fn step_timeout(step: &Step, state: &JobState) -> Result<Option<Duration>, String> {
+    Ok(state
+        .scope
+        .minutes(step.timeout_minutes.as_ref(), "timeout-minutes")
+        .map_err(|error| error.0)?
+        .map(|minutes| Duration::from_secs_f64(minutes * 60.0)))
+}
+
+/// Runs a step's process: fresh environment files, the output through workflow commands and masking,
+/// the files applied afterwards, and the outcome.
+pub async fn execute<B: Backend>(
+    step_idx: usize,
+    command: StepCommand,
+    mut step_env: IndexMap<String, String>,
+    state: &mut JobState,
+    backend: &B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+) -> Result<BodyResult, String> {
+    step_env.extend(command.extra_env);
+    let step_timeout = command.step_timeout;
+    let temp = temp_dir(backend);
     let files = CommandFiles::new(&temp, step_idx);
     for (_, path) in files.all() {
         backend
@@ -289,9 +329,9 @@ async fn run_script<B: Backend>(
     let timeout = step_timeout.map_or(remaining, |step_timeout| step_timeout.min(remaining));
     let job_deadline_binds = step_timeout.is_none_or(|step_timeout| remaining <= step_timeout);
     let request = ExecRequest {
-        argv: shell.argv(&script_path),
+        argv: command.argv,
         env,
-        working_dir,
+        working_dir: command.working_dir,
         timeout: Some(timeout),
     };
 

@@ -11,7 +11,7 @@ use super::{
 
 type Result<T> = std::result::Result<T, ModelError>;
 
-fn error(at: Pos, message: impl Into<String>) -> ModelError {
+pub(super) fn error(at: Pos, message: impl Into<String>) -> ModelError {
     ModelError {
         at,
         message: message.into(),
@@ -19,13 +19,13 @@ fn error(at: Pos, message: impl Into<String>) -> ModelError {
 }
 
 /// The entries of a mapping node, taken one by one; whatever is left is an unknown key.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     what: &'static str,
     entries: Vec<(String, &'a Node, &'a Node)>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(node: &'a Node, what: &'static str) -> Result<Fields<'a>> {
+    pub(super) fn new(node: &'a Node, what: &'static str) -> Result<Fields<'a>> {
         let NodeKind::Map(entries) = &node.kind else {
             return Err(error(
                 node.at,
@@ -45,13 +45,13 @@ impl<'a> Fields<'a> {
         })
     }
 
-    fn take(&mut self, name: &str) -> Option<&'a Node> {
+    pub(super) fn take(&mut self, name: &str) -> Option<&'a Node> {
         let idx = self.entries.iter().position(|(key, _, _)| key == name)?;
         Some(self.entries.remove(idx).2)
     }
 
     /// Fails on the first key that is neither taken nor in `ignored`.
-    fn finish(self, ignored: &[&str]) -> Result<()> {
+    pub(super) fn finish(self, ignored: &[&str]) -> Result<()> {
         for (name, key, _) in self.entries {
             if !ignored.contains(&name.as_str()) {
                 return Err(error(
@@ -64,7 +64,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn string(node: &Node, what: &str) -> Result<Located<String>> {
+pub(super) fn string(node: &Node, what: &str) -> Result<Located<String>> {
     match node.scalar_text() {
         Some(value) => Ok(Located { value, at: node.at }),
         None => Err(error(
@@ -74,7 +74,7 @@ fn string(node: &Node, what: &str) -> Result<Located<String>> {
     }
 }
 
-fn opt_string(node: Option<&Node>, what: &str) -> Result<Option<Located<String>>> {
+pub(super) fn opt_string(node: Option<&Node>, what: &str) -> Result<Option<Located<String>>> {
     match node {
         None => Ok(None),
         Some(node) if node.kind == NodeKind::Null => Ok(None),
@@ -91,7 +91,7 @@ fn string_list(node: &Node, what: &str) -> Result<Vec<Located<String>>> {
     }
 }
 
-fn env_map(node: Option<&Node>, what: &str) -> Result<EnvMap> {
+pub(super) fn env_map(node: Option<&Node>, what: &str) -> Result<EnvMap> {
     let Some(node) = node else {
         return Ok(EnvMap::new());
     };
@@ -457,7 +457,7 @@ fn combinations(node: &Node, what: &str) -> Result<Vec<IndexMap<String, serde_js
         .collect()
 }
 
-fn step(node: &Node) -> Result<Step> {
+pub(super) fn step(node: &Node) -> Result<Step> {
     let mut fields = Fields::new(node, "step")?;
     let id = opt_string(fields.take("id"), "id")?.map(|id| id.value);
     let name = opt_string(fields.take("name"), "name")?;

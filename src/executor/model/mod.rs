@@ -4,6 +4,7 @@
 //! runner ignores (`permissions`, `concurrency`, ...) are accepted.
 //! May use: `serde-saphyr` (through `yaml`), `serde_json`. Never: the rest of the executor.
 
+pub mod action;
 mod convert;
 pub mod matrix;
 pub mod yaml;
