@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 use super::EvalContext;
 use super::ast::{BinaryOp, Expr, ExprKind};
 use super::error::{ExprError, ExprErrorKind};
+use super::functions::Function;
 use super::value::{Value, lookup_key, lookup_key_index, loose_compare, loose_equals};
 
 /// Contexts the runner defines even when a job leaves them empty; naming one that the caller did
@@ -111,6 +112,22 @@ impl<'a, 'c: 'a> Evaluator<'a, 'c> {
                 let right = self.eval(right)?;
                 Operand::owned(Value::Bool(compare(*op, &left, &right)))
             }
+            ExprKind::Call {
+                function: Function::Contains,
+                args,
+            } if args.len() == 2 => {
+                let search = self.eval(&args[0])?;
+                let item = self.eval(&args[1])?;
+                if contains_same_instance(&search, &item) {
+                    return Ok(Operand::owned(Value::Bool(true)));
+                }
+                let values = [search.into_value(), item.into_value()];
+                Operand::owned(
+                    Function::Contains
+                        .call(&values, self.ctx)
+                        .map_err(|message| self.error(message, node))?,
+                )
+            }
             ExprKind::Call { function, args } => {
                 let mut values = Vec::with_capacity(args.len());
                 for (arg_idx, arg) in args.iter().enumerate() {
@@ -177,6 +194,24 @@ fn operands_equal(left: &Operand<'_>, right: &Operand<'_>) -> bool {
         }
         (Operand::Single(a), Operand::Single(b)) => loose_equals(a, b),
         // A filter result is a fresh array, equal to nothing.
+        _ => false,
+    }
+}
+
+/// Whether an array (or filter result) holds the very array or object `item` is: `contains`
+/// compares elements with `==`, where those are equal only to themselves. Values compare by
+/// content afterwards, in the function itself.
+fn contains_same_instance(search: &Operand<'_>, item: &Operand<'_>) -> bool {
+    let Operand::Single(Cow::Borrowed(item @ (Value::Array(_) | Value::Object(_)))) = item else {
+        return false;
+    };
+    let is_item = |element: &Value| std::ptr::eq(element, *item);
+    match search {
+        Operand::Single(Cow::Borrowed(Value::Array(elements))) => elements.iter().any(is_item),
+        Operand::Filtered(elements) => elements.iter().any(|element| match element {
+            Cow::Borrowed(element) => is_item(element),
+            Cow::Owned(_) => false,
+        }),
         _ => false,
     }
 }
