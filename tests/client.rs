@@ -980,13 +980,99 @@ conformance!(
 conformance!(
     empty_replies_decode_as_default_messages,
     |h: Harness| async move {
-        let (client, _) = h.registered(&["x"], false).await;
-        // FetchTaskResponse{tasks_version: 1} is tiny, UpdateLogResponse{0} is empty; see wire.rs.
+        let (client, task) = h.running_task(spec()).await;
+        // UpdateLogResponse{ack_index: 0} is an empty body (connect_wire pins the bytes).
         let reply = client
-            .fetch_task(FetchTaskRequest { tasks_version: 1 })
+            .update_log(UpdateLogRequest {
+                task_id: task.id,
+                ..UpdateLogRequest::default()
+            })
             .await
             .unwrap();
-        assert_eq!((reply.task, reply.tasks_version), (None, 1));
+        assert_eq!(reply.ack_index, 0);
+    }
+);
+
+// Upstream's own mock runner (tests/integration/actions_runner_test.go), step by step.
+conformance!(upstream_mock_runner_happy_path, |h: Harness| async move {
+    let ping = h
+        .anonymous()
+        .ping(PingRequest {
+            data: "runner".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ping.data, "Hello, runner!");
+    let (client, _) = h.registered(&["ubuntu-latest"], false).await;
+    let task_id = h.gitea.enqueue_task(spec());
+    let task = loop {
+        let reply = client
+            .fetch_task(FetchTaskRequest { tasks_version: 0 })
+            .await
+            .unwrap();
+        if let Some(task) = reply.task {
+            break task;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(task.id, task_id);
+    let lines = ["line 0", "line 1", "line 2"];
+    for (row_idx, line) in lines.iter().enumerate() {
+        let reply = client
+            .update_log(UpdateLogRequest {
+                task_id,
+                index: row_idx as i64,
+                rows: rows(&[line]),
+                no_more: row_idx == lines.len() - 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.ack_index, row_idx as i64 + 1);
+    }
+    for (output_idx, key) in ["first", "second"].iter().enumerate() {
+        let reply = client
+            .update_task(UpdateTaskRequest {
+                state: Some(TaskState {
+                    id: task_id,
+                    ..TaskState::default()
+                }),
+                outputs: [((*key).to_owned(), "v".to_owned())].into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.sent_outputs.len(), output_idx + 1);
+    }
+    let reply = client
+        .update_task(UpdateTaskRequest {
+            state: Some(final_state(task_id, TaskResult::Success)),
+            outputs: Default::default(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.state.unwrap().result, TaskResult::Success as i32);
+    assert_eq!(h.gitea.task_log_lines(task_id), lines);
+    assert!(h.gitea.log_archived(task_id));
+    let stored = h.gitea.task_state(task_id).unwrap();
+    assert_eq!(stored.status, TaskStatus::Success);
+    let runner = &h.gitea.runners()[0];
+    assert!(runner.last_active.is_some() && runner.last_online.is_some());
+});
+
+conformance!(
+    register_without_a_name_is_refused,
+    |h: Harness| async move {
+        let error = h
+            .anonymous()
+            .register(RegisterRequest {
+                token: REGISTRATION_TOKEN.into(),
+                ..RegisterRequest::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ClientError::Server { message, .. } if message == "missing runner token, name"),
+            "{error:?}"
+        );
     }
 );
 
@@ -1031,6 +1117,75 @@ mod connect_wire {
             assert_eq!(response.status(), 200);
             assert_eq!(response.headers()["content-type"], "application/proto");
             assert_eq!(response.bytes().await.unwrap().as_ref(), [0x10, 0x01]);
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn update_log_ack_zero_is_an_empty_200_body() {
+        tokio::time::timeout(CASE_LIMIT, async {
+            let gitea = FakeGitea::start(FakeOptions::default()).await.unwrap();
+            let (uuid, token) = gitea.register_runner("r", &["ubuntu-latest"], false);
+            let client = Client::new(ClientSettings {
+                instance: gitea.connect_url(),
+                protocol: Protocol::Connect,
+                insecure: false,
+                timeout: Duration::from_secs(5),
+                credentials: Some(Credentials {
+                    uuid: uuid.clone(),
+                    token: token.clone(),
+                }),
+            })
+            .unwrap();
+            let task_id = gitea.enqueue_task(spec());
+            client
+                .fetch_task(FetchTaskRequest::default())
+                .await
+                .unwrap();
+            let response = reqwest::Client::new()
+                .post(format!(
+                    "{}/api/actions/runner.v1.RunnerService/UpdateLog",
+                    gitea.connect_url()
+                ))
+                .header("content-type", "application/proto")
+                .header("x-runner-uuid", uuid)
+                .header("x-runner-token", token)
+                .body(vec![0x08, task_id as u8]) // UpdateLogRequest{task_id}
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert!(response.bytes().await.unwrap().is_empty());
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_garbled_reply_is_a_decode_error() {
+        tokio::time::timeout(CASE_LIMIT, async {
+            let gitea = FakeGitea::start(FakeOptions::default()).await.unwrap();
+            gitea.set_faults(Method::Ping, Faults::always(InjectedError::GarbledBody));
+            let client = Client::new(ClientSettings {
+                instance: gitea.connect_url(),
+                protocol: Protocol::Connect,
+                insecure: false,
+                timeout: Duration::from_secs(5),
+                credentials: None,
+            })
+            .unwrap();
+            let error = client.ping(PingRequest::default()).await.unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ClientError::Decode {
+                        method: Method::Ping,
+                        ..
+                    }
+                ),
+                "{error:?}"
+            );
         })
         .await
         .unwrap();

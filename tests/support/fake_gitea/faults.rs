@@ -56,6 +56,8 @@ pub enum InjectedError {
     GiteaInternal,
     /// A proxy's non-JSON error page with this HTTP status (e.g. 429, 502, 504).
     ProxyStatus(u16),
+    /// Connect only: HTTP 200 `application/proto` whose body is not a valid message.
+    GarbledBody,
 }
 
 /// A "never answered" call gives up after this, so even a hung fake is bounded.

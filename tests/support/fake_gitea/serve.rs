@@ -130,6 +130,15 @@ fn injected_error(wire: Wire, error: InjectedError) -> Response<Body> {
         InjectedError::ProxyStatus(code) => {
             return plain_status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY));
         }
+        InjectedError::GarbledBody if wire == Wire::Connect => {
+            let mut response = Response::new(Body::from(vec![0xff, 0xff, 0xff]));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/proto"),
+            );
+            return response;
+        }
+        InjectedError::GarbledBody => tonic::Status::internal("injected fault: garbled body"),
         InjectedError::Unavailable => tonic::Status::unavailable("injected fault: try later"),
         InjectedError::GiteaInternal => tonic::Status::unknown(
             "rpc error: code = Internal desc = injected fault: database is locked",
