@@ -42,6 +42,23 @@ async fn main() {
     // Warm-up: connections, allocator, page cache of /proc.
     let _ = run_scrapers(addr, 20, 5).await;
 
+    // The cost of one exposition, without HTTP or concurrency.
+    let n_renders = 1000;
+    let started = Instant::now();
+    let mut n_bytes = 0;
+    for _ in 0..n_renders {
+        n_bytes = metrics.render().expect("the registry renders").len();
+    }
+    println!(
+        "render: {:.1} us per exposition of {n_bytes} bytes",
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(n_renders)
+    );
+    let single = run_scrapers(addr, 1, 200).await;
+    report("single", &single, None);
+    println!(
+        "{N_SCRAPERS} concurrent scrapers, {SCRAPES_PER_SCRAPER} scrapes each, one connection per scrape:"
+    );
+
     let idle = run_scrapers(addr, N_SCRAPERS, SCRAPES_PER_SCRAPER).await;
     report("idle", &idle, None);
 
@@ -144,7 +161,7 @@ fn report(phase: &str, latencies: &[Duration], updates_per_second: Option<f64>) 
         .map(|rate| format!(" updates_per_s={rate:.0}"))
         .unwrap_or_default();
     println!(
-        "{phase:>4}: scrapers={N_SCRAPERS} scrapes={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}{updates}",
+        "{phase:>6}: scrapes={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}{updates}",
         sorted.len(),
         quantile(0.50),
         quantile(0.99),
