@@ -1,11 +1,14 @@
 //! The one integration test binary (ripgrep's layout): each module is one room's tests, in
 //! `tests/<name>.rs`; shared test code lives in `tests/support/`.
 
+mod cli;
 mod client;
+mod config;
 mod docker_backend;
 mod exec_workflows;
 mod expr;
 mod metrics;
 mod support;
 mod systemd;
+mod tidy;
 mod wire;

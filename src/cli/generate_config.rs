@@ -1,12 +1,21 @@
-//! `act_runner generate-config`.
+//! `act_runner generate-config`: prints `config.example.yaml` byte for byte (upstream's
+//! `config generate`); every key is documented there, with its default, commented out.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-/// Flags of `generate-config`.
+use anyhow::Context;
+
+/// Flags of `generate-config` (none).
 #[derive(Debug, clap::Args)]
 pub struct GenerateConfigArgs {}
 
 /// Runs the command.
 pub fn run(_args: GenerateConfigArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`generate-config` is not implemented yet")
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(crate::config::EXAMPLE_CONFIG.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,14 @@
-//! The command line: one file per command. The only room that uses `anyhow` and maps errors to exit
-//! codes (0 done, 1 runtime failure, 77 not registered or rejected, 78 invalid configuration).
+//! The command line: one file per command. The only room that uses `anyhow`, and the one place
+//! that turns errors into exit codes ([`exit_code_for`]):
+//!
+//! | code | meaning | systemd |
+//! |---|---|---|
+//! | 0  | done | |
+//! | 1  | runtime failure | restart |
+//! | 77 | not registered, or rejected by the server (bad token, runner deleted) | no restart |
+//! | 78 | invalid configuration or input | no restart |
+//!
+//! May use every room; no other room uses `cli`.
 
 pub mod cache_server;
 pub mod daemon;
@@ -8,8 +17,21 @@ pub mod generate_config;
 pub mod register;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::client::ClientError;
+use crate::config::{ConfigError, ConfigWarning, LogLevel, RegistrationError, RpcProtocol};
+
+/// Exit code: the command did what it was asked.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a runtime failure worth a restart.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: not registered, or the server rejected the registration or the runner.
+pub const EXIT_NOT_REGISTERED: u8 = 77;
+/// Exit code: the configuration or the command's input is invalid.
+pub const EXIT_INVALID_CONFIG: u8 = 78;
 
 /// A systemd-native Gitea Actions runner.
 #[derive(Debug, Parser)]
@@ -37,9 +59,28 @@ pub enum Command {
     CacheServer(cache_server::CacheServerArgs),
 }
 
+/// Errors the commands raise that decide an exit code by themselves.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// No usable registration: tell the user how to register.
+    #[error(
+        "{} not found: this runner is not registered. Run `act_runner register` first, for example \
+         `act_runner register --no-interactive --instance <url> --token <registration token>` \
+         (use the same --config and working directory)",
+        .path.display()
+    )]
+    NotRegistered { path: PathBuf },
+    /// The server refused the registration (bad or rotated registration token, ...).
+    #[error("the server rejected the registration: {message}")]
+    RegistrationRejected { message: String },
+    /// The command's input (flags, prompts, config values it needs) is unusable.
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
 /// Parses the command line, runs the command and turns its outcome into the process exit code.
 /// `inherited` is what systemd passed, captured by `main` before any thread started.
-pub fn main(inherited: crate::systemd::Inherited) -> std::process::ExitCode {
+pub fn main(inherited: crate::systemd::Inherited) -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Register(args) => register::run(cli.config, args),
@@ -52,7 +93,157 @@ pub fn main(inherited: crate::systemd::Inherited) -> std::process::ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("Error: {error:#}");
-            std::process::ExitCode::from(1)
+            ExitCode::from(exit_code_for(&error))
         }
+    }
+}
+
+/// The documented exit code for an error, decided by the first typed cause in its chain.
+pub fn exit_code_for(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.is::<ConfigError>() {
+            return EXIT_INVALID_CONFIG;
+        }
+        if let Some(cli_error) = cause.downcast_ref::<CliError>() {
+            return match cli_error {
+                CliError::NotRegistered { .. } | CliError::RegistrationRejected { .. } => {
+                    EXIT_NOT_REGISTERED
+                }
+                CliError::InvalidInput(_) => EXIT_INVALID_CONFIG,
+            };
+        }
+        if let Some(registration_error) = cause.downcast_ref::<RegistrationError>() {
+            return match registration_error {
+                RegistrationError::NotFound { .. } | RegistrationError::Corrupt { .. } => {
+                    EXIT_NOT_REGISTERED
+                }
+                RegistrationError::Read { .. } | RegistrationError::Write { .. } => EXIT_FAILURE,
+            };
+        }
+        match cause.downcast_ref::<ClientError>() {
+            Some(ClientError::Unauthenticated { .. }) => return EXIT_NOT_REGISTERED,
+            Some(ClientError::InvalidSettings { .. }) => return EXIT_INVALID_CONFIG,
+            _ => {}
+        }
+    }
+    EXIT_FAILURE
+}
+
+/// The client's transport for `runner.protocol`.
+pub fn client_protocol(protocol: RpcProtocol) -> crate::client::Protocol {
+    match protocol {
+        RpcProtocol::Connect => crate::client::Protocol::Connect,
+        RpcProtocol::Grpc => crate::client::Protocol::Grpc,
+    }
+}
+
+/// Installs the stderr log subscriber at `level` (`RUST_LOG` overrides it). A second call is
+/// a no-op, so commands may call it after reading their configuration.
+pub fn init_logging(level: LogLevel) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_tracing().as_str()));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Logs what loading the configuration warned about.
+pub fn log_config_warnings(warnings: &[ConfigWarning]) {
+    for warning in warnings {
+        tracing::warn!(
+            file = %warning.path.display(),
+            line = warning.line,
+            key = %warning.key,
+            "config: {}",
+            warning.message
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::client::Method;
+
+    #[test]
+    fn every_error_kind_maps_to_its_documented_code() {
+        let cases: Vec<(anyhow::Error, u8)> = vec![
+            (ConfigError::Invalid(Vec::new()).into(), EXIT_INVALID_CONFIG),
+            (
+                anyhow::Error::from(ConfigError::Read {
+                    path: "c.yaml".into(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                })
+                .context("loading"),
+                EXIT_INVALID_CONFIG,
+            ),
+            (
+                CliError::NotRegistered {
+                    path: ".runner".into(),
+                }
+                .into(),
+                EXIT_NOT_REGISTERED,
+            ),
+            (
+                CliError::RegistrationRejected {
+                    message: "no".into(),
+                }
+                .into(),
+                EXIT_NOT_REGISTERED,
+            ),
+            (
+                CliError::InvalidInput("x".into()).into(),
+                EXIT_INVALID_CONFIG,
+            ),
+            (
+                RegistrationError::Corrupt {
+                    path: Path::new(".runner").into(),
+                    reason: "x".into(),
+                }
+                .into(),
+                EXIT_NOT_REGISTERED,
+            ),
+            (
+                anyhow::Error::from(ClientError::Unauthenticated {
+                    method: Method::FetchTask,
+                    url: "http://gitea/api/actions".into(),
+                    message: "unregistered runner".into(),
+                })
+                .context("polling"),
+                EXIT_NOT_REGISTERED,
+            ),
+            (
+                ClientError::InvalidSettings {
+                    url: "not a url".into(),
+                    message: "relative URL".into(),
+                }
+                .into(),
+                EXIT_INVALID_CONFIG,
+            ),
+            (
+                ClientError::DeadlineExceeded {
+                    method: Method::Ping,
+                    url: "http://gitea/api/actions".into(),
+                    timeout: std::time::Duration::from_secs(60),
+                }
+                .into(),
+                EXIT_FAILURE,
+            ),
+            (anyhow::anyhow!("anything else"), EXIT_FAILURE),
+        ];
+        for (error, code) in cases {
+            assert_eq!(exit_code_for(&error), code, "{error:#}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -1,1 +1,49 @@
-//! Configuration: the `config.yaml` model, defaults, loading and validation; the `.runner` registration file; labels.
+//! Configuration: the `config.yaml` model, defaults, loading and validation; the `.runner`
+//! registration file; labels.
+//!
+//! Two layers, as ripgrep splits its arguments: `yaml` parses text into a tree where every key
+//! and value keeps its line and column (serde-saphyr, strict booleans), and `load` reads that
+//! tree key by key into the validated [`Config`], applying upstream's defaults, warning about
+//! unknown keys and collecting every invalid value before failing.
+//!
+//! May use: `std`, serde, serde-saphyr, `nix` (the registration lock). Never: `client`,
+//! `daemon`, `executor`, `systemd`, `metrics`, `cli`. Others read [`Config`]; none of them sees YAML.
+//!
+//! ```
+//! use act_runner::config::{Config, LoadEnv};
+//! use std::path::Path;
+//! let env = LoadEnv { home: "/home/runner".into() };
+//! let loaded = Config::from_yaml("runner:\n  capacity: 4\n", Path::new("config.yaml"), &env).unwrap();
+//! assert_eq!(loaded.config.runner.capacity, 4);
+//! ```
+
+mod dotenv;
+mod duration;
+mod error;
+mod labels;
+mod load;
+mod model;
+mod reader;
+mod registration;
+mod secret;
+mod size;
+mod yaml;
+
+pub use dotenv::{DotenvError, parse_dotenv};
+pub use duration::{DurationError, GoDuration};
+pub use error::{ConfigError, ConfigWarning, InvalidValue};
+pub use labels::{
+    DEFAULT_LABELS, Label, LabelError, LabelSchema, Platform, label_names, labels_require_docker,
+    pick_platform,
+};
+pub use load::{LoadEnv, Loaded};
+pub use model::*;
+pub use registration::{
+    LockError, REGISTRATION_WARNING, Registration, RegistrationError, RegistrationLock,
+    write_atomically,
+};
+pub use secret::Secret;
+pub use size::{SizeError, parse_size};
+
+/// `config.example.yaml`, which `generate-config` prints byte for byte.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../config.example.yaml");

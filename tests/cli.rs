@@ -1,0 +1,380 @@
+//! The `act_runner` binary end to end (assert_cmd): exit codes and messages of the start checks,
+//! `generate-config`, and `register`'s input handling.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use act_runner::cli::register::{
+    PartialInputs, Prompter, TokenSources, interactive, non_interactive, resolve_token,
+    split_labels,
+};
+use act_runner::config::{Config, LoadEnv, Registration, Secret};
+
+use crate::support::command::Scratch;
+
+fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn generate_config_then_daemon_without_registration_exits_77_and_says_how_to_register() {
+    let scratch = Scratch::new();
+    let generated = scratch
+        .act_runner()
+        .arg("generate-config")
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    assert_eq!(
+        generated.stdout,
+        act_runner::config::EXAMPLE_CONFIG.as_bytes()
+    );
+    std::fs::write(scratch.file("c.yaml"), &generated.stdout).unwrap();
+
+    let output = scratch
+        .act_runner()
+        .args(["-c", "c.yaml", "daemon"])
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(77), "{text}");
+    assert!(text.contains(".runner not found"), "{text}");
+    assert!(text.contains("act_runner register"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn invalid_configuration_exits_78_naming_file_line_and_key() {
+    let scratch = Scratch::new();
+    scratch.write("c.yaml", "runner:\n  capacity: 2\n  timeout: forever\n");
+    for command in [
+        &["daemon"][..],
+        &["register", "--no-interactive"],
+        &["cache-server"],
+    ] {
+        let output = scratch
+            .act_runner()
+            .args(["-c", "c.yaml"])
+            .args(command)
+            .output()
+            .unwrap();
+        let text = output_text(&output);
+        assert_eq!(output.status.code(), Some(78), "{command:?}: {text}");
+        assert!(
+            text.contains("c.yaml:3:12: `runner.timeout`"),
+            "{command:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_logged_as_warnings() {
+    let scratch = Scratch::new();
+    scratch.write("c.yaml", "runner:\n  capacityy: 2\n");
+    let output = scratch
+        .act_runner()
+        .args(["-c", "c.yaml", "daemon"])
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(77), "{text}");
+    assert!(
+        text.contains("runner.capacityy") && text.contains("line=2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn corrupt_registration_exits_77_naming_the_file() {
+    let scratch = Scratch::new();
+    scratch.write(".runner", "{ this is not json");
+    let output = scratch.act_runner().arg("daemon").output().unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(77), "{text}");
+    assert!(text.contains(".runner is corrupt"), "{text}");
+}
+
+#[test]
+fn missing_config_file_exits_78() {
+    let scratch = Scratch::new();
+    let output = scratch
+        .act_runner()
+        .args(["-c", "nope.yaml", "daemon"])
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(text.contains("nope.yaml"), "{text}");
+}
+
+#[test]
+fn register_without_token_in_non_interactive_mode_exits_78_naming_every_source() {
+    let scratch = Scratch::new();
+    let output = scratch
+        .act_runner()
+        .args([
+            "register",
+            "--no-interactive",
+            "--instance",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    for source in [
+        "--token-file",
+        "--token",
+        "GITEA_RUNNER_REGISTRATION_TOKEN",
+        "registration-token",
+    ] {
+        assert!(text.contains(source), "{source} missing: {text}");
+    }
+    assert!(!scratch.file(".runner").exists());
+}
+
+#[test]
+fn interactive_register_with_closed_stdin_fails_clearly() {
+    let scratch = Scratch::new();
+    let output = scratch
+        .act_runner()
+        .arg("register")
+        .write_stdin("")
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(
+        text.contains("Gitea instance URL") && text.contains("input closed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn cache_server_requires_the_external_secret() {
+    let scratch = Scratch::new();
+    let output = scratch
+        .act_runner()
+        .args(["cache-server", "-p", "0"])
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(text.contains("cache.external_secret"), "{text}");
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let output = Scratch::new()
+        .act_runner()
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("act_runner {}", act_runner::VERSION)
+    );
+}
+
+// --- register's inputs, through its public functions ---
+
+fn sources<'a>(
+    file: Option<&'a Path>,
+    flag: Option<&'a str>,
+    env: Option<&str>,
+    creds: Option<&Path>,
+) -> TokenSources<'a> {
+    TokenSources {
+        token_file: file,
+        token_flag: flag,
+        env_token: env.map(str::to_owned),
+        credentials_dir: creds.map(Path::to_owned),
+    }
+}
+
+#[test]
+fn token_precedence_is_file_then_flag_then_env_then_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, " from-file\n").unwrap();
+    std::fs::write(dir.path().join("registration-token"), "from-credential\n").unwrap();
+    let creds = Some(dir.path());
+    let resolve = |sources: TokenSources<'_>| {
+        resolve_token(&sources)
+            .unwrap()
+            .map(|token| token.expose().to_owned())
+    };
+    assert_eq!(
+        resolve(sources(Some(&file), Some("flag"), Some("env"), creds)).as_deref(),
+        Some("from-file")
+    );
+    assert_eq!(
+        resolve(sources(None, Some(" flag "), Some("env"), creds)).as_deref(),
+        Some("flag")
+    );
+    assert_eq!(
+        resolve(sources(None, None, Some("env"), creds)).as_deref(),
+        Some("env")
+    );
+    assert_eq!(
+        resolve(sources(None, Some(""), Some(""), creds)).as_deref(),
+        Some("from-credential")
+    );
+    assert_eq!(
+        resolve(sources(None, None, None, Some(&dir.path().join("absent")))),
+        None
+    );
+    let error = resolve_token(&sources(
+        Some(&dir.path().join("missing")),
+        None,
+        None,
+        None,
+    ))
+    .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("cannot read the token file"),
+        "{error:#}"
+    );
+}
+
+#[test]
+fn labels_flag_is_split_and_trimmed() {
+    assert_eq!(
+        split_labels(" a:host , b ,,c:docker://x"),
+        ["a:host", "b", "c:docker://x"]
+    );
+    assert!(split_labels("").is_empty());
+}
+
+fn config(text: &str, dir: &Path) -> Config {
+    let text = format!("runner:\n  file: {}\n{text}", dir.join(".runner").display());
+    Config::from_yaml(
+        &text,
+        Path::new("c.yaml"),
+        &LoadEnv {
+            home: dir.to_owned(),
+        },
+    )
+    .unwrap()
+    .config
+}
+
+fn label_strings(inputs: &act_runner::cli::register::RegisterInputs) -> Vec<String> {
+    inputs.labels.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn non_interactive_uses_config_labels_over_flags_then_defaults_and_the_hostname() {
+    let dir = tempfile::tempdir().unwrap();
+    let partial = PartialInputs {
+        instance: Some("http://gitea/".into()),
+        token: Some(Secret::new("t")),
+        name: None,
+        labels: Some(vec!["flag:host".into()]),
+        ephemeral: true,
+    };
+    let with_config = non_interactive(
+        partial.clone(),
+        &config("  labels: [cfg:docker://alpine]\n", dir.path()),
+        "box",
+    )
+    .unwrap();
+    assert_eq!(label_strings(&with_config), ["cfg:docker://alpine"]);
+    assert_eq!(with_config.name, "box");
+    assert!(with_config.ephemeral);
+    let from_flag = non_interactive(partial.clone(), &config("", dir.path()), "box").unwrap();
+    assert_eq!(label_strings(&from_flag), ["flag:host"]);
+    let defaults = non_interactive(
+        PartialInputs {
+            labels: None,
+            ..partial.clone()
+        },
+        &config("", dir.path()),
+        "box",
+    )
+    .unwrap();
+    assert_eq!(defaults.labels.len(), 3);
+    assert_eq!(defaults.labels[0].name, "ubuntu-latest");
+    let no_instance = non_interactive(
+        PartialInputs {
+            instance: None,
+            ..partial
+        },
+        &config("", dir.path()),
+        "box",
+    );
+    assert!(
+        no_instance
+            .unwrap_err()
+            .to_string()
+            .contains("instance address is empty")
+    );
+}
+
+#[test]
+fn interactive_prompts_for_everything_missing_including_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut prompter = Prompter {
+        input: Cursor::new("\nhttp://gitea.example/\n\ntok3n\n\na:host, b:docker://node:20\n"),
+        output: Vec::new(),
+        echo_hint: false,
+    };
+    let inputs = interactive(
+        PartialInputs::default(),
+        &config("", dir.path()),
+        "box",
+        &mut prompter,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(inputs.instance, "http://gitea.example/");
+    assert_eq!(inputs.token.expose(), "tok3n");
+    assert_eq!(inputs.name, "box");
+    assert_eq!(label_strings(&inputs), ["a:host", "b:docker://node:20"]);
+    let asked = String::from_utf8(prompter.output).unwrap();
+    assert_eq!(
+        asked.matches("Enter the Gitea instance URL").count(),
+        2,
+        "empty answers re-prompt"
+    );
+    assert_eq!(asked.matches("Enter the runner token:").count(), 2);
+    assert!(!asked.contains("tok3n"));
+}
+
+#[test]
+fn interactive_asks_before_overwriting_and_keeps_the_registration_on_no() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = Registration {
+        id: 1,
+        uuid: "u".into(),
+        name: "n".into(),
+        token: Secret::new("t"),
+        address: "http://gitea/".into(),
+        labels: vec![],
+        ephemeral: false,
+    };
+    existing.save(&dir.path().join(".runner")).unwrap();
+    let mut prompter = Prompter {
+        input: Cursor::new("n\n"),
+        output: Vec::new(),
+        echo_hint: false,
+    };
+    let outcome = interactive(
+        PartialInputs::default(),
+        &config("", dir.path()),
+        "box",
+        &mut prompter,
+    )
+    .unwrap();
+    assert!(outcome.is_none());
+    assert!(
+        String::from_utf8(prompter.output)
+            .unwrap()
+            .contains("overwrite local config? [y/N]")
+    );
+}
