@@ -34,10 +34,16 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
 const MAX_LINES: usize = 600;
 
 /// Files allowed past `MAX_LINES`, each with the reason.
-const LONG_FILES: &[(&str, &str)] = &[(
-    "src/daemon/reporter/tests.rs",
-    "one reporter delivery scenario per test over a shared harness; to split by concern (daemon room)",
-)];
+const LONG_FILES: &[(&str, &str)] = &[
+    (
+        "src/daemon/reporter/tests.rs",
+        "one reporter delivery scenario per test over a shared harness; to split by concern (daemon room)",
+    ),
+    (
+        "src/executor/job.rs",
+        "run_job's orchestration of phases and steps; to split (executor room)",
+    ),
+];
 
 fn rust_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
