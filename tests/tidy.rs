@@ -40,6 +40,10 @@ const LONG_FILES: &[(&str, &str)] = &[
         "one reporter delivery scenario per test over a shared harness; to split by concern (daemon room)",
     ),
     (
+        "src/executor/backend/docker/options.rs",
+        "the `container.options` flag table with one test per flag beside it; to split (docker room)",
+    ),
+    (
         "src/executor/job.rs",
         "run_job's orchestration of phases and steps; to split (executor room)",
     ),
