@@ -140,16 +140,29 @@ pub fn run_workflow(path: &Path, backend: &str, image_args: &[&str]) -> Result<(
     }
 }
 
-/// Runs every workflow of `dir` and fails with all failures named.
-pub fn check_all(dir: &Path, backend: &str, image_args: &[&str]) {
-    let mut failures = Vec::new();
+/// Runs every workflow of `dir` (`n_workers` at a time) and fails with all failures named.
+pub fn check_all(dir: &Path, backend: &str, image_args: &[&str], n_workers: usize) {
     let files = workflow_files(dir);
     assert!(!files.is_empty(), "no workflows in {}", dir.display());
-    for path in &files {
-        if let Err(problem) = run_workflow(path, backend, image_args) {
-            failures.push(format!("== {} ({backend}): {problem}", path.display()));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..n_workers {
+            scope.spawn(|| {
+                loop {
+                    let idx = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(path) = files.get(idx) else { break };
+                    if let Err(problem) = run_workflow(path, backend, image_args) {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("== {} ({backend}): {problem}", path.display()));
+                    }
+                }
+            });
         }
-    }
+    });
+    let failures = failures.into_inner().unwrap();
     assert!(
         failures.is_empty(),
         "{} workflow(s) failed:\n{}",
@@ -166,7 +179,7 @@ fn at_least_forty_self_checking_workflows_exist() {
 
 #[test]
 fn workflows_pass_on_the_host_backend() {
-    check_all(&workflows_dir(), "host", &["-i", "-self-hosted"]);
+    check_all(&workflows_dir(), "host", &["-i", "-self-hosted"], 2);
 }
 
 #[test]
@@ -175,5 +188,33 @@ fn invalid_workflows_fail_with_line_and_column() {
         &workflows_dir().join("invalid"),
         "host",
         &["-i", "-self-hosted"],
+        2,
     );
+}
+
+/// The test image every `runs-on` maps to on the docker backend (built by `tests/setup.d/20-docker-images.sh`).
+const DOCKER_TEST_IMAGE: &str = "act-runner-test/debian:12";
+
+/// Whether the engine and the test image are there; without them the docker tests fail under `CI`
+/// and are skipped (with the reason printed) otherwise.
+fn docker_ready() -> bool {
+    let ready = std::process::Command::new("docker")
+        .args(["image", "inspect", DOCKER_TEST_IMAGE])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !ready {
+        let reason = format!(
+            "docker or the image {DOCKER_TEST_IMAGE} is missing (run tests/setup.d/20-docker-images.sh)"
+        );
+        assert!(std::env::var_os("CI").is_none(), "{reason}");
+        eprintln!("skipped: {reason}");
+    }
+    ready
+}
+
+#[test]
+fn workflows_pass_on_the_docker_backend() {
+    if docker_ready() {
+        check_all(&workflows_dir(), "docker", &["-i", DOCKER_TEST_IMAGE], 4);
+    }
 }

@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
@@ -13,6 +14,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::executor::backend::docker::{self, DockerBackend, DockerJobConfig, JobIdentity};
 use crate::executor::backend::host::HostBackend;
 use crate::executor::event::{Conclusion, JobEvent};
 use crate::executor::model::Workflow;
@@ -24,6 +26,12 @@ use crate::executor::{
 const DEFAULT_IMAGE: &str = "docker.gitea.com/runner-images:ubuntu-latest";
 /// The `-i` value that runs jobs on the host.
 const SELF_HOSTED: &str = "-self-hosted";
+/// A job container's keep-alive (upstream exec: 3 h).
+const EXEC_MAX_LIFETIME: Duration = Duration::from_secs(3 * 3600);
+/// How long services may take to become healthy.
+const SERVICE_READY_LIMIT: Duration = Duration::from_secs(300);
+/// Upper bound on pulling one image.
+const PULL_LIMIT: Duration = Duration::from_secs(600);
 
 /// Flags of `exec` (upstream's names).
 #[derive(Debug, clap::Args)]
@@ -61,6 +69,21 @@ pub struct ExecArgs {
     /// An environment variable for every job, `K=V` or `K` (empty value).
     #[arg(long = "env")]
     pub env: Vec<String>,
+    /// Run job containers privileged.
+    #[arg(long = "privileged")]
+    pub privileged: bool,
+    /// More `docker run` options for every job container, applied before the workflow's.
+    #[arg(long = "container-opts", default_value = "")]
+    pub container_opts: String,
+    /// Docker network for job containers (default: a new network per job).
+    #[arg(long = "network")]
+    pub network: Option<String>,
+    /// A glob of volumes and bind sources workflows may mount (repeatable; default `**`, all).
+    #[arg(long = "valid-volume")]
+    pub valid_volumes: Vec<String>,
+    /// Docker host (default: discovered as upstream does).
+    #[arg(long = "container-daemon-socket", default_value = "")]
+    pub docker_host: String,
     /// A dotenv file with environment variables; ignored when missing.
     #[arg(long = "env-file", default_value = ".env")]
     pub env_file: PathBuf,
@@ -470,14 +493,76 @@ async fn run_one(
         let mut backend = HostBackend::new(&std::env::temp_dir());
         run_job(spec, &mut backend, events, cancel.clone()).await
     } else {
-        drop(events);
-        println!(
-            "[{label}] ❌ the docker backend is not available in this build yet; run with `-i {SELF_HOSTED}`"
-        );
-        Conclusion::Failure
+        match docker_backend(args, &spec).await {
+            Ok(mut backend) => run_job(spec, &mut backend, events, cancel.clone()).await,
+            Err(error) => {
+                drop(events);
+                println!("[{label}] ❌ {error:#}");
+                Conclusion::Failure
+            }
+        }
     };
     let outputs = printer.await.unwrap_or_default();
     (result, outputs)
+}
+
+/// A Docker backend for one job of this run, on the `-i` image.
+async fn docker_backend(args: &ExecArgs, spec: &JobSpec) -> anyhow::Result<DockerBackend> {
+    let host = docker::connect::discover_docker_host_from_process(&args.docker_host)
+        .context("cannot find the Docker daemon")?;
+    let client = docker::connect::connect(&host)
+        .await
+        .with_context(|| format!("cannot connect to Docker at {host}"))?;
+    let repository = spec
+        .github
+        .get("repository")
+        .and_then(Json::as_str)
+        .unwrap_or("local/repo")
+        .to_string();
+    let event = spec
+        .github
+        .get("event_name")
+        .and_then(Json::as_str)
+        .unwrap_or("push")
+        .to_string();
+    let workflow_name = Path::new(&spec.workflow_file)
+        .file_stem()
+        .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned());
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let valid_volumes = if args.valid_volumes.is_empty() {
+        vec![String::from("**")]
+    } else {
+        args.valid_volumes.clone()
+    };
+    let config = DockerJobConfig {
+        image: args.image.clone(),
+        credentials: None,
+        runner_options: args.container_opts.clone(),
+        job_options: String::new(),
+        env: std::collections::BTreeMap::new(),
+        volumes: Vec::new(),
+        ports: Vec::new(),
+        services: Vec::new(),
+        network: args.network.clone(),
+        privileged_allowed: args.privileged,
+        valid_volumes,
+        force_pull: false,
+        docker_socket: docker::connect::socket_to_mount(&args.docker_host, &host),
+        container_name: format!(
+            "GITEA-ACTIONS-TASK-{event}_WORKFLOW-{workflow_name}_JOB-{}-{suffix}",
+            spec.job_id
+        ),
+        job_alias: spec.job_id.clone(),
+        identity: JobIdentity {
+            runner_uuid: String::from("act-runner-exec"),
+            task_id: 0,
+        },
+        workspace: format!("/workspace/{repository}"),
+        max_lifetime: EXEC_MAX_LIFETIME,
+        service_ready_timeout: Some(SERVICE_READY_LIMIT),
+        pull_timeout: PULL_LIMIT,
+    };
+    Ok(DockerBackend::new(client, config))
 }
 
 /// Prints events as they come, with step boundaries; returns the job's outputs.
