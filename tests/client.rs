@@ -18,7 +18,8 @@ use act_runner::client::{
 use prost_types::Timestamp;
 
 use crate::support::fake_gitea::{
-    AuthMode, FakeGitea, FakeOptions, Faults, InjectedError, LogFinalize, TaskSpec, TaskStatus,
+    AuthMode, CancelMode, FakeGitea, FakeOptions, Faults, InjectedError, LogFinalize, TaskSpec,
+    TaskStatus,
 };
 
 /// Every case finishes well within this, or fails.

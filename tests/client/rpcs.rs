@@ -618,3 +618,82 @@ conformance!(
         );
     }
 );
+
+conformance!(
+    cancelling_mode_lets_a_capable_runner_finish_then_stores_cancelled,
+    FakeOptions {
+        cancel_mode: CancelMode::Cancelling,
+        ..FakeOptions::default()
+    },
+    |h: Harness| async move {
+        let (client, task) = h.running_task(spec()).await;
+        client
+            .declare(DeclareRequest {
+                labels: vec!["ubuntu-latest".into()],
+                capabilities: vec!["cancelling".into()],
+                ..DeclareRequest::default()
+            })
+            .await
+            .unwrap();
+        assert!(h.gitea.cancel_task(task.id));
+        assert_eq!(
+            h.gitea.task_state(task.id).unwrap().status,
+            TaskStatus::Cancelling
+        );
+        let heartbeat = client
+            .update_task(UpdateTaskRequest {
+                state: Some(TaskState {
+                    id: task.id,
+                    ..TaskState::default()
+                }),
+                outputs: Default::default(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            heartbeat.state.unwrap().result,
+            TaskResult::Cancelled as i32
+        );
+        // Post-steps still run: their logs are accepted, then the runner reports any result.
+        let ack = client
+            .update_log(UpdateLogRequest {
+                task_id: task.id,
+                index: 0,
+                rows: rows(&["post step"]),
+                no_more: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(ack.ack_index, 1);
+        client
+            .update_task(UpdateTaskRequest {
+                state: Some(final_state(task.id, TaskResult::Failure)),
+                outputs: Default::default(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            h.gitea.task_state(task.id).unwrap().status,
+            TaskStatus::Cancelled
+        );
+    }
+);
+
+conformance!(
+    declare_on_gitea_before_1_21_is_unimplemented,
+    |h: Harness| async move {
+        let (client, _) = h.registered(&["x"], false).await;
+        h.gitea.set_declare_unimplemented(true);
+        let error = client.declare(DeclareRequest::default()).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Unimplemented {
+                    method: Method::Declare,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+);

@@ -19,7 +19,8 @@
 //!   the handle stops both servers. [`FakeOptions`]: `registration_tokens`, `auth_mode`
 //!   ([`AuthMode::Legacy`] = HTTP 500 `rpc error: code = Unauthenticated desc = unregistered
 //!   runner`, default; `Modern` = 401 `unauthenticated`), `log_finalize` ([`LogFinalize::Gitea125`]
-//!   default, or `GiteaMain`), `seed` (fault draws), `gzip_min_bytes` (`Some(1024)` as Gitea),
+//!   default, or `GiteaMain`), `cancel_mode` ([`CancelMode::Immediate`] = G-1.25, default;
+//!   `Cancelling` = G-main for runners that declared the `cancelling` capability), `seed` (fault draws), `gzip_min_bytes` (`Some(1024)` as Gitea),
 //!   `prefix` (`/api/actions`), `admin_api` (the `/_fake/*` JSON routes), `connect_addr`, `grpc_addr`.
 //! - URLs: [`FakeGitea::connect_url`], [`FakeGitea::grpc_url`] are instance URLs (the client appends
 //!   `/api/actions`).
@@ -32,7 +33,9 @@
 //!   (first write wins), [`FakeGitea::log_archived`], [`FakeGitea::wait_task_final`] and
 //!   [`FakeGitea::wait_until`] (bounded polling).
 //! - Server-side events: [`FakeGitea::cancel_task`] (the next UpdateTask answers CANCELLED),
-//!   [`FakeGitea::reap_task`] (FAILURE, log archived).
+//!   [`FakeGitea::reap_task`] (FAILURE, log archived); switches [`FakeGitea::set_auth_mode`],
+//!   [`FakeGitea::set_log_finalize`], [`FakeGitea::set_cancel_mode`],
+//!   [`FakeGitea::set_declare_unimplemented`] (Gitea < 1.21).
 //! - Runners: [`FakeGitea::runners`] ([`RunnerSnapshot`]: labels, version, capabilities,
 //!   ephemeral, deleted, last_online/last_active).
 //! - Faults: [`FakeGitea::set_faults`]`(Method, Faults)` (seeded `error_rate` answered with an
@@ -75,7 +78,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneService;
 
 pub use faults::{Faults, InjectedError};
-pub use state::{AuthMode, LogFinalize, TaskStatus};
+pub use state::{AuthMode, CancelMode, LogFinalize, TaskStatus};
 pub use task_gen::TaskSpec;
 
 use serve::Wire;
@@ -88,6 +91,7 @@ pub struct FakeOptions {
     pub registration_tokens: Vec<String>,
     pub auth_mode: AuthMode,
     pub log_finalize: LogFinalize,
+    pub cancel_mode: CancelMode,
     /// Seed of the fault-injection draws.
     pub seed: u64,
     /// Gzip Connect replies at least this long when the client accepts gzip (`None`: never).
@@ -106,6 +110,7 @@ impl Default for FakeOptions {
             registration_tokens: Vec::new(),
             auth_mode: AuthMode::Legacy,
             log_finalize: LogFinalize::Gitea125,
+            cancel_mode: CancelMode::Immediate,
             seed: 7,
             gzip_min_bytes: Some(1024),
             prefix: "/api/actions".to_owned(),
@@ -202,6 +207,7 @@ impl FakeGitea {
         let grpc_addr = grpc_listener.local_addr()?;
         let mut state = State::new(options.auth_mode, options.log_finalize);
         state.registration_tokens = options.registration_tokens.iter().cloned().collect();
+        state.cancel_mode = options.cancel_mode;
         state.server_url = format!("http://{connect_addr}/");
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -297,6 +303,15 @@ impl FakeGitea {
 
     pub fn set_log_finalize(&self, log_finalize: LogFinalize) {
         self.shared.lock_state().log_finalize = log_finalize;
+    }
+
+    pub fn set_cancel_mode(&self, cancel_mode: CancelMode) {
+        self.shared.lock_state().cancel_mode = cancel_mode;
+    }
+
+    /// Declare answers `unimplemented`, as Gitea < 1.21 does.
+    pub fn set_declare_unimplemented(&self, unimplemented: bool) {
+        self.shared.lock_state().declare_unimplemented = unimplemented;
     }
 
     pub fn enqueue_task(&self, spec: TaskSpec) -> i64 {

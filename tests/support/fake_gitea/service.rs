@@ -122,6 +122,11 @@ impl RunnerService for FakeService {
         &self,
         request: Request<DeclareRequest>,
     ) -> Result<Response<DeclareResponse>, Status> {
+        if self.shared.lock_state().declare_unimplemented {
+            return Err(Status::unimplemented(
+                "runner.v1.RunnerService.Declare is not implemented",
+            ));
+        }
         let (metadata, _, request) = request.into_parts();
         let runner = self.authenticated(&metadata, false, |state, runner_id| {
             state.declare(

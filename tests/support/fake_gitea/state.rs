@@ -35,6 +35,17 @@ pub enum LogFinalize {
     GiteaMain,
 }
 
+/// What "the user cancels the run" does to a running task (protocol.md §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CancelMode {
+    /// G-1.25: the task is final `cancelled` at once; later states are ignored.
+    #[default]
+    Immediate,
+    /// G-main: a runner that declared the `cancelling` capability gets a non-final `cancelling`
+    /// task (UpdateTask answers CANCELLED) and reports its own final result, stored as cancelled.
+    Cancelling,
+}
+
 /// An error as Gitea's handlers make it: a grpc-go status, or a plain Go error.
 #[derive(Debug, Clone)]
 pub enum GiteaError {
@@ -54,6 +65,8 @@ fn internal(message: impl Into<String>) -> GiteaError {
 pub enum TaskStatus {
     Waiting,
     Running,
+    /// G-main: cancelled by the user, the runner is still cleaning up.
+    Cancelling,
     Success,
     Failure,
     Cancelled,
@@ -62,13 +75,17 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     pub fn is_final(self) -> bool {
-        !matches!(self, TaskStatus::Waiting | TaskStatus::Running)
+        !matches!(
+            self,
+            TaskStatus::Waiting | TaskStatus::Running | TaskStatus::Cancelling
+        )
     }
 
     /// `AsResult()`: what UpdateTask answers.
     pub fn as_result(self) -> TaskResult {
         match self {
             TaskStatus::Waiting | TaskStatus::Running => TaskResult::Unspecified,
+            TaskStatus::Cancelling => TaskResult::Cancelled,
             TaskStatus::Success => TaskResult::Success,
             TaskStatus::Failure => TaskResult::Failure,
             TaskStatus::Cancelled => TaskResult::Cancelled,
@@ -137,6 +154,9 @@ pub struct State {
     pub tasks_version: i64,
     pub auth_mode: AuthMode,
     pub log_finalize: LogFinalize,
+    pub cancel_mode: CancelMode,
+    /// Answer Declare with `unimplemented`, as Gitea < 1.21 does.
+    pub declare_unimplemented: bool,
     /// ROOT_URL as the tasks' context shows it (with trailing slash).
     pub server_url: String,
     next_runner_id: i64,
@@ -156,6 +176,8 @@ impl State {
             tasks_version: 1,
             auth_mode,
             log_finalize,
+            cancel_mode: CancelMode::Immediate,
+            declare_unimplemented: false,
             server_url: "http://127.0.0.1/".to_owned(),
             next_runner_id: 1,
             next_task_id: 1,
@@ -406,7 +428,12 @@ impl State {
                 }
             }
             if state.result != TaskResult::Unspecified as i32 {
-                task.status = TaskStatus::from_final_result(state.result);
+                // G-main stores `cancelled` for a cancelling task, "preserving user intent".
+                task.status = if task.status == TaskStatus::Cancelling {
+                    TaskStatus::Cancelled
+                } else {
+                    TaskStatus::from_final_result(state.result)
+                };
                 // A missing stopped_at becomes Unix 0 on Gitea.
                 task.stopped_at = Some(state.stopped_at.unwrap_or_default());
                 task.final_state = Some(state.clone());
@@ -484,11 +511,23 @@ impl State {
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return false;
         };
-        if task.status.is_final() {
+        if task.status.is_final() || task.status == TaskStatus::Cancelling {
             return false;
         }
         if task.status == TaskStatus::Waiting {
             self.queue.retain(|queued| *queued != task_id);
+        }
+        let runner_can_cancel = task.runner_id.is_some_and(|runner_id| {
+            self.runners.iter().any(|runner| {
+                runner.id == runner_id && runner.capabilities.iter().any(|cap| cap == "cancelling")
+            })
+        });
+        if self.cancel_mode == CancelMode::Cancelling
+            && task.status == TaskStatus::Running
+            && runner_can_cancel
+        {
+            task.status = TaskStatus::Cancelling;
+            return true;
         }
         task.status = TaskStatus::Cancelled;
         task.stopped_at = Some(stopped_at);
@@ -500,10 +539,11 @@ impl State {
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return false;
         };
-        if task.status != TaskStatus::Running {
-            return false;
-        }
-        task.status = TaskStatus::Failure;
+        task.status = match task.status {
+            TaskStatus::Running => TaskStatus::Failure,
+            TaskStatus::Cancelling => TaskStatus::Cancelled,
+            _ => return false,
+        };
         task.stopped_at = Some(stopped_at);
         task.log_archived = true;
         true
