@@ -8,6 +8,7 @@ mod docker_backend;
 mod exec_workflows;
 mod expr;
 mod metrics;
+mod register;
 mod support;
 mod systemd;
 mod tidy;
