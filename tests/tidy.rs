@@ -40,6 +40,10 @@ const LONG_FILES: &[(&str, &str)] = &[
         "one reporter delivery scenario per test over a shared harness; to split by concern (daemon room)",
     ),
     (
+        "src/cli/exec.rs",
+        "the exec flag set (upstream's ~35 flags) and its local planning; to split (executor room)",
+    ),
+    (
         "src/executor/backend/docker/options.rs",
         "the `container.options` flag table with one test per flag beside it; to split (docker room)",
     ),
