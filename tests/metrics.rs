@@ -345,6 +345,26 @@ async fn a_header_sent_one_byte_per_second_is_closed_within_6_seconds() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let server = start(new_metrics(), ServerLimits::HARDENED);
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let padding = "a".repeat(100 * 1024);
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: {padding}\r\n\r\n");
+    // The server may close while the head is still being written.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = timeout(Duration::from_secs(6), stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection is closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    server.stop().await;
+}
+
 /// Raises the soft descriptor limit to the hard one: the test holds 1,000 client sockets and the
 /// server's accepted ones in one process.
 fn raise_fd_limit() {

@@ -67,7 +67,10 @@ impl ServerLimits {
 
 /// The kernel backlog [`bind`] asks for: where clients wait while `max_connections` are open.
 const LISTEN_BACKLOG: i32 = 1024;
-const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+/// A scrape's head is a few hundred bytes; Go's server allows 1 MiB, far more than needed here.
+const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+/// hyper's read buffer; its smallest allowed value is 8 KiB.
+const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
 const MAX_REQUEST_HEADERS: usize = 64;
 /// Pause after a failed accept (typically EMFILE), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -174,7 +177,9 @@ async fn serve_hardened(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+        .max_buf_size(MAX_READ_BUFFER_BYTES)
+        // Checked on every parse: `max_buf_size` alone misses a head that arrives in one read.
+        .max_header_size(MAX_REQUEST_HEAD_BYTES)
         .max_headers(MAX_REQUEST_HEADERS);
     let builder = Arc::new(builder);
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
