@@ -12,7 +12,9 @@ use bollard::query_parameters::{
 
 use super::options::{ContainerOptions, parse_ports};
 use super::volumes::VolumeSpec;
-use super::{DockerJobConfig, LABEL_JOB_INSTANCE, bounded, is_not_found, network};
+use super::{
+    API_TIMEOUT, DockerJobConfig, LABEL_JOB_INSTANCE, bounded, describe, is_not_found, network,
+};
 use crate::executor::backend::BackendError;
 
 /// Inputs of [`job_container_body`] beyond the job config: what `prepare` resolved.
@@ -62,16 +64,14 @@ pub fn job_container_body(
     if let Some(socket) = &config.docker_socket {
         binds.push(format!("{socket}:/var/run/docker.sock"));
     }
-    let mut anonymous: Vec<String> = vec![
-        config.workspace.clone(),
-        String::from("/opt/hostedtoolcache"),
-    ];
-    anonymous.extend(
-        spec.volumes
-            .iter()
-            .filter(|v| v.source.is_none())
-            .map(|v| v.target.clone()),
-    );
+    // The workspace needs no volume: Docker creates the working directory at start, and the
+    // container layer goes with the container. Each volume costs time on every start.
+    let anonymous: Vec<String> = spec
+        .volumes
+        .iter()
+        .filter(|v| v.source.is_none())
+        .map(|v| v.target.clone())
+        .collect();
 
     let mut body = ContainerCreateBody {
         image: Some(config.image.clone()),
@@ -83,7 +83,7 @@ pub fn job_container_body(
         env: (!env.is_empty()).then_some(env),
         working_dir: Some(config.workspace.clone()),
         labels: Some(spec.labels.clone()),
-        volumes: Some(anonymous),
+        volumes: (!anonymous.is_empty()).then_some(anonymous),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         tty: Some(false),
         host_config: Some(HostConfig {
@@ -123,13 +123,21 @@ pub async fn create_and_start(
     name: &str,
     body: ContainerCreateBody,
 ) -> Result<(), BackendError> {
-    remove_container(docker, name).await?;
     let options = CreateContainerOptionsBuilder::default().name(name).build();
-    bounded(
-        format_args!("create container {name}"),
-        docker.create_container(Some(options), body),
-    )
-    .await?;
+    let what = format!("create container {name}");
+    let create = docker.create_container(Some(options.clone()), body.clone());
+    match tokio::time::timeout(API_TIMEOUT, create).await {
+        Ok(Ok(_)) => {}
+        // A leftover of the same name (an earlier run that was not cleaned up): replace it.
+        Ok(Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        })) => {
+            remove_container(docker, name).await?;
+            bounded(&what, docker.create_container(Some(options), body)).await?;
+        }
+        Ok(Err(err)) => return Err(BackendError::Docker(format!("{what}: {}", describe(&err)))),
+        Err(_) => return Err(BackendError::Docker(format!("{what}: no answer"))),
+    }
     bounded(
         format_args!("start container {name}"),
         docker.start_container(name, None),

@@ -314,7 +314,9 @@ impl DockerBackend {
             options: [&runner_options, &job_options],
             volumes: &job_volumes,
             network: &network,
-            aliases_allowed,
+            // Only other containers on the network resolve the alias: without services there are
+            // none, and registering an alias slows the start measurably.
+            aliases_allowed: aliases_allowed && !service_plans.is_empty(),
             labels: &labels,
         })?;
         let mut base_env = BTreeMap::new();
