@@ -151,3 +151,55 @@ fn a_datagram_socket_named_metrics_is_refused() {
         "{output}"
     );
 }
+
+/// Through the real binary: `act_runner exec` on the host backend, started with systemd's
+/// variables set, gives a job step none of them (but the ordinary environment).
+#[test]
+fn a_host_job_sees_no_systemd_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = dir.path().join("env.yml");
+    std::fs::write(
+        &workflow,
+        r#"on: push
+jobs:
+  env:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          test -n "$PATH"
+          leaked=$(env | grep -E '^(LISTEN_|NOTIFY_SOCKET|WATCHDOG_|INVOCATION_ID|JOURNAL_STREAM|CREDENTIALS_DIRECTORY)' || true)
+          if [ -n "$leaked" ]; then echo "leaked: $leaked"; exit 1; fi
+          echo "job environment is clean"
+"#,
+    )
+    .unwrap();
+    let work_dir = tempfile::tempdir().unwrap();
+    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_act_runner"))
+        .current_dir(work_dir.path())
+        .args(["exec", "-i", "-self-hosted", "-W"])
+        .arg(&workflow)
+        .arg("-C")
+        .arg(work_dir.path())
+        .env("NOTIFY_SOCKET", "/run/systemd/notify")
+        .env("WATCHDOG_USEC", "30000000")
+        .env("WATCHDOG_PID", "1")
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_PID", "1")
+        .env("LISTEN_FDNAMES", "metrics")
+        .env("INVOCATION_ID", "0123456789abcdef")
+        .env("JOURNAL_STREAM", "8:1234")
+        .env(
+            "CREDENTIALS_DIRECTORY",
+            "/run/credentials/act-runner.service",
+        )
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("job environment is clean"), "{text}");
+}
