@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use act_runner::executor::backend::docker::{
     DockerBackend, DockerJobConfig, JobIdentity, LABEL_JOB_INSTANCE, LABEL_RUNNER_UUID,
-    LABEL_TASK_ID, ServiceConfig, orphans,
+    LABEL_TASK_ID, ServiceConfig, connect, orphans,
 };
 use act_runner::executor::backend::{
     Backend, BackendError, ContainerSpec, ExecRequest, ExitStatus, JobContainers, OutputLine,
@@ -679,6 +679,37 @@ async fn orphan_removal_takes_only_this_runners_dead_tasks() {
             .unwrap();
         assert!(docker.inspect_container(&live, None).await.is_err());
         assert!(docker.inspect_container(&foreign, None).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn readiness_pings_the_real_daemon_and_gives_up_after_docker_timeout() {
+    with_docker(|_docker| async move {
+        let host = connect::discover_docker_host_from_process("").unwrap();
+        let cancel = CancellationToken::new();
+        let started = Instant::now();
+        connect::wait_until_ready(&host, Duration::from_secs(5), &cancel)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+
+        let missing = tempfile::tempdir().unwrap();
+        let socket = format!("unix://{}/docker.sock", missing.path().display());
+        let started = Instant::now();
+        let err = connect::wait_until_ready(&socket, Duration::from_secs(2), &cancel)
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
+            "waited {waited:?}"
+        );
+        assert!(err.to_string().contains("docker.sock"), "{err}");
     })
     .await;
 }
