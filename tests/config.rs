@@ -12,6 +12,7 @@ use act_runner::config::{
 /// Every key of upstream's config.yaml (runner-behaviour.md §3.2) plus this project's additions.
 const EVERY_KEY: &[&str] = &[
     "log.level",
+    "log.journald",
     "log.job.dir",
     "log.job.retention",
     "log.job.max_size",
@@ -318,6 +319,7 @@ fn go_durations_parse_as_go_does() {
 fn defaults_match_upstream() {
     let config = Config::defaults(&env());
     assert_eq!(config.log.level, LogLevel::Info);
+    assert!(!config.log.journald);
     assert_eq!(config.log.job.dir, None);
     assert_eq!(
         config.log.job.retention,

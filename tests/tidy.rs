@@ -18,6 +18,12 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         ],
     ),
     ("src/client/", &["crate::daemon", "crate::executor"]),
+    ("src/daemon/", &["crate::metrics", "crate::systemd"]),
+    (
+        "src/systemd/",
+        &["crate::client", "crate::executor", "crate::metrics"],
+    ),
+    ("src/metrics/", &["crate::systemd", "crate::config"]),
     (
         "src/config/",
         &[

@@ -40,6 +40,9 @@ pub struct LogConfig {
     pub level: LogLevel,
     /// `log.job.*`: a local copy of each task's log.
     pub job: JobLogConfig,
+    /// Log to the journal natively even when stderr is not the journal (added by this project;
+    /// under systemd, `JOURNAL_STREAM` already selects it). Default false.
+    pub journald: bool,
 }
 
 /// Upstream's logrus levels; `fatal` and `panic` only let errors through.

@@ -32,6 +32,7 @@ pub(super) fn read_log(reader: &mut Reader<'_>, top: &mut Fields<'_>) -> LogConf
             }
         },
     };
+    let journald = reader.bool(&mut fields, "journald").unwrap_or(false);
     let mut job_fields = reader.section(&mut fields, "job");
     let job = JobLogConfig {
         dir: reader
@@ -48,7 +49,11 @@ pub(super) fn read_log(reader: &mut Reader<'_>, top: &mut Fields<'_>) -> LogConf
     };
     reader.finish(job_fields);
     reader.finish(fields);
-    LogConfig { level, job }
+    LogConfig {
+        level,
+        job,
+        journald,
+    }
 }
 
 pub(super) fn read_runner(reader: &mut Reader<'_>, top: &mut Fields<'_>) -> RunnerConfig {
