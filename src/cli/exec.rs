@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
@@ -14,24 +13,18 @@ use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::backend::docker::{self, DockerBackend, DockerJobConfig, JobIdentity};
 use crate::executor::backend::host::HostBackend;
-use crate::executor::event::{Conclusion, JobEvent};
+use crate::executor::event::Conclusion;
 use crate::executor::model::Workflow;
-use crate::executor::{
-    JobSpec, NeedResult, check_workflow, conclusion_name, matrix_combinations, plan, run_job,
-};
+use crate::executor::{JobSpec, NeedResult, check_workflow, matrix_combinations, plan, run_job};
+
+mod docker;
+mod print;
 
 /// The image every `runs-on` maps to unless `-i` says otherwise (upstream's default).
 const DEFAULT_IMAGE: &str = "docker.gitea.com/runner-images:ubuntu-latest";
 /// The `-i` value that runs jobs on the host.
 const SELF_HOSTED: &str = "-self-hosted";
-/// A job container's keep-alive (upstream exec: 3 h).
-const EXEC_MAX_LIFETIME: Duration = Duration::from_secs(3 * 3600);
-/// How long services may take to become healthy.
-const SERVICE_READY_LIMIT: Duration = Duration::from_secs(300);
-/// Upper bound on pulling one image.
-const PULL_LIMIT: Duration = Duration::from_secs(600);
 
 /// Flags of `exec` (upstream's names).
 #[derive(Debug, clap::Args)]
@@ -447,7 +440,7 @@ async fn run_planned_job(
     let mut all_skipped = true;
     for combination in combinations {
         let label = if n_combinations > 1 {
-            let values: Vec<String> = combination.values().map(json_scalar).collect();
+            let values: Vec<String> = combination.values().map(print::json_scalar).collect();
             format!("{label} ({})", values.join(", "))
         } else {
             label.clone()
@@ -474,13 +467,6 @@ async fn run_planned_job(
     overall
 }
 
-fn json_scalar(value: &Json) -> String {
-    match value {
-        Json::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
 async fn run_one(
     args: &ExecArgs,
     spec: JobSpec,
@@ -488,12 +474,12 @@ async fn run_one(
     cancel: &CancellationToken,
 ) -> (Conclusion, IndexMap<String, String>) {
     let (events, received) = mpsc::channel(256);
-    let printer = tokio::spawn(print_events(received, label.to_string()));
+    let printer = tokio::spawn(print::print_events(received, label.to_string()));
     let result = if args.image == SELF_HOSTED {
         let mut backend = HostBackend::new(&std::env::temp_dir());
         run_job(spec, &mut backend, events, cancel.clone()).await
     } else {
-        match docker_backend(args, &spec).await {
+        match docker::docker_backend(args, &spec).await {
             Ok(mut backend) => run_job(spec, &mut backend, events, cancel.clone()).await,
             Err(error) => {
                 drop(events);
@@ -504,122 +490,6 @@ async fn run_one(
     };
     let outputs = printer.await.unwrap_or_default();
     (result, outputs)
-}
-
-/// A Docker backend for one job of this run, on the `-i` image.
-async fn docker_backend(args: &ExecArgs, spec: &JobSpec) -> anyhow::Result<DockerBackend> {
-    let host = docker::connect::discover_docker_host_from_process(&args.docker_host)
-        .context("cannot find the Docker daemon")?;
-    let client = docker::connect::connect(&host)
-        .await
-        .with_context(|| format!("cannot connect to Docker at {host}"))?;
-    let repository = spec
-        .github
-        .get("repository")
-        .and_then(Json::as_str)
-        .unwrap_or("local/repo")
-        .to_string();
-    let event = spec
-        .github
-        .get("event_name")
-        .and_then(Json::as_str)
-        .unwrap_or("push")
-        .to_string();
-    let workflow_name = Path::new(&spec.workflow_file)
-        .file_stem()
-        .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned());
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let valid_volumes = if args.valid_volumes.is_empty() {
-        vec![String::from("**")]
-    } else {
-        args.valid_volumes.clone()
-    };
-    let config = DockerJobConfig {
-        image: args.image.clone(),
-        credentials: None,
-        runner_options: args.container_opts.clone(),
-        job_options: String::new(),
-        env: std::collections::BTreeMap::new(),
-        volumes: Vec::new(),
-        ports: Vec::new(),
-        services: Vec::new(),
-        network: args.network.clone(),
-        privileged_allowed: args.privileged,
-        valid_volumes,
-        force_pull: false,
-        docker_socket: docker::connect::socket_to_mount(&args.docker_host, &host),
-        container_name: format!(
-            "GITEA-ACTIONS-TASK-{event}_WORKFLOW-{workflow_name}_JOB-{}-{suffix}",
-            spec.job_id
-        ),
-        job_alias: spec.job_id.clone(),
-        identity: JobIdentity {
-            runner_uuid: String::from("act-runner-exec"),
-            task_id: 0,
-        },
-        workspace: format!("/workspace/{repository}"),
-        max_lifetime: EXEC_MAX_LIFETIME,
-        service_ready_timeout: Some(SERVICE_READY_LIMIT),
-        pull_timeout: PULL_LIMIT,
-    };
-    Ok(DockerBackend::new(client, config))
-}
-
-/// Prints events as they come, with step boundaries; returns the job's outputs.
-async fn print_events(
-    mut received: mpsc::Receiver<JobEvent>,
-    label: String,
-) -> IndexMap<String, String> {
-    let mut names: Vec<String> = Vec::new();
-    let mut outputs = IndexMap::new();
-    while let Some(event) = received.recv().await {
-        let mut out = std::io::stdout().lock();
-        let _ = match event {
-            JobEvent::JobStarted { steps, .. } => {
-                names = steps.into_iter().map(|step| step.name).collect();
-                writeln!(out, "[{label}] 🚀 Start job")
-            }
-            JobEvent::StepStarted { step_idx, .. } => {
-                let name = names.get(step_idx).map_or("", String::as_str);
-                writeln!(out, "[{label}] ⭐ {name}")
-            }
-            JobEvent::Log(line) => match line.step_idx {
-                Some(_) => writeln!(out, "[{label}]   | {}", line.content),
-                None => writeln!(out, "[{label}] {}", line.content),
-            },
-            JobEvent::StepFinished {
-                step_idx,
-                outcome,
-                conclusion,
-                ..
-            } => {
-                let name = names.get(step_idx).map_or("", String::as_str);
-                let mark = match conclusion {
-                    Conclusion::Success => "✅ Success",
-                    Conclusion::Failure => "❌ Failure",
-                    Conclusion::Cancelled => "🚫 Cancelled",
-                    Conclusion::Skipped => "⏭ Skipped",
-                };
-                if outcome == conclusion {
-                    writeln!(out, "[{label}]   {mark} - {name}")
-                } else {
-                    writeln!(
-                        out,
-                        "[{label}]   {mark} - {name} (outcome: {})",
-                        conclusion_name(outcome)
-                    )
-                }
-            }
-            JobEvent::Outputs(job_outputs) => {
-                outputs = job_outputs;
-                Ok(())
-            }
-            JobEvent::JobFinished { result, .. } => {
-                writeln!(out, "[{label}] 🏁 Job {}", conclusion_name(result))
-            }
-        };
-    }
-    outputs
 }
 
 #[cfg(test)]

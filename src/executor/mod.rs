@@ -42,6 +42,8 @@ pub mod model;
 pub mod plan;
 mod scope;
 mod shell;
+mod spec;
 mod step;
 
-pub use job::{JobSpec, NeedResult, check_workflow, conclusion_name, matrix_combinations, run_job};
+pub use job::run_job;
+pub use spec::{JobSpec, NeedResult, check_workflow, conclusion_name, matrix_combinations};

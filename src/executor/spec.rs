@@ -1,0 +1,124 @@
+//! The executor's input: `JobSpec` (a workflow, the job to run and its contexts) and what a
+//! needed job produced (`NeedResult`); plus the checks and the matrix planning callers run before
+//! `run_job` (`check_workflow`, `matrix_combinations`).
+
+use std::fmt;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+
+use super::contexts;
+use super::event::Conclusion;
+use super::model::Workflow;
+use super::scope::{self, Scope};
+
+/// Everything needed to run one job. Build it from a Gitea task (daemon) or a local workflow (exec).
+pub struct JobSpec {
+    /// The workflow file's text; for Gitea, the single-job payload of the task.
+    pub workflow_yaml: String,
+    /// Name used in messages, e.g. `.gitea/workflows/ci.yml`.
+    pub workflow_file: String,
+    /// The id of the job to run (a key of `jobs:`).
+    pub job_id: String,
+    /// The `github` context (also visible as `gitea`); missing standard keys get local defaults.
+    pub github: serde_json::Map<String, Json>,
+    /// Runner-provided env (`runner.envs`, `--env`): overrides workflow and job env.
+    pub env: IndexMap<String, String>,
+    /// Runtime env the job must see but cannot override (`ACTIONS_RUNTIME_URL`, tokens, cache URL).
+    pub extra_env: IndexMap<String, String>,
+    pub vars: IndexMap<String, String>,
+    /// Secret values are masked in every log line.
+    pub secrets: IndexMap<String, String>,
+    pub inputs: serde_json::Map<String, Json>,
+    /// The matrix combination; `None` takes the workflow's matrix if it has exactly one combination
+    /// (Gitea sends one-element arrays).
+    pub matrix: Option<IndexMap<String, Json>>,
+    /// Results and outputs of the jobs this one needs.
+    pub needs: IndexMap<String, NeedResult>,
+    pub runner_name: String,
+    /// Upper bound on the job's run time (runner config); the job's `timeout-minutes` may be lower.
+    pub timeout_cap: Option<Duration>,
+    /// More values to mask (the task token, the runtime token).
+    pub masks: Vec<String>,
+}
+
+// Hand-written: the spec holds secrets, tokens and the github context (with its token).
+impl fmt::Debug for JobSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobSpec")
+            .field("workflow_file", &self.workflow_file)
+            .field("job_id", &self.job_id)
+            .field("runner_name", &self.runner_name)
+            .field("n_secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobSpec {
+    /// A spec with empty contexts, for local runs and tests; fill in what you have.
+    pub fn new(workflow_yaml: String, workflow_file: String, job_id: String) -> JobSpec {
+        JobSpec {
+            workflow_yaml,
+            workflow_file,
+            job_id,
+            github: serde_json::Map::new(),
+            env: IndexMap::new(),
+            extra_env: IndexMap::new(),
+            vars: IndexMap::new(),
+            secrets: IndexMap::new(),
+            inputs: serde_json::Map::new(),
+            matrix: None,
+            needs: IndexMap::new(),
+            runner_name: String::from("act-runner"),
+            timeout_cap: None,
+            masks: Vec::new(),
+        }
+    }
+}
+
+/// What a needed job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeedResult {
+    pub result: Conclusion,
+    pub outputs: IndexMap<String, String>,
+}
+
+/// `success`, `failure`, `cancelled`, `skipped`: the words the contexts and Gitea use.
+pub fn conclusion_name(conclusion: Conclusion) -> &'static str {
+    match conclusion {
+        Conclusion::Success => "success",
+        Conclusion::Failure => "failure",
+        Conclusion::Cancelled => "cancelled",
+        Conclusion::Skipped => "skipped",
+    }
+}
+
+/// The matrix combinations of the spec's job, evaluated with the spec's contexts (its `needs`
+/// outputs, vars, inputs): what `exec` runs one `run_job` per. Errors name the file position.
+pub fn matrix_combinations(spec: &JobSpec) -> Result<Vec<IndexMap<String, Json>>, String> {
+    let workflow = Workflow::parse(&spec.workflow_yaml)
+        .map_err(|error| format!("{}:{error}", spec.workflow_file))?;
+    let job = workflow
+        .jobs
+        .get(&spec.job_id)
+        .ok_or_else(|| format!("{}: there is no job `{}`", spec.workflow_file, spec.job_id))?;
+    let paths = super::backend::EnvironmentPaths {
+        workspace: std::path::PathBuf::new(),
+        temp: std::path::PathBuf::new(),
+        tool_cache: std::path::PathBuf::new(),
+    };
+    let mut scope = Scope::new(&spec.workflow_file);
+    contexts::fill_static(spec, &workflow, job, &paths, &mut scope);
+    contexts::expand_matrix(job, &scope).map_err(|error| error.0)
+}
+
+/// Parses a workflow and checks that every expression of every job parses: what `exec` does before
+/// planning, and what the workflow fuzz target drives. Errors are `file:line:column: message`.
+pub fn check_workflow(source: &str, file: &str) -> Result<Workflow, String> {
+    let workflow = Workflow::parse(source).map_err(|error| format!("{file}:{error}"))?;
+    for job in workflow.jobs.values() {
+        scope::validate(file, &workflow, job).map_err(|error| error.0)?;
+    }
+    Ok(workflow)
+}
