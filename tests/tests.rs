@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod docker_backend;
 mod exec_workflows;
+mod executor;
 mod expr;
 mod metrics;
 mod register;

@@ -1,0 +1,188 @@
+//! The executor's event contract, driven through `run_job` on the host backend: event order,
+//! masking before events leave, cancellation, and bad input as a failed job with a position.
+
+use std::time::Duration;
+
+use act_runner::executor::backend::host::HostBackend;
+use act_runner::executor::event::{Conclusion, JobEvent};
+use act_runner::executor::{JobSpec, run_job};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `yaml`'s job `job` and returns its result and every event.
+async fn run(spec: JobSpec, cancel: CancellationToken) -> (Conclusion, Vec<JobEvent>) {
+    let parent = tempfile::tempdir().unwrap();
+    let mut backend = HostBackend::new(parent.path());
+    let (events, mut received) = mpsc::channel(1024);
+    let collector = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(event) = received.recv().await {
+            all.push(event);
+        }
+        all
+    });
+    let result = timeout(TEST_LIMIT, run_job(spec, &mut backend, events, cancel))
+        .await
+        .expect("run_job timed out");
+    let events = timeout(TEST_LIMIT, collector).await.unwrap().unwrap();
+    (result, events)
+}
+
+fn spec(yaml: &str) -> JobSpec {
+    JobSpec::new(yaml.to_string(), "test.yml".to_string(), "job".to_string())
+}
+
+fn log_lines(events: &[JobEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            JobEvent::Log(line) => Some(line.content.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn events_come_in_contract_order() {
+    let (result, events) = run(
+        spec("on: push\njobs:\n  job:\n    outputs:\n      o: ${{ steps.a.outputs.v }}\n    steps:\n      - id: a\n        run: echo \"v=1\" >> \"$GITHUB_OUTPUT\"; echo hello\n      - run: exit 0\n"),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(result, Conclusion::Success);
+    assert!(matches!(events.first(), Some(JobEvent::JobStarted { steps, .. }) if steps.len() == 2));
+    assert!(matches!(
+        events.last(),
+        Some(JobEvent::JobFinished {
+            result: Conclusion::Success,
+            ..
+        })
+    ));
+    let outputs = events.iter().find_map(|event| match event {
+        JobEvent::Outputs(outputs) => Some(outputs.clone()),
+        _ => None,
+    });
+    assert_eq!(outputs.unwrap()["o"], "1");
+    // Step 0's log line sits between its start and finish.
+    let started = events
+        .iter()
+        .position(|e| matches!(e, JobEvent::StepStarted { step_idx: 0, .. }))
+        .unwrap();
+    let line = events
+        .iter()
+        .position(|e| matches!(e, JobEvent::Log(line) if line.content == "hello" && line.step_idx == Some(0)))
+        .unwrap();
+    let finished = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                JobEvent::StepFinished {
+                    step_idx: 0,
+                    conclusion: Conclusion::Success,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    assert!(started < line && line < finished);
+}
+
+#[tokio::test]
+async fn secrets_never_leave_unmasked() {
+    let mut job = spec(
+        "on: push\njobs:\n  job:\n    steps:\n      - run: |\n          echo \"${{ secrets.TOKEN }}\"\n          printf %s \"${{ secrets.TOKEN }}\" | base64\n          echo \"::add-mask::runtime-value-99\"\n          echo runtime-value-99\n",
+    );
+    job.secrets
+        .insert("TOKEN".into(), "s3cret-token-value".into());
+    let (result, events) = run(job, CancellationToken::new()).await;
+    assert_eq!(result, Conclusion::Success);
+    let lines = log_lines(&events).join("\n");
+    assert!(!lines.contains("s3cret-token-value"), "{lines}");
+    assert!(!lines.contains("czNjcmV0LXRva2VuLXZhbHVl"), "{lines}");
+    assert!(!lines.contains("runtime-value-99"), "{lines}");
+    assert!(lines.contains("***"));
+}
+
+#[tokio::test]
+async fn cancellation_ends_the_job_as_cancelled_and_skips_the_rest() {
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        trigger.cancel();
+    });
+    let started = tokio::time::Instant::now();
+    let (result, events) = run(
+        spec(
+            "on: push\njobs:\n  job:\n    steps:\n      - run: sleep 60\n      - run: echo never\n",
+        ),
+        cancel,
+    )
+    .await;
+    assert_eq!(result, Conclusion::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        JobEvent::StepFinished {
+            step_idx: 1,
+            conclusion: Conclusion::Skipped,
+            ..
+        }
+    )));
+    assert!(matches!(
+        events.last(),
+        Some(JobEvent::JobFinished {
+            result: Conclusion::Cancelled,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn bad_input_fails_the_job_with_a_position() {
+    for (yaml, expected) in [
+        (
+            "on: push\njobs:\n  job:\n    steps:\n      - run: [unclosed\n",
+            "test.yml:5:",
+        ),
+        (
+            "on: push\njobs:\n  job:\n    steps:\n      - run: x\n        bogus: 1\n",
+            "test.yml:6:9: step: unknown key `bogus`",
+        ),
+        (
+            "on: push\njobs:\n  job:\n    steps:\n      - run: echo ${{ 1 == }}\n",
+            "test.yml:5:",
+        ),
+        (
+            "on: push\njobs:\n  job:\n    timeout-minutes: [1]\n    steps:\n      - run: x\n",
+            "test.yml:4:22: timeout-minutes: expected a string, found a sequence",
+        ),
+    ] {
+        let (result, events) = run(spec(yaml), CancellationToken::new()).await;
+        assert_eq!(result, Conclusion::Failure, "{yaml}");
+        let lines = log_lines(&events).join("\n");
+        assert!(lines.contains(expected), "{yaml}: {lines}");
+        assert!(matches!(
+            events.last(),
+            Some(JobEvent::JobFinished {
+                result: Conclusion::Failure,
+                ..
+            })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn gitea_single_combination_matrix_is_taken_from_the_payload() {
+    // Gitea sends one job whose matrix holds one-element arrays.
+    let (result, _) = run(
+        spec("on: push\njobs:\n  job:\n    strategy:\n      matrix:\n        os: [debian]\n        v: [3]\n    steps:\n      - run: test \"${{ matrix.os }}-${{ matrix.v }}\" = debian-3\n"),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(result, Conclusion::Success);
+}
