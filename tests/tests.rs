@@ -4,6 +4,9 @@
 mod cli;
 mod client;
 mod config;
+mod daemon;
+mod daemon_docker;
+mod daemon_faults;
 mod docker_backend;
 mod exec_workflows;
 mod executor;

@@ -1,12 +1,36 @@
 //! `act_runner daemon`: the start checks (configuration, then the registration file), then the
-//! polling engine. The checks are [`start_checks`]; the engine arrives with the daemon room.
+//! engine: the registration lock, the effective labels, Docker readiness when they need it, the
+//! client, metrics and systemd observers, signals (SIGINT/SIGTERM drain, SIGHUP reload), and
+//! [`crate::daemon::service::serve`]. Exit codes: 0 stopped or `--once` done, 1 runtime failure,
+//! 77 Gitea rejects the runner, 78 invalid configuration.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::{Config, Registration, RegistrationError};
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
-use super::CliError;
+use crate::client::{Client, ClientSettings, Credentials};
+use crate::config::{
+    Config, DockerHost, Label, Platform, REQUEST_TIMEOUT, Registration, RegistrationError,
+    RegistrationLock, labels_require_docker,
+};
+use crate::daemon::execution::{DockerAccess, ExecutionConfig, state_dir};
+use crate::daemon::observe::{FanOut, Observer};
+use crate::daemon::service::{self, Control, Outcome, Setup};
+use crate::daemon::task::RunnerContext;
+use crate::executor::backend::docker::connect;
+use crate::metrics::{Metrics, ReloadResult, RunnerInfo};
+use crate::systemd::{Notifier, Progress, StatusBoard, WatchdogConfig};
+
+use super::{CliError, EXIT_NOT_REGISTERED, EXIT_OK};
+
+/// How long an unused Docker may take to answer before jobs without a matching label run on the
+/// host instead of `runner.default_image` (upstream's fallback probe).
+const FALLBACK_DOCKER_PROBE: Duration = Duration::from_secs(2);
 
 /// Flags of `daemon`.
 #[derive(Debug, clap::Args)]
@@ -55,12 +79,396 @@ pub fn start_checks(config_path: Option<&Path>) -> anyhow::Result<Started> {
 /// Runs the command.
 pub fn run(
     config: Option<PathBuf>,
-    _args: DaemonArgs,
-    _inherited: crate::systemd::Inherited,
+    args: DaemonArgs,
+    inherited: crate::systemd::Inherited,
 ) -> anyhow::Result<ExitCode> {
-    let _started = start_checks(config.as_deref())?;
-    anyhow::bail!(
-        "the configuration and the registration are valid, but the polling engine of `daemon` \
-         is not built yet"
-    )
+    let started = start_checks(config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("act-runner")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_daemon(config, args, inherited, started))
+}
+
+async fn run_daemon(
+    config_path: Option<PathBuf>,
+    args: DaemonArgs,
+    mut inherited: crate::systemd::Inherited,
+    started: Started,
+) -> anyhow::Result<ExitCode> {
+    let Started {
+        config,
+        mut registration,
+    } = started;
+    if let Some(error) = inherited.notify_error.take() {
+        tracing::warn!(error = %error, "NOTIFY_SOCKET is set but unusable");
+    }
+    let (notifier, latches) = Notifier::new(inherited.notify_socket.take());
+    latches.config.release();
+    latches.registration.release();
+
+    let runner_file = config.runner.file.clone();
+    let _lock = match RegistrationLock::try_acquire(&runner_file) {
+        Ok(lock) => Some(lock),
+        Err(error @ crate::config::LockError::Locked { .. }) => {
+            return Err(anyhow::Error::from(error)
+                .context("each runner process needs its own runner file (runner.file)"));
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot lock the registration file, continuing");
+            None
+        }
+    };
+
+    let labels = resolve_labels(args.labels.as_deref(), &config, &registration);
+    if labels.is_empty() {
+        tracing::warn!("no labels configured, runner may not be able to pick up jobs");
+    }
+    let label_strings: Vec<String> = labels.iter().map(ToString::to_string).collect();
+    if registration.labels != label_strings {
+        registration.labels = label_strings.clone();
+        registration
+            .save(&runner_file)
+            .context("cannot update the labels in the registration file")?;
+        tracing::info!(labels = ?label_strings, "labels updated");
+    }
+
+    let docker_needed = labels_require_docker(&labels) || config.container.require_docker;
+    let shutdown_during_start = CancellationToken::new();
+    let docker = if docker_needed {
+        notifier.status(crate::systemd::Status::Starting("waiting for Docker"));
+        Some(docker_access(&config, &shutdown_during_start).await?)
+    } else {
+        probe_docker(&config).await
+    };
+    latches.docker.release();
+
+    let metrics = Metrics::new(RunnerInfo {
+        name: registration.name.clone(),
+        capacity: config.runner.capacity,
+        readiness_grace: config.metrics.readiness_grace,
+    });
+    metrics.docker_up(docker.is_some());
+    let metrics_shutdown = CancellationToken::new();
+    let metrics_task = start_metrics(&config, &metrics, &mut inherited, &metrics_shutdown)?;
+    latches.metrics_listener.release();
+
+    let progress = Progress::new();
+    let board = Arc::new(StatusBoard::new(
+        notifier.clone(),
+        progress.clone(),
+        config.runner.capacity,
+    ));
+    let watchdog_shutdown = CancellationToken::new();
+    if let Some(interval) = inherited.watchdog {
+        let docker_probe = docker.as_ref().map(|access| {
+            let docker = access.docker.clone();
+            let probe: crate::systemd::HealthProbe = Arc::new(move || {
+                let docker = docker.clone();
+                Box::pin(async move { connect::ping(&docker).await.is_ok() })
+            });
+            probe
+        });
+        let watchdog = WatchdogConfig {
+            interval,
+            poll: progress.clone(),
+            poll_stall_limit: crate::systemd::watchdog::poll_stall_limit(
+                config.runner.fetch_timeout,
+                config.runner.fetch_interval_max,
+            ),
+            docker: docker_probe,
+        };
+        tokio::spawn(crate::systemd::watchdog::run_watchdog(
+            notifier.clone(),
+            watchdog,
+            watchdog_shutdown.clone(),
+        ));
+    }
+
+    let api = Arc::new(
+        Client::new(ClientSettings {
+            instance: registration.address.clone(),
+            protocol: super::client_protocol(config.runner.protocol),
+            insecure: config.runner.insecure,
+            timeout: REQUEST_TIMEOUT,
+            credentials: Some(Credentials {
+                uuid: registration.uuid.clone(),
+                token: registration.token.expose().to_string(),
+            }),
+        })?
+        .with_fetch_timeout(config.runner.fetch_timeout),
+    );
+    let observer: Arc<dyn Observer> = Arc::new(FanOut::new(vec![
+        Arc::new(metrics.clone()),
+        Arc::clone(&board) as Arc<dyn Observer>,
+    ]));
+    let execution_config = execution_config(
+        Arc::new(config.clone()),
+        &registration,
+        labels,
+        docker.is_some(),
+    );
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let setup = Setup {
+        api,
+        config: execution_config,
+        state_dir: state_dir(&runner_file),
+        docker,
+        once: args.once || registration.ephemeral,
+        observer,
+        ready: Some(ready_tx),
+    };
+    let (controls_tx, controls_rx) = mpsc::channel(8);
+    let signals = tokio::spawn(handle_signals(
+        controls_tx,
+        SignalContext {
+            config_path,
+            label_flag: args.labels.clone(),
+            registration: registration.clone(),
+            notifier: notifier.clone(),
+            metrics: metrics.clone(),
+            board: Arc::clone(&board),
+            docker_available: setup.docker.is_some(),
+            shutdown_timeout: config.runner.shutdown_timeout,
+        },
+    ));
+    let declared_latch = latches.declared;
+    let readiness = {
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if ready_rx.await.is_ok() {
+                declared_latch.release();
+                metrics.readiness().set_started();
+            }
+        })
+    };
+
+    let outcome = service::serve(setup, controls_rx).await;
+    signals.abort();
+    readiness.abort();
+    watchdog_shutdown.cancel();
+    metrics_shutdown.cancel();
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+    }
+    match outcome? {
+        Outcome::Stopped(drained) => {
+            tracing::info!(drain = ?drained, "runner stopped");
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Outcome::OnceDone => Ok(ExitCode::from(EXIT_OK)),
+        Outcome::Unauthenticated if registration.ephemeral => {
+            tracing::info!("the ephemeral runner was removed by the server after its job");
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Outcome::Unauthenticated => {
+            metrics.unregistered();
+            tracing::error!(
+                "runner is no longer registered with the server; please register it again"
+            );
+            Ok(ExitCode::from(EXIT_NOT_REGISTERED))
+        }
+    }
+}
+
+/// The flag (or `GITEA_RUNNER_LABELS`), else `runner.labels`, else the `.runner` labels.
+fn resolve_labels(flag: Option<&str>, config: &Config, registration: &Registration) -> Vec<Label> {
+    let from_flag: Vec<&str> = flag
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|label| !label.is_empty())
+        .collect();
+    if !from_flag.is_empty() {
+        return from_flag
+            .into_iter()
+            .filter_map(|text| match Label::parse(text) {
+                Ok(label) => Some(label),
+                Err(error) => {
+                    tracing::warn!(label = %text, error = %error, "ignoring an invalid label");
+                    None
+                }
+            })
+            .collect();
+    }
+    if !config.runner.labels.is_empty() {
+        return config.runner.labels.clone();
+    }
+    registration.parsed_labels()
+}
+
+fn execution_config(
+    config: Arc<Config>,
+    registration: &Registration,
+    labels: Vec<Label>,
+    docker_available: bool,
+) -> ExecutionConfig {
+    let fallback = if docker_available {
+        Platform::Docker {
+            image: config.runner.default_image.clone(),
+        }
+    } else {
+        Platform::Host
+    };
+    ExecutionConfig {
+        runner: RunnerContext {
+            name: registration.name.clone(),
+            uuid: registration.uuid.clone(),
+            address: registration.address.clone(),
+            envs: config.runner.envs.clone(),
+            timeout: config.runner.timeout,
+            server_capabilities: String::new(),
+            github_mirror: config.runner.github_mirror.clone(),
+            cache_url: None,
+        },
+        labels,
+        fallback,
+        ephemeral: registration.ephemeral,
+        config,
+    }
+}
+
+fn configured_docker_host(config: &Config) -> &str {
+    match &config.container.docker_host {
+        DockerHost::Detect => "",
+        DockerHost::DetectWithoutMount => "-",
+        DockerHost::Address(address) => address,
+    }
+}
+
+/// Docker readiness when labels need it: socket discovery, `docker_timeout` waiting, a real ping.
+async fn docker_access(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> anyhow::Result<DockerAccess> {
+    let configured = configured_docker_host(config);
+    let host = connect::discover_docker_host_from_process(configured)?;
+    let docker = connect::wait_until_ready(&host, config.container.docker_timeout, cancel).await?;
+    Ok(DockerAccess {
+        docker,
+        socket_to_mount: connect::socket_to_mount(configured, &host),
+    })
+}
+
+/// Upstream's fallback probe when no label needs Docker: use it if it answers at once.
+async fn probe_docker(config: &Config) -> Option<DockerAccess> {
+    let configured = configured_docker_host(config);
+    let host = connect::discover_docker_host_from_process(configured).ok()?;
+    let docker = tokio::time::timeout(FALLBACK_DOCKER_PROBE, connect::connect(&host))
+        .await
+        .ok()?
+        .ok()?;
+    Some(DockerAccess {
+        docker,
+        socket_to_mount: connect::socket_to_mount(configured, &host),
+    })
+}
+
+/// Serves `/metrics` on the inherited listener, or on `metrics.addr` when enabled.
+fn start_metrics(
+    config: &Config,
+    metrics: &Metrics,
+    inherited: &mut crate::systemd::Inherited,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let inherited_listener = match std::mem::replace(&mut inherited.metrics_listener, Ok(None)) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(error = %error, "the socket-activated metrics listener is unusable");
+            None
+        }
+    };
+    let listener = crate::metrics::server::choose_listener(
+        inherited_listener,
+        config.metrics.enabled,
+        config.metrics.addr,
+    )?;
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let server = crate::metrics::server::MetricsServer::new(
+        listener,
+        metrics.clone(),
+        crate::metrics::server::ServerLimits::HARDENED,
+    )?;
+    tracing::info!(addr = %server.local_addr(), "serving metrics");
+    Ok(Some(tokio::spawn(server.run(shutdown.clone()))))
+}
+
+/// What SIGHUP needs to build a new configuration.
+struct SignalContext {
+    config_path: Option<PathBuf>,
+    label_flag: Option<String>,
+    registration: Registration,
+    notifier: Notifier,
+    metrics: Metrics,
+    board: Arc<StatusBoard>,
+    /// Whether Docker was reached at start (a reload does not connect to it again).
+    docker_available: bool,
+    shutdown_timeout: Duration,
+}
+
+/// SIGINT and SIGTERM (a user's ^C, `systemctl stop`) drain; SIGHUP (`systemctl reload`) re-reads
+/// the configuration and keeps the running one when the new one is invalid.
+async fn handle_signals(controls: mpsc::Sender<Control>, context: SignalContext) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {
+                reload(&controls, &context).await;
+                continue;
+            }
+        }
+        tracing::info!("shutdown signal received, stopping admission");
+        let _drain = context
+            .notifier
+            .drain_started(context.board.running_jobs().len(), context.shutdown_timeout);
+        context.metrics.set_draining(true);
+        let _ = controls.send(Control::Shutdown).await;
+        // Held until the process exits, so EXTEND_TIMEOUT keeps coming while jobs drain.
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn reload(controls: &mpsc::Sender<Control>, context: &SignalContext) {
+    context.notifier.reloading();
+    match Config::load(context.config_path.as_deref()) {
+        Ok(loaded) => {
+            super::log_config_warnings(&loaded.warnings);
+            let config = Arc::new(loaded.config);
+            let labels = resolve_labels(
+                context.label_flag.as_deref(),
+                &config,
+                &context.registration,
+            );
+            let capacity = config.runner.capacity;
+            let new = execution_config(
+                config,
+                &context.registration,
+                labels,
+                context.docker_available,
+            );
+            if controls.send(Control::Reload(Box::new(new))).await.is_ok() {
+                context.metrics.set_capacity(capacity);
+                context.board.capacity_changed(capacity);
+                context.metrics.config_reload(ReloadResult::Success);
+            }
+        }
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "the new configuration is invalid; keeping the running one");
+            context.metrics.config_reload(ReloadResult::Failure);
+        }
+    }
+    context.notifier.reloaded();
 }

@@ -7,14 +7,18 @@
 //! - [`spool`]: the on-disk log and state spool that survives outages and crashes.
 //! - [`task`]: Task → executor job, a pure conversion.
 //! - [`shutdown`]: the bounded drain after admission stops.
+//! - [`execution`]: runs one admitted task (reporter, backend, executor); the poller's `TaskRunner`.
+//! - [`service`]: the lifecycle: Declare, orphans, leftover spools, poll, reload, drain.
 //!
 //! May use: `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
 //! [`observe::DaemonEvent`]s to them).
 
 pub mod backoff;
+pub mod execution;
 pub mod observe;
 pub mod poller;
 pub mod reporter;
+pub mod service;
 pub mod shutdown;
 pub mod spool;
 pub mod task;

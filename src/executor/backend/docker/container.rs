@@ -139,7 +139,7 @@ pub async fn create_and_start(
         Err(_) => return Err(BackendError::Docker(format!("{what}: no answer"))),
     }
     bounded(
-        format_args!("start container {name}"),
+        format!("start container {name}"),
         docker.start_container(name, None),
     )
     .await?;

@@ -24,7 +24,7 @@ pub async fn write(
     let archive = single_file_tar(path, contents, mode)?;
     let options = UploadToContainerOptionsBuilder::default().path("/").build();
     bounded(
-        format_args!("write {path} into the job container"),
+        format!("write {path} into the job container"),
         docker.upload_to_container(container, Some(options), bollard::body_full(archive.into())),
     )
     .await

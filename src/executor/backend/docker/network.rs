@@ -22,7 +22,7 @@ pub async fn create(
         ..Default::default()
     };
     bounded(
-        format_args!("create network {name}"),
+        format!("create network {name}"),
         docker.create_network(request),
     )
     .await?;

@@ -110,7 +110,7 @@ pub async fn wait_healthy(
         let mut announced = false;
         loop {
             let inspect = bounded(
-                format_args!("inspect service {}", plan.config.id),
+                format!("inspect service {}", plan.config.id),
                 docker.inspect_container(&plan.name, None),
             )
             .await?;

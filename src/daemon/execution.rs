@@ -1,0 +1,384 @@
+//! Running one admitted task: start its reporter (and spool), write the set-up lines, turn the task
+//! into a job ([`crate::daemon::task`]), pick the backend from the labels, run the executor under
+//! `runner.timeout`, and hand the job's end to the reporter, which delivers it.
+//!
+//! This is the poller's [`TaskRunner`]. The executor's cancel token is a child of the daemon's
+//! `jobs_cancel` (shutdown) and is also cancelled by the reporter when Gitea ends the task.
+//! May use: `client`, `config`, `executor`, the other `daemon` rooms. Never: `metrics`, `systemd`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::RunnerApi;
+use crate::client::proto::runner::Task;
+use crate::config::{Config, Label, Platform, pick_platform};
+use crate::daemon::observe::{DaemonEvent, Observer};
+use crate::daemon::poller::{Admission, TaskRunner};
+use crate::daemon::reporter::{Reporter, ReporterSettings};
+use crate::daemon::spool::SpoolRoot;
+use crate::daemon::task::{self, RunnerContext, TaskSummary};
+use crate::executor::backend::docker::{DockerBackend, DockerJobConfig, JobIdentity};
+use crate::executor::backend::host::HostBackend;
+use crate::executor::event::{Conclusion, JobEvent, LogLine};
+use crate::executor::run_job;
+
+/// Beyond `runner.timeout`, how long the executor gets to end a job it was told to cancel.
+const CANCEL_GRACE: Duration = Duration::from_secs(120);
+
+/// Everything a task needs that a reload may change; a task keeps the snapshot it started with.
+#[derive(Debug, Clone)]
+pub struct ExecutionConfig {
+    pub config: Arc<Config>,
+    pub runner: RunnerContext,
+    /// The effective labels (flag, config or `.runner`).
+    pub labels: Vec<Label>,
+    /// Jobs whose `runs-on` matches no label run here.
+    pub fallback: Platform,
+    pub ephemeral: bool,
+}
+
+/// The Docker side, when the labels or `container.require_docker` need it.
+#[derive(Clone)]
+pub struct DockerAccess {
+    pub docker: bollard::Docker,
+    /// Host path of the socket to mount into job containers (`None` mounts nothing).
+    pub socket_to_mount: Option<String>,
+}
+
+/// The poller's task runner.
+pub struct Execution<A> {
+    api: Arc<A>,
+    spool_root: SpoolRoot,
+    current: RwLock<Arc<ExecutionConfig>>,
+    docker: Option<DockerAccess>,
+    observer: Arc<dyn Observer>,
+    admission: Admission,
+    delivery_exit: CancellationToken,
+    live_tasks: Mutex<HashSet<i64>>,
+}
+
+impl<A: RunnerApi + 'static> Execution<A> {
+    pub fn new(
+        api: Arc<A>,
+        spool_root: SpoolRoot,
+        config: ExecutionConfig,
+        docker: Option<DockerAccess>,
+        observer: Arc<dyn Observer>,
+        admission: Admission,
+        delivery_exit: CancellationToken,
+    ) -> Execution<A> {
+        Execution {
+            api,
+            spool_root,
+            current: RwLock::new(Arc::new(config)),
+            docker,
+            observer,
+            admission,
+            delivery_exit,
+            live_tasks: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Applies a reloaded configuration to tasks admitted from now on.
+    pub fn reload(&self, config: ExecutionConfig) {
+        let mut current = match self.current.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = Arc::new(config);
+    }
+
+    fn snapshot(&self) -> Arc<ExecutionConfig> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    async fn run_task(&self, task: Task, jobs_cancel: CancellationToken) {
+        let started = Instant::now();
+        let snapshot = self.snapshot();
+        let task_id = task.id;
+        if !self.mark_live(task_id) {
+            tracing::error!(task_id, "task is already running");
+            return;
+        }
+        let summary = task::summarize(&task);
+        let (repository, job_name) = match &summary {
+            Ok(summary) => (summary.repository.clone(), summary.job_name.clone()),
+            Err(_) => (String::new(), String::new()),
+        };
+        let job_cancel = jobs_cancel.child_token();
+        let reporter = match Reporter::start(
+            Arc::clone(&self.api),
+            &self.spool_root,
+            task_id,
+            reporter_settings(&snapshot),
+            job_cancel.clone(),
+            self.delivery_exit.clone(),
+            Arc::clone(&self.observer),
+        ) {
+            Ok(reporter) => reporter,
+            Err(error) => {
+                // Without a spool nothing can be reported; Gitea's reaper will fail the task.
+                tracing::error!(task_id, error = %error, "cannot start reporting the task");
+                self.unmark_live(task_id);
+                return;
+            }
+        };
+        self.observer.observe(&DaemonEvent::JobStarted {
+            task_id,
+            repository: repository.clone(),
+            job: job_name.clone(),
+            running: self.admission.running(),
+            capacity: self.admission.capacity(),
+        });
+        tracing::info!(task_id, repo = %repository, job = %job_name, "task started");
+        let events = reporter.events();
+        match summary {
+            Ok(summary) => {
+                setup_lines(&events, &snapshot, &summary).await;
+                self.execute(&task, &summary, &snapshot, events, job_cancel)
+                    .await;
+            }
+            Err(error) => {
+                send_line(&events, &format!("::error::{error}")).await;
+                let _ = events
+                    .send(JobEvent::JobFinished {
+                        at: SystemTime::now(),
+                        result: Conclusion::Failure,
+                    })
+                    .await;
+            }
+        }
+        let finished = reporter.finish().await;
+        self.unmark_live(task_id);
+        tracing::info!(
+            task_id,
+            repo = %repository,
+            job = %job_name,
+            result = ?finished.result,
+            delivery = ?finished.delivery,
+            "task finished"
+        );
+        self.observer.observe(&DaemonEvent::JobFinished {
+            task_id,
+            result: finished.result,
+            duration: started.elapsed(),
+            running: self.admission.running().saturating_sub(1),
+            capacity: self.admission.capacity(),
+        });
+    }
+
+    async fn execute(
+        &self,
+        task: &Task,
+        summary: &TaskSummary,
+        snapshot: &ExecutionConfig,
+        events: mpsc::Sender<JobEvent>,
+        job_cancel: CancellationToken,
+    ) {
+        let spec = task::job_spec(task, summary, &snapshot.runner);
+        let platform = pick_platform(&snapshot.labels, summary.runs_on.iter().map(String::as_str))
+            .unwrap_or_else(|| snapshot.fallback.clone());
+        let limit = snapshot.runner.timeout + CANCEL_GRACE;
+        match platform {
+            Platform::Host => {
+                let mut backend = HostBackend::new(&snapshot.config.host.workdir_parent);
+                bounded_run(
+                    run_job(spec, &mut backend, events.clone(), job_cancel.clone()),
+                    limit,
+                    &job_cancel,
+                    &events,
+                )
+                .await;
+            }
+            Platform::Docker { image } => {
+                let Some(docker) = &self.docker else {
+                    refuse(&events, "this job needs Docker, which the runner does not use (no docker label and container.require_docker is false)").await;
+                    return;
+                };
+                let config = docker_job_config(snapshot, summary, &image, docker);
+                let mut backend = DockerBackend::new(docker.docker.clone(), config);
+                bounded_run(
+                    run_job(spec, &mut backend, events.clone(), job_cancel.clone()),
+                    limit,
+                    &job_cancel,
+                    &events,
+                )
+                .await;
+            }
+        }
+    }
+
+    fn mark_live(&self, task_id: i64) -> bool {
+        self.live_set().insert(task_id)
+    }
+
+    fn unmark_live(&self, task_id: i64) {
+        self.live_set().remove(&task_id);
+    }
+
+    fn live_set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        match self.live_tasks.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+impl<A: RunnerApi + 'static> TaskRunner for Execution<A> {
+    async fn run(&self, task: Task, jobs_cancel: CancellationToken) {
+        self.run_task(task, jobs_cancel).await;
+    }
+}
+
+/// Reporter settings from a configuration.
+pub fn reporter_settings(config: &ExecutionConfig) -> ReporterSettings {
+    let runner = &config.config.runner;
+    ReporterSettings {
+        log_report_interval: runner.log_report_interval,
+        log_report_max_latency: runner.log_report_max_latency,
+        log_report_batch_size: runner.log_report_batch_size,
+        state_report_interval: runner.state_report_interval,
+        report_close_timeout: runner.report_close_timeout,
+        delivery_timeout: runner.timeout,
+        ephemeral: config.ephemeral,
+    }
+}
+
+/// Runs the executor; should it outlive `runner.timeout` plus a grace (it enforces the timeout
+/// itself), it is cancelled and given the grace again before the job is closed as failed.
+async fn bounded_run(
+    run: impl std::future::Future<Output = Conclusion>,
+    limit: Duration,
+    job_cancel: &CancellationToken,
+    events: &mpsc::Sender<JobEvent>,
+) {
+    tokio::pin!(run);
+    if tokio::time::timeout(limit, &mut run).await.is_ok() {
+        return;
+    }
+    tracing::error!("the job outlived runner.timeout; cancelling it");
+    job_cancel.cancel();
+    if tokio::time::timeout(CANCEL_GRACE, &mut run).await.is_err() {
+        send_line(events, "::error::the job did not stop after runner.timeout").await;
+        let _ = events
+            .send(JobEvent::JobFinished {
+                at: SystemTime::now(),
+                result: Conclusion::Failure,
+            })
+            .await;
+    }
+}
+
+fn docker_job_config(
+    snapshot: &ExecutionConfig,
+    summary: &TaskSummary,
+    image: &str,
+    docker: &DockerAccess,
+) -> DockerJobConfig {
+    let container = &snapshot.config.container;
+    let workdir_parent = container.workdir_parent.trim_start_matches('/');
+    DockerJobConfig {
+        image: image.to_string(),
+        credentials: None,
+        runner_options: container.options.clone(),
+        job_options: String::new(),
+        env: Default::default(),
+        volumes: Vec::new(),
+        ports: Vec::new(),
+        services: Vec::new(),
+        network: container.network.clone(),
+        privileged_allowed: container.privileged,
+        valid_volumes: container.valid_volumes.clone(),
+        force_pull: container.force_pull,
+        docker_socket: docker.socket_to_mount.clone(),
+        container_name: task::container_name(summary),
+        job_alias: summary.job_id.clone(),
+        identity: JobIdentity {
+            runner_uuid: snapshot.runner.uuid.clone(),
+            task_id: summary.task_id,
+        },
+        workspace: format!("/{workdir_parent}/{}", summary.repository),
+        max_lifetime: snapshot.runner.timeout,
+        service_ready_timeout: container.service_ready_timeout,
+        pull_timeout: snapshot.runner.timeout,
+    }
+}
+
+/// Upstream's set-up lines, before any step.
+async fn setup_lines(
+    events: &mpsc::Sender<JobEvent>,
+    snapshot: &ExecutionConfig,
+    summary: &TaskSummary,
+) {
+    let mut lines = vec![
+        format!("{}(version:{})", snapshot.runner.name, crate::VERSION),
+        "::group::Runner Information".to_string(),
+    ];
+    if !snapshot.labels.is_empty() {
+        let names: Vec<&str> = snapshot
+            .labels
+            .iter()
+            .map(|label| label.name.as_str())
+            .collect();
+        lines.push(format!("Runner labels: {}", names.join(", ")));
+    }
+    lines.push(format!("Task: {}", summary.task_id));
+    lines.push(format!("Job: {}", summary.job_id));
+    lines.push(format!("Repository: {}", summary.repository));
+    lines.push(format!("Triggered by event: {}", summary.event_name));
+    lines.push("::endgroup::".to_string());
+    lines.push("::group::Operating System".to_string());
+    if let Ok(os_release) = std::fs::read_to_string("/etc/os-release")
+        && let Some(pretty) = os_release
+            .lines()
+            .find_map(|line| line.strip_prefix("PRETTY_NAME="))
+    {
+        lines.push(pretty.trim_matches('"').to_string());
+    }
+    lines.push(format!(
+        "{}/{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    ));
+    lines.push("::endgroup::".to_string());
+    for line in lines {
+        send_line(events, &line).await;
+    }
+}
+
+async fn send_line(events: &mpsc::Sender<JobEvent>, content: &str) {
+    let _ = events
+        .send(JobEvent::Log(LogLine {
+            at: SystemTime::now(),
+            step_idx: None,
+            content: content.to_string(),
+        }))
+        .await;
+}
+
+async fn refuse(events: &mpsc::Sender<JobEvent>, reason: &str) {
+    send_line(events, &format!("::error::{reason}")).await;
+    let _ = events
+        .send(JobEvent::JobFinished {
+            at: SystemTime::now(),
+            result: Conclusion::Failure,
+        })
+        .await;
+}
+
+/// Where a runner keeps its state: the directory of `runner.file`.
+pub fn state_dir(runner_file: &std::path::Path) -> PathBuf {
+    match runner_file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

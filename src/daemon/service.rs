@@ -1,0 +1,330 @@
+//! The daemon's lifecycle once the CLI has loaded the config and the registration: Declare, remove
+//! Docker orphans, deliver what an earlier run left in the spool (before asking for new work),
+//! poll, apply reloads, and on shutdown drain with bounds.
+//!
+//! Signals are not handled here: the caller sends [`Control`]s (mini-redis passes its shutdown
+//! future the same way), which keeps this testable without a process. May use: every `daemon`
+//! room, `client`, `config`, `executor::backend::docker` (orphans). Never: `metrics`, `systemd`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::proto::runner::DeclareRequest;
+use crate::client::{ClientError, RunnerApi};
+use crate::config::label_names;
+use crate::daemon::execution::{DockerAccess, Execution, ExecutionConfig, reporter_settings};
+use crate::daemon::observe::{DaemonEvent, Observer};
+use crate::daemon::poller::{Admission, PollEnd, PollMode, Poller, PollerSettings};
+use crate::daemon::reporter::{self, Delivery};
+use crate::daemon::shutdown::{self, DrainOutcome, DrainTokens};
+use crate::daemon::spool::{SpoolError, SpoolRoot};
+
+/// The capabilities this runner declares: it runs post-steps after a cancel (Gitea's `cancelling`).
+pub const CAPABILITIES: [&str; 1] = ["cancelling"];
+
+/// What the daemon needs to start.
+pub struct Setup<A> {
+    pub api: Arc<A>,
+    pub config: ExecutionConfig,
+    /// Where the spool lives (the directory of `runner.file`).
+    pub state_dir: std::path::PathBuf,
+    pub docker: Option<DockerAccess>,
+    /// `--once`, or an ephemeral registration: exit after one job.
+    pub once: bool,
+    pub observer: Arc<dyn Observer>,
+    /// Told once Declare succeeded and leftover spools were delivered, right before polling.
+    pub ready: Option<oneshot::Sender<()>>,
+}
+
+/// What the caller asks of a running daemon.
+#[derive(Debug)]
+pub enum Control {
+    /// SIGINT / SIGTERM: stop admission and drain.
+    Shutdown,
+    /// SIGHUP with a valid new configuration (an invalid one never gets here).
+    Reload(Box<ExecutionConfig>),
+}
+
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Shut down on request.
+    Stopped(DrainOutcome),
+    /// `--once` or ephemeral: the one job is done.
+    OnceDone,
+    /// Gitea does not know this runner (exit 77).
+    Unauthenticated,
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(
+        "Your Gitea version is too old to support runner declare, please upgrade to v1.21 or later"
+    )]
+    DeclareUnsupported(#[source] ClientError),
+    #[error("fail to invoke Declare")]
+    Declare(#[source] ClientError),
+    #[error("cannot read the spool")]
+    Spool(#[source] SpoolError),
+}
+
+/// Runs the daemon until shutdown, the end of a `--once` job, or rejection by Gitea.
+pub async fn serve<A: RunnerApi + 'static>(
+    setup: Setup<A>,
+    mut controls: mpsc::Receiver<Control>,
+) -> Result<Outcome, ServiceError> {
+    let Setup {
+        api,
+        config,
+        state_dir,
+        docker,
+        once,
+        observer,
+        ready,
+    } = setup;
+    match declare(api.as_ref(), &config).await {
+        Ok(()) => {}
+        Err(ClientError::Unauthenticated { .. }) => return Ok(Outcome::Unauthenticated),
+        Err(error @ ClientError::Unimplemented { .. }) => {
+            return Err(ServiceError::DeclareUnsupported(error));
+        }
+        Err(error) => return Err(ServiceError::Declare(error)),
+    }
+    if let Some(docker) = &docker {
+        remove_orphans(docker, &config.runner.uuid).await;
+    }
+
+    let spool_root = SpoolRoot::new(&state_dir);
+    let delivery_exit = CancellationToken::new();
+    let stop_early = deliver_leftovers(
+        &api,
+        &spool_root,
+        &config,
+        &delivery_exit,
+        &observer,
+        &mut controls,
+    )
+    .await?;
+    if stop_early {
+        return Ok(Outcome::Stopped(DrainOutcome::Finished));
+    }
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
+
+    let shutdown_timeout = config.config.runner.shutdown_timeout;
+    let (settings_tx, settings_rx) = watch::channel(poller_settings(&config));
+    let admission = Admission::new(config.config.runner.capacity);
+    let execution = Arc::new(Execution::new(
+        Arc::clone(&api),
+        spool_root,
+        config.clone(),
+        docker,
+        Arc::clone(&observer),
+        admission.clone(),
+        delivery_exit.clone(),
+    ));
+    let poller = Poller::new(
+        Arc::clone(&api),
+        Arc::clone(&execution),
+        settings_rx,
+        admission.clone(),
+        Arc::clone(&observer),
+    );
+    let stop_polling = CancellationToken::new();
+    let tokens = DrainTokens {
+        jobs_cancel: CancellationToken::new(),
+        delivery_exit,
+    };
+    let jobs = TaskTracker::new();
+    let mode = if once {
+        PollMode::Once
+    } else {
+        PollMode::Continuous
+    };
+    let poll = tokio::spawn({
+        let (stop_polling, jobs_cancel, jobs) = (
+            stop_polling.clone(),
+            tokens.jobs_cancel.clone(),
+            jobs.clone(),
+        );
+        async move { poller.run(mode, stop_polling, jobs_cancel, &jobs).await }
+    });
+    tokio::pin!(poll);
+
+    let mut current = config;
+    let mut shutdown_asked = false;
+    let poll_end = loop {
+        tokio::select! {
+            end = &mut poll => break end.unwrap_or(PollEnd::Stopped),
+            control = controls.recv(), if !shutdown_asked => match control {
+                Some(Control::Reload(new_config)) => {
+                    apply_reload(api.as_ref(), &execution, &settings_tx, &current, &new_config).await;
+                    current = *new_config;
+                }
+                Some(Control::Shutdown) | None => {
+                    shutdown_asked = true;
+                    stop_polling.cancel();
+                }
+            },
+        }
+    };
+
+    if poll_end == PollEnd::OnceAdmitted && !shutdown_asked {
+        // The one job runs to its end unless a shutdown comes first.
+        jobs.close();
+        tokio::select! {
+            _ = jobs.wait() => return Ok(Outcome::OnceDone),
+            _ = wait_for_shutdown(&mut controls) => {}
+        }
+    }
+    observer.observe(&DaemonEvent::Draining {
+        running: admission.running(),
+    });
+    tracing::info!(
+        running = admission.running(),
+        shutdown_timeout = ?shutdown_timeout,
+        "shutdown initiated, waiting for running jobs to complete"
+    );
+    let drained = shutdown::drain(
+        &jobs,
+        &tokens,
+        shutdown_timeout,
+        shutdown::CANCELLED_JOBS_LIMIT,
+    )
+    .await;
+    Ok(match poll_end {
+        PollEnd::Unauthenticated => Outcome::Unauthenticated,
+        PollEnd::OnceAdmitted if !shutdown_asked => Outcome::OnceDone,
+        _ => Outcome::Stopped(drained),
+    })
+}
+
+async fn wait_for_shutdown(controls: &mut mpsc::Receiver<Control>) {
+    loop {
+        match controls.recv().await {
+            Some(Control::Shutdown) | None => return,
+            // A reload while the single job runs changes nothing worth applying.
+            Some(Control::Reload(_)) => {}
+        }
+    }
+}
+
+/// Delivers every spool an earlier run left before any new work is fetched. Returns true when a
+/// shutdown arrived meanwhile (what is left stays spooled).
+async fn deliver_leftovers<A: RunnerApi + 'static>(
+    api: &Arc<A>,
+    spool_root: &SpoolRoot,
+    config: &ExecutionConfig,
+    delivery_exit: &CancellationToken,
+    observer: &Arc<dyn Observer>,
+    controls: &mut mpsc::Receiver<Control>,
+) -> Result<bool, ServiceError> {
+    let leftovers = spool_root.recover().map_err(ServiceError::Spool)?;
+    if leftovers.is_empty() {
+        return Ok(false);
+    }
+    tracing::info!(
+        n_tasks = leftovers.len(),
+        "delivering reports left by an earlier run"
+    );
+    let settings = reporter_settings(config);
+    for (spool, record) in leftovers {
+        let task_id = record.job.task_id;
+        let delivery = reporter::deliver_recovered(
+            Arc::clone(api),
+            spool,
+            record,
+            settings.clone(),
+            delivery_exit.clone(),
+            Arc::clone(observer),
+        );
+        tokio::pin!(delivery);
+        let delivered = loop {
+            tokio::select! {
+                delivered = &mut delivery => break delivered,
+                control = controls.recv() => match control {
+                    Some(Control::Shutdown) | None => delivery_exit.cancel(),
+                    Some(Control::Reload(_)) => {}
+                },
+            }
+        };
+        tracing::info!(task_id, delivery = ?delivered, "leftover report handled");
+        if delivered == Delivery::Kept {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+async fn declare<A: RunnerApi>(api: &A, config: &ExecutionConfig) -> Result<(), ClientError> {
+    let request = DeclareRequest {
+        version: crate::VERSION.to_string(),
+        labels: label_names(&config.labels),
+        capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+    };
+    let response = api.declare(request).await?;
+    let runner = response.runner.unwrap_or_default();
+    tracing::info!(
+        runner = %runner.name,
+        version = %runner.version,
+        labels = ?runner.labels,
+        "declare successfully"
+    );
+    Ok(())
+}
+
+async fn apply_reload<A: RunnerApi + 'static>(
+    api: &A,
+    execution: &Execution<A>,
+    settings_tx: &watch::Sender<PollerSettings>,
+    old: &ExecutionConfig,
+    new: &ExecutionConfig,
+) {
+    // On failure Gitea keeps the old labels; the new ones still apply to platform picking.
+    if label_names(&old.labels) != label_names(&new.labels)
+        && let Err(error) = declare(api, new).await
+    {
+        tracing::error!(error = %error, "cannot declare the reloaded labels");
+    }
+    execution.reload(new.clone());
+    let _ = settings_tx.send(poller_settings(new));
+    tracing::info!("configuration reloaded");
+}
+
+fn poller_settings(config: &ExecutionConfig) -> PollerSettings {
+    let runner = &config.config.runner;
+    PollerSettings {
+        capacity: runner.capacity,
+        fetch_timeout: runner.fetch_timeout,
+        fetch_interval: runner.fetch_interval,
+        fetch_interval_max: runner.fetch_interval_max,
+    }
+}
+
+/// Start-up cleanup: no task is live yet, so every container or network with this runner's UUID
+/// is left from a crash.
+async fn remove_orphans(docker: &DockerAccess, runner_uuid: &str) {
+    const ORPHAN_LIMIT: Duration = Duration::from_secs(120);
+    let no_live_tasks = HashSet::new();
+    let removal = crate::executor::backend::docker::orphans::remove_orphans(
+        &docker.docker,
+        runner_uuid,
+        &no_live_tasks,
+    );
+    match tokio::time::timeout(ORPHAN_LIMIT, removal).await {
+        Ok(Ok(report)) => {
+            if !report.containers.is_empty() || !report.networks.is_empty() {
+                tracing::info!(containers = ?report.containers, networks = ?report.networks, "removed orphaned job containers and networks");
+            }
+        }
+        Ok(Err(error)) => tracing::warn!(error = %error, "cannot remove orphaned job containers"),
+        Err(_) => tracing::warn!("removing orphaned job containers took too long"),
+    }
+}
