@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
+mod daemon_run;
 mod prometheus;
 
 const RUNNER_NAME: &str = "runner-under-test";
