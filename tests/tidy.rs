@@ -46,16 +46,8 @@ const LONG_FILES: &[(&str, &str)] = &[
         "one reporter delivery scenario per test over a shared harness; to split by concern (daemon room)",
     ),
     (
-        "src/cli/exec.rs",
-        "the exec flag set (upstream's ~35 flags) and its local planning; to split (executor room)",
-    ),
-    (
         "src/executor/backend/docker/options.rs",
         "the `container.options` flag table with one test per flag beside it; to split (docker room)",
-    ),
-    (
-        "src/executor/job.rs",
-        "run_job's orchestration of phases and steps; to split (executor room)",
     ),
 ];
 
@@ -129,6 +121,12 @@ fn files_stay_under_the_length_limit_unless_listed() {
         let listed = LONG_FILES.iter().any(|(name, _)| *name == shown);
         if n_lines > MAX_LINES && !listed {
             too_long.push(format!("{shown}: {n_lines} lines"));
+        }
+        // A listed file that shrank must leave the list, or the list stops meaning anything.
+        if n_lines <= MAX_LINES && listed {
+            too_long.push(format!(
+                "{shown}: {n_lines} lines, listed in LONG_FILES but no longer long"
+            ));
         }
     }
     assert_eq!(

@@ -2,7 +2,7 @@
 # System test of the systemd integration under real systemd 252 (Debian 12, booted with
 # systemd-nspawn): the shipped units with the real act_runner binary pass `systemd-analyze
 # verify`, the sandbox's exposure is at most 3.0, and a service built from `src/systemd`
-# (examples/systemd-service.rs, run by the shipped act-runner.service through a drop-in) is
+# (tests/support/systemd/service_main.rs, run by the shipped act-runner.service through a drop-in) is
 # socket-activated by act-runner-metrics.socket, reports READY with its StatusText, logs to the
 # journal with the task fields, reloads, pings the watchdog, holds a logind inhibitor while its
 # job runs, and drains on `systemctl stop` past TimeoutStopSec= thanks to EXTEND_TIMEOUT_USEC.
