@@ -133,16 +133,7 @@ async fn a_cancel_from_the_server_stops_the_job_within_two_seconds() {
             marker = marker.display()
         );
         let task_id = gitea.enqueue_task(TaskSpec::from_workflow(&workflow).unwrap());
-        assert!(
-            gitea
-                .wait_until(Duration::from_secs(30), |gitea| gitea
-                    .task_log_lines(task_id)
-                    .iter()
-                    .any(|line| line == "started"))
-                .await,
-            "the step never started: {}",
-            daemon.log()
-        );
+        daemon.wait_for_line(&gitea, task_id, "started").await;
         let cancelled_at = std::time::Instant::now();
         assert!(gitea.cancel_task(task_id));
         // The step stops touching the marker once the job is cancelled.
@@ -201,17 +192,7 @@ async fn sigterm_with_zero_grace_cancels_the_job_and_still_reports_it() {
         let mut daemon = Daemon::start(&dir, &[]).await;
         let workflow = "on: push\njobs:\n  long:\n    runs-on: host-test\n    steps:\n      - run: |\n          echo started\n          sleep 300\n";
         let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap());
-        assert!(
-            gitea
-                .wait_until(Duration::from_secs(30), |gitea| gitea
-                    .task_log_lines(task_id)
-                    .iter()
-                    .any(|line| line == "started"))
-                .await,
-            "rows: {:#?}\ndaemon log:\n{}",
-            gitea.task_log_lines(task_id),
-            daemon.log()
-        );
+        daemon.wait_for_line(&gitea, task_id, "started").await;
         daemon.signal(nix::sys::signal::Signal::SIGTERM);
         let status = daemon.wait_exit(Duration::from_secs(60)).await;
         assert_eq!(status, Some(0), "{}", daemon.log());
@@ -230,17 +211,7 @@ async fn shutdown_grace_lets_a_short_job_finish() {
         let mut daemon = Daemon::start(&dir, &[]).await;
         let workflow = "on: push\njobs:\n  short:\n    runs-on: host-test\n    steps:\n      - run: |\n          echo started\n          sleep 3\n          echo done\n";
         let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap());
-        assert!(
-            gitea
-                .wait_until(Duration::from_secs(30), |gitea| gitea
-                    .task_log_lines(task_id)
-                    .iter()
-                    .any(|line| line == "started"))
-                .await,
-            "rows: {:#?}\ndaemon log:\n{}",
-            gitea.task_log_lines(task_id),
-            daemon.log()
-        );
+        daemon.wait_for_line(&gitea, task_id, "started").await;
         daemon.signal(nix::sys::signal::Signal::SIGTERM);
         let status = daemon.wait_exit(Duration::from_secs(60)).await;
         assert_eq!(status, Some(0), "{}", daemon.log());

@@ -138,6 +138,21 @@ impl Daemon {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Waits (at most 30 s) until the task's log holds `line`; fails with the rows and this log.
+    pub async fn wait_for_line(&self, gitea: &FakeGitea, task_id: i64, line: &str) {
+        let found = gitea
+            .wait_until(Duration::from_secs(30), |gitea| {
+                gitea.task_log_lines(task_id).iter().any(|row| row == line)
+            })
+            .await;
+        assert!(
+            found,
+            "no row {line:?}; rows: {:#?}\ndaemon log:\n{}",
+            gitea.task_log_lines(task_id),
+            self.log()
+        );
+    }
+
     pub fn signal(&self, signal: Signal) {
         signal::kill(self.pid(), signal).expect("signal the daemon");
     }
