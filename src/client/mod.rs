@@ -181,6 +181,15 @@ pub enum ClientError {
         url: String,
         message: String,
     },
+    /// UpdateTask / UpdateLog: the task does not exist on the server or is assigned to another
+    /// runner (Gitea's `invalid runner for task`, `… not exist`). Nothing about this task will
+    /// ever be accepted: abandon it locally, do not retry.
+    #[error("{method} {url}: the task is not this runner's: {message}")]
+    TaskNotOwned {
+        method: Method,
+        url: String,
+        message: String,
+    },
     /// Any other error the server answered with (`code` as Connect names it after unwrapping
     /// Gitea's `rpc error: code = … desc = …` quirk, e.g. `internal`, `unknown`).
     #[error("{method} {url}: {code}: {message}")]
@@ -213,6 +222,7 @@ impl ClientError {
             | ClientError::Transport { method, .. }
             | ClientError::Unimplemented { method, .. }
             | ClientError::LogArchived { method, .. }
+            | ClientError::TaskNotOwned { method, .. }
             | ClientError::Server { method, .. }
             | ClientError::Decode { method, .. } => Some(*method),
             ClientError::InvalidSettings { .. } => None,

@@ -111,6 +111,11 @@ pub(super) fn classify(
             url,
             message,
         },
+        _ if is_task_not_owned(method, &desc) => ClientError::TaskNotOwned {
+            method,
+            url,
+            message,
+        },
         _ => ClientError::Server {
             method,
             url,
@@ -118,6 +123,15 @@ pub(super) fn classify(
             message,
         },
     }
+}
+
+/// Gitea's wording when a task is unknown or another runner's (protocol spec §6): UpdateTask
+/// answers `update task: invalid runner for task` or `update task: … not exist`, UpdateLog
+/// `invalid runner for task` or `get task: task with id N: … not exist`. A `get task:` that wraps
+/// a database error is not in this set: that one is worth a retry.
+fn is_task_not_owned(method: Method, desc: &str) -> bool {
+    matches!(method, Method::UpdateTask | Method::UpdateLog)
+        && (desc.contains("invalid runner for task") || desc.contains("not exist"))
 }
 
 #[cfg(test)]
@@ -187,6 +201,53 @@ mod tests {
             "unknown",
             "runner registration token not found",
             "Server(unknown)",
+        );
+    }
+
+    #[track_caller]
+    fn check_task_rpc(method: Method, wire_code: &str, message: &str, expect: &str) {
+        let error = classify(
+            method,
+            "http://gitea/api/actions",
+            Duration::from_secs(5),
+            wire_code,
+            message.to_owned(),
+        );
+        let got = format!("{error:?}");
+        assert!(got.starts_with(expect), "{method} {message:?}: {got}");
+    }
+
+    #[test]
+    fn a_task_not_this_runners_has_its_own_variant_for_task_rpcs_only() {
+        for method in [Method::UpdateTask, Method::UpdateLog] {
+            for message in [
+                "rpc error: code = Internal desc = update task: invalid runner for task",
+                "rpc error: code = Internal desc = invalid runner for task",
+                "rpc error: code = Internal desc = update task: resource does not exist",
+                "rpc error: code = Internal desc = get task: task with id 7: resource does not exist",
+            ] {
+                check_task_rpc(method, "unknown", message, "TaskNotOwned");
+            }
+            // gRPC: the real code, the bare description.
+            check_task_rpc(
+                method,
+                "internal",
+                "invalid runner for task",
+                "TaskNotOwned",
+            );
+            // A database error behind `get task:` is worth a retry.
+            check_task_rpc(
+                method,
+                "unknown",
+                "rpc error: code = Internal desc = get task: dial tcp: connection refused",
+                "Server",
+            );
+        }
+        check_task_rpc(
+            Method::FetchTask,
+            "unknown",
+            "rpc error: code = Internal desc = get runner: not exist",
+            "Server",
         );
     }
 

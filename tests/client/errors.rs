@@ -292,3 +292,59 @@ conformance!(
         assert_eq!(h.gitea.rpc_count(Method::Ping), 40);
     }
 );
+
+/// UpdateTask and UpdateLog for a task that is another runner's, and for one that does not
+/// exist: Gitea's `invalid runner for task` / `… not exist` answers become `TaskNotOwned`.
+async fn check_task_not_owned(h: Harness) {
+    let (owner, task) = h.running_task(spec()).await;
+    let (stranger, _) = h.registered(&["ubuntu-latest"], false).await;
+    const MISSING_TASK: i64 = 987_654;
+    let cases = [
+        (&stranger, task.id, "invalid runner for task"),
+        (&owner, MISSING_TASK, "does not exist"),
+    ];
+    for (client, task_id, wording) in cases {
+        let update_task = client
+            .update_task(UpdateTaskRequest {
+                state: Some(final_state(task_id, TaskResult::Success)),
+                outputs: Default::default(),
+            })
+            .await
+            .unwrap_err();
+        let update_log = client
+            .update_log(UpdateLogRequest {
+                task_id,
+                index: 0,
+                rows: rows(&["x"]),
+                no_more: false,
+            })
+            .await
+            .unwrap_err();
+        for (error, expected_method) in [
+            (update_task, Method::UpdateTask),
+            (update_log, Method::UpdateLog),
+        ] {
+            match &error {
+                ClientError::TaskNotOwned {
+                    method, message, ..
+                } => {
+                    assert_eq!(*method, expected_method);
+                    assert!(message.contains(wording), "{message}");
+                }
+                other => panic!("task {task_id}: expected TaskNotOwned, got {other:?}"),
+            }
+            assert!(!error.is_transient(), "{error}");
+        }
+    }
+    // The owner's own task is still accepted, and the stranger's attempt changed nothing.
+    let stored = h.gitea.task_state(task.id).unwrap();
+    assert_eq!(stored.status, TaskStatus::Running);
+    assert_eq!(stored.n_log_rows, 0);
+}
+
+conformance!(
+    another_runners_or_a_missing_task_is_task_not_owned,
+    |h: Harness| async move {
+        check_task_not_owned(h).await;
+    }
+);

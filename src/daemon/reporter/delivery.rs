@@ -40,23 +40,14 @@ enum Failure {
     Abandon,
 }
 
-/// Gitea answers most refusals as `unknown` with a message; these substrings are its documented
-/// wording (protocol spec §6), the only place a message is inspected.
+/// What the client's error variant means for this task's delivery.
 fn classify(error: &ClientError) -> Failure {
     match error {
         ClientError::Unauthenticated { .. } => Failure::Unauthenticated,
         ClientError::LogArchived { .. } => Failure::LogArchived,
-        ClientError::Server { message, .. } if message.contains("has been archived") => {
-            Failure::LogArchived
-        }
-        ClientError::Unimplemented { .. } | ClientError::InvalidSettings { .. } => Failure::Abandon,
-        ClientError::Server { message, .. }
-            if message.contains("invalid runner for task")
-                || message.contains("get task")
-                || message.contains("not exist") =>
-        {
-            Failure::Abandon
-        }
+        ClientError::TaskNotOwned { .. }
+        | ClientError::Unimplemented { .. }
+        | ClientError::InvalidSettings { .. } => Failure::Abandon,
         _ => Failure::Retry,
     }
 }

@@ -404,7 +404,8 @@ impl State {
         let task = self
             .tasks
             .get_mut(&state.id)
-            .ok_or_else(|| internal(format!("update task: task with id {} not exist", state.id)))?;
+            // Gitea's UpdateTaskByState answers `util.ErrNotExist` ("resource does not exist").
+            .ok_or_else(|| internal("update task: resource does not exist"))?;
         if task.runner_id != Some(runner_id) {
             return Err(internal("update task: invalid runner for task"));
         }
@@ -471,7 +472,7 @@ impl State {
         let log_finalize = self.log_finalize;
         let task = self.tasks.get_mut(&request.task_id).ok_or_else(|| {
             internal(format!(
-                "get task: task with id {} not exist",
+                "get task: task with id {}: resource does not exist",
                 request.task_id
             ))
         })?;
