@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod daemon_docker;
 mod daemon_faults;
+mod daemon_reload;
 mod docker_backend;
 mod exec_workflows;
 mod executor;

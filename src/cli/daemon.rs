@@ -48,14 +48,16 @@ pub struct DaemonArgs {
 pub struct Started {
     pub config: Config,
     pub registration: Registration,
+    /// Changes the log level on reload.
+    pub log: super::logging::LogControl,
 }
 
 /// Loads the configuration (invalid: exit 78) and the registration file (missing or corrupt:
-/// exit 77, saying how to register), installs logging at `log.level` and logs the config
-/// warnings.
+/// exit 77, saying how to register), installs logging at `log.level` (to the journal when
+/// stderr is the journal or `log.journald` is set) and logs the config warnings.
 pub fn start_checks(config_path: Option<&Path>) -> anyhow::Result<Started> {
     let loaded = Config::load(config_path)?;
-    super::init_logging(loaded.config.log.level);
+    let log = super::logging::init(loaded.config.log.level, loaded.config.log.journald);
     super::log_config_warnings(&loaded.warnings);
     tracing::info!("Starting runner daemon");
     let registration = match Registration::load(&loaded.config.runner.file) {
@@ -73,6 +75,7 @@ pub fn start_checks(config_path: Option<&Path>) -> anyhow::Result<Started> {
     Ok(Started {
         config: loaded.config,
         registration,
+        log,
     })
 }
 
@@ -100,6 +103,7 @@ async fn run_daemon(
     let Started {
         config,
         mut registration,
+        log,
     } = started;
     if let Some(error) = inherited.notify_error.take() {
         tracing::warn!(error = %error, "NOTIFY_SOCKET is set but unusable");
@@ -231,6 +235,7 @@ async fn run_daemon(
             board: Arc::clone(&board),
             docker_available: setup.docker.is_some(),
             shutdown_timeout: config.runner.shutdown_timeout,
+            log,
         },
     ));
     let declared_latch = latches.declared;
@@ -407,6 +412,7 @@ struct SignalContext {
     /// Whether Docker was reached at start (a reload does not connect to it again).
     docker_available: bool,
     shutdown_timeout: Duration,
+    log: super::logging::LogControl,
 }
 
 /// SIGINT and SIGTERM (a user's ^C, `systemctl stop`) drain; SIGHUP (`systemctl reload`) re-reads
@@ -446,6 +452,7 @@ async fn reload(controls: &mpsc::Sender<Control>, context: &SignalContext) {
     match Config::load(context.config_path.as_deref()) {
         Ok(loaded) => {
             super::log_config_warnings(&loaded.warnings);
+            apply_log_level(&context.log, loaded.config.log.level);
             let config = Arc::new(loaded.config);
             let labels = resolve_labels(
                 context.label_flag.as_deref(),
@@ -471,4 +478,15 @@ async fn reload(controls: &mpsc::Sender<Control>, context: &SignalContext) {
         }
     }
     context.notifier.reloaded();
+}
+
+fn apply_log_level(log: &super::logging::LogControl, level: crate::config::LogLevel) {
+    use super::logging::LevelChange;
+    match log.set_level(level) {
+        LevelChange::Changed => tracing::info!(level = ?level, "log level changed"),
+        LevelChange::Unchanged => {}
+        LevelChange::OverriddenByEnv => {
+            tracing::info!(level = ?level, "RUST_LOG is set and decides the log level; log.level is not applied");
+        }
+    }
 }

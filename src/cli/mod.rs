@@ -14,6 +14,7 @@ pub mod cache_server;
 pub mod daemon;
 pub mod exec;
 pub mod generate_config;
+pub mod logging;
 pub mod register;
 
 use std::path::PathBuf;
@@ -137,17 +138,11 @@ pub fn client_protocol(protocol: RpcProtocol) -> crate::client::Protocol {
     }
 }
 
-/// Installs the stderr log subscriber at `level` (`RUST_LOG` overrides it). A second call is
-/// a no-op, so commands may call it after reading their configuration.
+/// Installs the log at `level` (`RUST_LOG` overrides it): stderr, or the journal when stderr is
+/// the journal. A second call is a no-op, so commands may call it after reading their
+/// configuration. The daemon uses [`logging::init`] directly to keep the reload handle.
 pub fn init_logging(level: LogLevel) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_tracing().as_str()));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+    let _ = logging::init(level, false);
 }
 
 /// Logs what loading the configuration warned about.

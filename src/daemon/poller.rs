@@ -339,6 +339,7 @@ impl<A: RunnerApi + 'static, R: TaskRunner> Poller<A, R> {
         }
         match response.task {
             None => {
+                tracing::debug!(tasks_version = response.tasks_version, "no task");
                 self.backoff.record_empty();
                 self.observe_fetch(FetchOutcome::Empty, duration);
                 Some(Fetched::Nothing)
