@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::client::RunnerApi;
 use crate::client::proto::runner::Task;
@@ -22,7 +23,7 @@ use crate::daemon::observe::{DaemonEvent, Observer};
 use crate::daemon::poller::{Admission, TaskRunner};
 use crate::daemon::reporter::{Reporter, ReporterSettings};
 use crate::daemon::spool::SpoolRoot;
-use crate::daemon::task::{self, RunnerContext, TaskSummary};
+use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
 use crate::executor::backend::docker::{DockerBackend, DockerJobConfig, JobIdentity};
 use crate::executor::backend::host::HostBackend;
 use crate::executor::event::{Conclusion, JobEvent, LogLine};
@@ -101,15 +102,20 @@ impl<A: RunnerApi + 'static> Execution<A> {
         }
     }
 
-    async fn run_task(&self, task: Task, jobs_cancel: CancellationToken) {
+    /// Runs inside [`task_span`]: its events name the task through the span's fields.
+    async fn run_task(
+        &self,
+        task: Task,
+        summary: Result<TaskSummary, TaskError>,
+        jobs_cancel: CancellationToken,
+    ) {
         let started = Instant::now();
         let snapshot = self.snapshot();
         let task_id = task.id;
         if !self.mark_live(task_id) {
-            tracing::error!(task_id, "task is already running");
+            tracing::error!("task is already running");
             return;
         }
-        let summary = task::summarize(&task);
         let (repository, job_name) = match &summary {
             Ok(summary) => (summary.repository.clone(), summary.job_name.clone()),
             Err(_) => (String::new(), String::new()),
@@ -127,7 +133,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
             Ok(reporter) => reporter,
             Err(error) => {
                 // Without a spool nothing can be reported; Gitea's reaper will fail the task.
-                tracing::error!(task_id, error = %error, "cannot start reporting the task");
+                tracing::error!(error = %error, "cannot start reporting the task");
                 self.unmark_live(task_id);
                 return;
             }
@@ -139,7 +145,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
             running: self.admission.running(),
             capacity: self.admission.capacity(),
         });
-        tracing::info!(task_id, repo = %repository, job = %job_name, "task started");
+        tracing::info!("task started");
         let events = reporter.events();
         match summary {
             Ok(summary) => {
@@ -160,9 +166,6 @@ impl<A: RunnerApi + 'static> Execution<A> {
         let finished = reporter.finish().await;
         self.unmark_live(task_id);
         tracing::info!(
-            task_id,
-            repo = %repository,
-            job = %job_name,
             result = ?finished.result,
             delivery = ?finished.delivery,
             "task finished"
@@ -235,8 +238,33 @@ impl<A: RunnerApi + 'static> Execution<A> {
 
 impl<A: RunnerApi + 'static> TaskRunner for Execution<A> {
     async fn run(&self, task: Task, jobs_cancel: CancellationToken) {
-        self.run_task(task, jobs_cancel).await;
+        let summary = task::summarize(&task);
+        let span = task_span(task.id, &summary, &self.snapshot().runner.name);
+        self.run_task(task, summary, jobs_cancel)
+            .instrument(span)
+            .await;
     }
+}
+
+/// The span a task runs in. Its fields repeat on every event inside it: in the text log as
+/// `task{task_id=42 repository=owner/repo ...}`, in the journal as the fields `TASK_ID`,
+/// `REPOSITORY`, `WORKFLOW`, `JOB` and `RUNNER_NAME`, so `journalctl -u act-runner TASK_ID=42`
+/// finds a task. At ERROR level so that no `log.level` filters it out: a warning inside a task
+/// still names the task.
+fn task_span(
+    task_id: i64,
+    summary: &Result<TaskSummary, TaskError>,
+    runner_name: &str,
+) -> tracing::Span {
+    let (repository, workflow, job) = match summary {
+        Ok(summary) => (
+            summary.repository.as_str(),
+            summary.workflow.as_str(),
+            summary.job_name.as_str(),
+        ),
+        Err(_) => ("", "", ""),
+    };
+    tracing::error_span!("task", task_id, repository, workflow, job, runner_name)
 }
 
 /// Reporter settings from a configuration.
