@@ -166,7 +166,9 @@ async fn run_daemon(
     ));
     let watchdog_shutdown = CancellationToken::new();
     if let Some(interval) = inherited.watchdog {
-        let docker_probe = docker.as_ref().map(|access| {
+        // Docker gates the pings only when the labels need it: a host-only runner stays healthy
+        // while an unused Docker is down.
+        let docker_probe = docker.as_ref().filter(|_| docker_needed).map(|access| {
             let docker = access.docker.clone();
             let probe: crate::systemd::HealthProbe = Arc::new(move || {
                 let docker = docker.clone();

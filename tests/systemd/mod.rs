@@ -1,13 +1,17 @@
 //! Tests of the systemd room: the notify protocol against a datagram listener, the watchdog's
-//! gating under paused time, socket activation through `systemd-socket-activate`, environment
-//! hygiene of job processes, and the unit files through `systemd-analyze`. The tests under real
-//! systemd (nspawn) are `tests/steps.d/80-systemd-system.sh`.
+//! gating under paused time, socket activation through `systemd-socket-activate` (a probe, and
+//! the real daemon in `daemon`: READY/STATUS/STOPPING/EXTEND_TIMEOUT order, watchdog period, job
+//! environment), the real daemon's watchdog gate on a frozen Docker (`watchdog_docker`),
+//! environment hygiene of job processes, and the unit files through `systemd-analyze`. The tests
+//! under real systemd (nspawn) are `tests/steps.d/80-systemd-system.sh`.
 
 mod activation;
+mod daemon;
 mod dbus;
 mod notify;
 mod units;
 mod watchdog;
+mod watchdog_docker;
 
 use std::path::PathBuf;
 use std::time::Duration;
