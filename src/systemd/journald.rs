@@ -1,5 +1,6 @@
-//! Native journald logging: detection (`JOURNAL_STREAM` or `log.journald: true`), the configured
-//! `tracing-journald` layer, and the task span whose fields become journal fields, so that
+//! Native journald logging: detection (`JOURNAL_STREAM` or `log.journald: true`) and the
+//! configured `tracing-journald` layer. The daemon runs each task in a span
+//! (`daemon::execution`) whose fields become journal fields, so that
 //! `journalctl -u act-runner TASK_ID=42` finds a task.
 //!
 //! May use: tracing, tracing-journald, std. Never another room: the daemon passes plain values.
@@ -75,18 +76,6 @@ pub fn layer_if_wanted(forced_by_config: bool) -> Option<tracing_journald::Layer
             None
         }
     }
-}
-
-/// The span a task runs in. Its fields are repeated on every event inside it, so each journal
-/// entry carries `TASK_ID`, `REPOSITORY`, `WORKFLOW`, `JOB` and `RUNNER_NAME`.
-pub fn task_span(
-    task_id: i64,
-    repository: &str,
-    workflow: &str,
-    job: &str,
-    runner_name: &str,
-) -> tracing::Span {
-    tracing::info_span!("task", task_id, repository, workflow, job, runner_name)
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@
 //!    and passes the result down to the `daemon` command. It holds the notify socket, the
 //!    watchdog interval, the socket-activated `metrics` listener and the credentials directory.
 //! 2. Logging: [`journald::layer_if_wanted`]`(config.log.journald)` gives the journald layer when
-//!    stderr is the journal or config asks for it; otherwise use the plain stderr layer. Run each
-//!    task's future under `.instrument(journald::task_span(..))` (not `span.enter()` across an
-//!    await) so its entries carry `TASK_ID`, `REPOSITORY`, `WORKFLOW`, `JOB`, `RUNNER_NAME`.
+//!    stderr is the journal or config asks for it; otherwise use the plain stderr layer. The
+//!    daemon runs each task in a span (`daemon::execution`) whose fields `task_id`, `repository`,
+//!    `workflow`, `job`, `runner_name` the layer writes as `TASK_ID`, `REPOSITORY`, ...
 //! 3. `let (notifier, latches) = Notifier::new(inherited.notify_socket.take())`. Release each latch
 //!    when its precondition holds: `latches.config`, `latches.registration`, `latches.docker`
 //!    (at once when no label needs Docker), `latches.declared`, `latches.metrics_listener`. The

@@ -1,6 +1,8 @@
 #!/bin/sh
-# The systemd integration under real systemd 252 in a systemd-nspawn container (about 2 min):
-# units verified, exposure at most 3.0, socket activation, READY/StatusText, journald fields,
-# watchdog, reload, a drain outliving TimeoutStopSec=, the logind inhibitor.
+# The real `act_runner daemon` under real systemd 252 in a systemd-nspawn container, against the
+# fake Gitea on the host's loopback (about 1 min): units verified, exposure at most 3.0,
+# registration as the service user, READY/StatusText, /metrics through the socket unit, a
+# host-mode task with its journald fields, the watchdog fed, reload of runner.capacity, and a
+# drain on `systemctl stop` outliving TimeoutStopSec= with the task's result delivered.
 set -eu
 exec bash "$(dirname "$0")/../../packaging/nspawn/systemd-system-test.sh"
