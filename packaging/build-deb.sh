@@ -1,10 +1,13 @@
 #!/bin/bash
 # Builds the Debian package from this checkout: target/debian/act-runner_<version>_<arch>.deb
 # (debian/ is the source of truth; dpkg-buildpackage + debhelper 13), then runs lintian on it,
-# failing on any error (warnings kept are overridden with a reason in debian/).
+# failing on any error or warning (a warning kept is overridden with its reason in
+# debian/act-runner.lintian-overrides).
 #
 # Environment:
-#   ACT_RUNNER_CARGO_PROFILE=dev     unoptimised binary, for tests of the packaging (default release)
+#   ACT_RUNNER_CARGO_PROFILE=dev     unoptimised binary, for tests of the packaging (default release);
+#                                    no -dbgsym package, gzip instead of xz
+#   ACT_RUNNER_BINARY=path           package this binary instead of building one (tests)
 #   ACT_RUNNER_DEB_VERSION=0.1.0-2   build under another version (upgrade tests); the changelog
 #                                    entry is added for the build only
 # Needs: debhelper, dpkg-dev, fakeroot, help2man, lintian (tests/setup.d/45-deb.sh installs them).
@@ -51,5 +54,5 @@ for file in ../act-runner_"${version}"_"${arch}".deb ../act-runner-dbgsym_"${ver
     if [ -f "$file" ]; then mv -f "$file" "$out/"; fi
 done
 deb="$out/act-runner_${version}_${arch}.deb"
-lintian --fail-on error --info "$deb"
+lintian --fail-on error,warning --info "$deb"
 echo "$deb"

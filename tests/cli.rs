@@ -378,3 +378,31 @@ fn interactive_asks_before_overwriting_and_keeps_the_registration_on_no() {
             .contains("overwrite local config? [y/N]")
     );
 }
+
+#[test]
+fn completion_scripts_come_from_the_clap_definition() {
+    let scratch = Scratch::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _act_runner"),
+        ("zsh", "#compdef act_runner"),
+        ("fish", "complete -c act_runner"),
+    ] {
+        let output = scratch
+            .act_runner()
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        let text = output_text(&output);
+        assert!(output.status.success(), "{shell}: {text}");
+        assert!(text.contains(marker), "{shell}: {text}");
+        for subcommand in ["register", "daemon", "generate-config", "completion"] {
+            assert!(text.contains(subcommand), "{shell} lacks {subcommand}");
+        }
+    }
+    let output = scratch
+        .act_runner()
+        .args(["completion", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", output_text(&output));
+}

@@ -12,6 +12,9 @@
 #                                 install act_runner and the units of systemd/, create the
 #                                 act-runner user, daemon-reload
 #   nspawn_stop NAME              power the container off (bounded), remove its state
+#   nspawn_hold_host_port PORT    take this shell's lock on the host's PORT (containers share the
+#                                 host's network, so two tests serving 127.0.0.1:9101 collide);
+#                                 waits up to 10 min for another holder, held until the shell exits
 #
 # The host needs systemd-container and debootstrap (tests/setup.d/40-nspawn.sh installs them).
 # Nothing here needs systemd as the host's PID 1: containers are not registered with machined,
@@ -145,4 +148,11 @@ nspawn_stop() {
         fi
     fi
     rm -f "$NSPAWN_STATE/$name.pid"
+}
+
+nspawn_hold_host_port() {
+    local port=$1 fd
+    mkdir -p "$NSPAWN_STATE"
+    exec {fd}>>"$NSPAWN_STATE/port-$port.lock"
+    flock -w 600 "$fd" || { nspawn__log "the host's port $port is still held by another test after 10 min"; return 1; }
 }

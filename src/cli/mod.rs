@@ -11,6 +11,7 @@
 //! May use every room; no other room uses `cli`.
 
 pub mod cache_server;
+pub mod completion;
 pub mod daemon;
 pub mod exec;
 pub mod generate_config;
@@ -58,6 +59,8 @@ pub enum Command {
     GenerateConfig(generate_config::GenerateConfigArgs),
     /// Serve the actions/cache API on its own.
     CacheServer(cache_server::CacheServerArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
 }
 
 /// Errors the commands raise that decide an exit code by themselves.
@@ -89,6 +92,7 @@ pub fn main(inherited: crate::systemd::Inherited) -> ExitCode {
         Command::Exec(args) => exec::run(cli.config, *args),
         Command::GenerateConfig(args) => generate_config::run(args),
         Command::CacheServer(args) => cache_server::run(cli.config, args),
+        Command::Completion(args) => completion::run(args),
     };
     match outcome {
         Ok(code) => code,

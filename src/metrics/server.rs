@@ -22,10 +22,10 @@ use axum::routing::any;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::timeout::{RequestBodyDeadlineLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
 use tracing::{debug, info, warn};
 
@@ -208,7 +208,13 @@ async fn serve_hardened(
         };
         let _ = stream.set_nodelay(true);
         let builder = builder.clone();
-        let service = TowerToHyperService::new(service.clone());
+        // Holds a permit once the connection's first request arrived (see the shutdown below).
+        let request_seen = Arc::new(Notify::new());
+        let seen = Arc::clone(&request_seen);
+        let service = TowerToHyperService::new(service.clone().map_request(move |request| {
+            seen.notify_one();
+            request
+        }));
         let shutdown = shutdown.clone();
         let force_close = force_close.clone();
         let limits = limits.clone();
@@ -223,7 +229,21 @@ async fn serve_hardened(
                     }
                     return;
                 }
-                () = shutdown.cancelled() => {}
+                () = shutdown.cancelled() => {
+                    // A client accepted before the shutdown may not have sent its request yet
+                    // (a scrape racing `systemctl restart`): a graceful shutdown now would close
+                    // it unanswered. Wait for that first request, as long as a head may take.
+                    tokio::select! {
+                        result = connection.as_mut() => {
+                            if let Err(err) = result {
+                                debug!(%peer, error = %err, "metrics connection ended with an error");
+                            }
+                            return;
+                        }
+                        () = request_seen.notified() => {}
+                        () = tokio::time::sleep(limits.header_read_timeout) => {}
+                    }
+                }
                 () = tokio::time::sleep(limits.max_connection_lifetime) => {}
             }
             connection.as_mut().graceful_shutdown();
@@ -381,6 +401,44 @@ mod tests {
         // Cut by the response deadline (1 s), before the connection lifetime cap (2 s).
         assert!(waited < Duration::from_millis(1800), "{waited:?}");
         shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_connection_accepted_before_the_shutdown_gets_its_request_answered() {
+        let router = Router::new().route("/metrics", any(|| async { "up 1" }));
+        let (addr, shutdown) = serve_for_test(router).await;
+        let mut early = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Served once before: an idle keep-alive connection, closed at once by the shutdown.
+        let mut served = tokio::net::TcpStream::connect(addr).await.unwrap();
+        served
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 12];
+        served.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        tokio::time::sleep(Duration::from_millis(200)).await; // both accepted
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await; // the shutdown reached them
+        early
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), early.read_to_end(&mut answer))
+            .await
+            .expect("the server answers and closes")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("up 1"), "{answer}");
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_millis(500), served.read_to_end(&mut rest));
+        assert!(
+            closed.await.is_ok(),
+            "the idle connection is closed at once"
+        );
     }
 
     #[test]
