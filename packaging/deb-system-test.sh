@@ -5,7 +5,7 @@
 # with the fake Gitea on the host's loopback (the machine shares the host's network) register as
 # the act-runner user, start (READY, idle StatusText), scrape /metrics through
 # act-runner-metrics.socket, run a task on the host backend and one on the docker backend (the
-# host's engine socket bound in), restart while a client
+# host's engine socket bound in), find the task's fields in the journal, restart while a client
 # scrapes in a loop (no scrape lost), upgrade (the service restarts, the registration stays),
 # remove (config and registration stay), purge (they go, no unit left behind).
 #
@@ -110,6 +110,8 @@ url=$(gitea_url)
 
 # --- one machine for everything below, with the host's engine socket bound in
 nspawn_boot "$NAME" --bind="$DOCKER_SOCKET:/run/docker.sock"
+need "the machine shares the host's network namespace" \
+    [ "$(readlink "/proc/$(nspawn_leader "$NAME")/ns/net")" = "$(readlink /proc/self/ns/net)" ]
 need "the machine reaches the fake Gitea on the host's loopback ($url)" \
     inside curl -sf --max-time 10 -o /dev/null "$url/_fake/runners"
 # As on a host where Docker was installed first: group docker owns the engine's socket (its gid
@@ -199,6 +201,12 @@ docker_result=$(task_json "$docker_task" | jq -r .status)
 docker_lines=$(logs_of "$docker_task" | grep -E '^(in container:|debian )' | paste -sd, || true)
 docker_ok() { [ "$docker_result" = success ] && contains "$docker_lines" '^in container: yes,debian 12'; }
 check "docker task $docker_task on the host's engine: $docker_result, '$docker_lines'" docker_ok
+entry=$(inside journalctl -u act-runner.service "TASK_ID=$docker_task" -o json --no-pager | jq -c 'select(.MESSAGE == "task started")' | head -n1)
+echo "journal entry: $(echo "$entry" | jq -c '{MESSAGE, TASK_ID, REPOSITORY, WORKFLOW, JOB, RUNNER_NAME, PRIORITY, SYSLOG_IDENTIFIER}')"
+check "journalctl -u act-runner TASK_ID=$docker_task: the task's fields" \
+    [ "$(echo "$entry" | jq -r '[.TASK_ID, .REPOSITORY, .WORKFLOW, .JOB, .RUNNER_NAME] | join(" ")')" = "$docker_task owner/repo ci.yml build deb-test" ]
+n_host=$(inside journalctl -u act-runner.service "TASK_ID=$host_task" -o cat --no-pager | wc -l)
+check "journalctl -u act-runner TASK_ID=$host_task: $n_host entries" [ "$n_host" -ge 2 ]
 check "back to idle after both tasks" wait_until 10 idle
 
 # --- restart (3 times) while a client scrapes in a loop: connections wait in the socket's backlog. Each

@@ -85,6 +85,8 @@ done
 [ -n "$fake_url" ] || { echo "the fake Gitea did not start:"; cat "$fake_log"; exit 1; }
 echo "fake Gitea at $fake_url"
 
+# The package system test serves 127.0.0.1:9101 on the same (shared) network: one at a time.
+nspawn_hold_host_port 9101
 nspawn_boot "$NAME"
 # The harness boots without --private-network: the container must share the host's network
 # namespace, or it could not reach the fake on 127.0.0.1.
