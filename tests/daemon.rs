@@ -232,3 +232,29 @@ async fn a_runner_gitea_no_longer_knows_exits_77() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn jobs_see_the_capabilities_gitea_declared() {
+    bounded(async {
+        let gitea = start_fake().await;
+        gitea.set_declare_capabilities(Some("job-summary"));
+        let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let workflow = "on: push\njobs:\n  env:\n    runs-on: host-test\n    steps:\n      - run: echo \"capabilities=$GITEA_ACTIONS_CAPABILITIES gitea_actions=$GITEA_ACTIONS\"\n";
+        let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap());
+        let task = gitea
+            .wait_task_final(task_id, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("task not final; daemon log:\n{}", daemon.log()));
+        assert_eq!(task.result, TaskResult::Success, "{}", daemon.log());
+        let lines = gitea.task_log_lines(task_id);
+        assert!(
+            lines
+                .iter()
+                .any(|line| line == "capabilities=job-summary gitea_actions=true"),
+            "{lines:#?}"
+        );
+        daemon.stop().await;
+    })
+    .await;
+}

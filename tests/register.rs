@@ -147,7 +147,7 @@ async fn registers_and_writes_the_runner_file(protocol: Protocol) {
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(declared.runner.unwrap().uuid, registration.uuid);
+    assert_eq!(declared.response.runner.unwrap().uuid, registration.uuid);
 }
 
 async fn a_bad_token_exits_77_and_writes_nothing(protocol: Protocol) {

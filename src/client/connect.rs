@@ -7,7 +7,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
 use super::settings::ClientSettings;
-use super::{CallSettings, ClientError, Method, status};
+use super::{CAPABILITIES_HEADER, CallSettings, ClientError, Method, Reply, status};
 
 /// Error bodies are read for their message only; a proxy's HTML page is cut to this.
 const MAX_ERROR_MESSAGE: usize = 512;
@@ -50,7 +50,7 @@ impl ConnectTransport {
         method: Method,
         request: &Req,
         call: &CallSettings,
-    ) -> Result<Resp, ClientError>
+    ) -> Result<Reply<Resp>, ClientError>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
@@ -68,38 +68,49 @@ impl ConnectTransport {
                 .await?;
             let http_status = response.status();
             let content_type = response.headers().get(CONTENT_TYPE).cloned();
+            let capabilities = super::capabilities_text(
+                response
+                    .headers()
+                    .get(CAPABILITIES_HEADER)
+                    .and_then(|value| value.to_str().ok()),
+            );
             let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((http_status, content_type, body))
+            Ok::<_, reqwest::Error>((http_status, content_type, capabilities, body))
         };
-        let (http_status, content_type, body) = match tokio::time::timeout(timeout, send).await {
-            Err(_elapsed) => {
-                return Err(ClientError::DeadlineExceeded {
-                    method,
-                    url,
-                    timeout,
-                });
-            }
-            Ok(Err(error)) if error.is_timeout() => {
-                return Err(ClientError::DeadlineExceeded {
-                    method,
-                    url,
-                    timeout,
-                });
-            }
-            Ok(Err(error)) => {
-                return Err(ClientError::Transport {
-                    method,
-                    message: error_chain(&error.without_url()),
-                    url,
-                });
-            }
-            Ok(Ok(reply)) => reply,
-        };
+        let (http_status, content_type, capabilities, body) =
+            match tokio::time::timeout(timeout, send).await {
+                Err(_elapsed) => {
+                    return Err(ClientError::DeadlineExceeded {
+                        method,
+                        url,
+                        timeout,
+                    });
+                }
+                Ok(Err(error)) if error.is_timeout() => {
+                    return Err(ClientError::DeadlineExceeded {
+                        method,
+                        url,
+                        timeout,
+                    });
+                }
+                Ok(Err(error)) => {
+                    return Err(ClientError::Transport {
+                        method,
+                        message: error_chain(&error.without_url()),
+                        url,
+                    });
+                }
+                Ok(Ok(reply)) => reply,
+            };
         if http_status == reqwest::StatusCode::OK {
-            return Resp::decode(body).map_err(|error| ClientError::Decode {
+            let message = Resp::decode(body).map_err(|error| ClientError::Decode {
                 method,
                 url,
                 message: error.to_string(),
+            })?;
+            return Ok(Reply {
+                message,
+                capabilities,
             });
         }
         let (code, message) = error_code_and_message(http_status.as_u16(), content_type, &body);

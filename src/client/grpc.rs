@@ -13,7 +13,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::settings::ClientSettings;
-use super::{CallSettings, ClientError, Method, status};
+use super::{CAPABILITIES_HEADER, CallSettings, ClientError, Method, Reply, status};
 
 #[derive(Debug, Clone)]
 pub(super) struct GrpcTransport {
@@ -72,7 +72,7 @@ impl GrpcTransport {
         method: Method,
         request: Req,
         call: &CallSettings,
-    ) -> Result<Resp, ClientError>
+    ) -> Result<Reply<Resp>, ClientError>
     where
         Req: prost::Message + Send + 'static,
         Resp: prost::Message + Default + Send + 'static,
@@ -114,7 +114,18 @@ impl GrpcTransport {
                 url,
                 timeout,
             }),
-            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Ok(response)) => {
+                let capabilities = super::capabilities_text(
+                    response
+                        .metadata()
+                        .get(CAPABILITIES_HEADER)
+                        .and_then(|value| value.to_str().ok()),
+                );
+                Ok(Reply {
+                    message: response.into_inner(),
+                    capabilities,
+                })
+            }
             Ok(Err(grpc_status)) => Err(map_status(method, url, timeout, grpc_status)),
         }
     }

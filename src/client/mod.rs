@@ -52,7 +52,7 @@ pub trait RunnerApi: Send + Sync {
     fn declare(
         &self,
         request: DeclareRequest,
-    ) -> impl Future<Output = Result<DeclareResponse, ClientError>> + Send;
+    ) -> impl Future<Output = Result<Declared, ClientError>> + Send;
     fn fetch_task(
         &self,
         request: FetchTaskRequest,
@@ -65,6 +65,29 @@ pub trait RunnerApi: Send + Sync {
         &self,
         request: UpdateLogRequest,
     ) -> impl Future<Output = Result<UpdateLogResponse, ClientError>> + Send;
+}
+
+/// Declare's answer: the message, and what the server announced in the
+/// `X-Gitea-Actions-Capabilities` response header (trimmed; empty when absent, as before Gitea
+/// 1.26). Jobs see the capabilities as `GITEA_ACTIONS_CAPABILITIES`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Declared {
+    pub response: DeclareResponse,
+    pub capabilities: String,
+}
+
+/// The response header of Declare that lists the server's capabilities (e.g. `job-summary`).
+pub const CAPABILITIES_HEADER: &str = "x-gitea-actions-capabilities";
+
+/// A decoded answer and the one response header the runner reads.
+struct Reply<Resp> {
+    message: Resp,
+    capabilities: String,
+}
+
+/// The header's value as upstream stores it: trimmed, empty when absent or not text.
+fn capabilities_text(value: Option<&str>) -> String {
+    value.map(str::trim).unwrap_or_default().to_owned()
 }
 
 /// The RPC a [`ClientError`] came from; also the `method` label of `act_runner_client_errors_total`.
@@ -325,6 +348,18 @@ impl Client {
         Req: prost::Message + Send + 'static,
         Resp: prost::Message + Default + Send + 'static,
     {
+        Ok(self.call_reply(method, request).await?.message)
+    }
+
+    async fn call_reply<Req, Resp>(
+        &self,
+        method: Method,
+        request: Req,
+    ) -> Result<Reply<Resp>, ClientError>
+    where
+        Req: prost::Message + Send + 'static,
+        Resp: prost::Message + Default + Send + 'static,
+    {
         match &self.transport {
             Transport::Connect(connect) => connect.call(method, &request, &self.call).await,
             Transport::Grpc(grpc) => grpc.call(method, request, &self.call).await,
@@ -341,8 +376,12 @@ impl RunnerApi for Client {
         self.call(Method::Register, request).await
     }
 
-    async fn declare(&self, request: DeclareRequest) -> Result<DeclareResponse, ClientError> {
-        self.call(Method::Declare, request).await
+    async fn declare(&self, request: DeclareRequest) -> Result<Declared, ClientError> {
+        let reply = self.call_reply(Method::Declare, request).await?;
+        Ok(Declared {
+            response: reply.message,
+            capabilities: reply.capabilities,
+        })
     }
 
     async fn fetch_task(

@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::*;
-use crate::client::Method;
 use crate::client::proto::ping::{PingRequest, PingResponse};
 use crate::client::proto::runner::{
-    DeclareRequest, DeclareResponse, FetchTaskResponse, RegisterRequest, RegisterResponse,
-    UpdateLogRequest, UpdateLogResponse, UpdateTaskRequest, UpdateTaskResponse,
+    DeclareRequest, FetchTaskResponse, RegisterRequest, RegisterResponse, UpdateLogRequest,
+    UpdateLogResponse, UpdateTaskRequest, UpdateTaskResponse,
 };
+use crate::client::{Declared, Method};
 use crate::daemon::observe::NoObserver;
 
 /// What the scripted server answers to each FetchTask, in order; `Task` forever once exhausted.
@@ -74,7 +74,7 @@ impl RunnerApi for ScriptedApi {
     async fn register(&self, _: RegisterRequest) -> Result<RegisterResponse, ClientError> {
         unreachable!("the poller never registers")
     }
-    async fn declare(&self, _: DeclareRequest) -> Result<DeclareResponse, ClientError> {
+    async fn declare(&self, _: DeclareRequest) -> Result<Declared, ClientError> {
         unreachable!("the poller never declares")
     }
     async fn fetch_task(

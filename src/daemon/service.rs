@@ -81,7 +81,7 @@ pub async fn serve<A: RunnerApi + 'static>(
 ) -> Result<Outcome, ServiceError> {
     let Setup {
         api,
-        config,
+        mut config,
         state_dir,
         docker,
         once,
@@ -89,7 +89,7 @@ pub async fn serve<A: RunnerApi + 'static>(
         ready,
     } = setup;
     match declare(api.as_ref(), &config).await {
-        Ok(()) => {}
+        Ok(capabilities) => config.runner.server_capabilities = capabilities,
         Err(ClientError::Unauthenticated { .. }) => return Ok(Outcome::Unauthenticated),
         Err(error @ ClientError::Unimplemented { .. }) => {
             return Err(ServiceError::DeclareUnsupported(error));
@@ -164,8 +164,8 @@ pub async fn serve<A: RunnerApi + 'static>(
         tokio::select! {
             end = &mut poll => break end.unwrap_or(PollEnd::Stopped),
             control = controls.recv(), if !shutdown_asked => match control {
-                Some(Control::Reload(new_config)) => {
-                    apply_reload(api.as_ref(), &execution, &settings_tx, &current, &new_config).await;
+                Some(Control::Reload(mut new_config)) => {
+                    apply_reload(api.as_ref(), &execution, &settings_tx, &current, &mut new_config).await;
                     current = *new_config;
                 }
                 Some(Control::Shutdown) | None => {
@@ -263,21 +263,24 @@ async fn deliver_leftovers<A: RunnerApi + 'static>(
     Ok(false)
 }
 
-async fn declare<A: RunnerApi>(api: &A, config: &ExecutionConfig) -> Result<(), ClientError> {
+/// Declares the labels and capabilities; returns the server's capabilities (the
+/// `X-Gitea-Actions-Capabilities` answer), which jobs see as `GITEA_ACTIONS_CAPABILITIES`.
+async fn declare<A: RunnerApi>(api: &A, config: &ExecutionConfig) -> Result<String, ClientError> {
     let request = DeclareRequest {
         version: crate::VERSION.to_string(),
         labels: label_names(&config.labels),
         capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
     };
-    let response = api.declare(request).await?;
-    let runner = response.runner.unwrap_or_default();
+    let declared = api.declare(request).await?;
+    let runner = declared.response.runner.unwrap_or_default();
     tracing::info!(
         runner = %runner.name,
         version = %runner.version,
         labels = ?runner.labels,
+        server_capabilities = %declared.capabilities,
         "declare successfully"
     );
-    Ok(())
+    Ok(declared.capabilities)
 }
 
 async fn apply_reload<A: RunnerApi + 'static>(
@@ -285,13 +288,16 @@ async fn apply_reload<A: RunnerApi + 'static>(
     execution: &Execution<A>,
     settings_tx: &watch::Sender<PollerSettings>,
     old: &ExecutionConfig,
-    new: &ExecutionConfig,
+    new: &mut ExecutionConfig,
 ) {
+    // The server's capabilities stay what the last Declare answered.
+    new.runner.server_capabilities = old.runner.server_capabilities.clone();
     // On failure Gitea keeps the old labels; the new ones still apply to platform picking.
-    if label_names(&old.labels) != label_names(&new.labels)
-        && let Err(error) = declare(api, new).await
-    {
-        tracing::error!(error = %error, "cannot declare the reloaded labels");
+    if label_names(&old.labels) != label_names(&new.labels) {
+        match declare(api, new).await {
+            Ok(capabilities) => new.runner.server_capabilities = capabilities,
+            Err(error) => tracing::error!(error = %error, "cannot declare the reloaded labels"),
+        }
     }
     execution.reload(new.clone());
     let _ = settings_tx.send(poller_settings(new));

@@ -87,7 +87,7 @@ conformance!(
             })
             .await
             .unwrap();
-        let runner = reply.runner.unwrap();
+        let runner = reply.response.runner.unwrap();
         assert_eq!(runner.token, "");
         assert_eq!(runner.labels, ["new"]);
         let stored = &h.gitea.runners()[0];
@@ -695,5 +695,19 @@ conformance!(
             ),
             "{error:?}"
         );
+    }
+);
+
+conformance!(
+    declare_returns_the_servers_capabilities_header,
+    |h: Harness| async move {
+        let (client, _) = h.registered(&["x"], false).await;
+        let before = client.declare(DeclareRequest::default()).await.unwrap();
+        assert_eq!(before.capabilities, "", "Gitea 1.25 sends no header");
+        h.gitea
+            .set_declare_capabilities(Some(" job-summary,cache-v2 "));
+        let after = client.declare(DeclareRequest::default()).await.unwrap();
+        assert_eq!(after.capabilities, "job-summary,cache-v2");
+        assert!(after.response.runner.is_some());
     }
 );

@@ -9,11 +9,11 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::client::proto::ping::{PingRequest, PingResponse};
 use crate::client::proto::runner::{
-    self as proto, DeclareRequest, DeclareResponse, FetchTaskRequest, FetchTaskResponse,
-    RegisterRequest, RegisterResponse, TaskState, UpdateLogRequest, UpdateLogResponse,
-    UpdateTaskRequest, UpdateTaskResponse,
+    self as proto, DeclareRequest, FetchTaskRequest, FetchTaskResponse, RegisterRequest,
+    RegisterResponse, TaskState, UpdateLogRequest, UpdateLogResponse, UpdateTaskRequest,
+    UpdateTaskResponse,
 };
-use crate::client::{ClientError, Method};
+use crate::client::{ClientError, Declared, Method};
 use crate::daemon::observe::NoObserver;
 use crate::executor::event::{LogLine, PlannedStep};
 
@@ -122,7 +122,7 @@ impl RunnerApi for MemoryGitea {
     async fn register(&self, _: RegisterRequest) -> Result<RegisterResponse, ClientError> {
         unreachable!()
     }
-    async fn declare(&self, _: DeclareRequest) -> Result<DeclareResponse, ClientError> {
+    async fn declare(&self, _: DeclareRequest) -> Result<Declared, ClientError> {
         unreachable!()
     }
     async fn fetch_task(&self, _: FetchTaskRequest) -> Result<FetchTaskResponse, ClientError> {

@@ -99,7 +99,12 @@ async fn handle(
         Method::UpdateLog => unary(&body, metadata, |request| svc.update_log(request)).await,
     };
     match reply {
-        Ok(encoded) => success(encoded, &headers, &service.shared),
+        Ok((encoded, metadata)) => {
+            let mut response = success(encoded, &headers, &service.shared);
+            // Response metadata travels as HTTP headers in Connect unary.
+            response.headers_mut().extend(metadata.into_headers());
+            response
+        }
         Err(status) => connect_error(status),
     }
 }
@@ -108,7 +113,7 @@ async fn unary<Req, Resp, Fut>(
     body: &[u8],
     metadata: MetadataMap,
     call: impl FnOnce(tonic::Request<Req>) -> Fut,
-) -> Result<Vec<u8>, Status>
+) -> Result<(Vec<u8>, MetadataMap), Status>
 where
     Req: Message + Default,
     Resp: Message,
@@ -118,7 +123,8 @@ where
         .map_err(|error| Status::invalid_argument(format!("unmarshal message: {error}")))?;
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = metadata;
-    Ok(call(request).await?.into_inner().encode_to_vec())
+    let (metadata, message, _) = call(request).await?.into_parts();
+    Ok((message.encode_to_vec(), metadata))
 }
 
 fn success(encoded: Vec<u8>, request_headers: &HeaderMap, shared: &Arc<Shared>) -> Response {

@@ -35,7 +35,8 @@
 //! - Server-side events: [`FakeGitea::cancel_task`] (the next UpdateTask answers CANCELLED),
 //!   [`FakeGitea::reap_task`] (FAILURE, log archived); switches [`FakeGitea::set_auth_mode`],
 //!   [`FakeGitea::set_log_finalize`], [`FakeGitea::set_cancel_mode`],
-//!   [`FakeGitea::set_declare_unimplemented`] (Gitea < 1.21).
+//!   [`FakeGitea::set_declare_unimplemented`] (Gitea < 1.21),
+//!   [`FakeGitea::set_declare_capabilities`] (G-main's `X-Gitea-Actions-Capabilities` header).
 //! - Runners: [`FakeGitea::runners`] ([`RunnerSnapshot`]: labels, version, capabilities,
 //!   ephemeral, deleted, last_online/last_active).
 //! - Faults: [`FakeGitea::set_faults`]`(Method, Faults)` (seeded `error_rate` answered with an
@@ -312,6 +313,11 @@ impl FakeGitea {
     /// Declare answers `unimplemented`, as Gitea < 1.21 does.
     pub fn set_declare_unimplemented(&self, unimplemented: bool) {
         self.shared.lock_state().declare_unimplemented = unimplemented;
+    }
+
+    /// Declare answers with `X-Gitea-Actions-Capabilities: <capabilities>`, as G-main does.
+    pub fn set_declare_capabilities(&self, capabilities: Option<&str>) {
+        self.shared.lock_state().declare_capabilities = capabilities.map(str::to_owned);
     }
 
     pub fn enqueue_task(&self, spec: TaskSpec) -> i64 {

@@ -136,9 +136,16 @@ impl RunnerService for FakeService {
                 request.capabilities,
             )
         })?;
-        Ok(Response::new(DeclareResponse {
+        let mut response = Response::new(DeclareResponse {
             runner: Some(runner),
-        }))
+        });
+        let capabilities = self.shared.lock_state().declare_capabilities.clone();
+        if let Some(value) = capabilities.and_then(|text| text.parse().ok()) {
+            response
+                .metadata_mut()
+                .insert("x-gitea-actions-capabilities", value);
+        }
+        Ok(response)
     }
 
     async fn fetch_task(

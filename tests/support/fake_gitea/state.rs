@@ -157,6 +157,8 @@ pub struct State {
     pub cancel_mode: CancelMode,
     /// Answer Declare with `unimplemented`, as Gitea < 1.21 does.
     pub declare_unimplemented: bool,
+    /// G-main's `X-Gitea-Actions-Capabilities` answer to Declare (`None`: no header, as 1.25).
+    pub declare_capabilities: Option<String>,
     /// ROOT_URL as the tasks' context shows it (with trailing slash).
     pub server_url: String,
     next_runner_id: i64,
@@ -178,6 +180,7 @@ impl State {
             log_finalize,
             cancel_mode: CancelMode::Immediate,
             declare_unimplemented: false,
+            declare_capabilities: None,
             server_url: "http://127.0.0.1/".to_owned(),
             next_runner_id: 1,
             next_task_id: 1,
