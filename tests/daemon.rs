@@ -45,10 +45,7 @@ async fn a_task_with_steps_reports_logs_step_ranges_outputs_and_success() {
                 .unwrap()
                 .with_secret("MY_SECRET", "hunter2-secret"),
         );
-        let task = gitea
-            .wait_task_final(task_id, Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|| panic!("task not final; daemon log:\n{}", daemon.log()));
+        let task = daemon.wait_final(&gitea, task_id).await;
         assert_eq!(task.result, TaskResult::Success, "{}", daemon.log());
 
         let lines = gitea.task_log_lines(task_id);
@@ -107,10 +104,7 @@ async fn a_failing_step_fails_the_task() {
         let daemon = Daemon::start(&dir, &[]).await;
         let workflow = "on: push\njobs:\n  test:\n    runs-on: host-test\n    steps:\n      - run: echo before\n      - run: exit 3\n      - run: echo never\n";
         let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap());
-        let task = gitea
-            .wait_task_final(task_id, Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|| panic!("task not final; daemon log:\n{}", daemon.log()));
+        let task = daemon.wait_final(&gitea, task_id).await;
         assert_eq!(task.result, TaskResult::Failure);
         let steps = task.final_state.unwrap().steps;
         assert_eq!(steps[0].result, TaskResult::Success as i32);
@@ -242,10 +236,7 @@ async fn jobs_see_the_capabilities_gitea_declared() {
         let daemon = Daemon::start(&dir, &[]).await;
         let workflow = "on: push\njobs:\n  env:\n    runs-on: host-test\n    steps:\n      - run: echo \"capabilities=$GITEA_ACTIONS_CAPABILITIES gitea_actions=$GITEA_ACTIONS\"\n";
         let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap());
-        let task = gitea
-            .wait_task_final(task_id, Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|| panic!("task not final; daemon log:\n{}", daemon.log()));
+        let task = daemon.wait_final(&gitea, task_id).await;
         assert_eq!(task.result, TaskResult::Success, "{}", daemon.log());
         let lines = gitea.task_log_lines(task_id);
         assert!(

@@ -9,7 +9,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::support::fake_gitea::{FakeGitea, FakeOptions};
+use crate::support::fake_gitea::{FakeGitea, FakeOptions, TaskSnapshot};
 
 /// The registration token the fake accepts.
 pub const REGISTRATION_TOKEN: &str = "daemon-tests-registration-token";
@@ -151,6 +151,14 @@ impl Daemon {
             gitea.task_log_lines(task_id),
             self.log()
         );
+    }
+
+    /// Waits (at most 60 s) until the task is final on the fake; fails with this log.
+    pub async fn wait_final(&self, gitea: &FakeGitea, task_id: i64) -> TaskSnapshot {
+        gitea
+            .wait_task_final(task_id, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("task not final; daemon log:\n{}", self.log()))
     }
 
     pub fn signal(&self, signal: Signal) {
