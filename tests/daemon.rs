@@ -249,3 +249,41 @@ async fn jobs_see_the_capabilities_gitea_declared() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn idle_polls_remove_stale_host_job_directories() {
+    bounded(async {
+        let gitea = start_fake().await;
+        let extra = "  workdir_cleanup_age: 1h\n  idle_cleanup_interval: 1s\n";
+        let dir = RunnerDir::register(&gitea, "host-test:host", extra).await;
+        let work = dir.path().join("work");
+        let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+        let make = |name: &str| {
+            let path = work.join(name);
+            std::fs::create_dir_all(path.join("workspace")).unwrap();
+            path
+        };
+        let stale = make("0123456789abcdef");
+        let fresh = make("fedcba9876543210");
+        let not_a_job = make("keep-this-dir-ok");
+        for old in [&stale, &not_a_job] {
+            std::fs::File::open(old)
+                .unwrap()
+                .set_modified(two_hours_ago)
+                .unwrap();
+        }
+        let daemon = Daemon::start(&dir, &[]).await;
+        let removed = gitea
+            .wait_until(Duration::from_secs(20), |_| !stale.exists())
+            .await;
+        assert!(removed, "the stale job directory stayed: {}", daemon.log());
+        assert!(fresh.exists() && not_a_job.exists(), "{}", daemon.log());
+        assert!(
+            daemon.log().contains("removed a stale host job directory"),
+            "{}",
+            daemon.log()
+        );
+        daemon.stop().await;
+    })
+    .await;
+}

@@ -62,6 +62,7 @@ pub struct Execution<A> {
     admission: Admission,
     delivery_exit: CancellationToken,
     live_tasks: Mutex<HashSet<i64>>,
+    idle_cleanup: crate::daemon::idle::IdleCleanup,
 }
 
 impl<A: RunnerApi + 'static> Execution<A> {
@@ -83,6 +84,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
             admission,
             delivery_exit,
             live_tasks: Mutex::new(HashSet::new()),
+            idle_cleanup: crate::daemon::idle::IdleCleanup::new(),
         }
     }
 
@@ -243,6 +245,20 @@ impl<A: RunnerApi + 'static> TaskRunner for Execution<A> {
         self.run_task(task, summary, jobs_cancel)
             .instrument(span)
             .await;
+    }
+
+    fn on_idle(&self) {
+        let snapshot = self.snapshot();
+        let runner = &snapshot.config.runner;
+        let (Some(age), Some(interval)) =
+            (runner.workdir_cleanup_age, runner.idle_cleanup_interval)
+        else {
+            return;
+        };
+        if self.admission.running() == 0 {
+            self.idle_cleanup
+                .run_if_due(&snapshot.config.host.workdir_parent, age, interval);
+        }
     }
 }
 

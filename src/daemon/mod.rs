@@ -8,6 +8,7 @@
 //! - [`task`]: Task → executor job, a pure conversion.
 //! - [`shutdown`]: the bounded drain after admission stops.
 //! - [`execution`]: runs one admitted task (reporter, backend, executor); the poller's `TaskRunner`.
+//! - [`idle`]: idle maintenance, removing stale host job directories while no job runs.
 //! - [`service`]: the lifecycle: Declare, orphans, leftover spools, poll, reload, drain.
 //!
 //! May use: `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
@@ -15,6 +16,7 @@
 
 pub mod backoff;
 pub mod execution;
+pub mod idle;
 pub mod observe;
 pub mod poller;
 pub mod reporter;

@@ -38,6 +38,9 @@ pub struct PollerSettings {
 /// `jobs_cancel` is cancelled when the shutdown grace is over.
 pub trait TaskRunner: Send + Sync + 'static {
     fn run(&self, task: Task, jobs_cancel: CancellationToken) -> impl Future<Output = ()> + Send;
+
+    /// A poll brought no task (upstream's `OnIdle`); must not block.
+    fn on_idle(&self) {}
 }
 
 /// Whether the poller keeps polling after a task.
@@ -253,6 +256,7 @@ impl<A: RunnerApi + 'static, R: TaskRunner> Poller<A, R> {
                 }
                 Some(Fetched::Nothing) => {
                     drop(slot);
+                    self.runner.on_idle();
                     let base = self.backoff.base_interval();
                     if self.last_backoff_reported != Some(base) {
                         self.last_backoff_reported = Some(base);
