@@ -24,9 +24,10 @@ NSPAWN_CACHE=${NSPAWN_CACHE:-/var/cache/act-runner-nspawn}
 NSPAWN_STATE=${NSPAWN_STATE:-/run/act-runner-nspawn}
 NSPAWN_SUITE=bookworm
 NSPAWN_MIRROR=${NSPAWN_MIRROR:-http://deb.debian.org/debian}
-# What the tests use inside: systemd itself, D-Bus and logind, curl for scrapes, jq for
+# What the tests use inside: systemd itself, D-Bus and logind, polkitd (logind grants a
+# non-root service's delay inhibitor only through polkit), curl for scrapes, jq for
 # `journalctl -o json`, iproute2 for ss.
-NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,curl,ca-certificates,iproute2,procps,jq
+NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,polkitd,curl,ca-certificates,iproute2,procps,jq
 NSPAWN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 nspawn__log() { echo "nspawn: $*" >&2; }

@@ -7,10 +7,12 @@
 # through act-runner-metrics.socket; a host-mode task succeeds and its journal entries carry
 # TASK_ID, REPOSITORY, WORKFLOW, JOB and RUNNER_NAME; the watchdog is fed; `systemctl reload`
 # applies a new runner.capacity; `systemctl stop` during a task drains it past TimeoutStopSec=
-# thanks to EXTEND_TIMEOUT_USEC=, and the task's final state reaches the fake. Also
+# thanks to EXTEND_TIMEOUT_USEC=, and the task's final state reaches the fake; while a task runs
+# logind lists the runner's delay inhibitor naming it, and `systemctl poweroff` (logind's
+# PrepareForShutdown) drains the runner before the container powers off. Also
 # `systemd-analyze verify` of every unit and an exposure of at most 3.0.
 #
-# Usage: packaging/nspawn/systemd-system-test.sh   (root; builds what it needs; about 1 min)
+# Usage: packaging/nspawn/systemd-system-test.sh   (root; builds what it needs; about 70 s)
 # Any failure prints the unit's journal tail and the fake's log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -50,6 +52,17 @@ state_is() { [ "$(show act-runner.service ActiveState)" = "$1" ]; }
 fake() { curl -sS --fail --max-time 10 "$@"; }
 task_json() { fake "$fake_url/_fake/tasks/$1"; }
 task_status_is() { [ "$(task_json "$1" | jq -r .status)" = "$2" ]; }
+# held_job JOB: a workflow whose job JOB waits (at most 60 s) until the test writes
+# /run/act-runner-test/release/go.
+held_job() {
+    printf '%s\n' "name: nspawn-held" "on: push" "jobs:" "  $1:" "    runs-on: $LABEL" "    steps:" \
+        "      - run: |" \
+        "          for i in \$(seq 1 120); do [ -e /run/act-runner-test/release/go ] && break; sleep 0.5; done" \
+        "          echo \"released after \${i} polls\""
+}
+# delivered TASK: the task's final state reached the fake: success, with stopped_at.
+delivered() { [ "$(task_json "$1" | jq -r '.status + " " + (.stopped_at != null | tostring)')" = "success true" ]; }
+inhibitors() { inside systemd-inhibit --list --no-pager --no-legend; }
 # enqueue WORKFLOW_YAML: queues its one job for the runner's label; prints the task id.
 enqueue() { printf '%s' "$1" | fake --data-binary @- "$fake_url/_fake/tasks?labels=$LABEL" | jq -r .task_id; }
 
@@ -178,6 +191,9 @@ check "journal: TASK_ID=$task" [ "$(field TASK_ID)" = "$task" ]
 check "journal: REPOSITORY=owner/repo" [ "$(field REPOSITORY)" = owner/repo ]
 check "journal: WORKFLOW (the fake's ci.yml), JOB, RUNNER_NAME" \
     [ "$(echo "$entry" | jq -r '[.WORKFLOW, .JOB, .RUNNER_NAME] | join(" ")')" = "ci.yml greet $RUNNER_NAME" ]
+no_lock() { ! has "$(inhibitors)" act-runner; }
+wait_for 10 "no logind inhibitor while idle" no_lock
+
 task_entries=$(inside journalctl -u act-runner TASK_ID="$task" -o cat --no-pager)
 check "journalctl -u act-runner TASK_ID=$task finds the task's start" has "$task_entries" '^task started$'
 check "… and its end" has "$task_entries" '^task finished$'
@@ -196,16 +212,7 @@ check "the unit is active after reload" state_is active
 # --- stop during a task: the step waits for a release file, written 35 s into the drain, so the
 # drain outlives TimeoutStopSec=30s only because EXTEND_TIMEOUT_USEC= keeps pushing it.
 inside install -d -m 0755 /run/act-runner-test/release
-task=$(enqueue 'name: nspawn-drain
-on: push
-jobs:
-  wait:
-    runs-on: nspawn
-    steps:
-      - run: |
-          for i in $(seq 1 120); do [ -e /run/act-runner-test/release/go ] && break; sleep 0.5; done
-          echo "released after ${i} polls"
-')
+task=$(enqueue "$(held_job wait)")
 wait_for 20 "StatusText while task $task runs: running 1/3: owner/repo wait" status_is "running 1/3: owner/repo wait"
 
 # --- watchdog: a WATCHDOG=1 ping moves WatchdogTimestamp (pinged every WatchdogSec/2 = 15 s)
@@ -232,9 +239,33 @@ check "the drain ended cleanly (Result=$result)" [ "$result" = success ]
 check "the daemon exited 0" [ "$(show act-runner.service ExecMainStatus)" = 0 ]
 final=$(task_json "$task")
 echo "task $task at the fake: $(echo "$final" | jq -c '{status, result, stopped_at}')"
-check "the drained task's final state reached the fake (success, with stopped_at)" \
-    [ "$(echo "$final" | jq -r '.status + " " + (.stopped_at != null | tostring)')" = "success true" ]
+check "the drained task's final state reached the fake (success, with stopped_at)" delivered "$task"
 check "the drained task's log reached the fake" has "$(echo "$final" | jq -r '.logs[].content')" '^released after'
+
+# --- logind: a delay inhibitor naming the running task (granted to the act-runner user through
+# polkit), and a system shutdown (PrepareForShutdown) drains the runner like `systemctl stop`.
+inside rm -f /run/act-runner-test/release/go
+inside systemctl start act-runner.service
+task=$(enqueue "$(held_job shutdown)")
+wait_for 20 "StatusText while task $task runs: running 1/3: owner/repo shutdown" \
+    status_is "running 1/3: owner/repo shutdown"
+holds_locks() {
+    local list
+    list=$(inhibitors)
+    has "$list" 'act_runner \+shutdown \+finishing running jobs: owner/repo shutdown \+delay' &&
+        has "$list" 'act_runner \+sleep \+finishing running jobs: owner/repo shutdown \+delay'
+}
+wait_for 10 "logind lists the runner's shutdown and sleep delay inhibitors naming the task" holds_locks
+inhibitors
+inside systemctl poweroff --no-block
+announced() { has "$(inside journalctl -u act-runner.service -o cat --no-pager)" '^logind announced a shutdown; draining$'; }
+wait_for 15 "PrepareForShutdown starts the drain" announced
+wait_for 10 "StatusText while the system shuts down: draining 1 job" status_is "draining 1 job"
+inside touch /run/act-runner-test/release/go
+container_gone() { ! kill -0 "$(cat "$NSPAWN_STATE/$NAME.pid")" 2>/dev/null; }
+wait_for 60 "the container powers off once the task is done" container_gone
+echo "task $task at the fake: $(task_json "$task" | jq -c '{status, result, stopped_at}')"
+check "the task drained at shutdown reached the fake (success, with stopped_at)" delivered "$task"
 
 echo "$n_passed passed, $n_failed failed in $(($(date +%s) - started_at))s"
 [ "$n_failed" -eq 0 ]

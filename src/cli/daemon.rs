@@ -1,6 +1,7 @@
 //! `act_runner daemon`: the start checks (configuration, then the registration file), then the
 //! engine: the registration lock, the effective labels, Docker readiness when they need it, the
-//! client, metrics and systemd observers, signals (SIGINT/SIGTERM drain, SIGHUP reload), and
+//! client, metrics and systemd observers, the logind inhibitor, signals (SIGINT/SIGTERM and
+//! logind's PrepareForShutdown drain, SIGHUP reload), and
 //! [`crate::daemon::service::serve`]. Exit codes: 0 stopped or `--once` done, 1 runtime failure,
 //! 77 Gitea rejects the runner, 78 invalid configuration.
 
@@ -24,6 +25,8 @@ use crate::daemon::service::{self, Control, Outcome, Setup};
 use crate::daemon::task::RunnerContext;
 use crate::executor::backend::docker::connect;
 use crate::metrics::{Metrics, ReloadResult, RunnerInfo};
+use crate::systemd::dbus::ShutdownInhibitor;
+use crate::systemd::observer::RunningJobs;
 use crate::systemd::{Notifier, Progress, StatusBoard, WatchdogConfig};
 
 use super::{CliError, EXIT_NOT_REGISTERED, EXIT_OK};
@@ -205,10 +208,18 @@ async fn run_daemon(
         })?
         .with_fetch_timeout(config.runner.fetch_timeout),
     );
-    let observer: Arc<dyn Observer> = Arc::new(FanOut::new(vec![
+    let mut observers: Vec<Arc<dyn Observer>> = vec![
         Arc::new(metrics.clone()),
         Arc::clone(&board) as Arc<dyn Observer>,
-    ]));
+    ];
+    // logind: a delay lock while jobs run, and PrepareForShutdown drains as SIGTERM does.
+    let logind_shutdown = CancellationToken::new();
+    if let Some(inhibitor) = ShutdownInhibitor::on_system_bus(logind_shutdown.clone()).await {
+        let (running_jobs, receiver) = RunningJobs::new(Arc::clone(&board));
+        observers.push(Arc::new(running_jobs));
+        tokio::spawn(inhibitor.follow(receiver));
+    }
+    let observer: Arc<dyn Observer> = Arc::new(FanOut::new(observers));
     let execution_config = execution_config(
         Arc::new(config.clone()),
         &registration,
@@ -238,6 +249,7 @@ async fn run_daemon(
             docker_available: setup.docker.is_some(),
             shutdown_timeout: config.runner.shutdown_timeout,
             log,
+            logind_shutdown,
         },
     ));
     let declared_latch = latches.declared;
@@ -415,10 +427,13 @@ struct SignalContext {
     docker_available: bool,
     shutdown_timeout: Duration,
     log: super::logging::LogControl,
+    /// Cancelled when logind announces a shutdown (`PrepareForShutdown`).
+    logind_shutdown: CancellationToken,
 }
 
-/// SIGINT and SIGTERM (a user's ^C, `systemctl stop`) drain; SIGHUP (`systemctl reload`) re-reads
-/// the configuration and keeps the running one when the new one is invalid.
+/// SIGINT and SIGTERM (a user's ^C, `systemctl stop`) and logind's `PrepareForShutdown` drain;
+/// SIGHUP (`systemctl reload`) re-reads the configuration and keeps the running one when the new
+/// one is invalid.
 async fn handle_signals(controls: mpsc::Sender<Control>, context: SignalContext) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
@@ -433,6 +448,7 @@ async fn handle_signals(controls: mpsc::Sender<Control>, context: SignalContext)
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
+            _ = context.logind_shutdown.cancelled() => {}
             _ = hangup.recv() => {
                 reload(&controls, &context).await;
                 continue;

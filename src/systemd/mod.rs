@@ -37,8 +37,10 @@
 //!    notifier.drain_started(n_jobs, shutdown_timeout)` sends STOPPING=1 and keeps extending the
 //!    stop timeout; call `drain.jobs_left(n)` as jobs end; drop it when drained.
 //! 8. D-Bus: [`dbus::SystemBus::connect`] (None without a system bus, one debug line);
-//!    [`dbus::ShutdownInhibitor`] holds a logind delay lock while jobs run and reports
-//!    PrepareForShutdown; [`dbus::wait_for_unit_active`] waits for `docker.service`.
+//!    [`dbus::ShutdownInhibitor::on_system_bus`] holds logind delay locks while jobs run (fed
+//!    by the [`observer::RunningJobs`] observer, registered after the board, through
+//!    `ShutdownInhibitor::follow`) and cancels a token on PrepareForShutdown, which the daemon
+//!    treats as SIGTERM; [`dbus::wait_for_unit_active`] waits for `docker.service`.
 //! 9. Children: every host-mode job process and helper command goes through
 //!    [`child_env::scrub`] (or gets [`child_env::job_environment`]), so no job sees
 //!    `NOTIFY_SOCKET`, `LISTEN_*`, `WATCHDOG_*` and the rest of the runner's systemd interface.

@@ -3,6 +3,7 @@
 # fake Gitea on the host's loopback (about 1 min): units verified, exposure at most 3.0,
 # registration as the service user, READY/StatusText, /metrics through the socket unit, a
 # host-mode task with its journald fields, the watchdog fed, reload of runner.capacity, and a
-# drain on `systemctl stop` outliving TimeoutStopSec= with the task's result delivered.
+# drain on `systemctl stop` outliving TimeoutStopSec= with the task's result delivered, logind's
+# delay inhibitors while a task runs, and the drain on `systemctl poweroff` (PrepareForShutdown).
 set -eu
 exec bash "$(dirname "$0")/../../packaging/nspawn/systemd-system-test.sh"

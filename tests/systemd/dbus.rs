@@ -1,5 +1,6 @@
-//! D-Bus falls back to the plain behaviour without a bus. Nothing checks the logind inhibitor
-//! against a real logind yet: the daemon does not take it (issue 6, D-Bus).
+//! D-Bus falls back to the plain behaviour without a bus. The logind inhibitor and the drain on
+//! PrepareForShutdown, with the real daemon against a real logind, are checked under systemd in
+//! `tests/steps.d/80-systemd-system.sh`.
 
 use act_runner::systemd::dbus::SystemBus;
 

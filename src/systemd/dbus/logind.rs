@@ -4,9 +4,10 @@
 //! A delay lock only buys `InhibitDelayMaxUSec` (5 s by default); the service's own stop ordering
 //! (SIGTERM, `EXTEND_TIMEOUT_USEC=`) remains the main mechanism. May use: `super`, zbus, tokio.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt as _;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::SystemBus;
@@ -31,14 +32,19 @@ trait LoginManager {
 
 /// Who the lock is for, as `systemd-inhibit --list` shows it.
 const WHO: &str = "act-runner";
-const WHAT: &str = "shutdown:sleep";
+/// One lock per kind, not one `shutdown:sleep` lock: logind (seen with systemd 252) checks a
+/// combined `what` against polkit's `inhibit-handle-lid-switch` action, which only an
+/// administrator may take, so a service user is refused; `shutdown` and `sleep` alone map to the
+/// `inhibit-delay-*` actions polkit grants to anyone.
+const WHAT: [&str; 2] = ["shutdown", "sleep"];
 
 /// Holds a logind delay lock while jobs run and signals a drain on `PrepareForShutdown(true)`.
 #[derive(Debug)]
 pub struct ShutdownInhibitor {
     manager: LoginManagerProxy<'static>,
-    /// The lock and the reason it was taken with. Never held across an await.
-    lock: Mutex<Option<(String, zbus::OwnedFd)>>,
+    /// The locks (one per [`WHAT`] granted) and the reason they were taken with. Never held
+    /// across an await.
+    lock: Mutex<Option<(String, Vec<zbus::OwnedFd>)>>,
     stop_watching: CancellationToken,
 }
 
@@ -88,6 +94,27 @@ impl ShutdownInhibitor {
         })
     }
 
+    /// [`ShutdownInhibitor::new`] on the system bus. `None` (one debug line) without a bus or
+    /// without logind.
+    pub async fn on_system_bus(drain: CancellationToken) -> Option<Arc<Self>> {
+        let bus = SystemBus::connect().await?;
+        Self::new(&bus, drain).await.map(Arc::new)
+    }
+
+    /// Keeps the lock in step with `running_jobs` (their descriptions, as
+    /// `systemd::observer::RunningJobs` publishes them) until the sender is dropped, then
+    /// releases it.
+    pub async fn follow(self: Arc<Self>, mut running_jobs: watch::Receiver<Vec<String>>) {
+        loop {
+            let jobs = running_jobs.borrow_and_update().clone();
+            self.update(&jobs).await;
+            if running_jobs.changed().await.is_err() {
+                self.release();
+                return;
+            }
+        }
+    }
+
     /// Holds the lock while `running_jobs` is not empty, with a reason naming them; releases it
     /// when they are all done. A refused lock (no polkit permission) is logged at debug level.
     pub async fn update(&self, running_jobs: &[String]) {
@@ -99,10 +126,16 @@ impl ShutdownInhibitor {
         if self.current_reason().as_deref() == Some(reason.as_str()) {
             return;
         }
-        match self.manager.inhibit(WHAT, WHO, &reason, "delay").await {
-            // Replacing the old lock closes its fd only after the new one is held.
-            Ok(fd) => *self.lock_state() = Some((reason, fd)),
-            Err(error) => tracing::debug!(%error, "logind refused the inhibitor lock"),
+        let mut locks = Vec::with_capacity(WHAT.len());
+        for what in WHAT {
+            match self.manager.inhibit(what, WHO, &reason, "delay").await {
+                Ok(fd) => locks.push(fd),
+                Err(error) => tracing::debug!(%error, what, "logind refused the inhibitor lock"),
+            }
+        }
+        // Replacing the old locks closes their fds only after the new ones are held.
+        if !locks.is_empty() {
+            *self.lock_state() = Some((reason, locks));
         }
     }
 
@@ -121,7 +154,7 @@ impl ShutdownInhibitor {
         self.lock_state().take();
     }
 
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, Option<(String, zbus::OwnedFd)>> {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, Option<(String, Vec<zbus::OwnedFd>)>> {
         self.lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
