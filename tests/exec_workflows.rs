@@ -5,7 +5,8 @@
 //! - `backends: host docker` (default both): where the workflow is meaningful;
 //! - `args: ...`: extra `exec` flags (split like a shell);
 //! - `setenv: K=V`: an environment variable for `exec` (`\n` in V is a newline);
-//! - `output-contains: text` / `output-lacks: text`: checks on stdout plus stderr.
+//! - `output-contains: text` / `output-lacks: text`: checks on stdout plus stderr;
+//! - `output-order: text` (repeated): each text appears after the previous one.
 //!
 //! A run's failures are collected and reported together, each under the workflow's file name.
 
@@ -22,6 +23,7 @@ struct Expectations {
     setenv: Vec<(String, String)>,
     contains: Vec<String>,
     lacks: Vec<String>,
+    order: Vec<String>,
 }
 
 fn expectations(path: &Path) -> Expectations {
@@ -33,6 +35,7 @@ fn expectations(path: &Path) -> Expectations {
         setenv: Vec::new(),
         contains: Vec::new(),
         lacks: Vec::new(),
+        order: Vec::new(),
     };
     for line in text.lines().take_while(|line| line.starts_with('#')) {
         let Some((key, value)) = line.trim_start_matches('#').trim().split_once(':') else {
@@ -53,6 +56,7 @@ fn expectations(path: &Path) -> Expectations {
             }
             "output-contains" => expectations.contains.push(value.into()),
             "output-lacks" => expectations.lacks.push(value.into()),
+            "output-order" => expectations.order.push(value.into()),
             _ => {}
         }
     }
@@ -75,6 +79,16 @@ pub fn workflows_dir() -> PathBuf {
 
 /// Runs one workflow file on `backend` (`host` or an image name); `Err` says what went wrong.
 pub fn run_workflow(path: &Path, backend: &str, image_args: &[&str]) -> Result<(), String> {
+    run_workflow_with(path, backend, image_args, &[])
+}
+
+/// As [`run_workflow`], with more environment variables for `exec`.
+pub fn run_workflow_with(
+    path: &Path,
+    backend: &str,
+    image_args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(), String> {
     let expectations = expectations(path);
     if !expectations.backends.iter().any(|name| name == backend) {
         return Ok(());
@@ -92,6 +106,9 @@ pub fn run_workflow(path: &Path, backend: &str, image_args: &[&str]) -> Result<(
         .args(&expectations.args)
         .timeout(RUN_LIMIT);
     for (name, value) in &expectations.setenv {
+        command.env(name, value);
+    }
+    for (name, value) in env {
         command.env(name, value);
     }
     let output = command
@@ -128,6 +145,13 @@ pub fn run_workflow(path: &Path, backend: &str, image_args: &[&str]) -> Result<(
     for unwanted in &expectations.lacks {
         if text.contains(unwanted.as_str()) {
             problems.push(format!("output contains `{unwanted}`"));
+        }
+    }
+    let mut from = 0;
+    for wanted in &expectations.order {
+        match text[from..].find(wanted.as_str()) {
+            Some(at) => from += at + wanted.len(),
+            None => problems.push(format!("output lacks `{wanted}` after the texts before it")),
         }
     }
     if text.contains("panicked") {
@@ -193,11 +217,11 @@ fn invalid_workflows_fail_with_line_and_column() {
 }
 
 /// The test image every `runs-on` maps to on the docker backend (built by `tests/setup.d/20-docker-images.sh`).
-const DOCKER_TEST_IMAGE: &str = "act-runner-test/debian:12";
+pub const DOCKER_TEST_IMAGE: &str = "act-runner-test/debian:12";
 
 /// Whether the engine and the test image are there; without them the docker tests fail under `CI`
 /// and are skipped (with the reason printed) otherwise.
-fn docker_ready() -> bool {
+pub fn docker_ready() -> bool {
     let ready = std::process::Command::new("docker")
         .args(["image", "inspect", DOCKER_TEST_IMAGE])
         .output()

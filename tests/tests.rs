@@ -14,6 +14,7 @@ mod executor;
 mod expr;
 mod metrics;
 mod register;
+mod remote_actions;
 mod support;
 mod systemd;
 mod tidy;

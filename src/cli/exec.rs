@@ -80,6 +80,13 @@ pub struct ExecArgs {
     /// A dotenv file with environment variables; ignored when missing.
     #[arg(long = "env-file", default_value = ".env")]
     pub env_file: PathBuf,
+    /// Where `owner/repo@ref` actions are fetched from (any URL `git` accepts). Fetched actions
+    /// are kept under `$XDG_CACHE_HOME/act` (else `~/.cache/act`).
+    #[arg(long = "default-actions-url", default_value = crate::executor::DEFAULT_ACTIONS_URL)]
+    pub default_actions_url: String,
+    /// Rebuild the images of docker actions even when they exist.
+    #[arg(long = "rebuild")]
+    pub rebuild: bool,
 }
 
 /// Runs the command.
@@ -376,6 +383,8 @@ fn base_spec(args: &ExecArgs, directory: &Path, event: &str) -> anyhow::Result<J
         spec.github = map;
     }
     spec.extra_env.insert("ACT_EXEC".into(), "true".into());
+    spec.actions.default_url = args.default_actions_url.clone();
+    spec.actions.force_rebuild = args.rebuild;
     spec.runner_name = String::from("act-runner-exec");
     Ok(spec)
 }
@@ -394,6 +403,7 @@ fn clone_spec(base: &JobSpec) -> JobSpec {
     spec.inputs = base.inputs.clone();
     spec.runner_name = base.runner_name.clone();
     spec.masks = base.masks.clone();
+    spec.actions = base.actions.clone();
     spec
 }
 

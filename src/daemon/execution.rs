@@ -27,7 +27,7 @@ use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
 use crate::executor::backend::docker::{DockerBackend, DockerJobConfig, JobIdentity};
 use crate::executor::backend::host::HostBackend;
 use crate::executor::event::{Conclusion, JobEvent, LogLine};
-use crate::executor::run_job;
+use crate::executor::{JobSpec, run_job};
 
 /// Beyond `runner.timeout`, how long the executor gets to end a job it was told to cancel.
 const CANCEL_GRACE: Duration = Duration::from_secs(120);
@@ -189,7 +189,8 @@ impl<A: RunnerApi + 'static> Execution<A> {
         events: mpsc::Sender<JobEvent>,
         job_cancel: CancellationToken,
     ) {
-        let spec = task::job_spec(task, summary, &snapshot.runner);
+        let mut spec = task::job_spec(task, summary, &snapshot.runner);
+        apply_action_settings(&mut spec, &snapshot.config);
         let platform = pick_platform(&snapshot.labels, summary.runs_on.iter().map(String::as_str))
             .unwrap_or_else(|| snapshot.fallback.clone());
         let limit = snapshot.runner.timeout + CANCEL_GRACE;
@@ -424,5 +425,53 @@ pub fn state_dir(runner_file: &std::path::Path) -> PathBuf {
     match runner_file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+/// Where the job's remote actions come from and live, as upstream's runner configures act: the
+/// default actions URL from the task (after `runner.github_mirror`; GitHub when the server sends
+/// none), the cache in `host.workdir_parent`, `runner.action_shallow_clone`,
+/// `cache.offline_mode` and `container.force_rebuild`.
+fn apply_action_settings(spec: &mut JobSpec, config: &Config) {
+    if let Some(url) = spec
+        .github
+        .get("gitea_default_actions_url")
+        .and_then(serde_json::Value::as_str)
+        .filter(|url| !url.is_empty())
+    {
+        spec.actions.default_url = url.to_string();
+    }
+    spec.actions.cache_dir = config.host.workdir_parent.clone();
+    spec.actions.shallow = config.runner.action_shallow_clone;
+    spec.actions.offline = config.cache.offline_mode;
+    spec.actions.force_rebuild = config.container.force_rebuild;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_settings_follow_the_task_and_the_config() {
+        let env = crate::config::LoadEnv {
+            home: PathBuf::from("/home/runner"),
+        };
+        let mut config = Config::defaults(&env);
+        config.runner.action_shallow_clone = false;
+        config.cache.offline_mode = true;
+        let mut spec = JobSpec::new(String::new(), String::new(), String::new());
+        spec.github.insert(
+            "gitea_default_actions_url".into(),
+            serde_json::Value::String("https://gitea.example".into()),
+        );
+        apply_action_settings(&mut spec, &config);
+        assert_eq!(spec.actions.default_url, "https://gitea.example");
+        assert_eq!(spec.actions.cache_dir, config.host.workdir_parent);
+        assert!(!spec.actions.shallow);
+        assert!(spec.actions.offline);
+
+        let mut spec = JobSpec::new(String::new(), String::new(), String::new());
+        apply_action_settings(&mut spec, &config);
+        assert_eq!(spec.actions.default_url, "https://github.com");
     }
 }

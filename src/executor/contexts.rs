@@ -343,8 +343,6 @@ pub fn builtin_env(
         "api_url",
         "graphql_url",
         "action",
-        "action_repository",
-        "action_ref",
     ] {
         env.insert(
             format!("GITHUB_{}", key.to_ascii_uppercase()),

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::action;
 use super::backend::{Backend, ContainerSpec, JobContainers, RegistryCredentials};
 use super::contexts;
 use super::event::{Conclusion, JobEvent, LogLine, PlannedStep};
@@ -69,6 +70,14 @@ pub struct JobState {
     pub deadline: Instant,
     pub timed_out: bool,
     pub cancelled: bool,
+    /// Where remote actions come from (the spec's settings).
+    pub actions: super::ActionSettings,
+    /// Remote actions fetched for this job.
+    pub action_dirs: action::ActionDirs,
+    /// Post stages registered by main stages, run in reverse order after the last step.
+    pub post_steps: Vec<action::PostStep>,
+    /// What each step's pre stage saved (`STATE_*` of its main stage), by step index.
+    pub pre_states: std::collections::HashMap<usize, IndexMap<String, String>>,
 }
 
 /// Runs one job to its end and returns its result; `JobFinished` is always the last event.
@@ -283,6 +292,10 @@ async fn run_started<B: Backend>(
         deadline,
         timed_out: false,
         cancelled: false,
+        actions: spec.actions.clone(),
+        action_dirs: action::ActionDirs::default(),
+        post_steps: Vec::new(),
+        pre_states: std::collections::HashMap::new(),
     };
 
     let prepared = prepare(backend, containers, emitter, cancel, deadline).await;
@@ -403,7 +416,10 @@ async fn run_steps<B: Backend>(
         emitter.log(None, &format!("::error::{error}")).await;
         return Conclusion::Failure;
     }
-    let mut job_failed = false;
+    let mut job_failed = !action::run_pre_steps(job, state, backend, emitter, cancel).await;
+    if job_failed {
+        state.scope.status = JobStatus::Failure;
+    }
     for (step_idx, step) in job.steps.iter().enumerate() {
         if state.cancelled || state.timed_out {
             emitter
@@ -428,9 +444,23 @@ async fn run_steps<B: Backend>(
             state.scope.status = JobStatus::Failure;
         }
     }
-    if state.cancelled {
-        Conclusion::Cancelled
+    let status = if state.cancelled {
+        JobStatus::Cancelled
     } else if job_failed || state.timed_out {
+        JobStatus::Failure
+    } else {
+        JobStatus::Success
+    };
+    let (cancelled, timed_out) = (state.cancelled, state.timed_out);
+    if !action::run_post_steps(state, backend, emitter, cancel, status).await {
+        job_failed = true;
+    }
+    // Post steps run in a grace period; the job's own end stays what it was.
+    state.cancelled = cancelled;
+    state.timed_out = timed_out;
+    if cancelled {
+        Conclusion::Cancelled
+    } else if job_failed || timed_out {
         Conclusion::Failure
     } else {
         Conclusion::Success

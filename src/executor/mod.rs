@@ -28,6 +28,7 @@
 //! - [`backend`]: where steps run.
 //! - [`plan`]: the local planner `exec` uses (jobs in `needs` order, matrix expanded).
 
+mod action;
 pub mod backend;
 pub mod command_files;
 pub mod commands;
@@ -36,14 +37,17 @@ pub mod event;
 pub mod expr;
 mod hash_files;
 mod job;
-mod local_action;
 pub mod masking;
 pub mod model;
 pub mod plan;
+mod process;
 mod scope;
 mod shell;
 mod spec;
 mod step;
 
 pub use job::run_job;
-pub use spec::{JobSpec, NeedResult, check_workflow, conclusion_name, matrix_combinations};
+pub use spec::{
+    ActionSettings, DEFAULT_ACTIONS_URL, JobSpec, NeedResult, check_workflow, conclusion_name,
+    matrix_combinations,
+};

@@ -3,6 +3,7 @@
 //! `run_job` (`check_workflow`, `matrix_combinations`).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -41,7 +42,51 @@ pub struct JobSpec {
     pub timeout_cap: Option<Duration>,
     /// More values to mask (the task token, the runtime token).
     pub masks: Vec<String>,
+    /// Where remote actions come from and where they are kept.
+    pub actions: ActionSettings,
 }
+
+/// How remote actions (`uses: owner/repo@ref`) are fetched and docker actions built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSettings {
+    /// Base URL of `owner/repo@ref` (`exec --default-actions-url`; the daemon: the task's
+    /// `gitea_default_actions_url`, after `runner.github_mirror`). Any URL `git` fetches from.
+    pub default_url: String,
+    /// Host directory holding one checkout per `sha256(uses)`.
+    pub cache_dir: PathBuf,
+    /// Fetch at depth 1 (`runner.action_shallow_clone`, default true).
+    pub shallow: bool,
+    /// Use a cached checkout without fetching (`cache.offline_mode`).
+    pub offline: bool,
+    /// Rebuild docker actions' images even when present (`--rebuild`, `container.force_rebuild`).
+    pub force_rebuild: bool,
+}
+
+impl ActionSettings {
+    /// GitHub as the default URL, the cache under `$XDG_CACHE_HOME/act` (else `~/.cache/act`), as
+    /// upstream's `exec` does.
+    pub fn local_default() -> ActionSettings {
+        let cache_root = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|value| !value.is_empty())
+                    .map(|home| PathBuf::from(home).join(".cache"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        ActionSettings {
+            default_url: String::from(DEFAULT_ACTIONS_URL),
+            cache_dir: cache_root.join("act"),
+            shallow: true,
+            offline: false,
+            force_rebuild: false,
+        }
+    }
+}
+
+/// Upstream's default for `owner/repo@ref`.
+pub const DEFAULT_ACTIONS_URL: &str = "https://github.com";
 
 // Hand-written: the spec holds secrets, tokens and the github context (with its token).
 impl fmt::Debug for JobSpec {
@@ -73,6 +118,7 @@ impl JobSpec {
             runner_name: String::from("act-runner"),
             timeout_cap: None,
             masks: Vec::new(),
+            actions: ActionSettings::local_default(),
         }
     }
 }

@@ -1,64 +1,27 @@
 //! Running one step: its `if`, env, shell and script, the output stream through workflow commands and
 //! masking, the environment files afterwards, and outcome versus conclusion.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
 use serde_json::json;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, ExecRequest, ExitStatus, OutputLine};
-use super::command_files::{self, CommandFileError};
-use super::commands::{CommandProcessor, Effect};
+use super::action;
+use super::backend::{Backend, ExecRequest};
 use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
 use super::expr::Value;
 use super::job::{Emitter, JobState, conclusion_name, job_context};
-use super::local_action;
 use super::model::Step;
+pub use super::process::{StepCommand, StepContainer, execute};
 use super::shell::{self, Available};
 
 /// How long output still arriving after a command ended is waited for.
 const OUTPUT_TAIL_LIMIT: Duration = Duration::from_secs(2);
-const FILE_COMMANDS_DIR: &str = "_runner_file_commands";
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The environment files of one step, as paths inside the job environment.
-struct CommandFiles {
-    env: String,
-    output: String,
-    path: String,
-    state: String,
-    summary: String,
-}
-
-impl CommandFiles {
-    fn new(temp: &str, step_idx: usize) -> CommandFiles {
-        let file = |name: &str| format!("{temp}/{FILE_COMMANDS_DIR}/{name}_{step_idx}");
-        CommandFiles {
-            env: file("set_env"),
-            output: file("set_output"),
-            path: file("add_path"),
-            state: file("save_state"),
-            summary: file("step_summary"),
-        }
-    }
-
-    fn all(&self) -> [(&'static str, &str); 5] {
-        [
-            ("ENV", &self.env),
-            ("OUTPUT", &self.output),
-            ("PATH", &self.path),
-            ("STATE", &self.state),
-            ("STEP_SUMMARY", &self.summary),
-        ]
-    }
-}
-
-fn temp_dir<B: Backend>(backend: &B) -> String {
+pub(super) fn temp_dir<B: Backend>(backend: &B) -> String {
     backend.paths().temp.to_string_lossy().into_owned()
 }
 
@@ -78,6 +41,18 @@ pub async fn write_event_file<B: Backend>(state: &JobState, backend: &B) -> Resu
 pub struct BodyResult {
     pub outcome: Conclusion,
     pub outputs: IndexMap<String, String>,
+    /// What it saved with `GITHUB_STATE` or `::save-state`: `STATE_*` of its later stages.
+    pub state: IndexMap<String, String>,
+}
+
+impl BodyResult {
+    pub fn failed() -> BodyResult {
+        BodyResult {
+            outcome: Conclusion::Failure,
+            outputs: IndexMap::new(),
+            state: IndexMap::new(),
+        }
+    }
 }
 
 /// Runs one step and returns its (outcome, conclusion).
@@ -190,7 +165,13 @@ async fn run_body<B: Backend>(
     let body = if step.run.is_some() {
         run_script(step_idx, step, step_env, state, backend, emitter, cancel).await
     } else {
-        local_action::run(step_idx, step, step_env, state, backend, emitter, cancel).await
+        let call = action::Call {
+            step_idx,
+            backend,
+            cancel,
+            depth: 0,
+        };
+        action::run(call, step, step_env, state, emitter).await
     };
     match body {
         Ok(result) => result,
@@ -198,10 +179,7 @@ async fn run_body<B: Backend>(
             emitter
                 .log(Some(step_idx), &format!("::error::{message}"))
                 .await;
-            BodyResult {
-                outcome: Conclusion::Failure,
-                outputs: IndexMap::new(),
-            }
+            BodyResult::failed()
         }
     }
 }
@@ -231,15 +209,6 @@ async fn probe_shells<B: Backend>(
             ..Available::default()
         },
     }
-}
-
-/// A process to run as a step body, with what it needs besides the step's env.
-pub struct StepCommand {
-    pub argv: Vec<String>,
-    /// Added to the step env (`INPUT_*`, `GITHUB_ACTION_PATH` for actions).
-    pub extra_env: IndexMap<String, String>,
-    pub working_dir: Option<String>,
-    pub step_timeout: Option<Duration>,
 }
 
 /// A `run:` step: evaluates its fields, writes the script and runs it with its shell.
@@ -289,8 +258,18 @@ pub async fn run_script<B: Backend>(
         extra_env: IndexMap::new(),
         working_dir,
         step_timeout,
+        container: None,
     };
-    execute(step_idx, command, step_env, state, backend, emitter, cancel).await
+    execute(
+        Some(step_idx),
+        command,
+        step_env,
+        state,
+        backend,
+        emitter,
+        cancel,
+    )
+    .await
 }
 
 /// `timeout-minutes` of a step.
@@ -300,233 +279,4 @@ pub fn step_timeout(step: &Step, state: &JobState) -> Result<Option<Duration>, S
         .minutes(step.timeout_minutes.as_ref(), "timeout-minutes")
         .map_err(|error| error.0)?
         .map(|minutes| Duration::from_secs_f64(minutes * 60.0)))
-}
-
-/// Runs a step's process: fresh environment files, the output through workflow commands and masking,
-/// the files applied afterwards, and the outcome.
-pub async fn execute<B: Backend>(
-    step_idx: usize,
-    command: StepCommand,
-    mut step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
-) -> Result<BodyResult, String> {
-    step_env.extend(command.extra_env);
-    let step_timeout = command.step_timeout;
-    let temp = temp_dir(backend);
-    let files = CommandFiles::new(&temp, step_idx);
-    for (_, path) in files.all() {
-        backend
-            .write_file(path, b"", 0o666)
-            .await
-            .map_err(|error| format!("cannot create {path}: {error}"))?;
-    }
-
-    let env = step_environment(state, &step_env, &files);
-    let remaining = state.deadline.saturating_duration_since(Instant::now());
-    let timeout = step_timeout.map_or(remaining, |step_timeout| step_timeout.min(remaining));
-    let job_deadline_binds = step_timeout.is_none_or(|step_timeout| remaining <= step_timeout);
-    let request = ExecRequest {
-        argv: command.argv,
-        env,
-        working_dir: command.working_dir,
-        timeout: Some(timeout),
-    };
-
-    let mut processor = CommandProcessor::new(state.step_debug, state.allow_unsecure_commands);
-    let mut outputs = IndexMap::new();
-    let (tx, mut rx) = mpsc::channel::<OutputLine>(256);
-    let status = {
-        let exec = backend.exec(request, tx, cancel.clone());
-        tokio::pin!(exec);
-        loop {
-            tokio::select! {
-                Some(line) = rx.recv() => {
-                    handle_line(step_idx, &line.line, &mut processor, state, emitter, &mut outputs).await;
-                }
-                status = &mut exec => break status,
-            }
-        }
-    };
-    while let Ok(Some(line)) = tokio::time::timeout(OUTPUT_TAIL_LIMIT, rx.recv()).await {
-        handle_line(
-            step_idx,
-            &line.line,
-            &mut processor,
-            state,
-            emitter,
-            &mut outputs,
-        )
-        .await;
-    }
-
-    // Environment files count even when the step failed, as upstream reads them after every step.
-    let files_result = apply_command_files(&files, state, backend, &mut outputs).await;
-
-    let outcome = match status {
-        Ok(ExitStatus::Exited(0)) => Conclusion::Success,
-        Ok(ExitStatus::Exited(code)) => {
-            let hint = if code == 127 {
-                " (command not found)"
-            } else {
-                ""
-            };
-            emitter
-                .log(
-                    Some(step_idx),
-                    &format!("::error::Process completed with exit code {code}.{hint}"),
-                )
-                .await;
-            Conclusion::Failure
-        }
-        Ok(ExitStatus::TimedOut) => {
-            if job_deadline_binds {
-                state.timed_out = true;
-            } else {
-                emitter
-                    .log(
-                        Some(step_idx),
-                        &format!(
-                            "::error::The step has timed out after {}",
-                            humantime::format_duration(timeout)
-                        ),
-                    )
-                    .await;
-            }
-            Conclusion::Failure
-        }
-        Ok(ExitStatus::Cancelled) => {
-            state.cancelled = true;
-            emitter.log(Some(step_idx), "The step was cancelled").await;
-            Conclusion::Cancelled
-        }
-        Err(error) => {
-            emitter
-                .log(Some(step_idx), &format!("::error::{error}"))
-                .await;
-            Conclusion::Failure
-        }
-    };
-    let outcome = match files_result {
-        Ok(()) => outcome,
-        Err(message) => {
-            emitter
-                .log(Some(step_idx), &format!("::error::{message}"))
-                .await;
-            if outcome == Conclusion::Success {
-                Conclusion::Failure
-            } else {
-                outcome
-            }
-        }
-    };
-    Ok(BodyResult { outcome, outputs })
-}
-
-/// The complete environment of a step process.
-fn step_environment(
-    state: &JobState,
-    step_env: &IndexMap<String, String>,
-    files: &CommandFiles,
-) -> BTreeMap<String, String> {
-    let mut env = state.base_env.clone();
-    env.extend(
-        state
-            .env
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone())),
-    );
-    env.extend(
-        step_env
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone())),
-    );
-    if !state.extra_paths.is_empty() {
-        let base = env
-            .get("PATH")
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_PATH.to_string());
-        let mut path = state.extra_paths.join(":");
-        path.push(':');
-        path.push_str(&base);
-        env.insert("PATH".into(), path);
-    }
-    env.extend(
-        state
-            .builtin_env
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone())),
-    );
-    for (suffix, path) in files.all() {
-        env.insert(format!("GITHUB_{suffix}"), path.to_string());
-        env.insert(format!("GITEA_{suffix}"), path.to_string());
-    }
-    env
-}
-
-async fn handle_line(
-    step_idx: usize,
-    line: &str,
-    processor: &mut CommandProcessor,
-    state: &mut JobState,
-    emitter: &mut Emitter,
-    outputs: &mut IndexMap<String, String>,
-) {
-    let processed = processor.process(line);
-    for effect in processed.effects {
-        match effect {
-            Effect::AddMask(value) => emitter.masker.add(&value),
-            Effect::SetOutput { name, value } => {
-                outputs.insert(name, value);
-            }
-            // Only actions' post steps read state; `run:` steps have none, so state is dropped.
-            Effect::SaveState { .. } => {}
-            Effect::SetEnv { name, value } => {
-                state.env.insert(name, value);
-            }
-            Effect::AddPath(path) => state.extra_paths.insert(0, path),
-        }
-    }
-    for log_line in processed.log {
-        emitter.log(Some(step_idx), &log_line).await;
-    }
-}
-
-async fn read_text<B: Backend>(backend: &B, path: &str) -> Result<String, String> {
-    match backend.read_file(path).await {
-        Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Ok(None) => Ok(String::new()),
-        Err(error) => Err(format!("cannot read {path}: {error}")),
-    }
-}
-
-async fn apply_command_files<B: Backend>(
-    files: &CommandFiles,
-    state: &mut JobState,
-    backend: &B,
-    outputs: &mut IndexMap<String, String>,
-) -> Result<(), String> {
-    let describe = |name: &str, error: CommandFileError| format!("{name}: {error}");
-    let env_text = read_text(backend, &files.env).await?;
-    for (name, value) in
-        command_files::parse_key_values(&env_text).map_err(|error| describe("GITHUB_ENV", error))?
-    {
-        state.env.insert(name, value);
-    }
-    let output_text = read_text(backend, &files.output).await?;
-    for (name, value) in command_files::parse_key_values(&output_text)
-        .map_err(|error| describe("GITHUB_OUTPUT", error))?
-    {
-        outputs.insert(name, value);
-    }
-    let state_text = read_text(backend, &files.state).await?;
-    command_files::parse_key_values(&state_text)
-        .map_err(|error| describe("GITHUB_STATE", error))?;
-    let path_text = read_text(backend, &files.path).await?;
-    for path in command_files::parse_paths(&path_text) {
-        state.extra_paths.insert(0, path);
-    }
-    Ok(())
 }

@@ -271,6 +271,11 @@ impl Backend for HostBackend {
         }
     }
 
+    /// A remote action runs from its checkout in the action cache: nothing to copy.
+    async fn import_dir(&self, host_dir: &Path, _path: &str) -> Result<String, BackendError> {
+        Ok(host_dir.to_string_lossy().into_owned())
+    }
+
     async fn cleanup(&mut self) -> Result<(), BackendError> {
         let groups = self
             .process_groups

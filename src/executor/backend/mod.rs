@@ -6,7 +6,8 @@ pub mod docker;
 pub mod host;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -143,16 +144,96 @@ pub trait Backend: Send + Sync {
     /// Job-level lines (pull progress, service health) go to `log`.
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError>;
     /// Runs one command; every complete output line goes to `output` as it arrives.
-    async fn exec(
+    // The per-step methods promise `Send` futures, so the executor can box its recursion (nested
+    // composite actions) and a job's future stays `Send` whatever the backend.
+    fn exec(
         &self,
         request: ExecRequest,
         output: mpsc::Sender<OutputLine>,
         cancel: CancellationToken,
-    ) -> Result<ExitStatus, BackendError>;
+    ) -> impl Future<Output = Result<ExitStatus, BackendError>> + Send;
     /// Writes a file (creating parent directories) inside the environment.
-    async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), BackendError>;
+    fn write_file(
+        &self,
+        path: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Reads a file from inside the environment; `Ok(None)` when it does not exist.
-    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, BackendError>;
+    fn read_file(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
+    /// Makes a host directory (a remote action checked out on the host) visible inside the
+    /// environment and returns the path the job's processes use: docker copies it to `path` in the
+    /// job container; the host backend uses the directory where it is.
+    fn import_dir(
+        &self,
+        host_dir: &Path,
+        path: &str,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
+    /// Builds the image of a docker action (`runs.image: Dockerfile`) unless `tag` exists already
+    /// (or always, with `request.force`). Backends without containers refuse (the default).
+    fn build_image(
+        &self,
+        request: BuildRequest,
+        log: mpsc::Sender<String>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (request, log);
+        async { Err(no_containers()) }
+    }
+    /// Runs a step container (a docker action) next to the job: it shares the job container's
+    /// network and mounts, sees the workspace and temp directory as the job does, and is removed
+    /// afterwards. Backends without containers refuse (the default).
+    fn run_container(
+        &self,
+        request: ContainerRun,
+        output: mpsc::Sender<OutputLine>,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = Result<ExitStatus, BackendError>> + Send {
+        let _ = (request, output, cancel);
+        async { Err(no_containers()) }
+    }
     /// Removes everything `prepare` created. Must be safe to call after a failed `prepare`.
     async fn cleanup(&mut self) -> Result<(), BackendError>;
+}
+
+fn no_containers() -> BackendError {
+    BackendError::Policy(String::from(
+        "docker actions need the docker backend; this job runs on the host (`-self-hosted`), where upstream refuses them too",
+    ))
+}
+
+/// Where the build context of a docker action is.
+#[derive(Debug, Clone)]
+pub enum BuildContext {
+    /// A directory on the runner's host (a remote action's checkout).
+    HostDir(PathBuf),
+    /// A directory inside the job environment (a local action in the workspace).
+    EnvironmentDir(String),
+}
+
+/// A docker action's image build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub context: BuildContext,
+    /// The Dockerfile, relative to the context directory.
+    pub dockerfile: String,
+    /// `act-<name>-dockeraction:latest`.
+    pub tag: String,
+    /// Rebuild even when the tag exists (`--rebuild`, `container.force_rebuild`).
+    pub force: bool,
+}
+
+/// A step container: a docker action's image, entrypoint and arguments, and its environment.
+#[derive(Debug, Clone)]
+pub struct ContainerRun {
+    pub image: String,
+    /// Replaces the image's entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// The arguments (the image's `Cmd` when empty).
+    pub args: Vec<String>,
+    /// The complete environment of the container's process.
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
 }

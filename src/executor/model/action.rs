@@ -1,11 +1,12 @@
-//! The model of a local action's `action.yml`: inputs with defaults, outputs, and what it runs
-//! (`composite` steps, a `node*` script, or `docker`, which is refused when run).
+//! The model of an action's `action.yml`: inputs with defaults, outputs, and what it runs
+//! (`composite` steps, a `node*` script with its `pre`/`post`, or a `docker` image with its
+//! entrypoints, arguments and env).
 
 use indexmap::IndexMap;
 
-use super::convert::{Fields, env_map, error, opt_string, step, string};
+use super::convert::{Fields, env_map, error, opt_string, step, string, string_list};
 use super::yaml::{self, Node, NodeKind};
-use super::{Located, ModelError, Step};
+use super::{EnvMap, Located, ModelError, Step};
 
 /// A parsed `action.yml`.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,11 +34,29 @@ pub enum Runs {
     Node {
         using: String,
         main: String,
+        pre: Option<String>,
+        /// Default `always()`.
+        pre_if: Option<Located<String>>,
         post: Option<String>,
+        /// Default `always()`.
+        post_if: Option<Located<String>>,
     },
-    Docker {
-        image: String,
-    },
+    Docker(DockerRuns),
+}
+
+/// `runs:` of a docker action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerRuns {
+    /// `docker://image` or a Dockerfile path relative to the action directory.
+    pub image: String,
+    pub entrypoint: Option<Located<String>>,
+    pub pre_entrypoint: Option<Located<String>>,
+    pub pre_if: Option<Located<String>>,
+    pub post_entrypoint: Option<Located<String>>,
+    pub post_if: Option<Located<String>>,
+    /// Interpolated with `inputs` before the container starts.
+    pub args: Vec<Located<String>>,
+    pub env: EnvMap,
 }
 
 impl Action {
@@ -105,20 +124,45 @@ fn action(root: &Node) -> Result<Action, ModelError> {
         node if node.starts_with("node") => {
             let main = opt_string(runs_fields.take("main"), "runs.main")?
                 .ok_or_else(|| error(runs_node.at, "runs: a node action needs `main`"))?;
+            let pre = opt_string(runs_fields.take("pre"), "runs.pre")?.map(|pre| pre.value);
+            let pre_if = opt_string(runs_fields.take("pre-if"), "runs.pre-if")?;
             let post = opt_string(runs_fields.take("post"), "runs.post")?.map(|post| post.value);
-            runs_fields.finish(&["pre", "pre-if", "post-if"])?;
+            let post_if = opt_string(runs_fields.take("post-if"), "runs.post-if")?;
+            runs_fields.finish(&[])?;
             Runs::Node {
                 using: using.value.clone(),
                 main: main.value,
+                pre,
+                pre_if,
                 post,
+                post_if,
             }
         }
         "docker" => {
             let image = opt_string(runs_fields.take("image"), "runs.image")?
-                .map(|image| image.value)
-                .unwrap_or_default();
-            let _ = env_map(runs_fields.take("env"), "runs.env")?;
-            Runs::Docker { image }
+                .ok_or_else(|| error(runs_node.at, "runs: a docker action needs `image`"))?;
+            let args = match runs_fields.take("args") {
+                Some(node) => string_list(node, "runs.args")?,
+                None => Vec::new(),
+            };
+            let docker = DockerRuns {
+                image: image.value,
+                entrypoint: opt_string(runs_fields.take("entrypoint"), "runs.entrypoint")?,
+                pre_entrypoint: opt_string(
+                    runs_fields.take("pre-entrypoint"),
+                    "runs.pre-entrypoint",
+                )?,
+                pre_if: opt_string(runs_fields.take("pre-if"), "runs.pre-if")?,
+                post_entrypoint: opt_string(
+                    runs_fields.take("post-entrypoint"),
+                    "runs.post-entrypoint",
+                )?,
+                post_if: opt_string(runs_fields.take("post-if"), "runs.post-if")?,
+                args,
+                env: env_map(runs_fields.take("env"), "runs.env")?,
+            };
+            runs_fields.finish(&[])?;
+            Runs::Docker(docker)
         }
         other => {
             return Err(error(
@@ -163,9 +207,35 @@ mod tests {
             Runs::Node {
                 using: "node20".into(),
                 main: "dist/index.js".into(),
-                post: None
+                pre: None,
+                pre_if: None,
+                post: None,
+                post_if: None,
             }
         );
+    }
+
+    #[test]
+    fn docker_action_parses_entrypoints_args_and_env() {
+        let action = Action::parse(
+            "runs:\n  using: docker\n  image: Dockerfile\n  entrypoint: /main.sh\n  post-entrypoint: /post.sh\n  args: [\"${{ inputs.who }}\", two]\n  env:\n    A: b\n",
+        )
+        .unwrap();
+        let Runs::Docker(docker) = action.runs else {
+            panic!("not docker")
+        };
+        assert_eq!(docker.image, "Dockerfile");
+        assert_eq!(docker.entrypoint.unwrap().value, "/main.sh");
+        assert_eq!(docker.post_entrypoint.unwrap().value, "/post.sh");
+        assert_eq!(docker.args.len(), 2);
+        assert_eq!(docker.env["A"].value, "b");
+    }
+
+    #[test]
+    fn unknown_runs_key_is_refused_with_position() {
+        let error =
+            Action::parse("runs:\n  using: docker\n  image: x\n  entrypont: y\n").unwrap_err();
+        assert_eq!(error.at.line, 4);
     }
 
     #[test]

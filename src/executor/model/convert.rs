@@ -83,7 +83,7 @@ pub(super) fn opt_string(node: Option<&Node>, what: &str) -> Result<Option<Locat
 }
 
 /// A string or a list of strings.
-fn string_list(node: &Node, what: &str) -> Result<Vec<Located<String>>> {
+pub(super) fn string_list(node: &Node, what: &str) -> Result<Vec<Located<String>>> {
     match &node.kind {
         NodeKind::Null => Ok(Vec::new()),
         NodeKind::Seq(items) => items.iter().map(|item| string(item, what)).collect(),

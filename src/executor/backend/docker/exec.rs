@@ -134,14 +134,14 @@ enum Ending {
     Broken(String),
 }
 
-async fn sleep_until_deadline(deadline: Option<Instant>) {
+pub(super) async fn sleep_until_deadline(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
 
-async fn forward(
+pub(super) async fn forward(
     frame: LogOutput,
     stdout: &mut LineSplitter,
     stderr: &mut LineSplitter,

@@ -30,8 +30,56 @@ pub async fn write(
     .await
 }
 
-/// Reads the file at the absolute `path`; `None` when it does not exist.
-pub async fn read(
+/// Unpacks `archive` into the container under the absolute directory `parent`.
+pub async fn upload_archive(
+    docker: &Docker,
+    container: &str,
+    parent: &str,
+    archive: Vec<u8>,
+) -> Result<(), BackendError> {
+    let options = UploadToContainerOptionsBuilder::default()
+        .path(parent)
+        .build();
+    bounded(
+        format!("copy into {parent} of container {container}"),
+        docker.upload_to_container(container, Some(options), bollard::body_full(archive.into())),
+    )
+    .await
+}
+
+/// Copies the host directory `host_dir` into the container as the absolute `path` (symlinks kept
+/// as links, not followed).
+pub async fn upload_dir(
+    docker: &Docker,
+    container: &str,
+    host_dir: &std::path::Path,
+    path: &str,
+) -> Result<(), BackendError> {
+    let archive = pack_dir(host_dir, path.trim_matches('/')).await?;
+    upload_archive(docker, container, "/", archive).await
+}
+
+/// A tar archive of `host_dir` with its entries under `prefix` (`.`: at the root).
+pub async fn pack_dir(host_dir: &std::path::Path, prefix: &str) -> Result<Vec<u8>, BackendError> {
+    let prefix = prefix.to_string();
+    let source = host_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(false);
+        builder.append_dir_all(&prefix, &source)?;
+        builder.into_inner()
+    })
+    .await
+    .map_err(|error| BackendError::Docker(format!("packing {}: {error}", host_dir.display())))?
+    .map_err(|source| BackendError::Io {
+        context: format!("cannot pack {}", host_dir.display()),
+        source,
+    })
+}
+
+/// The tar archive of `path` (a file or a directory, entries named from its last component), at
+/// most [`MAX_READ_BYTES`]; `None` when it does not exist.
+pub async fn download(
     docker: &Docker,
     container: &str,
     path: &str,
@@ -63,10 +111,19 @@ pub async fn read(
         }
         Ok(Some(archive))
     };
-    let archive = match tokio::time::timeout(API_TIMEOUT, collect).await {
-        Ok(result) => result?,
-        Err(_) => return Err(BackendError::Docker(format!("read {path}: no answer"))),
-    };
+    match tokio::time::timeout(API_TIMEOUT, collect).await {
+        Ok(result) => result,
+        Err(_) => Err(BackendError::Docker(format!("read {path}: no answer"))),
+    }
+}
+
+/// Reads the file at the absolute `path`; `None` when it does not exist.
+pub async fn read(
+    docker: &Docker,
+    container: &str,
+    path: &str,
+) -> Result<Option<Vec<u8>>, BackendError> {
+    let archive = download(docker, container, path).await?;
     match archive {
         None => Ok(None),
         Some(archive) => first_file(&archive, path).map(Some),

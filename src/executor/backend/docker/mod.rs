@@ -18,12 +18,13 @@ mod network;
 pub mod options;
 pub mod orphans;
 mod services;
+mod step_container;
 pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -32,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use super::RegistryCredentials;
 use super::{
-    Backend, BackendError, ContainerSpec, EnvironmentPaths, ExecRequest, ExitStatus, JobContainers,
-    OutputLine,
+    Backend, BackendError, BuildRequest, ContainerRun, ContainerSpec, EnvironmentPaths,
+    ExecRequest, ExitStatus, JobContainers, OutputLine,
 };
 use options::{ContainerOptions, OptionsPolicy};
 use volumes::{VolumePolicy, VolumeSpec};
@@ -425,6 +426,39 @@ impl Backend for DockerBackend {
         let container = self.job_container()?;
         let path = resolve_path(&self.config.workspace, path);
         files::read(&self.docker, container, &path).await
+    }
+
+    async fn import_dir(&self, host_dir: &Path, path: &str) -> Result<String, BackendError> {
+        let container = self.job_container()?;
+        files::upload_dir(&self.docker, container, host_dir, path).await?;
+        Ok(path.to_string())
+    }
+
+    async fn build_image(
+        &self,
+        request: BuildRequest,
+        log: mpsc::Sender<String>,
+    ) -> Result<(), BackendError> {
+        let job_container = self.resources.job_container.as_deref();
+        step_container::build(&self.docker, job_container, request, log).await
+    }
+
+    async fn run_container(
+        &self,
+        request: ContainerRun,
+        output: mpsc::Sender<OutputLine>,
+        cancel: CancellationToken,
+    ) -> Result<ExitStatus, BackendError> {
+        let temp = self.paths.temp.to_string_lossy().into_owned();
+        let job = step_container::JobSide {
+            docker: &self.docker,
+            job_container: self.job_container()?,
+            workspace: &self.config.workspace,
+            temp: &temp,
+            labels: self.labels(),
+            pull_timeout: self.config.pull_timeout,
+        };
+        step_container::run(job, request, output, cancel).await
     }
 
     async fn cleanup(&mut self) -> Result<(), BackendError> {

@@ -1,0 +1,164 @@
+//! Composite actions: the action's steps run with their own `steps` and `inputs` contexts (restored
+//! afterwards), a failing step skips the rest unless a status function says otherwise, outputs are
+//! mapped back even after a failure, and `GITHUB_ENV`/`GITHUB_PATH` changes stay with the job.
+//! A nested `uses:` goes back through [`super::run`], one level deeper.
+
+use indexmap::IndexMap;
+use serde_json::json;
+
+use super::{Call, Loaded};
+use crate::executor::backend::Backend;
+use crate::executor::contexts;
+use crate::executor::event::Conclusion;
+use crate::executor::expr::{JobStatus, Value};
+use crate::executor::job::{Emitter, JobState, conclusion_name};
+use crate::executor::model::Step;
+use crate::executor::step::{self, BodyResult};
+
+/// Runs a composite action's steps for the step `call` names.
+pub async fn run<B: Backend>(
+    call: Call<'_, B>,
+    steps: &[Step],
+    loaded: &Loaded,
+    step_env: IndexMap<String, String>,
+    state: &mut JobState,
+    emitter: &mut Emitter,
+) -> Result<BodyResult, String> {
+    let mut nested_env = step_env;
+    nested_env.extend(
+        loaded
+            .env()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("GITHUB_ACTION_")),
+    );
+    let saved_steps = state.scope.contexts.get("steps").cloned();
+    let saved_inputs = state.scope.contexts.get("inputs").cloned();
+    let saved_status = state.scope.status;
+    state.scope.set("inputs", Value::from(json!(loaded.inputs)));
+    let result = run_steps(call, steps, loaded, &nested_env, state, emitter).await;
+    if let Some(saved) = saved_steps {
+        state.scope.set("steps", saved);
+    }
+    if let Some(saved) = saved_inputs {
+        state.scope.set("inputs", saved);
+    }
+    state.scope.status = saved_status;
+    result
+}
+
+async fn run_steps<B: Backend>(
+    call: Call<'_, B>,
+    steps: &[Step],
+    loaded: &Loaded,
+    nested_env: &IndexMap<String, String>,
+    state: &mut JobState,
+    emitter: &mut Emitter,
+) -> Result<BodyResult, String> {
+    let step_idx = call.step_idx;
+    let nested_call = Call {
+        depth: call.depth + 1,
+        ..call
+    };
+    let mut steps_context = serde_json::Map::new();
+    state.scope.status = JobStatus::Success;
+    let mut failed = false;
+    for (nested_idx, nested) in steps.iter().enumerate() {
+        if state.cancelled || state.timed_out {
+            break;
+        }
+        state.scope.set(
+            "steps",
+            Value::from(serde_json::Value::Object(steps_context.clone())),
+        );
+        let key = nested
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("__{nested_idx}"));
+        let (outcome, conclusion, nested_outputs) =
+            match step::prepare_step(nested, nested_env, state) {
+                Err(message) => {
+                    emitter
+                        .log(Some(step_idx), &format!("::error::{message}"))
+                        .await;
+                    (Conclusion::Failure, Conclusion::Failure, IndexMap::new())
+                }
+                Ok((_, false, _)) => (Conclusion::Skipped, Conclusion::Skipped, IndexMap::new()),
+                Ok((env, true, continue_on_error)) => {
+                    let body = if nested.run.is_some() {
+                        step::run_script(
+                            step_idx,
+                            nested,
+                            env,
+                            state,
+                            call.backend,
+                            emitter,
+                            call.cancel,
+                        )
+                        .await
+                    } else {
+                        super::run(nested_call, nested, env, state, emitter).await
+                    };
+                    let result = match body {
+                        Ok(result) => result,
+                        Err(message) => {
+                            emitter
+                                .log(Some(step_idx), &format!("::error::{message}"))
+                                .await;
+                            BodyResult::failed()
+                        }
+                    };
+                    let nested_outputs = result.outputs;
+                    let conclusion = if result.outcome == Conclusion::Failure && continue_on_error {
+                        Conclusion::Success
+                    } else {
+                        result.outcome
+                    };
+                    (result.outcome, conclusion, nested_outputs)
+                }
+            };
+        if conclusion == Conclusion::Failure {
+            failed = true;
+            state.scope.status = JobStatus::Failure;
+        }
+        steps_context.insert(
+            key,
+            json!({
+                "outputs": nested_outputs,
+                "outcome": conclusion_name(outcome),
+                "conclusion": conclusion_name(conclusion),
+            }),
+        );
+    }
+    // Outputs are mapped even when a step failed, as upstream does.
+    state.scope.set(
+        "steps",
+        Value::from(serde_json::Value::Object(steps_context)),
+    );
+    contexts::set_env_context(state, nested_env);
+    let mut mapped = IndexMap::new();
+    for (name, field) in &loaded.action.outputs {
+        let Some(field) = field else { continue };
+        match state.scope.string(field, &format!("outputs.{name}")) {
+            Ok(value) => {
+                mapped.insert(name.clone(), value);
+            }
+            Err(error) => {
+                emitter
+                    .log(Some(step_idx), &format!("::warning::{error}"))
+                    .await
+            }
+        }
+    }
+    let outcome = if state.cancelled {
+        Conclusion::Cancelled
+    } else if failed || state.timed_out {
+        Conclusion::Failure
+    } else {
+        Conclusion::Success
+    };
+    Ok(BodyResult {
+        outcome,
+        outputs: mapped,
+        state: IndexMap::new(),
+    })
+}

@@ -1,0 +1,386 @@
+//! Actions: what a `uses:` step runs.
+//!
+//! - `./path`: `action.yml` is read from the workspace through the backend;
+//! - `owner/repo[/path]@ref` (or `https://host/owner/repo[/path]@ref`): fetched with `git` into the
+//!   action cache on the host ([`fetch`]) and made visible to the job (docker copies it to
+//!   `/var/run/act/actions/<name>/`; the host backend runs it from the cache);
+//! - `docker://image` and `runs.using: docker`: a step container next to the job ([`docker`]).
+//!
+//! Inputs are evaluated with their defaults; a `node*` action runs as `node <main>` with `INPUT_*`
+//! variables (its `pre` before the job's main steps for remote actions, its `post` after them, in
+//! reverse order: [`post`]); a composite action runs its steps with their own `steps` and `inputs`
+//! contexts ([`composite`]), nested up to GitHub's depth limit. The recursion is boxed so a job's
+//! future stays `Send`.
+
+mod composite;
+mod docker;
+mod fetch;
+mod post;
+mod reference;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use indexmap::IndexMap;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Backend, BuildContext};
+use super::job::{Emitter, JobState};
+use super::model::Step;
+use super::model::action::{Action, Runs};
+use super::step::{self, BodyResult, StepCommand};
+use reference::{ActionRef, RemoteAction, safe_name};
+
+pub use post::{PostStep, run_post_steps, run_pre_steps};
+
+/// GitHub's limit on nested composite actions (`CompositeActionsMaxDepth`).
+const MAX_COMPOSITE_DEPTH: usize = 9;
+/// Where remote actions are copied inside a job container.
+const CONTAINER_ACTIONS_DIR: &str = "/var/run/act/actions";
+
+/// Remote actions a job has fetched and imported, by `uses`, so a second use costs nothing.
+#[derive(Debug, Default)]
+pub struct ActionDirs {
+    /// `uses` → (checkout root on the host, the same root as the job sees it).
+    imported: HashMap<String, (PathBuf, String)>,
+}
+
+/// The step being run and what it runs on.
+pub struct Call<'a, B> {
+    /// The top-level step: its log lines carry this index.
+    pub step_idx: usize,
+    pub backend: &'a B,
+    pub cancel: &'a CancellationToken,
+    /// 0 for a job's step, 1 inside a composite action, ...
+    pub depth: usize,
+}
+
+// By hand: a derive would ask `B: Copy`, and only references are copied.
+impl<B> Clone for Call<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for Call<'_, B> {}
+
+/// An action, located and loaded, with its inputs evaluated.
+pub struct Loaded {
+    /// `action.yml`'s path, for messages.
+    file: String,
+    /// `GITHUB_ACTION_PATH`: the action's directory as the job's processes see it.
+    dir: String,
+    /// Where a docker action's build context is.
+    context: BuildContext,
+    /// A name for images built from it.
+    name: String,
+    /// `GITHUB_ACTION_REPOSITORY` and `GITHUB_ACTION_REF` (empty for local actions).
+    repository: String,
+    git_ref: String,
+    action: Action,
+    inputs: IndexMap<String, String>,
+}
+
+impl Loaded {
+    /// `INPUT_*`, `GITHUB_ACTION_PATH`, `GITHUB_ACTION_REPOSITORY`, `GITHUB_ACTION_REF`.
+    fn env(&self) -> IndexMap<String, String> {
+        let mut env: IndexMap<String, String> = self
+            .inputs
+            .iter()
+            .map(|(name, value)| (input_variable(name), value.clone()))
+            .collect();
+        env.insert("GITHUB_ACTION_PATH".into(), self.dir.clone());
+        env.insert("GITHUB_ACTION_REPOSITORY".into(), self.repository.clone());
+        env.insert("GITHUB_ACTION_REF".into(), self.git_ref.clone());
+        env
+    }
+}
+
+/// `INPUT_<NAME>`: upper-cased, spaces become `_` (as actions/toolkit reads them).
+fn input_variable(name: &str) -> String {
+    format!(
+        "INPUT_{}",
+        name.trim().replace(' ', "_").to_ascii_uppercase()
+    )
+}
+
+/// Runs a `uses:` step (boxed: composite actions call it again for their own steps).
+pub fn run<'a, B: Backend>(
+    call: Call<'a, B>,
+    step: &'a Step,
+    step_env: IndexMap<String, String>,
+    state: &'a mut JobState,
+    emitter: &'a mut Emitter,
+) -> Pin<Box<dyn Future<Output = Result<BodyResult, String>> + Send + 'a>> {
+    Box::pin(run_unboxed(call, step, step_env, state, emitter))
+}
+
+async fn run_unboxed<B: Backend>(
+    call: Call<'_, B>,
+    step: &Step,
+    step_env: IndexMap<String, String>,
+    state: &mut JobState,
+    emitter: &mut Emitter,
+) -> Result<BodyResult, String> {
+    let (uses, reference) = reference_of(step, state)?;
+    if let ActionRef::Docker(image) = &reference {
+        return docker::run_image_step(call, step, image, step_env, state, emitter).await;
+    }
+    let loaded = load(call, step, &uses, &reference, state, emitter).await?;
+    match &loaded.action.runs {
+        Runs::Composite { steps } => {
+            if call.depth + 1 > MAX_COMPOSITE_DEPTH {
+                return Err(format!(
+                    "{}: Composite action depth exceeded max depth {MAX_COMPOSITE_DEPTH}",
+                    loaded.file
+                ));
+            }
+            composite::run(call, steps, &loaded, step_env, state, emitter).await
+        }
+        Runs::Node {
+            main,
+            post,
+            post_if,
+            ..
+        } => {
+            let mut extra_env = loaded.env();
+            extra_env.extend(post::take_pre_state(state, call.step_idx));
+            let command = StepCommand {
+                argv: vec!["node".into(), format!("{}/{main}", loaded.dir)],
+                extra_env: extra_env.clone(),
+                working_dir: None,
+                step_timeout: step::step_timeout(step, state)?,
+                container: None,
+            };
+            let result = step::execute(
+                Some(call.step_idx),
+                command,
+                step_env.clone(),
+                state,
+                call.backend,
+                emitter,
+                call.cancel,
+            )
+            .await?;
+            if let Some(post) = post {
+                extra_env.extend(state_variables(&result.state));
+                state.post_steps.push(PostStep::new(
+                    step,
+                    post_if.clone(),
+                    vec!["node".into(), format!("{}/{post}", loaded.dir)],
+                    None,
+                    step_env,
+                    extra_env,
+                ));
+            }
+            Ok(result)
+        }
+        Runs::Docker(runs) => {
+            docker::run_action(call, step, &loaded, runs, step_env, state, emitter).await
+        }
+    }
+}
+
+/// `STATE_<name>` for what a step saved.
+fn state_variables(saved: &IndexMap<String, String>) -> IndexMap<String, String> {
+    saved
+        .iter()
+        .map(|(name, value)| (format!("STATE_{name}"), value.clone()))
+        .collect()
+}
+
+/// The step's `uses`, interpolated, and what it names.
+fn reference_of(step: &Step, state: &JobState) -> Result<(String, ActionRef), String> {
+    let Some(uses_field) = &step.uses else {
+        return Err(format!(
+            "{}:{}: the step has neither `run` nor `uses`",
+            state.file, step.at
+        ));
+    };
+    let uses = state
+        .scope
+        .string(uses_field, "uses")
+        .map_err(|error| error.0)?;
+    let uses = uses.trim().to_string();
+    let reference = ActionRef::parse(&uses, &state.actions.default_url)
+        .map_err(|message| format!("{}:{}: `uses`: {message}", state.file, uses_field.at))?;
+    Ok((uses, reference))
+}
+
+/// Finds the action's files (fetching a remote one), parses `action.yml` and evaluates the inputs.
+async fn load<B: Backend>(
+    call: Call<'_, B>,
+    step: &Step,
+    uses: &str,
+    reference: &ActionRef,
+    state: &mut JobState,
+    emitter: &mut Emitter,
+) -> Result<Loaded, String> {
+    let (file, source, dir, context, repository, git_ref) = match reference {
+        ActionRef::Local(relative) => {
+            let workspace = call
+                .backend
+                .paths()
+                .workspace
+                .to_string_lossy()
+                .into_owned();
+            let dir = format!("{workspace}/{relative}");
+            let (file, source) = read_action_file(call.backend, &dir).await?;
+            let context = BuildContext::EnvironmentDir(dir.clone());
+            (file, source, dir, context, String::new(), String::new())
+        }
+        ActionRef::Remote(remote) => {
+            let (host_root, inside_root) = remote_dirs(call, step, uses, remote, state).await?;
+            let host_dir = join_path(&host_root, &remote.path);
+            let (file, source) = read_host_action_file(&host_dir, uses).await?;
+            let dir = if remote.path.is_empty() {
+                inside_root
+            } else {
+                format!("{inside_root}/{}", remote.path)
+            };
+            (
+                file,
+                source,
+                dir,
+                BuildContext::HostDir(host_dir),
+                remote.repository.clone(),
+                remote.git_ref.clone(),
+            )
+        }
+        ActionRef::Docker(image) => {
+            return Err(format!("`docker://{image}` has no action.yml"));
+        }
+    };
+    let action = Action::parse(&source).map_err(|error| format!("{file}:{error}"))?;
+
+    // Inputs: `with:` values, then defaults for the rest.
+    let mut inputs = with_values(step, state)?;
+    for (name, input) in &action.inputs {
+        if inputs.contains_key(name) {
+            continue;
+        }
+        match &input.default {
+            Some(default) => {
+                let value = state
+                    .scope
+                    .string(default, &format!("inputs.{name}.default"))
+                    .map_err(|error| error.0)?;
+                inputs.insert(name.clone(), value);
+            }
+            None if input.required => {
+                emitter
+                    .log(
+                        Some(call.step_idx),
+                        &format!("::warning::Input required and not supplied: {name}"),
+                    )
+                    .await;
+            }
+            None => {}
+        }
+    }
+    Ok(Loaded {
+        file,
+        dir,
+        context,
+        name: safe_name(uses).to_ascii_lowercase(),
+        repository,
+        git_ref,
+        action,
+        inputs,
+    })
+}
+
+/// The step's `with:` values, evaluated.
+fn with_values(step: &Step, state: &JobState) -> Result<IndexMap<String, String>, String> {
+    let mut values = IndexMap::new();
+    for (name, field) in &step.with {
+        let value = state
+            .scope
+            .string(field, &format!("with.{name}"))
+            .map_err(|error| error.0)?;
+        values.insert(name.clone(), value);
+    }
+    Ok(values)
+}
+
+fn join_path(root: &std::path::Path, relative: &str) -> PathBuf {
+    if relative.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(relative)
+    }
+}
+
+/// A remote action's checkout on the host and inside the job, fetched and imported once per job.
+async fn remote_dirs<B: Backend>(
+    call: Call<'_, B>,
+    step: &Step,
+    uses: &str,
+    remote: &RemoteAction,
+    state: &mut JobState,
+) -> Result<(PathBuf, String), String> {
+    if let Some(dirs) = state.action_dirs.imported.get(uses) {
+        return Ok(dirs.clone());
+    }
+    let host_root = fetch::fetch(uses, remote, &state.actions, call.cancel)
+        .await
+        .map_err(|message| {
+            format!(
+                "{}:{}: step `{}`: cannot fetch {uses} from {}: {message}",
+                state.file,
+                step.at,
+                step.display_name(),
+                reference::redact_url(&remote.url)
+            )
+        })?;
+    let inside = format!("{CONTAINER_ACTIONS_DIR}/{}", safe_name(uses));
+    let inside_root = call
+        .backend
+        .import_dir(&host_root, &inside)
+        .await
+        .map_err(|error| format!("cannot copy {uses} into the job environment: {error}"))?;
+    state
+        .action_dirs
+        .imported
+        .insert(uses.to_string(), (host_root.clone(), inside_root.clone()));
+    Ok((host_root, inside_root))
+}
+
+async fn read_action_file<B: Backend>(
+    backend: &B,
+    action_dir: &str,
+) -> Result<(String, String), String> {
+    for name in ["action.yml", "action.yaml"] {
+        let path = format!("{action_dir}/{name}");
+        match backend.read_file(&path).await {
+            Ok(Some(bytes)) => return Ok((path, String::from_utf8_lossy(&bytes).into_owned())),
+            Ok(None) => {}
+            Err(error) => return Err(format!("cannot read {path}: {error}")),
+        }
+    }
+    Err(format!("no action.yml or action.yaml in {action_dir}"))
+}
+
+async fn read_host_action_file(
+    action_dir: &std::path::Path,
+    uses: &str,
+) -> Result<(String, String), String> {
+    for name in ["action.yml", "action.yaml"] {
+        let path = action_dir.join(name);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => {
+                return Ok((
+                    format!("{uses}/{name}"),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                ));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+        }
+    }
+    Err(format!(
+        "{uses}: the repository has no action.yml or action.yaml there"
+    ))
+}

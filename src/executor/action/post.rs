@@ -1,0 +1,239 @@
+//! The `pre` and `post` stages of actions. `pre` (remote node actions' `pre`, docker actions'
+//! `pre-entrypoint`) runs for every step before the first main step; `post` (node `post`, docker
+//! `post-entrypoint`) is registered when a main step ran and runs after the last one, in reverse
+//! order, with `post-if` (default `always()`), the main step's `STATE_*`, and a grace period after
+//! cancellation. Their lines go to the job-level log (Gitea keeps pre/post out of step logs);
+//! a failing pre or post step fails the job.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use tokio_util::sync::CancellationToken;
+
+use super::reference::ActionRef;
+use super::{Call, docker, load, reference_of, state_variables};
+use crate::executor::backend::Backend;
+use crate::executor::contexts;
+use crate::executor::event::Conclusion;
+use crate::executor::expr::JobStatus;
+use crate::executor::job::{Emitter, JobState};
+use crate::executor::model::action::Runs;
+use crate::executor::model::{Job, Located, Pos, Step};
+use crate::executor::step::{self, StepCommand, StepContainer};
+
+/// How long post steps may still run after the job was cancelled or timed out (upstream: 5 min).
+const POST_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// A registered post step.
+pub struct PostStep {
+    /// `Post <step name>`.
+    title: String,
+    /// `post-if`; `None` means `always()`.
+    condition: Option<Located<String>>,
+    argv: Vec<String>,
+    container: Option<StepContainer>,
+    step_env: IndexMap<String, String>,
+    /// `INPUT_*`, `GITHUB_ACTION_*`, `STATE_*`.
+    extra_env: IndexMap<String, String>,
+}
+
+impl PostStep {
+    /// A post step: a process in the job environment (a node action's `post`, `container` `None`)
+    /// or a step container (a docker action's `post-entrypoint`).
+    pub fn new(
+        step: &Step,
+        condition: Option<Located<String>>,
+        argv: Vec<String>,
+        container: Option<StepContainer>,
+        step_env: IndexMap<String, String>,
+        extra_env: IndexMap<String, String>,
+    ) -> PostStep {
+        PostStep {
+            title: format!("Post {}", step.display_name()),
+            condition,
+            argv,
+            container,
+            step_env,
+            extra_env,
+        }
+    }
+}
+
+/// `pre-if` or `post-if` (absent: `always()`); `None` when it cannot be evaluated (logged).
+async fn stage_condition(
+    state: &JobState,
+    emitter: &Emitter,
+    condition: Option<Located<String>>,
+    what: &str,
+) -> Option<bool> {
+    let condition = condition.unwrap_or_else(|| Located {
+        value: String::from("always()"),
+        at: Pos::default(),
+    });
+    match state.scope.condition(Some(&condition), what) {
+        Ok(holds) => Some(holds),
+        Err(error) => {
+            emitter.log(None, &format!("::error::{}", error.0)).await;
+            None
+        }
+    }
+}
+
+/// Runs the `pre` of every step that has one (remote node actions, docker actions with a
+/// `pre-entrypoint`); returns false when one failed. A step whose action cannot be loaded here is
+/// left to its main stage, which reports why.
+pub async fn run_pre_steps<B: Backend>(
+    job: &Job,
+    state: &mut JobState,
+    backend: &B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+) -> bool {
+    let mut all_succeeded = true;
+    for (step_idx, step) in job.steps.iter().enumerate() {
+        if step.uses.is_none() || state.cancelled || state.timed_out {
+            continue;
+        }
+        contexts::set_env_context(state, &IndexMap::new());
+        let Ok((uses, reference)) = reference_of(step, state) else {
+            continue;
+        };
+        if !matches!(reference, ActionRef::Remote(_)) {
+            continue; // Local actions have no pre stage (upstream reads them at main time).
+        }
+        let call = Call {
+            step_idx,
+            backend,
+            cancel,
+            depth: 0,
+        };
+        let loaded = match load(call, step, &uses, &reference, state, emitter).await {
+            Ok(loaded) => loaded,
+            Err(_) => continue,
+        };
+        let Ok((step_env, _, _)) = step::prepare_step(step, &IndexMap::new(), state) else {
+            continue;
+        };
+        let (condition, title) = match &loaded.action.runs {
+            Runs::Node {
+                pre: Some(_),
+                pre_if,
+                ..
+            } => (pre_if.clone(), format!("Pre {}", step.display_name())),
+            Runs::Docker(runs) if runs.pre_entrypoint.is_some() => {
+                (runs.pre_if.clone(), format!("Pre {}", step.display_name()))
+            }
+            _ => continue,
+        };
+        match stage_condition(state, emitter, condition, "pre-if").await {
+            Some(true) => {}
+            Some(false) => continue,
+            None => {
+                all_succeeded = false;
+                continue;
+            }
+        }
+        emitter.log(None, &title).await;
+        let result = match &loaded.action.runs {
+            Runs::Node { pre: Some(pre), .. } => {
+                let command = StepCommand {
+                    argv: vec!["node".into(), format!("{}/{pre}", loaded.dir)],
+                    extra_env: loaded.env(),
+                    working_dir: None,
+                    step_timeout: None,
+                    container: None,
+                };
+                step::execute(None, command, step_env, state, backend, emitter, cancel).await
+            }
+            Runs::Docker(runs) => {
+                docker::run_pre(call, &loaded, runs, step_env, state, emitter).await
+            }
+            _ => continue,
+        };
+        match result {
+            Ok(result) if result.outcome == Conclusion::Success => {
+                state.pre_states.insert(step_idx, result.state);
+            }
+            Ok(_) => all_succeeded = false,
+            Err(message) => {
+                emitter.log(None, &format!("::error::{message}")).await;
+                all_succeeded = false;
+            }
+        }
+    }
+    all_succeeded
+}
+
+/// Runs the registered post steps in reverse order; returns false when one failed.
+pub async fn run_post_steps<B: Backend>(
+    state: &mut JobState,
+    backend: &B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+    job_status: JobStatus,
+) -> bool {
+    let posts = std::mem::take(&mut state.post_steps);
+    if posts.is_empty() {
+        return true;
+    }
+    // After a cancellation or a timeout the post steps still get their grace period.
+    let interrupted = state.cancelled || state.timed_out;
+    let post_cancel = if interrupted {
+        CancellationToken::new()
+    } else {
+        cancel.clone()
+    };
+    if interrupted {
+        state.deadline = tokio::time::Instant::now() + POST_GRACE;
+        state.timed_out = false;
+    }
+    let mut all_succeeded = true;
+    for post in posts.into_iter().rev() {
+        state.scope.status = job_status;
+        contexts::set_env_context(state, &post.step_env);
+        match stage_condition(state, emitter, post.condition.clone(), "post-if").await {
+            Some(true) => {}
+            Some(false) => continue,
+            None => {
+                all_succeeded = false;
+                continue;
+            }
+        }
+        emitter.log(None, &post.title).await;
+        let command = StepCommand {
+            argv: post.argv,
+            extra_env: post.extra_env,
+            working_dir: None,
+            step_timeout: interrupted.then_some(POST_GRACE),
+            container: post.container,
+        };
+        let result = step::execute(
+            None,
+            command,
+            post.step_env,
+            state,
+            backend,
+            emitter,
+            &post_cancel,
+        )
+        .await;
+        match result {
+            Ok(result) if result.outcome == Conclusion::Success => {}
+            Ok(_) => all_succeeded = false,
+            Err(message) => {
+                emitter.log(None, &format!("::error::{message}")).await;
+                all_succeeded = false;
+            }
+        }
+    }
+    all_succeeded
+}
+
+/// `STATE_*` of a pre stage, for the main stage of the same step.
+pub fn take_pre_state(state: &mut JobState, step_idx: usize) -> IndexMap<String, String> {
+    state
+        .pre_states
+        .remove(&step_idx)
+        .map(|saved| state_variables(&saved))
+        .unwrap_or_default()
+}

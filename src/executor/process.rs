@@ -1,0 +1,330 @@
+//! Running one step process: fresh environment files (`GITHUB_ENV`, `GITHUB_OUTPUT`, ...), the
+//! process (or a docker action's step container) with its complete environment, its output through
+//! workflow commands and masking, the files applied afterwards, and the outcome.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::Either;
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Backend, ContainerRun, ExecRequest, ExitStatus, OutputLine};
+use super::command_files::{self, CommandFileError};
+use super::commands::{CommandProcessor, Effect};
+use super::event::Conclusion;
+use super::job::{Emitter, JobState};
+use super::step::{BodyResult, temp_dir};
+
+/// How long output still arriving after a command ended is waited for.
+const OUTPUT_TAIL_LIMIT: Duration = Duration::from_secs(2);
+const FILE_COMMANDS_DIR: &str = "_runner_file_commands";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment files of one step, as paths inside the job environment.
+struct CommandFiles {
+    env: String,
+    output: String,
+    path: String,
+    state: String,
+    summary: String,
+}
+
+impl CommandFiles {
+    /// Fresh names for every process: pre, main and post stages of one step each get their own.
+    fn new(temp: &str) -> CommandFiles {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let file = |name: &str| format!("{temp}/{FILE_COMMANDS_DIR}/{name}_{id}");
+        CommandFiles {
+            env: file("set_env"),
+            output: file("set_output"),
+            path: file("add_path"),
+            state: file("save_state"),
+            summary: file("step_summary"),
+        }
+    }
+
+    fn all(&self) -> [(&'static str, &str); 5] {
+        [
+            ("ENV", &self.env),
+            ("OUTPUT", &self.output),
+            ("PATH", &self.path),
+            ("STATE", &self.state),
+            ("STEP_SUMMARY", &self.summary),
+        ]
+    }
+}
+/// A process to run as a step body, with what it needs besides the step's env.
+pub struct StepCommand {
+    /// The process (ignored when `container` is set).
+    pub argv: Vec<String>,
+    /// Applied last, over the step env and the runner's variables (`INPUT_*`, `GITHUB_ACTION_*`,
+    /// `STATE_*` for actions).
+    pub extra_env: IndexMap<String, String>,
+    pub working_dir: Option<String>,
+    pub step_timeout: Option<Duration>,
+    /// Run a step container (a docker action) instead of a process in the job environment.
+    pub container: Option<StepContainer>,
+}
+
+/// The image, entrypoint and arguments of a step container.
+#[derive(Debug, Clone)]
+pub struct StepContainer {
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub args: Vec<String>,
+}
+
+/// Runs a step's process: fresh environment files, the output through workflow commands and masking,
+/// the files applied afterwards, and the outcome. Lines go to the step `step_idx`, or to the job
+/// log when `None` (pre and post stages).
+pub async fn execute<B: Backend>(
+    step_idx: Option<usize>,
+    command: StepCommand,
+    step_env: IndexMap<String, String>,
+    state: &mut JobState,
+    backend: &B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+) -> Result<BodyResult, String> {
+    let step_timeout = command.step_timeout;
+    let temp = temp_dir(backend);
+    let files = CommandFiles::new(&temp);
+    for (_, path) in files.all() {
+        backend
+            .write_file(path, b"", 0o666)
+            .await
+            .map_err(|error| format!("cannot create {path}: {error}"))?;
+    }
+
+    let mut env = step_environment(state, &step_env, &files);
+    env.extend(command.extra_env);
+    let remaining = state.deadline.saturating_duration_since(Instant::now());
+    let timeout = step_timeout.map_or(remaining, |step_timeout| step_timeout.min(remaining));
+    let job_deadline_binds = step_timeout.is_none_or(|step_timeout| remaining <= step_timeout);
+    let container = command.container.map(|container| ContainerRun {
+        image: container.image,
+        entrypoint: container.entrypoint,
+        args: container.args,
+        env: env.clone(),
+        timeout: Some(timeout),
+    });
+    let request = ExecRequest {
+        argv: command.argv,
+        env,
+        working_dir: command.working_dir,
+        timeout: Some(timeout),
+    };
+
+    let mut processor = CommandProcessor::new(state.step_debug, state.allow_unsecure_commands);
+    let mut outputs = IndexMap::new();
+    let mut saved_state = IndexMap::new();
+    let (tx, mut rx) = mpsc::channel::<OutputLine>(256);
+    let status = {
+        let exec = match container {
+            None => Either::Left(backend.exec(request, tx, cancel.clone())),
+            Some(run) => Either::Right(backend.run_container(run, tx, cancel.clone())),
+        };
+        tokio::pin!(exec);
+        loop {
+            tokio::select! {
+                Some(line) = rx.recv() => {
+                    let sinks = Sinks { outputs: &mut outputs, saved_state: &mut saved_state };
+                    handle_line(step_idx, &line.line, &mut processor, state, emitter, sinks).await;
+                }
+                status = &mut exec => break status,
+            }
+        }
+    };
+    while let Ok(Some(line)) = tokio::time::timeout(OUTPUT_TAIL_LIMIT, rx.recv()).await {
+        let sinks = Sinks {
+            outputs: &mut outputs,
+            saved_state: &mut saved_state,
+        };
+        handle_line(step_idx, &line.line, &mut processor, state, emitter, sinks).await;
+    }
+
+    // Environment files count even when the step failed, as upstream reads them after every step.
+    let sinks = Sinks {
+        outputs: &mut outputs,
+        saved_state: &mut saved_state,
+    };
+    let files_result = apply_command_files(&files, state, backend, sinks).await;
+
+    let outcome = match status {
+        Ok(ExitStatus::Exited(0)) => Conclusion::Success,
+        Ok(ExitStatus::Exited(code)) => {
+            let hint = if code == 127 {
+                " (command not found)"
+            } else {
+                ""
+            };
+            emitter
+                .log(
+                    step_idx,
+                    &format!("::error::Process completed with exit code {code}.{hint}"),
+                )
+                .await;
+            Conclusion::Failure
+        }
+        Ok(ExitStatus::TimedOut) => {
+            if job_deadline_binds {
+                state.timed_out = true;
+            } else {
+                emitter
+                    .log(
+                        step_idx,
+                        &format!(
+                            "::error::The step has timed out after {}",
+                            humantime::format_duration(timeout)
+                        ),
+                    )
+                    .await;
+            }
+            Conclusion::Failure
+        }
+        Ok(ExitStatus::Cancelled) => {
+            state.cancelled = true;
+            emitter.log(step_idx, "The step was cancelled").await;
+            Conclusion::Cancelled
+        }
+        Err(error) => {
+            emitter.log(step_idx, &format!("::error::{error}")).await;
+            Conclusion::Failure
+        }
+    };
+    let outcome = match files_result {
+        Ok(()) => outcome,
+        Err(message) => {
+            emitter.log(step_idx, &format!("::error::{message}")).await;
+            if outcome == Conclusion::Success {
+                Conclusion::Failure
+            } else {
+                outcome
+            }
+        }
+    };
+    Ok(BodyResult {
+        outcome,
+        outputs,
+        state: saved_state,
+    })
+}
+
+/// Where a step's outputs and saved state go.
+struct Sinks<'a> {
+    outputs: &'a mut IndexMap<String, String>,
+    saved_state: &'a mut IndexMap<String, String>,
+}
+
+/// The complete environment of a step process.
+fn step_environment(
+    state: &JobState,
+    step_env: &IndexMap<String, String>,
+    files: &CommandFiles,
+) -> BTreeMap<String, String> {
+    let mut env = state.base_env.clone();
+    env.extend(
+        state
+            .env
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
+    env.extend(
+        step_env
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
+    if !state.extra_paths.is_empty() {
+        let base = env
+            .get("PATH")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_PATH.to_string());
+        let mut path = state.extra_paths.join(":");
+        path.push(':');
+        path.push_str(&base);
+        env.insert("PATH".into(), path);
+    }
+    env.extend(
+        state
+            .builtin_env
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
+    for (suffix, path) in files.all() {
+        env.insert(format!("GITHUB_{suffix}"), path.to_string());
+        env.insert(format!("GITEA_{suffix}"), path.to_string());
+    }
+    env
+}
+
+async fn handle_line(
+    step_idx: Option<usize>,
+    line: &str,
+    processor: &mut CommandProcessor,
+    state: &mut JobState,
+    emitter: &mut Emitter,
+    sinks: Sinks<'_>,
+) {
+    let processed = processor.process(line);
+    for effect in processed.effects {
+        match effect {
+            Effect::AddMask(value) => emitter.masker.add(&value),
+            Effect::SetOutput { name, value } => {
+                sinks.outputs.insert(name, value);
+            }
+            Effect::SaveState { name, value } => {
+                sinks.saved_state.insert(name, value);
+            }
+            Effect::SetEnv { name, value } => {
+                state.env.insert(name, value);
+            }
+            Effect::AddPath(path) => state.extra_paths.insert(0, path),
+        }
+    }
+    for log_line in processed.log {
+        emitter.log(step_idx, &log_line).await;
+    }
+}
+
+async fn read_text<B: Backend>(backend: &B, path: &str) -> Result<String, String> {
+    match backend.read_file(path).await {
+        Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Ok(None) => Ok(String::new()),
+        Err(error) => Err(format!("cannot read {path}: {error}")),
+    }
+}
+
+async fn apply_command_files<B: Backend>(
+    files: &CommandFiles,
+    state: &mut JobState,
+    backend: &B,
+    sinks: Sinks<'_>,
+) -> Result<(), String> {
+    let describe = |name: &str, error: CommandFileError| format!("{name}: {error}");
+    let env_text = read_text(backend, &files.env).await?;
+    for (name, value) in
+        command_files::parse_key_values(&env_text).map_err(|error| describe("GITHUB_ENV", error))?
+    {
+        state.env.insert(name, value);
+    }
+    let output_text = read_text(backend, &files.output).await?;
+    for (name, value) in command_files::parse_key_values(&output_text)
+        .map_err(|error| describe("GITHUB_OUTPUT", error))?
+    {
+        sinks.outputs.insert(name, value);
+    }
+    let state_text = read_text(backend, &files.state).await?;
+    for (name, value) in command_files::parse_key_values(&state_text)
+        .map_err(|error| describe("GITHUB_STATE", error))?
+    {
+        sinks.saved_state.insert(name, value);
+    }
+    let path_text = read_text(backend, &files.path).await?;
+    for path in command_files::parse_paths(&path_text) {
+        state.extra_paths.insert(0, path);
+    }
+    Ok(())
+}
