@@ -247,3 +247,35 @@ fn remote_and_docker_actions_run_on_the_docker_backend() {
     results.push(fixture.run("docker-actions.yml", "docker", &url));
     check(results);
 }
+
+/// The daemon takes the default actions URL from the task (`gitea_default_actions_url`) and keeps
+/// the fetched action under `host.workdir_parent`, named by `sha256(uses)`.
+#[tokio::test]
+async fn the_daemon_fetches_from_the_tasks_default_actions_url() {
+    use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
+    use crate::support::fake_gitea::TaskSpec;
+    use act_runner::client::proto::runner::Result as TaskResult;
+    use sha2::Digest;
+
+    let fixture = Fixture::new();
+    bounded(async {
+        let gitea = start_fake().await;
+        let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let workflow = "on: push\njobs:\n  remote:\n    runs-on: host-test\n    steps:\n      - uses: acme/node-action@v1\n        with:\n          who: daemon\n          marker: daemon\n";
+        let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap().with_context(
+            "gitea_default_actions_url",
+            serde_json::Value::String(fixture.file_url()),
+        ));
+        let task = daemon.wait_final(&gitea, task_id).await;
+        let lines = gitea.task_log_lines(task_id);
+        assert_eq!(task.result, TaskResult::Success, "{lines:#?}\n{}", daemon.log());
+        for wanted in ["pre ran for daemon", "main ran for daemon at v1", "post ran for daemon"] {
+            assert!(lines.iter().any(|line| line.contains(wanted)), "{wanted}: {lines:#?}");
+        }
+        let key = hex::encode(sha2::Sha256::digest(b"acme/node-action@v1"));
+        assert!(dir.path().join("work").join(key).join("action.yml").is_file());
+        daemon.stop().await;
+    })
+    .await;
+}
