@@ -81,6 +81,8 @@ pub struct Loaded {
     git_ref: String,
     action: Action,
     inputs: IndexMap<String, String>,
+    /// Required inputs neither given nor defaulted (warned about at the main stage).
+    missing_inputs: Vec<String>,
 }
 
 impl Loaded {
@@ -128,7 +130,11 @@ async fn run_unboxed<B: Backend>(
     if let ActionRef::Docker(image) = &reference {
         return docker::run_image_step(call, step, image, step_env, state, emitter).await;
     }
-    let loaded = load(call, step, &uses, &reference, state, emitter).await?;
+    let loaded = load(call, step, &uses, &reference, state).await?;
+    for name in &loaded.missing_inputs {
+        let warning = format!("::warning::Input required and not supplied: {name}");
+        emitter.log(Some(call.step_idx), &warning).await;
+    }
     match &loaded.action.runs {
         Runs::Composite { steps } => {
             if call.depth + 1 > MAX_COMPOSITE_DEPTH {
@@ -216,7 +222,6 @@ async fn load<B: Backend>(
     uses: &str,
     reference: &ActionRef,
     state: &mut JobState,
-    emitter: &mut Emitter,
 ) -> Result<Loaded, String> {
     let (file, source, dir, context, repository, git_ref) = match reference {
         ActionRef::Local(relative) => {
@@ -257,6 +262,7 @@ async fn load<B: Backend>(
 
     // Inputs: `with:` values, then defaults for the rest.
     let mut inputs = with_values(step, state)?;
+    let mut missing_inputs = Vec::new();
     for (name, input) in &action.inputs {
         if inputs.contains_key(name) {
             continue;
@@ -269,14 +275,7 @@ async fn load<B: Backend>(
                     .map_err(|error| error.0)?;
                 inputs.insert(name.clone(), value);
             }
-            None if input.required => {
-                emitter
-                    .log(
-                        Some(call.step_idx),
-                        &format!("::warning::Input required and not supplied: {name}"),
-                    )
-                    .await;
-            }
+            None if input.required => missing_inputs.push(name.clone()),
             None => {}
         }
     }
@@ -289,6 +288,7 @@ async fn load<B: Backend>(
         git_ref,
         action,
         inputs,
+        missing_inputs,
     })
 }
 
@@ -360,8 +360,17 @@ async fn read_action_file<B: Backend>(
             Err(error) => return Err(format!("cannot read {path}: {error}")),
         }
     }
-    Err(format!("no action.yml or action.yaml in {action_dir}"))
+    let dockerfile = format!("{action_dir}/Dockerfile");
+    match backend.read_file(&dockerfile).await {
+        Ok(Some(_)) => Ok((dockerfile, String::from(DOCKERFILE_ONLY_ACTION))),
+        _ => Err(format!(
+            "no action.yml, action.yaml or Dockerfile in {action_dir}"
+        )),
+    }
 }
+
+/// What a directory with only a `Dockerfile` runs (as upstream synthesises it).
+const DOCKERFILE_ONLY_ACTION: &str = "runs:\n  using: docker\n  image: Dockerfile\n";
 
 async fn read_host_action_file(
     action_dir: &std::path::Path,
@@ -380,7 +389,13 @@ async fn read_host_action_file(
             Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
         }
     }
+    if action_dir.join("Dockerfile").is_file() {
+        return Ok((
+            format!("{uses}/Dockerfile"),
+            String::from(DOCKERFILE_ONLY_ACTION),
+        ));
+    }
     Err(format!(
-        "{uses}: the repository has no action.yml or action.yaml there"
+        "{uses}: the repository has no action.yml, action.yaml or Dockerfile there"
     ))
 }

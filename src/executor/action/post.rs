@@ -107,7 +107,7 @@ pub async fn run_pre_steps<B: Backend>(
             cancel,
             depth: 0,
         };
-        let loaded = match load(call, step, &uses, &reference, state, emitter).await {
+        let loaded = match load(call, step, &uses, &reference, state).await {
             Ok(loaded) => loaded,
             Err(_) => continue,
         };
