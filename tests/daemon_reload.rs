@@ -1,11 +1,15 @@
-//! SIGHUP through the real binary: the new `log.level` applies without a restart, and an invalid
-//! new configuration is refused with its file, line and key while the running one stays.
+//! SIGHUP through the real binary: the new `log.level` applies without a restart, an invalid new
+//! configuration is refused with its file, line and key while the running one stays, and a
+//! failing `health_check` holds tasks back until a reload lifts it.
 
 use std::time::Duration;
 
+use act_runner::client::Method;
+use act_runner::client::proto::runner::Result as TaskResult;
 use nix::sys::signal::Signal;
 
 use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
+use crate::support::fake_gitea::TaskSpec;
 
 /// The poller's line for an empty FetchTask answer, logged at debug level.
 const DEBUG_LINE: &str = "DEBUG no task";
@@ -35,7 +39,7 @@ async fn sighup_applies_a_new_log_level_and_refuses_an_invalid_config() {
         // At info, several empty polls print nothing at debug level.
         let polled = gitea
             .wait_until(Duration::from_secs(20), |gitea| {
-                gitea.rpc_count(act_runner::client::Method::FetchTask) >= 3
+                gitea.rpc_count(Method::FetchTask) >= 3
             })
             .await;
         assert!(polled, "the daemon did not poll: {}", daemon.log());
@@ -77,6 +81,42 @@ async fn sighup_applies_a_new_log_level_and_refuses_an_invalid_config() {
             log.matches(DEBUG_LINE).count() >= n_debug_before + 3
         })
         .await;
+        daemon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_health_check_holds_tasks_back_until_a_reload_lifts_it() {
+    bounded(async {
+        let gitea = start_fake().await;
+        let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
+        let config = std::fs::read_to_string(dir.config_path()).unwrap();
+        let health = "health_check:\n  enabled: true\n  min_free_disk_space_mb: 1000000000000\n";
+        std::fs::write(dir.config_path(), format!("{config}{health}")).unwrap();
+        let daemon = Daemon::start(&dir, &[]).await;
+        let workflow =
+            "on: push\njobs:\n  one:\n    runs-on: host-test\n    steps:\n      - run: echo ran\n";
+        let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap());
+        wait_log(&daemon, "the refusal", |log| {
+            log.contains("runner temporarily unavailable") && log.contains("low disk space on ")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(gitea.rpc_count(Method::FetchTask), 0, "{}", daemon.log());
+        assert!(gitea.task_state(task_id).unwrap().runner_id.is_none());
+
+        std::fs::write(dir.config_path(), &config).unwrap();
+        daemon.signal(Signal::SIGHUP);
+        let task = daemon.wait_final(&gitea, task_id).await;
+        assert_eq!(task.result, TaskResult::Success, "{}", daemon.log());
+        assert!(
+            daemon
+                .log()
+                .contains("runner local health recovered, resuming task polling"),
+            "{}",
+            daemon.log()
+        );
         daemon.stop().await;
     })
     .await;

@@ -63,6 +63,7 @@ pub struct Execution<A> {
     delivery_exit: CancellationToken,
     live_tasks: Mutex<HashSet<i64>>,
     idle_cleanup: crate::daemon::idle::IdleCleanup,
+    health: crate::daemon::health::HealthCheck,
 }
 
 impl<A: RunnerApi + 'static> Execution<A> {
@@ -85,6 +86,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
             delivery_exit,
             live_tasks: Mutex::new(HashSet::new()),
             idle_cleanup: crate::daemon::idle::IdleCleanup::new(),
+            health: crate::daemon::health::HealthCheck::new(),
         }
     }
 
@@ -246,6 +248,19 @@ impl<A: RunnerApi + 'static> TaskRunner for Execution<A> {
         self.run_task(task, summary, jobs_cancel)
             .instrument(span)
             .await;
+    }
+
+    async fn available(&self) -> Result<(), String> {
+        let snapshot = self.snapshot();
+        // The poller asks while holding the slot the next task would take: not a running job.
+        let n_running = self.admission.running().saturating_sub(1);
+        self.health
+            .check(
+                &snapshot.config.health_check,
+                &snapshot.config.host.workdir_parent,
+                n_running,
+            )
+            .await
     }
 
     fn on_idle(&self) {

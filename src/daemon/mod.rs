@@ -9,6 +9,7 @@
 //! - [`shutdown`]: the bounded drain after admission stops.
 //! - [`execution`]: runs one admitted task (reporter, backend, executor); the poller's `TaskRunner`.
 //! - [`idle`]: idle maintenance, removing stale host job directories while no job runs.
+//! - [`health`]: opt-in admission (`health_check:`): free disk space and a script.
 //! - [`service`]: the lifecycle: Declare, orphans, leftover spools, poll, reload, drain.
 //!
 //! May use: `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
@@ -16,6 +17,7 @@
 
 pub mod backoff;
 pub mod execution;
+pub mod health;
 pub mod idle;
 pub mod observe;
 pub mod poller;

@@ -41,6 +41,11 @@ pub trait TaskRunner: Send + Sync + 'static {
 
     /// A poll brought no task (upstream's `OnIdle`); must not block.
     fn on_idle(&self) {}
+
+    /// Whether a task may be fetched now (upstream's `CanAcceptTask`), else why not.
+    fn available(&self) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Whether the poller keeps polling after a task.
@@ -174,6 +179,8 @@ pub struct Poller<A, R> {
     warned_fetch_timeout: bool,
     /// False once the settings sender is gone (no more reloads).
     settings_open: bool,
+    /// Why the runner refuses work (a failed health check), while it does.
+    unavailable: Option<String>,
 }
 
 enum Fetched {
@@ -204,6 +211,7 @@ impl<A: RunnerApi + 'static, R: TaskRunner> Poller<A, R> {
             last_backoff_reported: None,
             warned_fetch_timeout: false,
             settings_open: true,
+            unavailable: None,
         }
     }
 
@@ -233,6 +241,22 @@ impl<A: RunnerApi + 'static, R: TaskRunner> Poller<A, R> {
                 }
                 slot = admission.acquire() => slot,
             };
+            if let Err(reason) = self.runner.available().await {
+                if self.unavailable.as_ref() != Some(&reason) {
+                    tracing::warn!(reason = %reason, "runner temporarily unavailable");
+                }
+                self.unavailable = Some(reason);
+                drop(slot);
+                self.runner.on_idle();
+                self.backoff.record_empty();
+                if !self.pause(&stop_polling).await {
+                    return PollEnd::Stopped;
+                }
+                continue;
+            }
+            if self.unavailable.take().is_some() {
+                tracing::info!("runner local health recovered, resuming task polling");
+            }
             match self.fetch(&stop_polling).await {
                 None => return PollEnd::Stopped,
                 Some(Fetched::Unauthenticated) => {
@@ -263,14 +287,21 @@ impl<A: RunnerApi + 'static, R: TaskRunner> Poller<A, R> {
                         self.observer
                             .observe(&DaemonEvent::Backoff { interval: base });
                     }
-                    let wait = self.backoff.next_wait();
-                    tokio::select! {
-                        biased;
-                        _ = stop_polling.cancelled() => return PollEnd::Stopped,
-                        _ = tokio::time::sleep(wait) => {}
+                    if !self.pause(&stop_polling).await {
+                        return PollEnd::Stopped;
                     }
                 }
             }
+        }
+    }
+
+    /// The backoff wait; false when `stop_polling` ended it.
+    async fn pause(&mut self, stop_polling: &CancellationToken) -> bool {
+        let wait = self.backoff.next_wait();
+        tokio::select! {
+            biased;
+            _ = stop_polling.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
         }
     }
 
