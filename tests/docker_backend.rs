@@ -24,7 +24,7 @@ use crate::support::images::{self, BUSYBOX_IMAGE, DEBIAN_IMAGE};
 const TEST_LIMIT: Duration = Duration::from_secs(180);
 
 /// Runs a test body with a Docker client under [`TEST_LIMIT`]; skips (or fails under CI) without Docker.
-async fn with_docker<F, Fut>(body: F)
+pub async fn with_docker<F, Fut>(body: F)
 where
     F: FnOnce(Docker) -> Fut,
     Fut: Future<Output = ()>,
@@ -47,7 +47,7 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn job_config(image: &str) -> DockerJobConfig {
+pub fn job_config(image: &str) -> DockerJobConfig {
     DockerJobConfig {
         image: image.to_string(),
         credentials: None,
@@ -76,7 +76,7 @@ fn job_config(image: &str) -> DockerJobConfig {
 }
 
 /// Prepares a backend and returns it with the job-level log lines.
-async fn prepared(
+pub async fn prepared(
     docker: &Docker,
     config: DockerJobConfig,
 ) -> (DockerBackend, Result<(), BackendError>, Vec<String>) {
