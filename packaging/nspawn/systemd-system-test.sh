@@ -7,12 +7,13 @@
 # through act-runner-metrics.socket; a host-mode task succeeds and its journal entries carry
 # TASK_ID, REPOSITORY, WORKFLOW, JOB and RUNNER_NAME; the watchdog is fed; `systemctl reload`
 # applies a new runner.capacity; `systemctl stop` during a task drains it past TimeoutStopSec=
-# thanks to EXTEND_TIMEOUT_USEC=, and the task's final state reaches the fake; while a task runs
+# thanks to EXTEND_TIMEOUT_USEC=, and the task's final state reaches the fake; with a docker
+# label the runner waits for docker.service over D-Bus (no READY before); while a task runs
 # logind lists the runner's delay inhibitor naming it, and `systemctl poweroff` (logind's
 # PrepareForShutdown) drains the runner before the container powers off. Also
 # `systemd-analyze verify` of every unit and an exposure of at most 3.0.
 #
-# Usage: packaging/nspawn/systemd-system-test.sh   (root; builds what it needs; about 70 s)
+# Usage: packaging/nspawn/systemd-system-test.sh   (root; builds what it needs; Docker on the host; about 70 s)
 # Any failure prints the unit's journal tail and the fake's log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -100,7 +101,10 @@ echo "fake Gitea at $fake_url"
 
 # The package system test serves 127.0.0.1:9101 on the same (shared) network: one at a time.
 nspawn_hold_host_port 9101
-nspawn_boot "$NAME"
+# The host's Docker engine, reachable in the container only once the docker.service below ran.
+DOCKER_SOCKET=$(realpath /var/run/docker.sock 2>/dev/null || echo /var/run/docker.sock)
+[ -S "$DOCKER_SOCKET" ] || { echo "no Docker engine socket on this host at $DOCKER_SOCKET"; exit 1; }
+nspawn_boot "$NAME" --bind="$DOCKER_SOCKET:/run/host-docker.sock"
 # The harness boots without --private-network: the container must share the host's network
 # namespace, or it could not reach the fake on 127.0.0.1.
 check "the container shares the host's network namespace" \
@@ -110,7 +114,21 @@ check "the fake Gitea on the host's loopback answers inside the container" \
 holder=$(inside ss -Hltnp 'sport = :9101')
 [ -z "$holder" ] || { echo "127.0.0.1:9101 is already taken on this host (shared network): $holder"; exit 1; }
 
+# Group docker owns the engine's socket, as on a host where Docker was installed first.
+inside groupadd --system --non-unique --gid "$(stat -c %g "$DOCKER_SOCKET")" docker
 nspawn_install_runner "$NAME" "$target/debug/act_runner" systemd
+# docker.service: the host's engine stands in for one installed in the container; its socket
+# (/run/docker.sock, where discovery looks) exists only while the unit is active.
+nspawn_sh "$NAME" 'cat >/etc/systemd/system/docker.service <<EOF
+[Unit]
+Description=Docker engine (the host engine socket appears at /run/docker.sock)
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/ln -sf /run/host-docker.sock /run/docker.sock
+ExecStop=/bin/rm -f /run/docker.sock
+EOF
+systemctl daemon-reload'
 
 # --- the shipped units, with the real binary, under real systemd
 check "systemd-analyze verify: every unit" inside systemd-analyze verify --man=no \
@@ -122,6 +140,7 @@ check "exposure $exposure is at most 3.0" awk -v e="$exposure" 'BEGIN { exit !(e
 
 # --- configuration and registration, as an operator would do it. metrics.enabled stays off:
 # whatever answers on 9101 comes through the socket unit. shutdown_timeout bounds the drain.
+# write_config CAPACITY [EXTRA_YAML]
 write_config() {
     nspawn_sh "$NAME" "cat >/etc/act-runner/config.yaml <<EOF
 runner:
@@ -129,6 +148,7 @@ runner:
   shutdown_timeout: 2m
   fetch_interval: 1s
   fetch_interval_max: 2s
+${2:-}
 cache:
   enabled: false
 EOF
@@ -241,6 +261,24 @@ final=$(task_json "$task")
 echo "task $task at the fake: $(echo "$final" | jq -c '{status, result, stopped_at}')"
 check "the drained task's final state reached the fake (success, with stopped_at)" delivered "$task"
 check "the drained task's log reached the fake" has "$(echo "$final" | jq -r '.logs[].content')" '^released after'
+
+# --- docker.service over D-Bus: with a docker label the runner waits for the unit to become
+# active before it looks for the engine's socket (which does not exist before), then READY.
+write_config 3 '  labels: ["nspawn:host", "nspawn-docker:docker://debian:12"]
+container:
+  docker_timeout: 1m'
+inside systemctl start --no-block act-runner.service
+wait_for 10 "StatusText while docker.service is inactive: starting: waiting for Docker" \
+    status_is "starting: waiting for Docker"
+sleep 3
+check "no READY while docker.service is inactive (activating)" state_is activating
+inside systemctl start docker.service
+wait_for 15 "READY once docker.service is active" state_is active
+journal=$(inside journalctl -u act-runner.service -o cat --no-pager --since=-1min)
+check "the runner saw docker.service become active over D-Bus" has "$journal" '^the unit is active$'
+check "… and never polled a missing socket" eval '! has "$journal" "Docker is not ready yet"'
+check "act_runner_docker_up is 1" \
+    has "$(inside curl -sS --max-time 10 http://127.0.0.1:9101/metrics)" '^act_runner_docker_up 1$'
 
 # --- logind: a delay inhibitor naming the running task (granted to the act-runner user through
 # polkit), and a system shutdown (PrepareForShutdown) drains the runner like `systemctl stop`.

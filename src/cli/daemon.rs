@@ -362,12 +362,29 @@ async fn docker_access(
     cancel: &CancellationToken,
 ) -> anyhow::Result<DockerAccess> {
     let configured = configured_docker_host(config);
+    let limit = config.container.docker_timeout;
+    let started = std::time::Instant::now();
+    // A local engine that systemd starts: wait for docker.service over D-Bus before looking for
+    // its socket, which appears only once the engine runs.
+    if !limit.is_zero() && docker_is_local(configured) {
+        crate::systemd::dbus::wait_for_docker_service(limit, cancel).await;
+    }
     let host = connect::discover_docker_host_from_process(configured)?;
-    let docker = connect::wait_until_ready(&host, config.container.docker_timeout, cancel).await?;
+    let remaining = limit.saturating_sub(started.elapsed());
+    let docker = connect::wait_until_ready(&host, remaining, cancel).await?;
     Ok(DockerAccess {
         docker,
         socket_to_mount: connect::socket_to_mount(configured, &host),
     })
+}
+
+/// Whether the engine is reached through a local socket (configured, from `DOCKER_HOST`, or
+/// discovered), so that the local `docker.service` is the one that matters.
+fn docker_is_local(configured: &str) -> bool {
+    if !configured.is_empty() && configured != "-" {
+        return configured.starts_with("unix://");
+    }
+    std::env::var("DOCKER_HOST").map_or(true, |host| host.is_empty() || host.starts_with("unix://"))
 }
 
 /// Upstream's fallback probe when no label needs Docker: use it if it answers at once.

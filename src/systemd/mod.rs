@@ -40,7 +40,8 @@
 //!    [`dbus::ShutdownInhibitor::on_system_bus`] holds logind delay locks while jobs run (fed
 //!    by the [`observer::RunningJobs`] observer, registered after the board, through
 //!    `ShutdownInhibitor::follow`) and cancels a token on PrepareForShutdown, which the daemon
-//!    treats as SIGTERM; [`dbus::wait_for_unit_active`] waits for `docker.service`.
+//!    treats as SIGTERM; [`dbus::wait_for_docker_service`] (over [`dbus::wait_for_unit_active`])
+//!    waits for a local `docker.service` before the daemon looks for the engine's socket.
 //! 9. Children: every host-mode job process and helper command goes through
 //!    [`child_env::scrub`] (or gets [`child_env::job_environment`]), so no job sees
 //!    `NOTIFY_SOCKET`, `LISTEN_*`, `WATCHDOG_*` and the rest of the runner's systemd interface.

@@ -11,7 +11,7 @@ pub mod units;
 use std::time::Duration;
 
 pub use logind::ShutdownInhibitor;
-pub use units::{UnitWait, wait_for_unit_active};
+pub use units::{UnitWait, wait_for_docker_service, wait_for_unit_active};
 
 /// How long connecting to the bus may take before the runner carries on without it.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);

@@ -1,11 +1,12 @@
 //! systemd1: wait for a unit (`docker.service`) to become active by watching its `ActiveState`
 //! over D-Bus instead of polling the Docker socket.
 //!
-//! May use: `super`, zbus, tokio.
+//! May use: `super`, zbus, tokio, tokio-util.
 
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use tokio_util::sync::CancellationToken;
 
 use super::SystemBus;
 
@@ -88,4 +89,38 @@ pub async fn wait_for_unit_active(
             Err(_) => return Ok(UnitWait::TimedOut(state)),
         }
     }
+}
+
+/// Waits up to `limit` for `docker.service` on the system bus, unless `cancel` fires first.
+/// `None` when there is no bus, systemd does not know the unit, D-Bus failed or `cancel` fired:
+/// the caller polls the socket instead. Logs what it saw.
+pub async fn wait_for_docker_service(
+    limit: Duration,
+    cancel: &CancellationToken,
+) -> Option<UnitWait> {
+    const UNIT: &str = "docker.service";
+    let bus = SystemBus::connect().await?;
+    let wait = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        wait = wait_for_unit_active(&bus, UNIT, limit) => wait,
+    };
+    match wait {
+        Ok(UnitWait::Active) => tracing::info!(unit = UNIT, "the unit is active"),
+        Ok(UnitWait::Unknown) => {
+            tracing::debug!(
+                unit = UNIT,
+                "systemd does not know the unit; polling the socket"
+            );
+            return None;
+        }
+        Ok(UnitWait::Failed) => tracing::warn!(unit = UNIT, "the unit failed"),
+        Ok(UnitWait::TimedOut(ref state)) => {
+            tracing::warn!(unit = UNIT, state = %state, waited = ?limit, "the unit did not become active in time");
+        }
+        Err(error) => {
+            tracing::debug!(%error, unit = UNIT, "cannot watch the unit over D-Bus; polling the socket");
+            return None;
+        }
+    }
+    wait.ok()
 }
