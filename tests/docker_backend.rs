@@ -9,7 +9,7 @@ use act_runner::executor::backend::docker::{
     LABEL_TASK_ID, ServiceConfig, connect, orphans,
 };
 use act_runner::executor::backend::{
-    Backend, BackendError, ContainerSpec, ExecRequest, ExitStatus, JobContainers, OutputLine,
+    Backend, BackendError, ContainerSpec, ExecRequest, ExitStatus, JobContainers, OutputLines,
     Stream,
 };
 use bollard::Docker;
@@ -107,14 +107,16 @@ async fn run(
     cancel: CancellationToken,
 ) -> (
     Result<ExitStatus, BackendError>,
-    Vec<(Duration, OutputLine)>,
+    Vec<(Duration, Stream, String)>,
 ) {
-    let (tx, mut rx) = mpsc::channel(1024);
+    let (tx, mut rx) = mpsc::channel::<OutputLines>(1024);
     let started = Instant::now();
     let collector = tokio::spawn(async move {
         let mut lines = Vec::new();
-        while let Some(line) = rx.recv().await {
-            lines.push((started.elapsed(), line));
+        while let Some(output) = rx.recv().await {
+            for line in output.lines.iter() {
+                lines.push((started.elapsed(), output.stream, line.to_string()));
+            }
         }
         lines
     });
@@ -123,8 +125,8 @@ async fn run(
     (status, lines)
 }
 
-fn texts(lines: &[(Duration, OutputLine)]) -> Vec<String> {
-    lines.iter().map(|(_, line)| line.line.clone()).collect()
+fn texts(lines: &[(Duration, Stream, String)]) -> Vec<String> {
+    lines.iter().map(|(_, _, line)| line.clone()).collect()
 }
 
 async fn containers_with_label(docker: &Docker, label: &str) -> Vec<String> {
@@ -198,7 +200,7 @@ async fn exec_reports_exit_codes_and_separates_stderr() {
         assert_eq!(status.unwrap(), ExitStatus::Exited(3));
         let streams: Vec<_> = lines
             .iter()
-            .map(|(_, line)| (line.stream, line.line.as_str()))
+            .map(|(_, stream, line)| (*stream, line.as_str()))
             .collect();
         assert!(streams.contains(&(Stream::Stdout, "out")), "{streams:?}");
         assert!(streams.contains(&(Stream::Stderr, "err")), "{streams:?}");

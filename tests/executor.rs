@@ -38,9 +38,9 @@ fn spec(yaml: &str) -> JobSpec {
 fn log_lines(events: &[JobEvent]) -> Vec<String> {
     events
         .iter()
-        .filter_map(|event| match event {
-            JobEvent::Log(line) => Some(line.content.clone()),
-            _ => None,
+        .flat_map(|event| match event {
+            JobEvent::Log(log) => log.lines.iter().map(String::from).collect(),
+            _ => Vec::new(),
         })
         .collect()
 }
@@ -73,7 +73,7 @@ async fn events_come_in_contract_order() {
         .unwrap();
     let line = events
         .iter()
-        .position(|e| matches!(e, JobEvent::Log(line) if line.content == "hello" && line.step_idx == Some(0)))
+        .position(|e| matches!(e, JobEvent::Log(log) if log.lines.iter().any(|line| line == "hello") && log.step_idx == Some(0)))
         .unwrap();
     let finished = events
         .iter()

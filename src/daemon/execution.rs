@@ -26,7 +26,7 @@ use crate::daemon::spool::SpoolRoot;
 use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
 use crate::executor::backend::docker::{DockerBackend, DockerJobConfig, JobIdentity};
 use crate::executor::backend::host::HostBackend;
-use crate::executor::event::{Conclusion, JobEvent, LogLine};
+use crate::executor::event::{Conclusion, JobEvent, LogLines};
 use crate::executor::{JobSpec, run_job};
 
 /// Beyond `runner.timeout`, how long the executor gets to end a job it was told to cancel.
@@ -417,11 +417,11 @@ async fn setup_lines(
 
 async fn send_line(events: &mpsc::Sender<JobEvent>, content: &str) {
     let _ = events
-        .send(JobEvent::Log(LogLine {
-            at: SystemTime::now(),
-            step_idx: None,
-            content: content.to_string(),
-        }))
+        .send(JobEvent::Log(LogLines::one(
+            SystemTime::now(),
+            None,
+            content,
+        )))
         .await;
 }
 

@@ -13,7 +13,7 @@
 //! on the blocking pool. Imports nothing of `client` but the `LogRow` message.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +28,8 @@ use crate::daemon::reporter::state::JobState;
 const LOG_FILE: &str = "log";
 const STATE_FILE: &str = "state.json";
 const STATE_TEMP_FILE: &str = "state.json.tmp";
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// Appended rows are written out at the latest when this many bytes are buffered.
+const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// What the spool can fail at.
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +72,13 @@ pub struct SpoolRoot {
 #[derive(Debug)]
 pub struct TaskSpool {
     dir: PathBuf,
-    writer: BufWriter<File>,
+    /// The log, opened for appending.
+    file: File,
+    /// Encoded rows not yet written: [`TaskSpool::flush`] hands them to the kernel in one write.
+    unwritten: Vec<u8>,
     reader: Arc<File>,
     rows: u64,
     bytes: u64,
-    encode_buffer: Vec<u8>,
 }
 
 /// Rows read from the spool for one UpdateLog call.
@@ -201,11 +204,11 @@ impl TaskSpool {
         let reader = File::open(&log_path).map_err(io_error("open", &log_path))?;
         Ok(TaskSpool {
             dir,
-            writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            file,
+            unwritten: Vec::new(),
             reader: Arc::new(reader),
             rows,
             bytes,
-            encode_buffer: Vec::new(),
         })
     }
 
@@ -225,25 +228,72 @@ impl TaskSpool {
 
     /// Appends a row; it becomes readable after [`TaskSpool::flush`].
     pub fn append(&mut self, row: &LogRow) -> Result<(), SpoolError> {
-        self.encode_buffer.clear();
-        row.encode(&mut self.encode_buffer)
+        let length = row.encoded_len();
+        self.unwritten
+            .extend_from_slice(&(length as u32).to_le_bytes());
+        row.encode(&mut self.unwritten)
             .expect("a Vec grows to fit any message");
-        let length = self.encode_buffer.len() as u32;
-        let result = self
-            .writer
-            .write_all(&length.to_le_bytes())
-            .and_then(|()| self.writer.write_all(&self.encode_buffer));
-        result.map_err(io_error("append to", &self.dir.join(LOG_FILE)))?;
-        self.rows += 1;
-        self.bytes += 4 + u64::from(length);
+        self.appended(1, 4 + length as u64)
+    }
+
+    /// Appends one row per line, all stamped `at`: encoded straight from the lines, byte for byte
+    /// what `LogRow { time: Some(at), content }` encodes to, without building a `LogRow` per line.
+    pub fn append_lines<'a>(
+        &mut self,
+        at: SystemTime,
+        lines: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), SpoolError> {
+        let mut time_field = Vec::with_capacity(16);
+        prost::encoding::message::encode(1, &prost_types::Timestamp::from(at), &mut time_field);
+        let (mut n_rows, mut n_bytes) = (0, 0);
+        for content in lines {
+            let start = self.unwritten.len();
+            self.unwritten.extend_from_slice(&[0; 4]);
+            self.unwritten.extend_from_slice(&time_field);
+            // proto3 leaves an empty string out, as prost does.
+            if !content.is_empty() {
+                prost::encoding::encode_key(
+                    2,
+                    prost::encoding::WireType::LengthDelimited,
+                    &mut self.unwritten,
+                );
+                prost::encoding::encode_varint(content.len() as u64, &mut self.unwritten);
+                self.unwritten.extend_from_slice(content.as_bytes());
+            }
+            let length = self.unwritten.len() - start - 4;
+            self.unwritten[start..start + 4].copy_from_slice(&(length as u32).to_le_bytes());
+            n_rows += 1;
+            n_bytes += 4 + length as u64;
+        }
+        self.appended(n_rows, n_bytes)
+    }
+
+    fn appended(&mut self, n_rows: u64, n_bytes: u64) -> Result<(), SpoolError> {
+        self.rows += n_rows;
+        self.bytes += n_bytes;
+        if self.unwritten.len() >= WRITE_BUFFER_BYTES {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    /// Hands buffered rows to the kernel so readers and a restarted daemon see them.
+    /// Hands appended rows to the kernel, in one write, so readers and a restarted daemon see them.
+    /// After an error the rows not written stay buffered for the next flush.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
-        self.writer
-            .flush()
-            .map_err(io_error("write", &self.dir.join(LOG_FILE)))
+        while !self.unwritten.is_empty() {
+            match self.file.write(&self.unwritten) {
+                Ok(0) => {
+                    let error = io::Error::from(io::ErrorKind::WriteZero);
+                    return Err(io_error("write", &self.dir.join(LOG_FILE))(error));
+                }
+                Ok(n_written) => {
+                    self.unwritten.drain(..n_written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(io_error("write", &self.dir.join(LOG_FILE))(error)),
+            }
+        }
+        Ok(())
     }
 
     /// A handle for reading batches (see [`read_batch`]) and for fsync.
@@ -417,6 +467,34 @@ mod tests {
             seek_row(&reader, 0, 0, 10_000, spool.bytes()).unwrap(),
             spool.bytes()
         );
+    }
+
+    #[test]
+    fn lines_are_spooled_exactly_as_prost_encodes_their_rows() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = SpoolRoot::new(temp.path());
+        let mut spool = root.create(&record(6)).unwrap();
+        let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        let long = "x".repeat(300);
+        let lines = ["one", "", "é ü", long.as_str()];
+        spool.append_lines(at, lines).unwrap();
+        spool.append_lines(UNIX_EPOCH, ["epoch"]).unwrap();
+        spool.flush().unwrap();
+        let mut expected = Vec::new();
+        let rows = lines
+            .iter()
+            .map(|line| (at, *line))
+            .chain([(UNIX_EPOCH, "epoch")])
+            .map(|(time, content)| LogRow {
+                time: Some(time.into()),
+                content: content.to_string(),
+            });
+        for row in rows {
+            expected.extend_from_slice(&(row.encoded_len() as u32).to_le_bytes());
+            expected.extend_from_slice(&row.encode_to_vec());
+        }
+        assert_eq!(fs::read(spool.dir().join("log")).unwrap(), expected);
+        assert_eq!((spool.rows(), spool.bytes()), (5, expected.len() as u64));
     }
 
     #[test]

@@ -45,6 +45,12 @@ static HASH_FORM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^##\[([^ \]]+)( [^\]]*)?\](.*)$").expect("the command pattern is a valid regex")
 });
 
+/// Whether `line` is certainly no command, so [`CommandProcessor::process`] would log it unchanged
+/// and do nothing else, whatever its state: the fast path for ordinary output.
+pub fn is_plain(line: &str) -> bool {
+    !(line.starts_with("::") || line.starts_with("##[") || line.ends_with(['\r', '\n']))
+}
+
 impl CommandProcessor {
     /// `step_debug`: `ACTIONS_STEP_DEBUG` is on (debug lines are shown).
     /// `allow_unsecure_commands`: `ACTIONS_ALLOW_UNSECURE_COMMANDS=true` (set-env, add-path work).
@@ -236,6 +242,35 @@ mod tests {
     #[test]
     fn plain_lines_pass() {
         check(&["hello", "a::b"], &["hello", "a::b"], &[]);
+    }
+
+    #[test]
+    fn lines_called_plain_are_logged_unchanged_in_every_state() {
+        let lines = [
+            "hello",
+            "a::b",
+            " ::warning::x",
+            "#[x]",
+            ":",
+            "##",
+            "::warning::w",
+            "##[error]e",
+            "::stop-commands::tok",
+            "x\r",
+            "::add-mask::",
+        ];
+        for stopped in [false, true] {
+            let mut processor = CommandProcessor::new(false, false);
+            if stopped {
+                processor.process("::stop-commands::tok");
+            }
+            for line in lines {
+                if is_plain(line) {
+                    assert_eq!(processor.process(line), keep(line), "{line:?}");
+                }
+            }
+        }
+        assert!(!is_plain("::warning::w") && !is_plain("##[error]e") && !is_plain("x\r"));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Job events: the typed stream a running job emits and the daemon's reporter (or `exec`'s printer)
 //! consumes. This is the executor's whole output interface; it holds no proto or Gitea types.
 //!
-//! Order contract: `JobStarted` first, then per step `StepStarted`, its `Log` lines, `StepFinished`;
-//! job-level `Log` lines (set-up, tear-down) carry `step_idx: None`; `Outputs` before `JobFinished`,
-//! which is always last and always sent, also on cancellation and timeout.
+//! Order contract: `JobStarted` first, then per step `StepStarted`, its `Log` lines (in batches),
+//! `StepFinished`; job-level `Log` lines (set-up, tear-down) carry `step_idx: None`; `Outputs`
+//! before `JobFinished`, which is always last and always sent, also on cancellation and timeout.
 
 use std::time::SystemTime;
 
 use indexmap::IndexMap;
+
+use super::line_batch::LineBatch;
 
 /// Result of a step (its outcome or its conclusion) or of a whole job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,13 +29,25 @@ pub struct PlannedStep {
     pub name: String,
 }
 
-/// One line of output, already masked, without its trailing newline.
+/// Lines of output that arrived together, already masked, without their trailing newlines. Each
+/// line becomes one log row stamped `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
+pub struct LogLines {
     pub at: SystemTime,
-    /// The step that printed it, or `None` for job-level lines (set-up, tear-down).
+    /// The step that printed them, or `None` for job-level lines (set-up, tear-down).
     pub step_idx: Option<usize>,
-    pub content: String,
+    pub lines: LineBatch,
+}
+
+impl LogLines {
+    /// One line.
+    pub fn one(at: SystemTime, step_idx: Option<usize>, line: impl Into<String>) -> LogLines {
+        LogLines {
+            at,
+            step_idx,
+            lines: LineBatch::one(line),
+        }
+    }
 }
 
 /// What a running job reports.
@@ -47,7 +61,7 @@ pub enum JobEvent {
         step_idx: usize,
         at: SystemTime,
     },
-    Log(LogLine),
+    Log(LogLines),
     StepFinished {
         step_idx: usize,
         at: SystemTime,

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::action;
 use super::backend::{Backend, ContainerSpec, JobContainers, RegistryCredentials};
 use super::contexts;
-use super::event::{Conclusion, JobEvent, LogLine, PlannedStep};
+use super::event::{Conclusion, JobEvent, LogLines, PlannedStep};
 use super::expr::{JobStatus, Value};
+use super::line_batch::LineBatch;
 use super::masking::Masker;
 use super::model::{self, Container, Job, Workflow};
 use super::scope::{self, FieldError, Scope};
@@ -41,10 +42,24 @@ impl Emitter {
 
     pub async fn log(&self, step_idx: Option<usize>, line: &str) {
         let content = self.masker.mask(line);
-        self.send(JobEvent::Log(LogLine {
-            at: SystemTime::now(),
+        self.send(JobEvent::Log(LogLines::one(
+            SystemTime::now(),
             step_idx,
             content,
+        )))
+        .await;
+    }
+
+    /// Masks and sends lines that arrived together, as one event.
+    pub async fn log_lines(&self, step_idx: Option<usize>, lines: LineBatch) {
+        if lines.is_empty() {
+            return;
+        }
+        let lines = self.masker.mask_lines(lines);
+        self.send(JobEvent::Log(LogLines {
+            at: SystemTime::now(),
+            step_idx,
+            lines,
         }))
         .await;
     }

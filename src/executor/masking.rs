@@ -4,9 +4,11 @@
 //! (base64 at three alignments, JSON string escapes, URL escapes). Replacement follows Go's
 //! `strings.NewReplacer`: leftmost match, and at one position the pattern registered first wins.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+
+use super::line_batch::LineBatch;
 
 const REPLACEMENT: &str = "***";
 
@@ -84,14 +86,54 @@ impl Masker {
     /// Returns the line with every masked string replaced by `***`.
     pub fn mask(&self, line: &str) -> String {
         match &self.automaton {
-            Some(automaton) => automaton.replace_all(line, &vec![REPLACEMENT; self.patterns.len()]),
+            Some(automaton) => {
+                let mut masked = String::with_capacity(line.len());
+                mask_into(automaton, line, &mut masked);
+                masked
+            }
             None => line.to_string(),
         }
+    }
+
+    /// Masks every line of a batch, exactly as [`Masker::mask`] masks each on its own. One search
+    /// over the whole batch finds the lines that hold a masked string; only those are rewritten,
+    /// and a batch without any comes back as it was, without a copy.
+    pub fn mask_lines(&self, lines: LineBatch) -> LineBatch {
+        let Some(automaton) = &self.automaton else {
+            return lines;
+        };
+        let text = lines.text();
+        let mut next_match = automaton.find(text);
+        if next_match.is_none() {
+            return lines;
+        }
+        let mut masked = LineBatch::new();
+        for (start, end) in lines.spans() {
+            let line = &text[start..end];
+            // The leftmost match at or after this line's start: none starting inside the line
+            // means no masked string lies wholly in it.
+            match next_match {
+                Some(found) if found.start() < end => {
+                    masked.push_with(|out| mask_into(automaton, line, out));
+                    next_match = automaton.find(Input::new(text).range(end.min(text.len())..));
+                }
+                _ => masked.push(line),
+            }
+        }
+        masked
     }
 
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
+}
+
+/// Appends `line` to `out` with every match replaced (Go's `strings.Replacer` semantics).
+fn mask_into(automaton: &AhoCorasick, line: &str, out: &mut String) {
+    automaton.replace_all_with(line, out, |_, _, out| {
+        out.push_str(REPLACEMENT);
+        true
+    });
 }
 
 /// The workflow-command escape of a value (`%` first, so it is not applied twice).
@@ -208,6 +250,32 @@ mod tests {
     fn first_registered_pattern_wins_at_one_position() {
         let masker = masker(&["abc", "abcdef"]);
         assert_eq!(masker.mask("abcdef"), "***def");
+    }
+
+    #[test]
+    fn a_batch_is_masked_exactly_as_each_line_alone() {
+        let masker = masker(&["hunter2", "ab"]);
+        // "a" + "b" across a line break is no match; a match right at a line's start or end is.
+        let lines = [
+            "clean",
+            "x a",
+            "b y",
+            "hunter2 ok",
+            "",
+            "ok hunter2",
+            "zzab",
+            "none",
+            "ab",
+        ];
+        let batch: LineBatch = lines.iter().copied().collect();
+        let expected: Vec<String> = lines.iter().map(|line| masker.mask(line)).collect();
+        assert_eq!(
+            masker.mask_lines(batch).iter().collect::<Vec<_>>(),
+            expected
+        );
+        let clean: LineBatch = ["nothing", "to", "hide"].into_iter().collect();
+        assert_eq!(masker.mask_lines(clean.clone()), clean);
+        assert_eq!(Masker::new().mask_lines(clean.clone()), clean);
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! - [`model`]: the workflow model and its strict parser (positions in every error); matrix expansion.
 //! - [`expr`]: the expression language.
 //! - `job`, `step`, `contexts`, `scope`, `shell`: running a job, a step, building contexts, evaluating fields.
-//! - [`commands`], [`command_files`], [`masking`]: what happens to a step's output and files.
+//! - [`commands`], [`command_files`], [`masking`]: what happens to a step's output and files;
+//!   [`line_batch`]: the output travels as batches of lines, one per read of a stream.
 //! - [`backend`]: where steps run.
 //! - [`plan`]: the local planner `exec` uses (jobs in `needs` order, matrix expanded).
 
@@ -37,6 +38,7 @@ pub mod event;
 pub mod expr;
 mod hash_files;
 mod job;
+pub mod line_batch;
 pub mod masking;
 pub mod model;
 pub mod plan;

@@ -11,15 +11,19 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, ContainerRun, ExecRequest, ExitStatus, OutputLine};
+use super::backend::{Backend, ContainerRun, ExecRequest, ExitStatus, OutputLines};
 use super::command_files::{self, CommandFileError};
-use super::commands::{CommandProcessor, Effect};
+use super::commands::{self, CommandProcessor, Effect};
 use super::event::Conclusion;
 use super::job::{Emitter, JobState};
+use super::line_batch::LineBatch;
 use super::step::{BodyResult, temp_dir};
 
 /// How long output still arriving after a command ended is waited for.
 const OUTPUT_TAIL_LIMIT: Duration = Duration::from_secs(2);
+/// Output batches (one per read of the stream, each at most a frame plus one long line) the
+/// backend may get ahead of the step.
+const OUTPUT_CHANNEL_CAPACITY: usize = 16;
 const FILE_COMMANDS_DIR: &str = "_runner_file_commands";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -121,7 +125,7 @@ pub async fn execute<B: Backend>(
     let mut processor = CommandProcessor::new(state.step_debug, state.allow_unsecure_commands);
     let mut outputs = IndexMap::new();
     let mut saved_state = IndexMap::new();
-    let (tx, mut rx) = mpsc::channel::<OutputLine>(256);
+    let (tx, mut rx) = mpsc::channel::<OutputLines>(OUTPUT_CHANNEL_CAPACITY);
     let status = {
         let exec = match container {
             None => Either::Left(backend.exec(request, tx, cancel.clone())),
@@ -130,20 +134,28 @@ pub async fn execute<B: Backend>(
         tokio::pin!(exec);
         loop {
             tokio::select! {
-                Some(line) = rx.recv() => {
-                    let sinks = Sinks { outputs: &mut outputs, saved_state: &mut saved_state };
-                    handle_line(step_idx, &line.line, &mut processor, state, emitter, sinks).await;
+                Some(output) = rx.recv() => {
+                    let mut sinks = Sinks { outputs: &mut outputs, saved_state: &mut saved_state };
+                    handle_output(step_idx, output.lines, &mut processor, state, emitter, &mut sinks).await;
                 }
                 status = &mut exec => break status,
             }
         }
     };
-    while let Ok(Some(line)) = tokio::time::timeout(OUTPUT_TAIL_LIMIT, rx.recv()).await {
-        let sinks = Sinks {
+    while let Ok(Some(output)) = tokio::time::timeout(OUTPUT_TAIL_LIMIT, rx.recv()).await {
+        let mut sinks = Sinks {
             outputs: &mut outputs,
             saved_state: &mut saved_state,
         };
-        handle_line(step_idx, &line.line, &mut processor, state, emitter, sinks).await;
+        handle_output(
+            step_idx,
+            output.lines,
+            &mut processor,
+            state,
+            emitter,
+            &mut sinks,
+        )
+        .await;
     }
 
     // Environment files count even when the step failed, as upstream reads them after every step.
@@ -260,13 +272,43 @@ fn step_environment(
     env
 }
 
+/// Runs a batch of output through workflow commands and masking. Runs of plain lines (no command
+/// possible) go on as one batch; a command line is handled on its own, after the lines before it
+/// were sent and before the lines after it are masked, so an `add-mask` covers exactly the lines
+/// that follow it.
+async fn handle_output(
+    step_idx: Option<usize>,
+    lines: LineBatch,
+    processor: &mut CommandProcessor,
+    state: &mut JobState,
+    emitter: &mut Emitter,
+    sinks: &mut Sinks<'_>,
+) {
+    if lines.iter().all(commands::is_plain) {
+        emitter.log_lines(step_idx, lines).await;
+        return;
+    }
+    let mut plain = LineBatch::new();
+    for line in lines.iter() {
+        if commands::is_plain(line) {
+            plain.push(line);
+            continue;
+        }
+        emitter
+            .log_lines(step_idx, std::mem::take(&mut plain))
+            .await;
+        handle_line(step_idx, line, processor, state, emitter, sinks).await;
+    }
+    emitter.log_lines(step_idx, plain).await;
+}
+
 async fn handle_line(
     step_idx: Option<usize>,
     line: &str,
     processor: &mut CommandProcessor,
     state: &mut JobState,
     emitter: &mut Emitter,
-    sinks: Sinks<'_>,
+    sinks: &mut Sinks<'_>,
 ) {
     let processed = processor.process(line);
     for effect in processed.effects {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::action;
-use super::backend::{Backend, ExecRequest};
+use super::backend::{Backend, ExecRequest, OutputLines};
 use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
 use super::expr::Value;
@@ -198,8 +198,9 @@ async fn probe_shells<B: Backend>(
     };
     let status = backend.exec(request, tx, cancel.clone()).await;
     let mut lines = Vec::new();
-    while let Ok(Some(line)) = tokio::time::timeout(OUTPUT_TAIL_LIMIT, rx.recv()).await {
-        lines.push(line.line);
+    while let Ok(Some(output)) = tokio::time::timeout(OUTPUT_TAIL_LIMIT, rx.recv()).await {
+        let output: OutputLines = output;
+        lines.extend(output.lines.iter().map(String::from));
     }
     match status {
         Ok(_) => Available::from_probe_output(&lines),

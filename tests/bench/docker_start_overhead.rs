@@ -178,8 +178,8 @@ async fn backend_once(docker: &Docker, image: &str) -> Duration {
     };
     let exec = backend.exec(request, tx, CancellationToken::new());
     let first_line = async {
-        let line = rx.recv().await.expect("a line");
-        assert_eq!(line.line, "ready");
+        let output = rx.recv().await.expect("a line");
+        assert_eq!(output.lines.iter().collect::<Vec<_>>(), ["ready"]);
         started.elapsed()
     };
     let (status, elapsed) = tokio::join!(exec, first_line);

@@ -27,10 +27,10 @@ pub async fn print_events(
                 let name = names.get(step_idx).map_or("", String::as_str);
                 writeln!(out, "[{label}] ⭐ {name}")
             }
-            JobEvent::Log(line) => match line.step_idx {
-                Some(_) => writeln!(out, "[{label}]   | {}", line.content),
-                None => writeln!(out, "[{label}] {}", line.content),
-            },
+            JobEvent::Log(log) => log.lines.iter().try_for_each(|line| match log.step_idx {
+                Some(_) => writeln!(out, "[{label}]   | {line}"),
+                None => writeln!(out, "[{label}] {line}"),
+            }),
             JobEvent::StepFinished {
                 step_idx,
                 outcome,

@@ -34,14 +34,15 @@ use crate::client::RunnerApi;
 use crate::client::proto::runner::LogRow;
 use crate::daemon::observe::Observer;
 use crate::daemon::spool::{SpoolError, SpoolRecord, SpoolRoot, TaskSpool};
-use crate::executor::event::{Conclusion, JobEvent};
+use crate::executor::event::{Conclusion, JobEvent, LogLines};
 use state::JobState;
 
 /// Gitea's cap is not documented; 1 MiB keeps each `log_indexes` rewrite and request bounded.
 pub const MAX_UPDATE_LOG_BYTES: usize = 1024 * 1024;
 
-/// How many job events the executor may get ahead of the spool.
-pub const EVENT_CHANNEL_CAPACITY: usize = 4096;
+/// How many job events the executor may get ahead of the spool. Log lines travel in batches (one
+/// per read of the step's output, at most a frame plus one long line), so this also bounds memory.
+pub const EVENT_CHANNEL_CAPACITY: usize = 64;
 
 /// Reporting cadence and bounds (from `runner.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +303,20 @@ impl Shared {
     }
 
     fn append(&mut self, task_id: i64, row: &LogRow) {
-        match self.spool.append(row) {
+        let appended = self.spool.append(row);
+        self.appended(task_id, appended);
+    }
+
+    /// Spools each line as a row stamped `log.at`.
+    fn append_lines(&mut self, task_id: i64, log: &LogLines) {
+        let appended = self
+            .spool
+            .append_lines(log.at, log.lines.iter().map(state::row_content));
+        self.appended(task_id, appended);
+    }
+
+    fn appended(&mut self, task_id: i64, appended: Result<(), SpoolError>) {
+        match appended {
             Ok(()) => {
                 self.first_unsent_at.get_or_insert_with(Instant::now);
             }
@@ -338,8 +352,8 @@ async fn ingest(core: Arc<Core>, mut events: mpsc::Receiver<JobEvent>) {
             let finished = matches!(event, JobEvent::JobFinished { .. });
             let next_row = shared.spool.rows();
             let applied = shared.job.apply(event, next_row);
-            if let Some(row) = applied.row {
-                shared.append(core.task_id, &row);
+            if let Some(log) = applied.log {
+                shared.append_lines(core.task_id, &log);
             }
             urgent |= applied.urgent;
             if finished {

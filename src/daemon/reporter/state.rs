@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::client::proto::runner::{self as proto, TaskState};
-use crate::executor::event::{Conclusion, JobEvent};
+use crate::executor::event::{Conclusion, JobEvent, LogLines};
 
 /// Gitea drops output keys longer than this (bytes).
 pub const MAX_OUTPUT_KEY_BYTES: usize = 255;
@@ -26,16 +26,16 @@ pub const MAX_OUTPUT_VALUE_BYTES: usize = 1024 * 1024;
 /// 1 MiB request cap.
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
 
-/// Shortens `text` to at most `max` bytes without splitting a character.
-fn truncate_at_char_boundary(text: &mut String, max: usize) {
-    if text.len() <= max {
-        return;
+/// A log line as it goes into a row: at most [`MAX_ROW_BYTES`], cut without splitting a character.
+pub fn row_content(line: &str) -> &str {
+    if line.len() <= MAX_ROW_BYTES {
+        return line;
     }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
+    let mut cut = MAX_ROW_BYTES;
+    while !line.is_char_boundary(cut) {
         cut -= 1;
     }
-    text.truncate(cut);
+    &line[..cut]
 }
 
 /// One step as reported in `TaskState.steps`.
@@ -73,8 +73,8 @@ pub struct JobState {
 /// What applying one event did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Applied {
-    /// The event is a log line: spool it as the next row.
-    pub row: Option<proto::LogRow>,
+    /// The event holds log lines: spool each as the next row (its content through [`row_content`]).
+    pub log: Option<LogLines>,
     /// Gitea should hear about this soon (a step started or finished, the job ended, outputs).
     pub urgent: bool,
 }
@@ -133,7 +133,7 @@ impl JobState {
                     self.steps.resize(n_steps, StepRecord::empty());
                 }
                 Applied {
-                    row: None,
+                    log: None,
                     urgent: true,
                 }
             }
@@ -147,26 +147,24 @@ impl JobState {
                 }
                 self.current_step = Some(step_idx);
                 Applied {
-                    row: None,
+                    log: None,
                     urgent: true,
                 }
             }
-            JobEvent::Log(line) => {
-                self.started_at.get_or_insert(line.at);
-                if let Some(step_idx) = self.current_step {
+            JobEvent::Log(log) => {
+                self.started_at.get_or_insert(log.at);
+                let n_rows = log.lines.len() as u64;
+                if let Some(step_idx) = self.current_step
+                    && n_rows > 0
+                {
                     let step = self.step_mut(step_idx);
                     if step.log_length == 0 {
                         step.log_index = next_row;
                     }
-                    step.log_length += 1;
+                    step.log_length += n_rows;
                 }
-                let mut content = line.content;
-                truncate_at_char_boundary(&mut content, MAX_ROW_BYTES);
                 Applied {
-                    row: Some(proto::LogRow {
-                        time: Some(line.at.into()),
-                        content,
-                    }),
+                    log: Some(log),
                     urgent: false,
                 }
             }
@@ -187,7 +185,7 @@ impl JobState {
                     self.current_step = None;
                 }
                 Applied {
-                    row: None,
+                    log: None,
                     urgent: true,
                 }
             }
@@ -207,14 +205,14 @@ impl JobState {
                         .or_insert(OutputRecord { value, sent: false });
                 }
                 Applied {
-                    row: None,
+                    log: None,
                     urgent: true,
                 }
             }
             JobEvent::JobFinished { at, result } => {
                 self.finish(result, at);
                 Applied {
-                    row: None,
+                    log: None,
                     urgent: true,
                 }
             }
@@ -323,26 +321,22 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::executor::event::{LogLine, PlannedStep};
+    use crate::executor::event::PlannedStep;
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
     }
 
     fn log(secs: u64, step_idx: Option<usize>, content: &str) -> JobEvent {
-        JobEvent::Log(LogLine {
-            at: at(secs),
-            step_idx,
-            content: content.into(),
-        })
+        JobEvent::Log(LogLines::one(at(secs), step_idx, content))
     }
 
     /// Applies events, numbering rows as the spool would; returns the spooled contents.
     fn run(state: &mut JobState, events: Vec<JobEvent>) -> Vec<String> {
         let mut rows = Vec::new();
         for event in events {
-            if let Some(row) = state.apply(event, rows.len() as u64).row {
-                rows.push(row.content);
+            if let Some(log) = state.apply(event, rows.len() as u64).log {
+                rows.extend(log.lines.iter().map(|line| row_content(line).to_string()));
             }
         }
         rows
@@ -497,8 +491,8 @@ mod tests {
     fn long_rows_are_cut_at_64_kib_on_a_char_boundary() {
         let mut state = JobState::new(1);
         let long = format!("a{}", "é".repeat(40 * 1024));
-        let row = state.apply(log(0, None, &long), 0).row.unwrap();
-        assert!(row.content.len() <= MAX_ROW_BYTES && row.content.len() > MAX_ROW_BYTES - 2);
+        let rows = run(&mut state, vec![log(0, None, &long)]);
+        assert!(rows[0].len() <= MAX_ROW_BYTES && rows[0].len() > MAX_ROW_BYTES - 2);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::client::proto::runner::{
 };
 use crate::client::{ClientError, Declared, Method};
 use crate::daemon::observe::NoObserver;
-use crate::executor::event::{LogLine, PlannedStep};
+use crate::executor::event::{LogLines, PlannedStep};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
@@ -255,11 +255,7 @@ fn now() -> SystemTime {
 }
 
 fn line(step_idx: Option<usize>, content: String) -> JobEvent {
-    JobEvent::Log(LogLine {
-        at: now(),
-        step_idx,
-        content,
-    })
+    JobEvent::Log(LogLines::one(now(), step_idx, content))
 }
 
 struct Run {

@@ -18,8 +18,10 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::executor::line_batch::LineBatch;
+
 use super::{
-    Backend, BackendError, EnvironmentPaths, ExecRequest, ExitStatus, JobContainers, OutputLine,
+    Backend, BackendError, EnvironmentPaths, ExecRequest, ExitStatus, JobContainers, OutputLines,
     Stream,
 };
 
@@ -162,7 +164,7 @@ impl Backend for HostBackend {
     async fn exec(
         &self,
         request: ExecRequest,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
     ) -> Result<ExitStatus, BackendError> {
         let Some((program, args)) = request.argv.split_first() else {
@@ -322,32 +324,50 @@ async fn kill_group(pgid: i32, child: &mut tokio::process::Child) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
+/// Forwards the complete lines of each read as one batch; `\n` ends a line and a `\r` before it is
+/// dropped; the unterminated rest is sent when the stream ends.
 async fn forward_lines(
     reader: Option<impl AsyncRead + Unpin>,
     stream: Stream,
-    output: &mpsc::Sender<OutputLine>,
+    output: &mpsc::Sender<OutputLines>,
 ) {
     let Some(reader) = reader else { return };
-    let mut reader = BufReader::new(reader);
-    let mut buffer = Vec::new();
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut partial = Vec::new();
     loop {
-        buffer.clear();
-        match reader.read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if buffer.last() == Some(&b'\n') {
-                    buffer.pop();
-                }
-                if buffer.last() == Some(&b'\r') {
-                    buffer.pop();
-                }
-                let line = String::from_utf8_lossy(&buffer).into_owned();
-                if output.send(OutputLine { stream, line }).await.is_err() {
-                    return;
-                }
+        let available = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(available) => available,
+        };
+        let n_read = available.len();
+        let mut lines = LineBatch::new();
+        let mut rest = available;
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
+            if partial.is_empty() {
+                push_line(&mut lines, &rest[..pos]);
+            } else {
+                partial.extend_from_slice(&rest[..pos]);
+                push_line(&mut lines, &partial);
+                partial.clear();
             }
+            rest = &rest[pos + 1..];
+        }
+        partial.extend_from_slice(rest);
+        reader.consume(n_read);
+        if !lines.is_empty() && output.send(OutputLines { stream, lines }).await.is_err() {
+            return;
         }
     }
+    if !partial.is_empty() {
+        let mut lines = LineBatch::new();
+        push_line(&mut lines, &partial);
+        let _ = output.send(OutputLines { stream, lines }).await;
+    }
+}
+
+fn push_line(lines: &mut LineBatch, line: &[u8]) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    lines.push(&String::from_utf8_lossy(line));
 }
 
 #[cfg(test)]
@@ -373,8 +393,9 @@ mod tests {
                 .unwrap()
                 .unwrap();
         let mut lines = Vec::new();
-        while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            lines.push(line.line);
+        while let Ok(Some(output)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            let output: OutputLines = output;
+            lines.extend(output.lines.iter().map(String::from));
         }
         (status, lines)
     }

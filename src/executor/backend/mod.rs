@@ -13,6 +13,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::line_batch::LineBatch;
+
 /// One command to run inside the job environment.
 #[derive(Debug, Clone)]
 pub struct ExecRequest {
@@ -33,11 +35,12 @@ pub enum Stream {
     Stderr,
 }
 
-/// One line of output, without its trailing newline, sent as soon as it is complete.
+/// Output lines of one stream, without their terminators, sent as soon as one read of the stream
+/// completed them (one send per read, not per line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputLine {
+pub struct OutputLines {
     pub stream: Stream,
-    pub line: String,
+    pub lines: LineBatch,
 }
 
 /// How a command ended.
@@ -143,13 +146,13 @@ pub trait Backend: Send + Sync {
     }
     /// Job-level lines (pull progress, service health) go to `log`.
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError>;
-    /// Runs one command; every complete output line goes to `output` as it arrives.
+    /// Runs one command; complete output lines go to `output` as they arrive.
     // The per-step methods promise `Send` futures, so the executor can box its recursion (nested
     // composite actions) and a job's future stays `Send` whatever the backend.
     fn exec(
         &self,
         request: ExecRequest,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
     ) -> impl Future<Output = Result<ExitStatus, BackendError>> + Send;
     /// Writes a file (creating parent directories) inside the environment.
@@ -188,7 +191,7 @@ pub trait Backend: Send + Sync {
     fn run_container(
         &self,
         request: ContainerRun,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
     ) -> impl Future<Output = Result<ExitStatus, BackendError>> + Send {
         let _ = (request, output, cancel);

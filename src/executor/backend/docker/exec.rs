@@ -1,6 +1,7 @@
-//! Steps by `docker exec`: output forwarded line by line as frames arrive, the exit code read with
-//! `inspect_exec`, and on timeout or cancellation every process the exec started killed inside the
-//! container (not merely detached from, which would leave it running).
+//! Steps by `docker exec`: output forwarded as frames arrive (the lines each frame completes, in
+//! one batch), the exit code read with `inspect_exec`, and on timeout or cancellation every
+//! process the exec started killed inside the container (not merely detached from, which would
+//! leave it running).
 //!
 //! How the kill finds the processes: each exec gets a unique `ACT_RUNNER_EXEC_ID` in its environment;
 //! children inherit it, so a root `sh` exec that scans `/proc/*/environ` for it finds the step's
@@ -18,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::lines::LineSplitter;
 use super::{bounded, resolve_path};
-use crate::executor::backend::{BackendError, ExecRequest, ExitStatus, OutputLine, Stream};
+use crate::executor::backend::{BackendError, ExecRequest, ExitStatus, OutputLines, Stream};
+use crate::executor::line_batch::LineBatch;
 
 /// The variable marking a step's processes.
 pub const EXEC_MARKER_VAR: &str = "ACT_RUNNER_EXEC_ID";
@@ -33,7 +35,7 @@ pub async fn run(
     container: &str,
     workspace: &str,
     request: ExecRequest,
-    output: mpsc::Sender<OutputLine>,
+    output: mpsc::Sender<OutputLines>,
     cancel: CancellationToken,
 ) -> Result<ExitStatus, BackendError> {
     let deadline = request.timeout.map(|timeout| Instant::now() + timeout);
@@ -113,7 +115,8 @@ pub async fn run(
     }
     for (splitter, stream) in [(&mut stdout, Stream::Stdout), (&mut stderr, Stream::Stderr)] {
         if let Some(line) = splitter.finish() {
-            let _ = output.send(OutputLine { stream, line }).await;
+            let lines = LineBatch::one(line);
+            let _ = output.send(OutputLines { stream, lines }).await;
         }
     }
 
@@ -145,7 +148,7 @@ pub(super) async fn forward(
     frame: LogOutput,
     stdout: &mut LineSplitter,
     stderr: &mut LineSplitter,
-    output: &mpsc::Sender<OutputLine>,
+    output: &mpsc::Sender<OutputLines>,
 ) {
     let (lines, stream) = match frame {
         LogOutput::StdOut { message } | LogOutput::Console { message } => {
@@ -154,9 +157,9 @@ pub(super) async fn forward(
         LogOutput::StdErr { message } => (stderr.push(&message), Stream::Stderr),
         LogOutput::StdIn { .. } => return,
     };
-    for line in lines {
+    if !lines.is_empty() {
         // A dropped receiver means nobody wants the output; the command still runs to its end.
-        let _ = output.send(OutputLine { stream, line }).await;
+        let _ = output.send(OutputLines { stream, lines }).await;
     }
 }
 

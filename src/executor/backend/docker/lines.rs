@@ -4,6 +4,9 @@
 //! Rules: `\n`, `\r\n` and a lone `\r` each end a line (a `\r\n` split across two frames counts once);
 //! a line longer than [`MAX_LINE_BYTES`] is cut into pieces of at most that size, on a UTF-8 boundary,
 //! so one runaway line can neither exhaust memory nor hold back the log. Invalid UTF-8 is replaced.
+//! The lines one chunk completes come back as one [`LineBatch`], with one allocation for all.
+
+use crate::executor::line_batch::LineBatch;
 
 /// Longest line delivered in one piece; longer ones arrive as several lines.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -16,10 +19,47 @@ pub struct LineSplitter {
     after_cr: bool,
 }
 
+/// Complete lines being collected, laid out as a [`LineBatch`] (separated by `\n`).
+#[derive(Default)]
+struct RawLines {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RawLines {
+    /// Adds `line`, cut into pieces of at most [`MAX_LINE_BYTES`] on UTF-8 boundaries.
+    fn push(&mut self, mut line: &[u8]) {
+        loop {
+            let cut = if line.len() > MAX_LINE_BYTES {
+                utf8_cut(line, MAX_LINE_BYTES)
+            } else {
+                line.len()
+            };
+            if !self.ends.is_empty() {
+                self.bytes.push(b'\n');
+            }
+            self.bytes.extend_from_slice(&line[..cut]);
+            self.ends.push(self.bytes.len());
+            line = &line[cut..];
+            if line.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn into_batch(self) -> LineBatch {
+        LineBatch::from_raw(self.bytes, self.ends)
+    }
+}
+
 impl LineSplitter {
     /// Feeds one chunk and returns the lines it completed, in order.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        let mut lines = Vec::new();
+    pub fn push(&mut self, chunk: &[u8]) -> LineBatch {
+        let mut lines = RawLines {
+            // Lines are usually short: one separator per line is a few percent more.
+            bytes: Vec::with_capacity(chunk.len() + chunk.len() / 16),
+            ends: Vec::new(),
+        };
         let mut rest = chunk;
         if self.after_cr {
             self.after_cr = false;
@@ -27,10 +67,14 @@ impl LineSplitter {
                 rest = stripped;
             }
         }
-        while let Some(pos) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
-            self.pending.extend_from_slice(&rest[..pos]);
-            self.drain_long(&mut lines);
-            lines.push(take_string(&mut self.pending));
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
+            if self.pending.is_empty() {
+                lines.push(&rest[..pos]);
+            } else {
+                self.pending.extend_from_slice(&rest[..pos]);
+                lines.push(&self.pending);
+                self.pending.clear();
+            }
             let terminator = rest[pos];
             rest = &rest[pos + 1..];
             if terminator == b'\r' {
@@ -42,8 +86,13 @@ impl LineSplitter {
             }
         }
         self.pending.extend_from_slice(rest);
-        self.drain_long(&mut lines);
-        lines
+        // An unterminated line longer than the limit leaves in pieces now, so memory stays bounded.
+        while self.pending.len() > MAX_LINE_BYTES {
+            let cut = utf8_cut(&self.pending, MAX_LINE_BYTES);
+            lines.push(&self.pending[..cut]);
+            self.pending.drain(..cut);
+        }
+        lines.into_batch()
     }
 
     /// The unterminated last line, if any, when the stream ends.
@@ -52,24 +101,12 @@ impl LineSplitter {
         if self.pending.is_empty() {
             None
         } else {
-            Some(take_string(&mut self.pending))
+            let taken = std::mem::take(&mut self.pending);
+            Some(match String::from_utf8(taken) {
+                Ok(text) => text,
+                Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+            })
         }
-    }
-
-    fn drain_long(&mut self, lines: &mut Vec<String>) {
-        while self.pending.len() > MAX_LINE_BYTES {
-            let cut = utf8_cut(&self.pending, MAX_LINE_BYTES);
-            let head: Vec<u8> = self.pending.drain(..cut).collect();
-            lines.push(String::from_utf8_lossy(&head).into_owned());
-        }
-    }
-}
-
-fn take_string(bytes: &mut Vec<u8>) -> String {
-    let taken = std::mem::take(bytes);
-    match String::from_utf8(taken) {
-        Ok(text) => text,
-        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
     }
 }
 
@@ -95,7 +132,7 @@ mod tests {
         let mut splitter = LineSplitter::default();
         let mut lines = Vec::new();
         for chunk in chunks {
-            lines.extend(splitter.push(chunk));
+            lines.extend(splitter.push(chunk).iter().map(String::from));
         }
         lines.extend(splitter.finish());
         lines

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use super::RegistryCredentials;
 use super::{
     Backend, BackendError, BuildRequest, ContainerRun, ContainerSpec, EnvironmentPaths,
-    ExecRequest, ExitStatus, JobContainers, OutputLine,
+    ExecRequest, ExitStatus, JobContainers, OutputLines,
 };
 use options::{ContainerOptions, OptionsPolicy};
 use volumes::{VolumePolicy, VolumeSpec};
@@ -401,7 +401,7 @@ impl Backend for DockerBackend {
     async fn exec(
         &self,
         request: ExecRequest,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
     ) -> Result<ExitStatus, BackendError> {
         let container = self.job_container()?;
@@ -446,7 +446,7 @@ impl Backend for DockerBackend {
     async fn run_container(
         &self,
         request: ContainerRun,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
     ) -> Result<ExitStatus, BackendError> {
         let temp = self.paths.temp.to_string_lossy().into_owned();

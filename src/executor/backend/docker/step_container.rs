@@ -24,8 +24,9 @@ use super::exec::{forward, sleep_until_deadline};
 use super::lines::LineSplitter;
 use super::{bounded, container, describe, files, image, is_not_found, send_log};
 use crate::executor::backend::{
-    BackendError, BuildContext, BuildRequest, ContainerRun, ExitStatus, OutputLine, Stream,
+    BackendError, BuildContext, BuildRequest, ContainerRun, ExitStatus, OutputLines, Stream,
 };
+use crate::executor::line_batch::LineBatch;
 
 /// Bound on building one action image.
 const BUILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
@@ -44,7 +45,7 @@ pub struct JobSide<'a> {
 pub async fn run(
     job: JobSide<'_>,
     request: ContainerRun,
-    output: mpsc::Sender<OutputLine>,
+    output: mpsc::Sender<OutputLines>,
     cancel: CancellationToken,
 ) -> Result<ExitStatus, BackendError> {
     let docker = job.docker;
@@ -62,9 +63,9 @@ pub async fn run(
     drop(log_tx);
     while let Some(line) = log_rx.recv().await {
         let _ = output
-            .send(OutputLine {
+            .send(OutputLines {
                 stream: Stream::Stdout,
-                line,
+                lines: LineBatch::one(line),
             })
             .await;
     }
@@ -112,7 +113,7 @@ async fn run_created(
     job: &JobSide<'_>,
     name: &str,
     deadline: Option<Instant>,
-    output: mpsc::Sender<OutputLine>,
+    output: mpsc::Sender<OutputLines>,
     cancel: CancellationToken,
 ) -> Result<ExitStatus, BackendError> {
     let docker = job.docker;
@@ -162,7 +163,8 @@ async fn run_created(
     }
     for (splitter, stream) in [(&mut stdout, Stream::Stdout), (&mut stderr, Stream::Stderr)] {
         if let Some(line) = splitter.finish() {
-            let _ = output.send(OutputLine { stream, line }).await;
+            let lines = LineBatch::one(line);
+            let _ = output.send(OutputLines { stream, lines }).await;
         }
     }
     if let Some(status) = interrupted {
