@@ -91,7 +91,13 @@ async fn a_failed_health_check_holds_tasks_back_until_a_reload_lifts_it() {
     bounded(async {
         let gitea = start_fake().await;
         let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
-        let config = std::fs::read_to_string(dir.config_path()).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let metrics = format!("metrics:\n  enabled: true\n  addr: 127.0.0.1:{port}\n");
+        let config = std::fs::read_to_string(dir.config_path()).unwrap() + &metrics;
         let health = "health_check:\n  enabled: true\n  min_free_disk_space_mb: 1000000000000\n";
         std::fs::write(dir.config_path(), format!("{config}{health}")).unwrap();
         let daemon = Daemon::start(&dir, &[]).await;
@@ -105,6 +111,11 @@ async fn a_failed_health_check_holds_tasks_back_until_a_reload_lifts_it() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(gitea.rpc_count(Method::FetchTask), 0, "{}", daemon.log());
         assert!(gitea.task_state(task_id).unwrap().runner_id.is_none());
+        let readyz = get(port, "/readyz");
+        assert!(
+            readyz.starts_with("HTTP/1.1 503") && readyz.contains("low disk space on "),
+            "{readyz}"
+        );
 
         std::fs::write(dir.config_path(), &config).unwrap();
         daemon.signal(Signal::SIGHUP);
@@ -117,7 +128,25 @@ async fn a_failed_health_check_holds_tasks_back_until_a_reload_lifts_it() {
             "{}",
             daemon.log()
         );
+        assert!(get(port, "/readyz").starts_with("HTTP/1.1 200"));
         daemon.stop().await;
     })
     .await;
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1:`port`; the whole answer.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }

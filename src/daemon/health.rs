@@ -95,7 +95,9 @@ async fn free_disk_mib(path: &Path) -> Result<(PathBuf, u64), String> {
                 root.display()
             )
         })?;
-    let free_bytes = stats.blocks_available().saturating_mul(stats.fragment_size());
+    let free_bytes = stats
+        .blocks_available()
+        .saturating_mul(stats.fragment_size());
     Ok((root, free_bytes / (1024 * 1024)))
 }
 

@@ -70,6 +70,8 @@ pub enum DaemonEvent {
     SpoolBytes { bytes: u64 },
     /// Admission stopped; `running` jobs are being drained.
     Draining { running: usize },
+    /// The health check started refusing work (`Some(reason)`) or passes again (`None`).
+    Availability { unavailable: Option<String> },
 }
 
 /// Receives daemon events. Must not block: it is called from the poll and report loops.

@@ -244,6 +244,9 @@ impl<A: RunnerApi + 'static, R: TaskRunner> Poller<A, R> {
             if let Err(reason) = self.runner.available().await {
                 if self.unavailable.as_ref() != Some(&reason) {
                     tracing::warn!(reason = %reason, "runner temporarily unavailable");
+                    self.observer.observe(&DaemonEvent::Availability {
+                        unavailable: Some(reason.clone()),
+                    });
                 }
                 self.unavailable = Some(reason);
                 drop(slot);
@@ -256,6 +259,8 @@ impl<A: RunnerApi + 'static, R: TaskRunner> Poller<A, R> {
             }
             if self.unavailable.take().is_some() {
                 tracing::info!("runner local health recovered, resuming task polling");
+                self.observer
+                    .observe(&DaemonEvent::Availability { unavailable: None });
             }
             match self.fetch(&stop_polling).await {
                 None => return PollEnd::Stopped,

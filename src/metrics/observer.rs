@@ -40,6 +40,9 @@ impl Observer for Metrics {
             }
             DaemonEvent::SpoolBytes { bytes } => self.log_spool_bytes(*bytes),
             DaemonEvent::Draining { .. } => self.set_draining(true),
+            DaemonEvent::Availability { unavailable } => {
+                self.readiness().set_unavailable(unavailable.clone());
+            }
         }
     }
 }

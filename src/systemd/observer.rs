@@ -63,6 +63,11 @@ impl Observer for StatusBoard {
                 ..
             } => self.job_finished(*task_id, *running, *capacity),
             DaemonEvent::Draining { .. } => self.draining(),
+            // The poller backs off while the health check fails: STATUS says why.
+            DaemonEvent::Availability {
+                unavailable: Some(reason),
+            } => self.fetch_failed(reason),
+            DaemonEvent::Availability { unavailable: None } => self.fetch_succeeded(),
             DaemonEvent::ClientError { .. }
             | DaemonEvent::ReportLog { .. }
             | DaemonEvent::ReportState { .. }
