@@ -64,8 +64,8 @@ async fn a_step_container_sees_and_changes_the_workspace_and_shares_the_network(
             .await
             .unwrap();
         let mut lines = Vec::new();
-        while let Some(line) = rx.recv().await {
-            lines.push(line.line);
+        while let Some(output) = rx.recv().await {
+            lines.extend(output.lines.iter().map(String::from));
         }
         assert_eq!(status, ExitStatus::Exited(0), "{lines:?}");
         assert!(lines.contains(&String::from("from the job")), "{lines:?}");
@@ -88,7 +88,7 @@ async fn a_step_container_sees_and_changes_the_workspace_and_shares_the_network(
             .exec(request, tx, CancellationToken::new())
             .await
             .unwrap();
-        let job_hostname = rx.recv().await.unwrap().line;
+        let job_hostname = rx.recv().await.unwrap().lines.iter().collect::<String>();
         assert!(
             lines.contains(&job_hostname),
             "{job_hostname} not in {lines:?}"
