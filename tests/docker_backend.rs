@@ -40,7 +40,7 @@ where
         .expect("test timed out");
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -58,6 +58,7 @@ pub fn job_config(image: &str) -> DockerJobConfig {
         ports: Vec::new(),
         services: Vec::new(),
         network: None,
+        network_pool: None,
         privileged_allowed: false,
         valid_volumes: Vec::new(),
         force_pull: false,
@@ -144,7 +145,7 @@ async fn containers_with_label(docker: &Docker, label: &str) -> Vec<String> {
         .collect()
 }
 
-async fn network_exists(docker: &Docker, name: &str) -> bool {
+pub async fn network_exists(docker: &Docker, name: &str) -> bool {
     docker.inspect_network(name, None).await.is_ok()
 }
 

@@ -9,6 +9,7 @@ mod daemon_docker;
 mod daemon_faults;
 mod daemon_reload;
 mod docker_backend;
+mod docker_network_pool;
 mod docker_step_container;
 mod exec_workflows;
 mod executor;

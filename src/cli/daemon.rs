@@ -375,6 +375,7 @@ async fn docker_access(
     Ok(DockerAccess {
         docker,
         socket_to_mount: connect::socket_to_mount(configured, &host),
+        network_pool: None,
     })
 }
 
@@ -398,6 +399,7 @@ async fn probe_docker(config: &Config) -> Option<DockerAccess> {
     Some(DockerAccess {
         docker,
         socket_to_mount: connect::socket_to_mount(configured, &host),
+        network_pool: None,
     })
 }
 

@@ -10,16 +10,15 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
 use serde_json::{Value as Json, json};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::backend::host::HostBackend;
 use crate::executor::event::Conclusion;
 use crate::executor::model::Workflow;
-use crate::executor::{JobSpec, NeedResult, check_workflow, matrix_combinations, plan, run_job};
+use crate::executor::{JobSpec, check_workflow, plan};
 
 mod docker;
 mod print;
+mod schedule;
 
 /// The image every `runs-on` maps to unless `-i` says otherwise (upstream's default).
 const DEFAULT_IMAGE: &str = "docker.gitea.com/runner-images:ubuntu-latest";
@@ -87,6 +86,21 @@ pub struct ExecArgs {
     /// Rebuild the images of docker actions even when they exist.
     #[arg(long = "rebuild")]
     pub rebuild: bool,
+    /// Without `-E`, use the first event found in the workflows.
+    #[arg(long = "detect-event")]
+    pub detect_event: bool,
+    /// Pull every image, even one that is present.
+    #[arg(short = 'p', long = "pull")]
+    pub pull: bool,
+    /// Print the log as JSON lines (`time`, `job`, `level`, `msg`, `step`).
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Do not mask secrets in the log.
+    #[arg(long = "insecure-secrets")]
+    pub insecure_secrets: bool,
+    /// Plan and print the jobs and their steps without running anything.
+    #[arg(short = 'n', long = "dryrun")]
+    pub dryrun: bool,
 }
 
 /// Runs the command.
@@ -98,7 +112,7 @@ pub fn run(_config: Option<PathBuf>, args: ExecArgs) -> anyhow::Result<ExitCode>
     runtime.block_on(exec(args))
 }
 
-struct WorkflowFile {
+pub struct WorkflowFile {
     /// Path as shown (relative to `-C` when possible).
     display: String,
     yaml: String,
@@ -144,16 +158,22 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
 
-    let event = args
-        .event
-        .clone()
-        .unwrap_or_else(|| plan::default_event(workflows.iter().map(|file| &file.workflow)));
+    let event = match &args.event {
+        Some(event) => event.clone(),
+        None if args.detect_event => plan::first_event(workflows.iter().map(|file| &file.workflow)),
+        None => plan::default_event(workflows.iter().map(|file| &file.workflow)),
+    };
     if args.list {
         list(&workflows)?;
         return Ok(ExitCode::SUCCESS);
     }
 
     let base = base_spec(&args, &directory, &event)?;
+    let docker = if args.image == SELF_HOSTED || args.dryrun {
+        None
+    } else {
+        Some(docker::DockerSession::connect(&args).await?)
+    };
     let cancel = CancellationToken::new();
     let on_interrupt = cancel.clone();
     tokio::spawn(async move {
@@ -162,6 +182,12 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
+    let run = schedule::RunContext {
+        args: &args,
+        docker: docker.as_ref(),
+        base: &base,
+        cancel: &cancel,
+    };
     let mut n_ran = 0usize;
     let mut all_ok = true;
     for file in &workflows {
@@ -174,15 +200,15 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             None => continue,
         };
         let stages = plan::stages(&file.workflow, &jobs).with_context(|| file.display.clone())?;
-        let mut results: IndexMap<String, NeedResult> = IndexMap::new();
-        for stage in stages.0 {
-            for job_id in stage {
-                let result = run_planned_job(&args, &base, file, &job_id, &results, &cancel).await;
-                n_ran += 1;
-                all_ok &= matches!(result.result, Conclusion::Success | Conclusion::Skipped);
-                results.insert(job_id, result);
-            }
-        }
+        let planned: Vec<String> = stages.0.into_iter().flatten().collect();
+        let results = schedule::run_workflow(&run, file, planned).await;
+        n_ran += results.len();
+        all_ok &= results
+            .values()
+            .all(|result| matches!(result.result, Conclusion::Success | Conclusion::Skipped));
+    }
+    if let Some(docker) = &docker {
+        docker.shutdown().await;
     }
     if n_ran == 0 {
         match &args.job {
@@ -386,120 +412,8 @@ fn base_spec(args: &ExecArgs, directory: &Path, event: &str) -> anyhow::Result<J
     spec.actions.default_url = args.default_actions_url.clone();
     spec.actions.force_rebuild = args.rebuild;
     spec.runner_name = String::from("act-runner-exec");
+    spec.mask_secrets = !args.insecure_secrets;
     Ok(spec)
-}
-
-fn clone_spec(base: &JobSpec) -> JobSpec {
-    let mut spec = JobSpec::new(
-        base.workflow_yaml.clone(),
-        base.workflow_file.clone(),
-        base.job_id.clone(),
-    );
-    spec.github = base.github.clone();
-    spec.env = base.env.clone();
-    spec.extra_env = base.extra_env.clone();
-    spec.vars = base.vars.clone();
-    spec.secrets = base.secrets.clone();
-    spec.inputs = base.inputs.clone();
-    spec.runner_name = base.runner_name.clone();
-    spec.masks = base.masks.clone();
-    spec.actions = base.actions.clone();
-    spec
-}
-
-/// Runs every matrix combination of one job; the job's result is the worst of them and its outputs
-/// those of the last combination that set them.
-async fn run_planned_job(
-    args: &ExecArgs,
-    base: &JobSpec,
-    file: &WorkflowFile,
-    job_id: &str,
-    results: &IndexMap<String, NeedResult>,
-    cancel: &CancellationToken,
-) -> NeedResult {
-    let mut spec = clone_spec(base);
-    spec.workflow_yaml = file.yaml.clone();
-    spec.workflow_file = file.display.clone();
-    spec.job_id = job_id.to_string();
-    let job = &file.workflow.jobs[job_id];
-    spec.needs = job
-        .needs
-        .iter()
-        .filter_map(|need| {
-            results
-                .get(&need.value)
-                .map(|result| (need.value.clone(), result.clone()))
-        })
-        .collect();
-    let label = format!("{}/{job_id}", file.display);
-    let combinations = match matrix_combinations(&spec) {
-        Ok(combinations) => combinations,
-        Err(error) => {
-            println!("[{label}] ❌ {error}");
-            return NeedResult {
-                result: Conclusion::Failure,
-                outputs: IndexMap::new(),
-            };
-        }
-    };
-    let n_combinations = combinations.len();
-    let mut overall = NeedResult {
-        result: Conclusion::Success,
-        outputs: IndexMap::new(),
-    };
-    let mut all_skipped = true;
-    for combination in combinations {
-        let label = if n_combinations > 1 {
-            let values: Vec<String> = combination.values().map(print::json_scalar).collect();
-            format!("{label} ({})", values.join(", "))
-        } else {
-            label.clone()
-        };
-        let mut combination_spec = clone_spec(&spec);
-        combination_spec.needs = spec.needs.clone();
-        combination_spec.matrix = Some(combination);
-        let (result, outputs) = run_one(args, combination_spec, &label, cancel).await;
-        if result != Conclusion::Skipped {
-            all_skipped = false;
-        }
-        overall.result = match (overall.result, result) {
-            (_, Conclusion::Failure) | (Conclusion::Failure, _) => Conclusion::Failure,
-            (_, Conclusion::Cancelled) | (Conclusion::Cancelled, _) => Conclusion::Cancelled,
-            _ => Conclusion::Success,
-        };
-        overall
-            .outputs
-            .extend(outputs.into_iter().filter(|(_, value)| !value.is_empty()));
-    }
-    if all_skipped {
-        overall.result = Conclusion::Skipped;
-    }
-    overall
-}
-
-async fn run_one(
-    args: &ExecArgs,
-    spec: JobSpec,
-    label: &str,
-    cancel: &CancellationToken,
-) -> (Conclusion, IndexMap<String, String>) {
-    let (events, received) = mpsc::channel(256);
-    let printer = tokio::spawn(print::print_events(received, label.to_string()));
-    let result = if args.image == SELF_HOSTED {
-        let mut backend = HostBackend::new(&std::env::temp_dir());
-        run_job(spec, &mut backend, events, cancel.clone()).await
-    } else {
-        match docker::docker_backend(args, &spec).await {
-            Ok(mut backend) => run_job(spec, &mut backend, events, cancel.clone()).await,
-            Err(error) => {
-                drop(events);
-                println!("[{label}] ❌ {error:#}");
-                Conclusion::Failure
-            }
-        }
-    };
-    let outputs = printer.await.unwrap_or_default();
-    (result, outputs)
 }
 
 #[cfg(test)]

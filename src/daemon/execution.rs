@@ -24,7 +24,7 @@ use crate::daemon::poller::{Admission, TaskRunner};
 use crate::daemon::reporter::{Reporter, ReporterSettings};
 use crate::daemon::spool::SpoolRoot;
 use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
-use crate::executor::backend::docker::{DockerBackend, DockerJobConfig, JobIdentity};
+use crate::executor::backend::docker::{DockerBackend, DockerJobConfig, JobIdentity, NetworkPool};
 use crate::executor::backend::host::HostBackend;
 use crate::executor::event::{Conclusion, JobEvent, LogLines};
 use crate::executor::{JobSpec, run_job};
@@ -50,6 +50,8 @@ pub struct DockerAccess {
     pub docker: bollard::Docker,
     /// Host path of the socket to mount into job containers (`None` mounts nothing).
     pub socket_to_mount: Option<String>,
+    /// Spare job networks (started by the service after the orphan sweep).
+    pub network_pool: Option<NetworkPool>,
 }
 
 /// The poller's task runner.
@@ -356,6 +358,7 @@ fn docker_job_config(
         ports: Vec::new(),
         services: Vec::new(),
         network: container.network.clone(),
+        network_pool: docker.network_pool.clone(),
         privileged_allowed: container.privileged,
         valid_volumes: container.valid_volumes.clone(),
         force_pull: container.force_pull,

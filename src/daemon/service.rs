@@ -4,7 +4,8 @@
 //!
 //! Signals are not handled here: the caller sends [`Control`]s (mini-redis passes its shutdown
 //! future the same way), which keeps this testable without a process. May use: every `daemon`
-//! room, `client`, `config`, `executor::backend::docker` (orphans). Never: `metrics`, `systemd`.
+//! room, `client`, `config`, `executor::backend::docker` (orphans, the network pool). Never:
+//! `metrics`, `systemd`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,6 +24,10 @@ use crate::daemon::poller::{Admission, PollEnd, PollMode, Poller, PollerSettings
 use crate::daemon::reporter::{self, Delivery};
 use crate::daemon::shutdown::{self, DrainOutcome, DrainTokens};
 use crate::daemon::spool::{SpoolError, SpoolRoot};
+use crate::executor::backend::docker::NetworkPool;
+
+/// At most this many spare job networks are kept ready (fewer when the capacity is smaller).
+const NETWORK_POOL_MAX: usize = 4;
 
 /// The capabilities this runner declares: it runs post-steps after a cancel (Gitea's `cancelling`).
 pub const CAPABILITIES: [&str; 1] = ["cancelling"];
@@ -121,6 +126,15 @@ pub async fn serve<A: RunnerApi + 'static>(
     let shutdown_timeout = config.config.runner.shutdown_timeout;
     let (settings_tx, settings_rx) = watch::channel(poller_settings(&config));
     let admission = Admission::new(config.config.runner.capacity);
+    // Started after the orphan sweep, which would take its spares for orphans.
+    let network_pool = docker.as_ref().map(|docker| {
+        let size = config.config.runner.capacity.clamp(1, NETWORK_POOL_MAX);
+        NetworkPool::start(docker.docker.clone(), &config.runner.uuid, size)
+    });
+    let docker = docker.map(|docker| DockerAccess {
+        network_pool: network_pool.clone(),
+        ..docker
+    });
     let execution = Arc::new(Execution::new(
         Arc::clone(&api),
         spool_root,
@@ -176,34 +190,44 @@ pub async fn serve<A: RunnerApi + 'static>(
         }
     };
 
-    if poll_end == PollEnd::OnceAdmitted && !shutdown_asked {
+    let once_done = if poll_end == PollEnd::OnceAdmitted && !shutdown_asked {
         // The one job runs to its end unless a shutdown comes first.
         jobs.close();
         tokio::select! {
-            _ = jobs.wait() => return Ok(Outcome::OnceDone),
-            _ = wait_for_shutdown(&mut controls) => {}
+            _ = jobs.wait() => true,
+            _ = wait_for_shutdown(&mut controls) => false,
         }
+    } else {
+        false
+    };
+    let outcome = if once_done {
+        Outcome::OnceDone
+    } else {
+        observer.observe(&DaemonEvent::Draining {
+            running: admission.running(),
+        });
+        tracing::info!(
+            running = admission.running(),
+            shutdown_timeout = ?shutdown_timeout,
+            "shutdown initiated, waiting for running jobs to complete"
+        );
+        let drained = shutdown::drain(
+            &jobs,
+            &tokens,
+            shutdown_timeout,
+            shutdown::CANCELLED_JOBS_LIMIT,
+        )
+        .await;
+        match poll_end {
+            PollEnd::Unauthenticated => Outcome::Unauthenticated,
+            PollEnd::OnceAdmitted if !shutdown_asked => Outcome::OnceDone,
+            _ => Outcome::Stopped(drained),
+        }
+    };
+    if let Some(pool) = network_pool {
+        pool.shutdown().await;
     }
-    observer.observe(&DaemonEvent::Draining {
-        running: admission.running(),
-    });
-    tracing::info!(
-        running = admission.running(),
-        shutdown_timeout = ?shutdown_timeout,
-        "shutdown initiated, waiting for running jobs to complete"
-    );
-    let drained = shutdown::drain(
-        &jobs,
-        &tokens,
-        shutdown_timeout,
-        shutdown::CANCELLED_JOBS_LIMIT,
-    )
-    .await;
-    Ok(match poll_end {
-        PollEnd::Unauthenticated => Outcome::Unauthenticated,
-        PollEnd::OnceAdmitted if !shutdown_asked => Outcome::OnceDone,
-        _ => Outcome::Stopped(drained),
-    })
+    Ok(outcome)
 }
 
 async fn wait_for_shutdown(controls: &mut mpsc::Receiver<Control>) {

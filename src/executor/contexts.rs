@@ -223,7 +223,10 @@ pub fn matrix(
     scope: &mut Scope,
 ) -> Result<IndexMap<String, Json>, FieldError> {
     let (combination, job_index, job_total) = match &spec.matrix {
-        Some(combination) => (combination.clone(), 0, 1),
+        Some(combination) => {
+            let (job_index, job_total) = spec.matrix_position.unwrap_or((0, 1));
+            (combination.clone(), job_index, job_total)
+        }
         None => {
             let combinations = expand_matrix(job, scope)?;
             if combinations.len() != 1 {
@@ -237,14 +240,8 @@ pub fn matrix(
             (combinations.into_iter().next().unwrap_or_default(), 0, 1)
         }
     };
-    let strategy = job.strategy.as_ref();
-    let fail_fast = strategy
-        .and_then(|strategy| strategy.fail_fast.as_ref())
-        .is_none_or(|field| field.value.trim() != "false");
-    let max_parallel = strategy
-        .and_then(|strategy| strategy.max_parallel.as_ref())
-        .and_then(|field| field.value.trim().parse::<u64>().ok())
-        .unwrap_or(1);
+    let (fail_fast, max_parallel) = strategy_limits(job, scope)?;
+    let max_parallel = max_parallel.unwrap_or(job_total);
     scope.set("matrix", Value::from(json!(combination)));
     scope.set(
         "strategy",
@@ -256,6 +253,38 @@ pub fn matrix(
         })),
     );
     Ok(combination)
+}
+
+/// `strategy.fail-fast` (default true) and `strategy.max-parallel` (`None` when absent), each a
+/// literal or an expression.
+pub fn strategy_limits(job: &Job, scope: &Scope) -> Result<(bool, Option<usize>), FieldError> {
+    let strategy = job.strategy.as_ref();
+    let fail_fast = match strategy.and_then(|strategy| strategy.fail_fast.as_ref()) {
+        None => true,
+        Some(field) => scope.boolean(Some(field), "strategy.fail-fast")?,
+    };
+    let max_parallel = match strategy.and_then(|strategy| strategy.max_parallel.as_ref()) {
+        None => None,
+        Some(field) => {
+            let number = match scope.value(field, "strategy.max-parallel")? {
+                Value::Number(number) => Some(number),
+                Value::String(text) => text.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            match number {
+                Some(number) if number >= 1.0 && number.fract() == 0.0 => Some(number as usize),
+                _ => {
+                    return Err(FieldError(format!(
+                        "{}:{}: strategy.max-parallel: expected a whole number of at least 1, found `{}`",
+                        scope_file(scope),
+                        field.at,
+                        field.value
+                    )));
+                }
+            }
+        }
+    };
+    Ok((fail_fast, max_parallel))
 }
 
 /// Workflow env, then job env (each evaluated, seeing what came before), then the runner's env,

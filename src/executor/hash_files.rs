@@ -1,8 +1,9 @@
-//! `hashFiles(patterns)` for backends whose workspace is a host directory: the files under the
-//! workspace matching the patterns (`!` negates; later patterns win), in path order, each hashed
+//! `hashFiles(patterns)`: the pattern matching and combining every backend shares, and the walk of a
+//! host directory (the docker backend reads an archive of the workspace instead). The files under
+//! the workspace matching the patterns (`!` negates; later patterns win), in path order, each hashed
 //! with SHA-256, and the SHA-256 of those hashes in hex; `''` when nothing matches (as actions/runner).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobMatcher};
 use sha2::{Digest, Sha256};
@@ -10,22 +11,61 @@ use sha2::{Digest, Sha256};
 /// Upper bound on files visited, so a huge workspace cannot stall an expression forever.
 const MAX_FILES_VISITED: usize = 200_000;
 
-pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, String> {
-    let mut matchers: Vec<(bool, GlobMatcher)> = Vec::new();
-    for pattern in patterns {
-        let (negated, pattern) = match pattern.trim().strip_prefix('!') {
-            Some(rest) => (true, rest.trim()),
-            None => (false, pattern.trim()),
-        };
-        let relative = pattern
-            .strip_prefix(&*workspace.to_string_lossy())
-            .map(|rest| rest.trim_start_matches('/'))
-            .unwrap_or(pattern);
-        let relative = relative.strip_prefix("./").unwrap_or(relative);
-        let glob = Glob::new(relative)
-            .map_err(|error| format!("hashFiles: pattern `{pattern}`: {error}"))?;
-        matchers.push((negated, glob.compile_matcher()));
+/// `hashFiles` patterns, compiled: `!` negates, later patterns win, paths are relative to the
+/// workspace (a pattern may also name the workspace's absolute path or start with `./`).
+pub struct HashPatterns {
+    matchers: Vec<(bool, GlobMatcher)>,
+}
+
+impl HashPatterns {
+    pub fn new(workspace: &str, patterns: &[String]) -> Result<HashPatterns, String> {
+        let mut matchers = Vec::new();
+        for pattern in patterns {
+            let (negated, pattern) = match pattern.trim().strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, pattern.trim()),
+            };
+            let relative = pattern
+                .strip_prefix(workspace)
+                .map(|rest| rest.trim_start_matches('/'))
+                .unwrap_or(pattern);
+            let relative = relative.strip_prefix("./").unwrap_or(relative);
+            let glob = Glob::new(relative)
+                .map_err(|error| format!("hashFiles: pattern `{pattern}`: {error}"))?;
+            matchers.push((negated, glob.compile_matcher()));
+        }
+        Ok(HashPatterns { matchers })
     }
+
+    /// Whether the file at `relative` (to the workspace) is selected.
+    pub fn matches(&self, relative: &Path) -> bool {
+        let mut selected = false;
+        for (negated, matcher) in &self.matchers {
+            if matcher.is_match(relative) {
+                selected = !negated;
+            }
+        }
+        selected
+    }
+}
+
+/// The result from the SHA-256 of each selected file: `files` sorted by path (component by
+/// component, as a sorted directory walk visits them); `''` when there are none.
+pub fn combine(mut files: Vec<(PathBuf, [u8; 32])>) -> String {
+    if files.is_empty() {
+        return String::new();
+    }
+    files.sort();
+    let mut combined = Sha256::new();
+    for (_, digest) in files {
+        combined.update(digest);
+    }
+    hex::encode(combined.finalize())
+}
+
+/// `hashFiles` over a workspace that is a host directory.
+pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, String> {
+    let patterns = HashPatterns::new(&workspace.to_string_lossy(), patterns)?;
     let mut files = Vec::new();
     for (n_visited, entry) in walkdir::WalkDir::new(workspace)
         .sort_by_file_name()
@@ -44,26 +84,13 @@ pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, Strin
         let Ok(relative) = entry.path().strip_prefix(workspace) else {
             continue;
         };
-        let mut selected = false;
-        for (negated, matcher) in &matchers {
-            if matcher.is_match(relative) {
-                selected = !negated;
-            }
-        }
-        if selected {
-            files.push(entry.path().to_path_buf());
+        if patterns.matches(relative) {
+            let contents = std::fs::read(entry.path())
+                .map_err(|error| format!("hashFiles: {}: {error}", entry.path().display()))?;
+            files.push((relative.to_path_buf(), Sha256::digest(&contents).into()));
         }
     }
-    if files.is_empty() {
-        return Ok(String::new());
-    }
-    let mut combined = Sha256::new();
-    for file in files {
-        let contents = std::fs::read(&file)
-            .map_err(|error| format!("hashFiles: {}: {error}", file.display()))?;
-        combined.update(Sha256::digest(&contents));
-    }
-    Ok(hex::encode(combined.finalize()))
+    Ok(combine(files))
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::action;
-use super::backend::{Backend, ContainerSpec, JobContainers, RegistryCredentials};
+use super::backend::{
+    Backend, ContainerSpec, JobContainers, RegistryCredentials, RunningContainer, RunningContainers,
+};
 use super::contexts;
 use super::event::{Conclusion, JobEvent, LogLines, PlannedStep};
 use super::expr::{JobStatus, Value};
@@ -76,6 +78,8 @@ pub struct JobState {
     /// `GITHUB_PATH` entries, latest first.
     pub extra_paths: Vec<String>,
     pub base_env: BTreeMap<String, String>,
+    /// The backend's containers, shown by `job.container` and `job.services`.
+    pub running: RunningContainers,
     /// `steps.<id>` as JSON, updated after each step.
     pub steps_context: serde_json::Map<String, Json>,
     pub shell_defaults: model::RunDefaults,
@@ -106,11 +110,13 @@ pub async fn run_job<B: Backend>(
         events,
         masker: Masker::new(),
     };
-    for secret in spec.secrets.values().chain(spec.masks.iter()) {
-        emitter.masker.add(secret);
-    }
-    if let Some(Json::String(token)) = spec.github.get("token") {
-        emitter.masker.add(token);
+    if spec.mask_secrets {
+        for secret in spec.secrets.values().chain(spec.masks.iter()) {
+            emitter.masker.add(secret);
+        }
+        if let Some(Json::String(token)) = spec.github.get("token") {
+            emitter.masker.add(token);
+        }
     }
     let result = run_parsed(&spec, backend, &mut emitter, &cancel).await;
     emitter
@@ -288,6 +294,7 @@ async fn run_started<B: Backend>(
         builtin_env: IndexMap::new(),
         extra_paths: Vec::new(),
         base_env: BTreeMap::new(),
+        running: RunningContainers::default(),
         steps_context: serde_json::Map::new(),
         shell_defaults: model::RunDefaults {
             shell: job
@@ -318,12 +325,10 @@ async fn run_started<B: Backend>(
         Ok(()) => {
             contexts::fill_paths(spec, workflow, job, backend.paths(), &mut state.scope);
             state.base_env = backend.base_env();
-            if let Some(workspace) = backend.host_workspace() {
-                state
-                    .scope
-                    .set_hash_files(Box::new(move |patterns: &[String]| {
-                        super::hash_files::hash_files(&workspace, patterns)
-                    }));
+            state.running = backend.running_containers();
+            state.scope.set("job", job_context(&state));
+            if let Some(hasher) = backend.workspace_hasher() {
+                state.scope.set_hash_files(hasher);
             }
             state.builtin_env = contexts::builtin_env(spec, &state, backend.paths(), backend.os());
             run_steps(job, &mut state, backend, emitter, cancel).await
@@ -546,7 +551,18 @@ pub fn job_context(state: &JobState) -> Value {
         JobStatus::Failure => "failure",
         JobStatus::Cancelled => "cancelled",
     };
-    Value::from(json!({ "status": status, "services": {}, "container": {} }))
+    let describe = |container: &RunningContainer| json!({ "id": container.id, "network": container.network, "ports": container.ports });
+    let container = state.running.job.as_ref().map_or_else(
+        || json!({}),
+        |job| json!({ "id": job.id, "network": job.network }),
+    );
+    let services: serde_json::Map<String, Json> = state
+        .running
+        .services
+        .iter()
+        .map(|(id, service)| (id.clone(), describe(service)))
+        .collect();
+    Value::from(json!({ "status": status, "services": services, "container": container }))
 }
 
 #[cfg(test)]

@@ -50,6 +50,6 @@ mod step;
 
 pub use job::run_job;
 pub use spec::{
-    ActionSettings, DEFAULT_ACTIONS_URL, JobSpec, NeedResult, check_workflow, conclusion_name,
-    matrix_combinations,
+    ActionSettings, DEFAULT_ACTIONS_URL, JobSpec, MatrixPlan, NeedResult, check_workflow,
+    conclusion_name, matrix_plan,
 };

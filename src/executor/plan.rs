@@ -1,6 +1,6 @@
 //! The local planner `act_runner exec` uses (Gitea's server does this for the daemon): which jobs
 //! run for an event or a `-j` choice, in `needs` order as stages. Matrix combinations are expanded
-//! per job when its needs are done (`job::matrix_combinations`), as a matrix may read their outputs.
+//! per job when its needs are done (`spec::matrix_plan`), as a matrix may read their outputs.
 
 use std::collections::BTreeSet;
 
@@ -78,6 +78,14 @@ pub fn default_event<'a>(workflows: impl IntoIterator<Item = &'a Workflow>) -> S
     } else {
         String::from("push")
     }
+}
+
+/// `exec --detect-event`: the first event of the first workflow that has one, else `push`.
+pub fn first_event<'a>(workflows: impl IntoIterator<Item = &'a Workflow>) -> String {
+    workflows
+        .into_iter()
+        .find_map(|workflow| workflow.on.first().cloned())
+        .unwrap_or_else(|| String::from("push"))
 }
 
 #[cfg(test)]

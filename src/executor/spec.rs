@@ -1,6 +1,6 @@
 //! The executor's input: `JobSpec` (a workflow, the job to run and its contexts) and what a
 //! needed job produced (`NeedResult`); plus the checks and the matrix planning callers run before
-//! `run_job` (`check_workflow`, `matrix_combinations`).
+//! `run_job` (`check_workflow`, `matrix_plan`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -35,6 +35,8 @@ pub struct JobSpec {
     /// The matrix combination; `None` takes the workflow's matrix if it has exactly one combination
     /// (Gitea sends one-element arrays).
     pub matrix: Option<IndexMap<String, Json>>,
+    /// With `matrix`: this leg's index and the number of legs (`strategy.job-index`, `job-total`).
+    pub matrix_position: Option<(usize, usize)>,
     /// Results and outputs of the jobs this one needs.
     pub needs: IndexMap<String, NeedResult>,
     pub runner_name: String,
@@ -44,6 +46,9 @@ pub struct JobSpec {
     pub masks: Vec<String>,
     /// Where remote actions come from and where they are kept.
     pub actions: ActionSettings,
+    /// Mask `secrets` (and the token) in the log; `exec --insecure-secrets` turns it off.
+    /// `::add-mask::` values are masked either way.
+    pub mask_secrets: bool,
 }
 
 /// How remote actions (`uses: owner/repo@ref`) are fetched and docker actions built.
@@ -114,11 +119,13 @@ impl JobSpec {
             secrets: IndexMap::new(),
             inputs: serde_json::Map::new(),
             matrix: None,
+            matrix_position: None,
             needs: IndexMap::new(),
             runner_name: String::from("act-runner"),
             timeout_cap: None,
             masks: Vec::new(),
             actions: ActionSettings::local_default(),
+            mask_secrets: true,
         }
     }
 }
@@ -140,9 +147,19 @@ pub fn conclusion_name(conclusion: Conclusion) -> &'static str {
     }
 }
 
-/// The matrix combinations of the spec's job, evaluated with the spec's contexts (its `needs`
-/// outputs, vars, inputs): what `exec` runs one `run_job` per. Errors name the file position.
-pub fn matrix_combinations(spec: &JobSpec) -> Result<Vec<IndexMap<String, Json>>, String> {
+/// How `exec` runs the legs of one job's matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixPlan {
+    pub combinations: Vec<IndexMap<String, Json>>,
+    /// `strategy.fail-fast` (default true): a failing leg cancels the others.
+    pub fail_fast: bool,
+    /// `strategy.max-parallel`; `None` when the workflow does not limit it.
+    pub max_parallel: Option<usize>,
+}
+
+/// The matrix combinations and strategy of the spec's job, evaluated with the spec's contexts (its
+/// `needs` outputs, vars, inputs): what `exec` runs one `run_job` per. Errors name the file position.
+pub fn matrix_plan(spec: &JobSpec) -> Result<MatrixPlan, String> {
     let workflow = Workflow::parse(&spec.workflow_yaml)
         .map_err(|error| format!("{}:{error}", spec.workflow_file))?;
     let job = workflow
@@ -156,7 +173,14 @@ pub fn matrix_combinations(spec: &JobSpec) -> Result<Vec<IndexMap<String, Json>>
     };
     let mut scope = Scope::new(&spec.workflow_file);
     contexts::fill_static(spec, &workflow, job, &paths, &mut scope);
-    contexts::expand_matrix(job, &scope).map_err(|error| error.0)
+    let combinations = contexts::expand_matrix(job, &scope).map_err(|error| error.0)?;
+    let (fail_fast, max_parallel) =
+        contexts::strategy_limits(job, &scope).map_err(|error| error.0)?;
+    Ok(MatrixPlan {
+        combinations,
+        fail_fast,
+        max_parallel,
+    })
 }
 
 /// Parses a workflow and checks that every expression of every job parses: what `exec` does before

@@ -1,7 +1,8 @@
 //! Start overhead of a one-step job on the Docker backend against a raw create + start + exec.
 //!
 //! Each run measures, for the same image in the same process, alternating to share conditions:
-//! - backend: `DockerBackend::prepare` (image check, job network, labelled container, start) and
+//! - backend: `DockerBackend::prepare` (image check, a job network from the pool the daemon keeps,
+//!   labelled container, start) and
 //!   `exec` of `echo ready` until its first output line arrives;
 //! - raw: `create_container` + `start_container` + `create_exec`/`start_exec` of `echo ready` until
 //!   the first output frame, on the default bridge network;
@@ -18,7 +19,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use act_runner::executor::backend::docker::{DockerBackend, DockerJobConfig, JobIdentity, connect};
+use act_runner::executor::backend::docker::{
+    DockerBackend, DockerJobConfig, JobIdentity, NetworkPool, connect,
+};
 use act_runner::executor::backend::{Backend, ExecRequest, ExitStatus};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -58,8 +61,11 @@ async fn main() {
         Err(reason) => panic!("Docker is required when CI is set: {reason}"),
     };
 
+    // The backend as the daemon runs it: with spare job networks created when it starts (their
+    // replacement is created in the background while the next job starts, and timed with it).
+    let pool = NetworkPool::start(docker.clone(), "bench", 2);
     // One untimed warm-up of each, so neither pays first-use costs.
-    timeout(RUN_LIMIT, backend_once(&docker, &image))
+    timeout(RUN_LIMIT, backend_once(&docker, &image, &pool))
         .await
         .expect("warm-up");
     timeout(RUN_LIMIT, raw_once(&docker, &image, false))
@@ -77,7 +83,7 @@ async fn main() {
         for slot in 0..3 {
             match (run_idx + slot) % 3 {
                 0 => backend_times.push(
-                    timeout(RUN_LIMIT, backend_once(&docker, &image))
+                    timeout(RUN_LIMIT, backend_once(&docker, &image, &pool))
                         .await
                         .expect("backend run"),
                 ),
@@ -94,6 +100,7 @@ async fn main() {
             }
         }
     }
+    pool.shutdown().await;
     let backend_median = median(&mut backend_times);
     let raw_median = median(&mut raw_times);
     let raw_network_median = median(&mut raw_network_times);
@@ -138,7 +145,7 @@ fn median(times: &mut [Duration]) -> Duration {
     times[times.len() / 2]
 }
 
-async fn backend_once(docker: &Docker, image: &str) -> Duration {
+async fn backend_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let config = DockerJobConfig {
         image: image.to_string(),
@@ -150,6 +157,7 @@ async fn backend_once(docker: &Docker, image: &str) -> Duration {
         ports: Vec::new(),
         services: Vec::new(),
         network: None,
+        network_pool: Some(pool.clone()),
         privileged_allowed: false,
         valid_volumes: Vec::new(),
         force_pull: false,

@@ -1,4 +1,5 @@
-//! `exec` on the docker backend: connecting to the engine and the per-job backend configuration.
+//! `exec` on the docker backend: connecting to the engine once per run (with a small pool of
+//! pre-created job networks) and the per-job backend configuration.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +9,9 @@ use serde_json::Value as Json;
 
 use super::ExecArgs;
 use crate::executor::JobSpec;
-use crate::executor::backend::docker::{self, DockerBackend, DockerJobConfig, JobIdentity};
+use crate::executor::backend::docker::{
+    self, DockerBackend, DockerJobConfig, JobIdentity, NetworkPool,
+};
 
 /// A job container's keep-alive (upstream exec: 3 h).
 const EXEC_MAX_LIFETIME: Duration = Duration::from_secs(3 * 3600);
@@ -17,13 +20,59 @@ const SERVICE_READY_LIMIT: Duration = Duration::from_secs(300);
 /// Upper bound on pulling one image.
 const PULL_LIMIT: Duration = Duration::from_secs(600);
 
+/// The runner UUID `exec` labels its containers and networks with.
+const EXEC_RUNNER_UUID: &str = "act-runner-exec";
+/// Spare job networks kept ready while `exec` runs.
+const EXEC_NETWORK_POOL: usize = 2;
+
+/// The Docker connection of one `exec` run.
+pub struct DockerSession {
+    client: bollard::Docker,
+    host: String,
+    /// `None` with `--network`, which names the network every job joins.
+    network_pool: Option<NetworkPool>,
+}
+
+impl DockerSession {
+    /// Connects and starts the network pool (its networks are created while the run plans).
+    pub async fn connect(args: &ExecArgs) -> anyhow::Result<DockerSession> {
+        let host = docker::connect::discover_docker_host_from_process(&args.docker_host)
+            .context("cannot find the Docker daemon")?;
+        let client = docker::connect::connect(&host)
+            .await
+            .with_context(|| format!("cannot connect to Docker at {host}"))?;
+        let network_pool = args
+            .network
+            .is_none()
+            .then(|| NetworkPool::start(client.clone(), EXEC_RUNNER_UUID, EXEC_NETWORK_POOL));
+        Ok(DockerSession {
+            client,
+            host,
+            network_pool,
+        })
+    }
+
+    /// Removes the spare networks.
+    pub async fn shutdown(&self) {
+        if let Some(pool) = &self.network_pool {
+            pool.shutdown().await;
+        }
+    }
+}
+
 /// A Docker backend for one job of this run, on the `-i` image.
-pub async fn docker_backend(args: &ExecArgs, spec: &JobSpec) -> anyhow::Result<DockerBackend> {
-    let host = docker::connect::discover_docker_host_from_process(&args.docker_host)
-        .context("cannot find the Docker daemon")?;
-    let client = docker::connect::connect(&host)
-        .await
-        .with_context(|| format!("cannot connect to Docker at {host}"))?;
+pub fn docker_backend(session: &DockerSession, args: &ExecArgs, spec: &JobSpec) -> DockerBackend {
+    let config = job_config(args, spec, &session.host, session.network_pool.clone());
+    DockerBackend::new(session.client.clone(), config)
+}
+
+/// The backend configuration of one job, from the flags and the job.
+fn job_config(
+    args: &ExecArgs,
+    spec: &JobSpec,
+    host: &str,
+    network_pool: Option<NetworkPool>,
+) -> DockerJobConfig {
     let repository = spec
         .github
         .get("repository")
@@ -45,7 +94,7 @@ pub async fn docker_backend(args: &ExecArgs, spec: &JobSpec) -> anyhow::Result<D
     } else {
         args.valid_volumes.clone()
     };
-    let config = DockerJobConfig {
+    DockerJobConfig {
         image: args.image.clone(),
         credentials: None,
         runner_options: args.container_opts.clone(),
@@ -55,23 +104,62 @@ pub async fn docker_backend(args: &ExecArgs, spec: &JobSpec) -> anyhow::Result<D
         ports: Vec::new(),
         services: Vec::new(),
         network: args.network.clone(),
+        network_pool,
         privileged_allowed: args.privileged,
         valid_volumes,
-        force_pull: false,
-        docker_socket: docker::connect::socket_to_mount(&args.docker_host, &host),
+        force_pull: args.pull,
+        docker_socket: docker::connect::socket_to_mount(&args.docker_host, host),
         container_name: format!(
             "GITEA-ACTIONS-TASK-{event}_WORKFLOW-{workflow_name}_JOB-{}-{suffix}",
             spec.job_id
         ),
         job_alias: spec.job_id.clone(),
         identity: JobIdentity {
-            runner_uuid: String::from("act-runner-exec"),
+            runner_uuid: String::from(EXEC_RUNNER_UUID),
             task_id: 0,
         },
         workspace: format!("/workspace/{repository}"),
         max_lifetime: EXEC_MAX_LIFETIME,
         service_ready_timeout: Some(SERVICE_READY_LIMIT),
         pull_timeout: PULL_LIMIT,
-    };
-    Ok(DockerBackend::new(client, config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        exec: ExecArgs,
+    }
+
+    fn config_for(flags: &[&str]) -> DockerJobConfig {
+        let cli =
+            Cli::try_parse_from(std::iter::once("exec").chain(flags.iter().copied())).unwrap();
+        let spec = JobSpec::new(String::new(), String::from("ci.yml"), String::from("build"));
+        job_config(&cli.exec, &spec, "unix:///var/run/docker.sock", None)
+    }
+
+    #[test]
+    fn pull_flag_forces_the_pull_of_present_images() {
+        assert!(!config_for(&[]).force_pull);
+        assert!(config_for(&["-p"]).force_pull);
+        assert!(config_for(&["--pull"]).force_pull);
+    }
+
+    #[test]
+    fn network_flag_names_the_network_and_container_opts_are_the_runner_options() {
+        let config = config_for(&["--network", "shared", "--container-opts=--cpus 1"]);
+        assert_eq!(config.network.as_deref(), Some("shared"));
+        assert_eq!(config.runner_options, "--cpus 1");
+        assert!(
+            config
+                .container_name
+                .starts_with("GITEA-ACTIONS-TASK-push_WORKFLOW-ci_JOB-build-")
+        );
+    }
 }

@@ -1,36 +1,50 @@
 //! `exec`'s printer: job events as log lines with step boundaries.
 
 use std::io::Write;
+use std::time::SystemTime;
 
 use indexmap::IndexMap;
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
 use crate::executor::conclusion_name;
 use crate::executor::event::{Conclusion, JobEvent};
 
+/// How `exec` prints the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `[label] message` lines.
+    Text,
+    /// `--json`: one JSON object a line with `time`, `job`, `level`, `msg` and, inside a step, `step`.
+    Json,
+}
+
 /// Prints events as they come, with step boundaries; returns the job's outputs.
 pub async fn print_events(
     mut received: mpsc::Receiver<JobEvent>,
     label: String,
+    format: Format,
 ) -> IndexMap<String, String> {
     let mut names: Vec<String> = Vec::new();
     let mut outputs = IndexMap::new();
     while let Some(event) = received.recv().await {
-        let mut out = std::io::stdout().lock();
-        let _ = match event {
+        let (step_idx, messages): (Option<usize>, Vec<String>) = match event {
             JobEvent::JobStarted { steps, .. } => {
                 names = steps.into_iter().map(|step| step.name).collect();
-                writeln!(out, "[{label}] 🚀 Start job")
+                (None, vec![String::from("🚀 Start job")])
             }
             JobEvent::StepStarted { step_idx, .. } => {
                 let name = names.get(step_idx).map_or("", String::as_str);
-                writeln!(out, "[{label}] ⭐ {name}")
+                (Some(step_idx), vec![format!("⭐ {name}")])
             }
-            JobEvent::Log(log) => log.lines.iter().try_for_each(|line| match log.step_idx {
-                Some(_) => writeln!(out, "[{label}]   | {line}"),
-                None => writeln!(out, "[{label}] {line}"),
-            }),
+            JobEvent::Log(log) => {
+                let prefix = match (log.step_idx, format) {
+                    (Some(_), Format::Text) => "  | ",
+                    _ => "",
+                };
+                let messages = log.lines.iter().map(|line| format!("{prefix}{line}"));
+                (log.step_idx, messages.collect())
+            }
             JobEvent::StepFinished {
                 step_idx,
                 outcome,
@@ -44,24 +58,40 @@ pub async fn print_events(
                     Conclusion::Cancelled => "🚫 Cancelled",
                     Conclusion::Skipped => "⏭ Skipped",
                 };
-                if outcome == conclusion {
-                    writeln!(out, "[{label}]   {mark} - {name}")
+                let message = if outcome == conclusion {
+                    format!("  {mark} - {name}")
                 } else {
-                    writeln!(
-                        out,
-                        "[{label}]   {mark} - {name} (outcome: {})",
-                        conclusion_name(outcome)
-                    )
-                }
+                    format!("  {mark} - {name} (outcome: {})", conclusion_name(outcome))
+                };
+                (Some(step_idx), vec![message])
             }
             JobEvent::Outputs(job_outputs) => {
                 outputs = job_outputs;
-                Ok(())
+                continue;
             }
             JobEvent::JobFinished { result, .. } => {
-                writeln!(out, "[{label}] 🏁 Job {}", conclusion_name(result))
+                (None, vec![format!("🏁 Job {}", conclusion_name(result))])
             }
         };
+        let mut out = std::io::stdout().lock();
+        let step_name = step_idx.and_then(|step_idx| names.get(step_idx));
+        for message in messages {
+            let _ = match format {
+                Format::Text => writeln!(out, "[{label}] {message}"),
+                Format::Json => {
+                    let mut object = json!({
+                        "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                        "job": label,
+                        "level": "info",
+                        "msg": message,
+                    });
+                    if let Some(name) = step_name {
+                        object["step"] = json!(name);
+                    }
+                    writeln!(out, "{object}")
+                }
+            };
+        }
     }
     outputs
 }

@@ -22,7 +22,7 @@ use crate::executor::line_batch::LineBatch;
 
 use super::{
     Backend, BackendError, EnvironmentPaths, ExecRequest, ExitStatus, JobContainers, OutputLines,
-    Stream,
+    Stream, WorkspaceHasher,
 };
 
 /// How long a process group gets between SIGTERM and SIGKILL.
@@ -135,8 +135,11 @@ impl Backend for HostBackend {
         self.base_env.clone()
     }
 
-    fn host_workspace(&self) -> Option<PathBuf> {
-        Some(self.paths.workspace.clone())
+    fn workspace_hasher(&self) -> Option<WorkspaceHasher> {
+        let workspace = self.paths.workspace.clone();
+        Some(Box::new(move |patterns: &[String]| {
+            crate::executor::hash_files::hash_files(&workspace, patterns)
+        }))
     }
 
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {

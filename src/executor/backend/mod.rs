@@ -119,6 +119,29 @@ pub struct JobContainers {
     pub services: Vec<(String, ContainerSpec)>,
 }
 
+/// A running container as the `job.container` and `job.services.<id>` contexts show it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunningContainer {
+    /// The container id.
+    pub id: String,
+    /// The network it joined.
+    pub network: String,
+    /// Published ports: container port (`80`, or `53/udp` for other protocols) to host port.
+    pub ports: BTreeMap<String, String>,
+}
+
+/// The containers of a prepared job (empty on the host backend).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunningContainers {
+    pub job: Option<RunningContainer>,
+    /// Services by id, in workflow order.
+    pub services: Vec<(String, RunningContainer)>,
+}
+
+/// `hashFiles(patterns)` as a backend computes it over its workspace: the hex digest, `''` when
+/// nothing matches, `Err` with a message for the job log.
+pub type WorkspaceHasher = Box<dyn Fn(&[String]) -> Result<String, String> + Send + Sync>;
+
 /// Where a job's steps run. `configure` then `prepare` once, `exec`/`write_file`/`read_file` per step,
 /// `cleanup` always (after success, failure and cancellation).
 #[allow(async_fn_in_trait)]
@@ -139,10 +162,15 @@ pub trait Backend: Send + Sync {
     fn base_env(&self) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
-    /// The host directory holding the workspace, when the backend's workspace is one (host backend);
-    /// `hashFiles` is computed there. `None` (the default) makes `hashFiles` an error.
-    fn host_workspace(&self) -> Option<PathBuf> {
+    /// `hashFiles` over the workspace, valid after `prepare`; `None` (the default) makes
+    /// `hashFiles` an error.
+    fn workspace_hasher(&self) -> Option<WorkspaceHasher> {
         None
+    }
+    /// The job's containers, for the `job.container` and `job.services` contexts. Valid after
+    /// `prepare`; the default (host) has none.
+    fn running_containers(&self) -> RunningContainers {
+        RunningContainers::default()
     }
     /// Job-level lines (pull progress, service health) go to `log`.
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError>;

@@ -122,28 +122,30 @@ pub async fn create_and_start(
     docker: &Docker,
     name: &str,
     body: ContainerCreateBody,
-) -> Result<(), BackendError> {
+) -> Result<String, BackendError> {
     let options = CreateContainerOptionsBuilder::default().name(name).build();
     let what = format!("create container {name}");
     let create = docker.create_container(Some(options.clone()), body.clone());
-    match tokio::time::timeout(API_TIMEOUT, create).await {
-        Ok(Ok(_)) => {}
+    let id = match tokio::time::timeout(API_TIMEOUT, create).await {
+        Ok(Ok(created)) => created.id,
         // A leftover of the same name (an earlier run that was not cleaned up): replace it.
         Ok(Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 409, ..
         })) => {
             remove_container(docker, name).await?;
-            bounded(&what, docker.create_container(Some(options), body)).await?;
+            bounded(&what, docker.create_container(Some(options), body))
+                .await?
+                .id
         }
         Ok(Err(err)) => return Err(BackendError::Docker(format!("{what}: {}", describe(&err)))),
         Err(_) => return Err(BackendError::Docker(format!("{what}: no answer"))),
-    }
+    };
     bounded(
         format!("start container {name}"),
         docker.start_container(name, None),
     )
     .await?;
-    Ok(())
+    Ok(id)
 }
 
 /// Force-removes a container with its anonymous volumes; a missing one is fine.
@@ -255,6 +257,7 @@ mod tests {
             ports: vec![String::from("8080:80")],
             services: Vec::new(),
             network: None,
+            network_pool: None,
             privileged_allowed: false,
             valid_volumes: Vec::new(),
             force_pull: false,

@@ -12,9 +12,11 @@ pub mod connect;
 mod container;
 mod exec;
 mod files;
+mod hash;
 mod image;
 mod lines;
 mod network;
+pub mod network_pool;
 pub mod options;
 pub mod orphans;
 mod services;
@@ -34,8 +36,10 @@ use tokio_util::sync::CancellationToken;
 pub use super::RegistryCredentials;
 use super::{
     Backend, BackendError, BuildRequest, ContainerRun, ContainerSpec, EnvironmentPaths,
-    ExecRequest, ExitStatus, JobContainers, OutputLines,
+    ExecRequest, ExitStatus, JobContainers, OutputLines, RunningContainer, RunningContainers,
+    WorkspaceHasher,
 };
+pub use network_pool::NetworkPool;
 use options::{ContainerOptions, OptionsPolicy};
 use volumes::{VolumePolicy, VolumeSpec};
 
@@ -104,6 +108,9 @@ pub struct DockerJobConfig {
     /// `container.network`: `None` creates (and later removes) a network for the job;
     /// `host`, `bridge` or a name are used as they are.
     pub network: Option<String>,
+    /// Where a job without `network` takes a pre-created network from; when it is `None` or has
+    /// none ready, the job creates its own.
+    pub network_pool: Option<NetworkPool>,
     /// `container.privileged`.
     pub privileged_allowed: bool,
     /// `container.valid_volumes` globs.
@@ -147,6 +154,10 @@ pub struct DockerBackend {
     resources: JobResources,
     /// The image's `Env` overlaid with the container's, known after `prepare`.
     base_env: BTreeMap<String, String>,
+    /// The network the job's containers join, chosen in `prepare`.
+    network: Option<String>,
+    /// What `prepare` started, for the `job.container` and `job.services` contexts.
+    running: RunningContainers,
 }
 
 impl DockerBackend {
@@ -165,6 +176,8 @@ impl DockerBackend {
             paths,
             resources: JobResources::default(),
             base_env: BTreeMap::new(),
+            network: None,
+            running: RunningContainers::default(),
         }
     }
 
@@ -188,11 +201,12 @@ impl DockerBackend {
         &self.config.container_name
     }
 
-    /// The network the job's containers join.
+    /// The network the job's containers join: `container.network` when set, else the one `prepare`
+    /// took from the pool or created (`<container name>-network` before `prepare`).
     pub fn network_name(&self) -> String {
-        match &self.config.network {
-            Some(network) => network.clone(),
-            None => format!("{}-network", self.config.container_name),
+        match (&self.network, &self.config.network) {
+            (Some(network), _) | (None, Some(network)) => network.clone(),
+            (None, None) => format!("{}-network", self.config.container_name),
         }
     }
 
@@ -257,10 +271,15 @@ impl DockerBackend {
         // Record every name before creating anything: cleanup must find what an interrupted
         // `prepare` left behind.
         let labels = self.labels();
-        let network = self.network_name();
+        let pooled = match (&self.config.network, &self.config.network_pool) {
+            (None, Some(pool)) => pool.take(),
+            _ => None,
+        };
+        let network = pooled.clone().unwrap_or_else(|| self.network_name());
         if self.config.network.is_none() {
             self.resources.network = Some(network.clone());
         }
+        self.network = Some(network.clone());
         for plan in &service_plans {
             self.resources.containers.push(plan.name.clone());
         }
@@ -291,9 +310,9 @@ impl DockerBackend {
             )
         }));
         let network_create = async {
-            match config.network {
-                None => network::create(docker, &network, &labels).await,
-                Some(_) => Ok(()),
+            match (&config.network, &pooled) {
+                (None, None) => network::create(docker, &network, &labels).await,
+                _ => Ok(()),
             }
         };
         // `join`, not `try_join`: a create dropped mid-flight still completes inside dockerd, after
@@ -328,8 +347,19 @@ impl DockerBackend {
         }
         let job_start = container::create_and_start(docker, &job_name, body);
         let (service_starts, job_started) = tokio::join!(service_starts, job_start);
-        service_starts.into_iter().collect::<Result<Vec<_>, _>>()?;
-        job_started?;
+        let services = service_starts.into_iter().collect::<Result<Vec<_>, _>>()?;
+        self.running = RunningContainers {
+            job: Some(RunningContainer {
+                id: job_started?,
+                network: network.clone(),
+                ports: BTreeMap::new(),
+            }),
+            services: service_plans
+                .iter()
+                .map(|plan| plan.config.id.clone())
+                .zip(services)
+                .collect(),
+        };
         self.resources.job_container = Some(job_name);
         self.base_env = base_env;
 
@@ -391,6 +421,19 @@ impl Backend for DockerBackend {
 
     fn base_env(&self) -> BTreeMap<String, String> {
         self.base_env.clone()
+    }
+
+    fn running_containers(&self) -> RunningContainers {
+        self.running.clone()
+    }
+
+    fn workspace_hasher(&self) -> Option<WorkspaceHasher> {
+        let container = self.resources.job_container.clone()?;
+        Some(hash::workspace_hasher(
+            self.docker.clone(),
+            container,
+            self.config.workspace.clone(),
+        ))
     }
 
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {

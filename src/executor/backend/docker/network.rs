@@ -8,7 +8,8 @@ use bollard::models::NetworkCreateRequest;
 use super::{API_TIMEOUT, bounded, describe, is_not_found};
 use crate::executor::backend::BackendError;
 
-/// Creates a bridge network, replacing a leftover of the same name.
+/// Creates a bridge network, replacing a leftover of the same name (removed first: daemons before
+/// API 1.44 would silently create a second network of the same name).
 pub async fn create(
     docker: &Docker,
     name: &str,

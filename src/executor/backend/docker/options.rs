@@ -390,16 +390,15 @@ pub fn parse_ports(entries: &[String]) -> Result<(Vec<String>, PortMap), Backend
         }
         let key = format!("{container_port}/{proto}");
         exposed.push(key.clone());
-        if host_port.is_some() || host_ip.is_some() {
-            bindings
-                .entry(key)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: host_ip.map(str::to_string),
-                    host_port: host_port.filter(|p| !p.is_empty()).map(str::to_string),
-                });
-        }
+        // A container port alone is published on a free host port, as `docker run -p 5432`.
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: host_ip.map(str::to_string),
+                host_port: host_port.filter(|p| !p.is_empty()).map(str::to_string),
+            });
     }
     Ok((exposed, bindings))
 }
@@ -677,7 +676,9 @@ mod tests {
         let binding = &bindings["80/udp"].as_ref().unwrap()[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some("8080"));
-        assert!(!bindings.contains_key("5432/tcp"));
+        // Published on a free host port Docker picks.
+        let any_port = &bindings["5432/tcp"].as_ref().unwrap()[0];
+        assert_eq!(any_port.host_port, None);
         assert!(parse_ports(&["a:b:c:d".to_string()]).is_err());
     }
 }

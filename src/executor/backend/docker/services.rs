@@ -1,7 +1,7 @@
 //! Service containers: created and started in parallel on the job network under their id as alias,
 //! then awaited until Docker reports them healthy (only those with a health check), under a bound.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -13,7 +13,7 @@ use super::container::{create_and_start, endpoint};
 use super::options::{ContainerOptions, parse_ports};
 use super::volumes::VolumeSpec;
 use super::{ServiceConfig, bounded, send_log};
-use crate::executor::backend::BackendError;
+use crate::executor::backend::{BackendError, RunningContainer};
 
 /// How often health is polled.
 const HEALTH_POLL: Duration = Duration::from_millis(250);
@@ -90,9 +90,38 @@ pub async fn start(
     network: &str,
     aliases_allowed: bool,
     labels: &HashMap<String, String>,
-) -> Result<(), BackendError> {
+) -> Result<RunningContainer, BackendError> {
     let body = service_body(plan, network, aliases_allowed, labels)?;
-    create_and_start(docker, &plan.name, body).await
+    let id = create_and_start(docker, &plan.name, body).await?;
+    // Docker picks the host ports at start; only a service that publishes some needs a look.
+    let mut ports = BTreeMap::new();
+    if !plan.config.ports.is_empty() || !plan.options.publish.is_empty() {
+        let inspect = bounded(
+            format!("inspect service {}", plan.config.id),
+            docker.inspect_container(&id, None),
+        )
+        .await?;
+        let published = inspect
+            .network_settings
+            .and_then(|settings| settings.ports)
+            .unwrap_or_default();
+        for (port, bindings) in published {
+            let Some(host_port) = bindings
+                .into_iter()
+                .flatten()
+                .find_map(|binding| binding.host_port)
+            else {
+                continue;
+            };
+            let port = port.strip_suffix("/tcp").unwrap_or(&port).to_string();
+            ports.insert(port, host_port);
+        }
+    }
+    Ok(RunningContainer {
+        id,
+        network: network.to_string(),
+        ports,
+    })
 }
 
 /// Waits until every service with a health check is healthy; `None` does not wait.
