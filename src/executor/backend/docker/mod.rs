@@ -8,6 +8,7 @@
 //! May use: `bollard`, the `Backend` contract in `executor::backend`. Never: workflows, expressions,
 //! `client`, `daemon`, `systemd`, `metrics`. Every Docker call is bounded by a timeout.
 
+mod calls;
 pub mod connect;
 mod container;
 mod exec;
@@ -24,8 +25,6 @@ mod step_container;
 pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +38,7 @@ use super::{
     ExecRequest, ExitStatus, JobContainers, OutputLines, RunningContainer, RunningContainers,
     WorkspaceHasher,
 };
+use calls::{bounded, describe, is_not_found};
 pub use network_pool::NetworkPool;
 use options::{ContainerOptions, OptionsPolicy};
 use volumes::{VolumePolicy, VolumeSpec};
@@ -552,41 +552,6 @@ fn resolve_path(workspace: &str, path: &str) -> String {
 async fn send_log(log: &mpsc::Sender<String>, line: String) {
     // A closed log channel means nobody listens any more; the job goes on regardless.
     let _ = log.send(line).await;
-}
-
-/// Runs one Docker call under [`API_TIMEOUT`], naming what was attempted in the error.
-async fn bounded<T>(
-    what: impl fmt::Display,
-    call: impl Future<Output = Result<T, bollard::errors::Error>>,
-) -> Result<T, BackendError> {
-    match tokio::time::timeout(API_TIMEOUT, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(BackendError::Docker(format!("{what}: {}", describe(&err)))),
-        Err(_) => Err(BackendError::Docker(format!(
-            "{what}: no answer within {}s",
-            API_TIMEOUT.as_secs()
-        ))),
-    }
-}
-
-/// The daemon's own message for server errors, bollard's Display otherwise.
-fn describe(err: &bollard::errors::Error) -> String {
-    match err {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => {
-            message.trim().to_string()
-        }
-        other => other.to_string(),
-    }
-}
-
-fn is_not_found(err: &bollard::errors::Error) -> bool {
-    matches!(
-        err,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
 }
 
 #[cfg(test)]
