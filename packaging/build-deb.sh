@@ -48,11 +48,17 @@ fi
 version=$(dpkg-parsechangelog -SVersion)
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 # -b: binary only; -us -uc: unsigned. The results land in the parent directory.
+rm -f "$out/act-runner-dbgsym_${version}_${arch}.deb"
 dpkg-buildpackage -b -us -uc >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
+built=()
 for file in ../act-runner_"${version}"_"${arch}".deb ../act-runner-dbgsym_"${version}"_"${arch}".deb \
     ../act-runner_"${version}"_"${arch}".buildinfo ../act-runner_"${version}"_"${arch}".changes; do
-    if [ -f "$file" ]; then mv -f "$file" "$out/"; fi
+    if [ -f "$file" ]; then
+        mv -f "$file" "$out/"
+        case $file in *.deb) built+=("$out/$(basename "$file")") ;; esac
+    fi
 done
 deb="$out/act-runner_${version}_${arch}.deb"
-lintian --fail-on error,warning --info "$deb"
+# The package and, in a release build, its -dbgsym package.
+lintian --fail-on error,warning --info "${built[@]}"
 echo "$deb"
