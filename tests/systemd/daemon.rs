@@ -322,6 +322,12 @@ async fn socket_activated_daemon_notifies_pings_and_drains() {
         assert_eq!(wait_final(&gitea, second, &daemon).await, TaskResult::Success);
         assert!(gitea.task_log_lines(second).iter().any(|line| line == "finished"));
         assert!(gitea.log_archived(second));
+        // Sent before the exit; the listener may not have read the last datagrams yet.
+        received
+            .wait_for("the drained STATUS", |messages| {
+                messages.last().is_some_and(|m| m == "STATUS=draining 0 jobs")
+            })
+            .await;
         let messages = received.lifecycle(second_from);
         assert!(messages[0].starts_with("STATUS=running 1/1: "), "{messages:?}");
         assert_eq!(
