@@ -10,7 +10,8 @@
 #     (so the CLI's start and the exec round trips are not counted either), in a running container
 #     of the same image.
 # Prints per round and as medians: lines/s delivered, the ratio to the raw exec (target >= 0.5),
-# and the daemon's peak RSS (target < 64 MB).
+# the daemon's peak RSS (target < 64 MB) and its CPU time per million lines (user + system, job minus
+# baseline: a figure that the load of a shared machine disturbs less than wall time).
 # Needs Docker and the local test image (tests/support/images/build.sh).
 set -euo pipefail
 # shellcheck source=common.sh
@@ -28,7 +29,8 @@ build_release
 start_fake
 register "bench:docker://$image"
 
-# run_job COMMAND: runs one task whose step is COMMAND; prints "<seconds> <peak KiB> <task id>".
+# run_job COMMAND: runs one task whose step is COMMAND; prints
+# "<seconds> <peak KiB> <user seconds> <system seconds> <task id>".
 run_job() {
     cat >"$work/workflow.yml" <<YAML
 on: push
@@ -40,7 +42,7 @@ jobs:
 YAML
     local task_id
     task_id=$(enqueue "$work/workflow.yml" bench)
-    timeout 600 /usr/bin/time -f '%e %M' -o "$work/time" \
+    timeout 600 /usr/bin/time -f '%e %M %U %S' -o "$work/time" \
         "$runner_bin" -c "$work/config.yaml" daemon --once >"$work/daemon.log" 2>&1 \
         || die "daemon failed: $(tail -n 20 "$work/daemon.log")"
     echo "$(cat "$work/time") $task_id"
@@ -65,9 +67,9 @@ trap cleanup_all EXIT
 : >"$work/rounds"
 for round in $(seq 1 "$runs"); do
     log "round $round/$runs: baseline job (true)"
-    read -r base_seconds _ _ < <(run_job true)
+    read -r base_seconds _ base_user base_sys _ < <(run_job true)
     log "round $round/$runs: job printing $lines lines"
-    read -r job_seconds peak_kib task_id < <(run_job "$step")
+    read -r job_seconds peak_kib job_user job_sys task_id < <(run_job "$step")
     curl -fsS "$fake_url/_fake/tasks/$task_id" >"$work/task.json"
     python3 - "$work/task.json" "$lines" <<'PY' || die "round $round: the fake does not hold every row in order"
 import json, sys
@@ -84,7 +86,8 @@ PY
     log "round $round/$runs: raw docker exec into /dev/null"
     raw_true=$(seconds docker exec "$cid" true)
     raw_seconds=$(seconds docker exec "$cid" bash -c "$step")
-    echo "$base_seconds $job_seconds $raw_true $raw_seconds $peak_kib" >>"$work/rounds"
+    cpu=$(python3 -c "print($job_user + $job_sys - $base_user - $base_sys)")
+    echo "$base_seconds $job_seconds $raw_true $raw_seconds $peak_kib $cpu" >>"$work/rounds"
 done
 
 python3 - "$lines" "$work/rounds" <<'PY'
@@ -92,18 +95,20 @@ import statistics, sys
 lines = int(sys.argv[1])
 rounds = [[float(x) for x in line.split()] for line in open(sys.argv[2])]
 print(f"log pipeline: {lines} lines delivered in order in each of {len(rounds)} rounds")
-rates, ratios, peaks = [], [], []
-for n, (base, job, raw_true, raw, peak_kib) in enumerate(rounds, 1):
+rates, ratios, peaks, cpus = [], [], [], []
+for n, (base, job, raw_true, raw, peak_kib, cpu) in enumerate(rounds, 1):
     pipeline = max(job - base, 1e-3)
     raw_net = max(raw - raw_true, 1e-3)
     rates.append(lines / pipeline)
     ratios.append(raw_net / pipeline)
     peaks.append(peak_kib / 1024)
+    cpus.append(cpu * 1e6 / lines)
     print(f"  round {n}: job {job:.2f} s - baseline {base:.2f} s = {pipeline:.2f} s "
           f"({lines / pipeline:,.0f} lines/s); raw exec {raw:.2f} s - exec of true {raw_true:.2f} s "
           f"= {raw_net:.2f} s ({lines / raw_net:,.0f} lines/s); ratio {raw_net / pipeline:.2f}; "
-          f"peak RSS {peak_kib / 1024:.1f} MB")
+          f"peak RSS {peak_kib / 1024:.1f} MB; daemon CPU {cpu:.2f} s")
 print(f"  median throughput: {statistics.median(rates):,.0f} lines/s")
 print(f"  median ratio to raw docker exec: {statistics.median(ratios):.2f} (target >= 0.5)")
+print(f"  median daemon CPU: {statistics.median(cpus):.2f} s per million lines")
 print(f"  daemon peak RSS: median {statistics.median(peaks):.1f} MB, max {max(peaks):.1f} MB (target < 64 MB)")
 PY
