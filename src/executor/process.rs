@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, ContainerRun, ExecRequest, ExitStatus, OutputLines};
+use super::backend::{Backend, ContainerRun, ExecRequest, ExitStatus, NewFile, OutputLines};
 use super::command_files::{self, CommandFileError};
 use super::commands::{self, CommandProcessor, Effect};
 use super::event::Conclusion;
@@ -27,8 +27,10 @@ const OUTPUT_CHANNEL_CAPACITY: usize = 16;
 const FILE_COMMANDS_DIR: &str = "_runner_file_commands";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The environment files of one step, as paths inside the job environment.
+/// The environment files of one step, as paths inside the job environment, alone in their
+/// directory so they are read back in one call.
 struct CommandFiles {
+    dir: String,
     env: String,
     output: String,
     path: String,
@@ -40,8 +42,10 @@ impl CommandFiles {
     /// Fresh names for every process: pre, main and post stages of one step each get their own.
     fn new(temp: &str) -> CommandFiles {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let file = |name: &str| format!("{temp}/{FILE_COMMANDS_DIR}/{name}_{id}");
+        let dir = format!("{temp}/{FILE_COMMANDS_DIR}/{id}");
+        let file = |name: &str| format!("{dir}/{name}");
         CommandFiles {
+            dir: dir.clone(),
             env: file("set_env"),
             output: file("set_output"),
             path: file("add_path"),
@@ -64,6 +68,8 @@ impl CommandFiles {
 pub struct StepCommand {
     /// The process (ignored when `container` is set).
     pub argv: Vec<String>,
+    /// The script `argv` runs, written together with the environment files (one call).
+    pub script: Option<NewFile>,
     /// Applied last, over the step env and the runner's variables (`INPUT_*`, `GITHUB_ACTION_*`,
     /// `STATE_*` for actions).
     pub extra_env: IndexMap<String, String>,
@@ -96,12 +102,19 @@ pub async fn execute<B: Backend>(
     let step_timeout = command.step_timeout;
     let temp = temp_dir(backend);
     let files = CommandFiles::new(&temp);
-    for (_, path) in files.all() {
-        backend
-            .write_file(path, b"", 0o666)
-            .await
-            .map_err(|error| format!("cannot create {path}: {error}"))?;
-    }
+    let mut new_files: Vec<NewFile> = files
+        .all()
+        .into_iter()
+        .map(|(_, path)| NewFile {
+            path: path.to_string(),
+            contents: Vec::new(),
+            mode: 0o666,
+        })
+        .collect();
+    new_files.extend(command.script);
+    backend.write_files(new_files).await.map_err(|error| {
+        format!("cannot write the step's script and environment files: {error}")
+    })?;
 
     let mut env = step_environment(state, &step_env, &files);
     env.extend(command.extra_env);
@@ -331,12 +344,13 @@ async fn handle_line(
     }
 }
 
-async fn read_text<B: Backend>(backend: &B, path: &str) -> Result<String, String> {
-    match backend.read_file(path).await {
-        Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Ok(None) => Ok(String::new()),
-        Err(error) => Err(format!("cannot read {path}: {error}")),
-    }
+/// The text of the environment file at `path` (empty when the step removed it).
+fn file_text(written: &BTreeMap<String, Vec<u8>>, path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    written
+        .get(name)
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        .unwrap_or_default()
 }
 
 async fn apply_command_files<B: Backend>(
@@ -346,25 +360,29 @@ async fn apply_command_files<B: Backend>(
     sinks: Sinks<'_>,
 ) -> Result<(), String> {
     let describe = |name: &str, error: CommandFileError| format!("{name}: {error}");
-    let env_text = read_text(backend, &files.env).await?;
+    let written = backend
+        .read_dir_files(&files.dir)
+        .await
+        .map_err(|error| format!("cannot read {}: {error}", files.dir))?;
+    let env_text = file_text(&written, &files.env);
     for (name, value) in
         command_files::parse_key_values(&env_text).map_err(|error| describe("GITHUB_ENV", error))?
     {
         state.env.insert(name, value);
     }
-    let output_text = read_text(backend, &files.output).await?;
+    let output_text = file_text(&written, &files.output);
     for (name, value) in command_files::parse_key_values(&output_text)
         .map_err(|error| describe("GITHUB_OUTPUT", error))?
     {
         sinks.outputs.insert(name, value);
     }
-    let state_text = read_text(backend, &files.state).await?;
+    let state_text = file_text(&written, &files.state);
     for (name, value) in command_files::parse_key_values(&state_text)
         .map_err(|error| describe("GITHUB_STATE", error))?
     {
         sinks.saved_state.insert(name, value);
     }
-    let path_text = read_text(backend, &files.path).await?;
+    let path_text = file_text(&written, &files.path);
     for path in command_files::parse_paths(&path_text) {
         state.extra_paths.insert(0, path);
     }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::action;
-use super::backend::{Backend, ExecRequest, OutputLines};
+use super::backend::{Backend, ExecRequest, NewFile, OutputLines};
 use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
 use super::expr::Value;
@@ -250,12 +250,13 @@ pub async fn run_script<B: Backend>(
 
     let temp = temp_dir(backend);
     let script_path = format!("{temp}/{}{}", uuid::Uuid::new_v4(), shell.extension);
-    backend
-        .write_file(&script_path, shell.script(&script_body).as_bytes(), 0o755)
-        .await
-        .map_err(|error| format!("cannot write the step script: {error}"))?;
     let command = StepCommand {
         argv: shell.argv(&script_path),
+        script: Some(NewFile {
+            contents: shell.script(&script_body).into_bytes(),
+            path: script_path,
+            mode: 0o755,
+        }),
         extra_env: IndexMap::new(),
         working_dir,
         step_timeout,

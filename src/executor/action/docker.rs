@@ -38,6 +38,7 @@ pub async fn run_image_step<B: Backend>(
         .collect();
     let command = StepCommand {
         argv: Vec::new(),
+        script: None,
         extra_env,
         working_dir: None,
         step_timeout: step::step_timeout(step, state)?,
@@ -94,6 +95,7 @@ pub async fn run_action<B: Backend>(
     extra_env.extend(post::take_pre_state(state, call.step_idx));
     let command = StepCommand {
         argv: Vec::new(),
+        script: None,
         extra_env: extra_env.clone(),
         working_dir: None,
         step_timeout: step::step_timeout(step, state)?,
@@ -144,6 +146,7 @@ pub async fn run_pre<B: Backend>(
     let image = action_image(call, loaded, runs, state.actions.force_rebuild, emitter).await?;
     let command = StepCommand {
         argv: Vec::new(),
+        script: None,
         extra_env: loaded.env(),
         working_dir: None,
         step_timeout: None,

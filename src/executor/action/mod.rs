@@ -155,6 +155,7 @@ async fn run_unboxed<B: Backend>(
             extra_env.extend(post::take_pre_state(state, call.step_idx));
             let command = StepCommand {
                 argv: vec!["node".into(), format!("{}/{main}", loaded.dir)],
+                script: None,
                 extra_env: extra_env.clone(),
                 working_dir: None,
                 step_timeout: step::step_timeout(step, state)?,

@@ -138,6 +138,7 @@ pub async fn run_pre_steps<B: Backend>(
             Runs::Node { pre: Some(pre), .. } => {
                 let command = StepCommand {
                     argv: vec!["node".into(), format!("{}/{pre}", loaded.dir)],
+                    script: None,
                     extra_env: loaded.env(),
                     working_dir: None,
                     step_timeout: None,
@@ -202,6 +203,7 @@ pub async fn run_post_steps<B: Backend>(
         emitter.log(None, &post.title).await;
         let command = StepCommand {
             argv: post.argv,
+            script: None,
             extra_env: post.extra_env,
             working_dir: None,
             step_timeout: interrupted.then_some(POST_GRACE),

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::executor::line_batch::LineBatch;
 
 use super::{
-    Backend, BackendError, EnvironmentPaths, ExecRequest, ExitStatus, JobContainers, OutputLines,
-    Stream, WorkspaceHasher,
+    Backend, BackendError, EnvironmentPaths, ExecRequest, ExitStatus, JobContainers, NewFile,
+    OutputLines, Stream, WorkspaceHasher,
 };
 
 /// How long a process group gets between SIGTERM and SIGKILL.
@@ -262,6 +262,47 @@ impl Backend for HostBackend {
             .await
             .map_err(io_error(format!("cannot write {}", path.display())))?;
         set_mode(&path, mode).await
+    }
+
+    async fn write_files(&self, files: Vec<NewFile>) -> Result<(), BackendError> {
+        for file in files {
+            self.write_file(&file.path, &file.contents, file.mode)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn read_dir_files(&self, dir: &str) -> Result<BTreeMap<String, Vec<u8>>, BackendError> {
+        let dir = self.resolve(dir);
+        let mut files = BTreeMap::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+            Err(source) => {
+                return Err(BackendError::Io {
+                    context: format!("cannot list {}", dir.display()),
+                    source,
+                });
+            }
+        };
+        let listing = |source| BackendError::Io {
+            context: format!("cannot list {}", dir.display()),
+            source,
+        };
+        while let Some(entry) = entries.next_entry().await.map_err(listing)? {
+            if !entry.file_type().await.map_err(listing)?.is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let contents = tokio::fs::read(&path)
+                .await
+                .map_err(|source| BackendError::Io {
+                    context: format!("cannot read {}", path.display()),
+                    source,
+                })?;
+            files.insert(entry.file_name().to_string_lossy().into_owned(), contents);
+        }
+        Ok(files)
     }
 
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, BackendError> {

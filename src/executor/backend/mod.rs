@@ -66,6 +66,15 @@ pub enum BackendError {
     Policy(String),
 }
 
+/// A file to create inside the environment.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Absolute path inside the environment.
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
 /// Paths of the job environment, as the job's processes see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvironmentPaths {
@@ -190,6 +199,19 @@ pub trait Backend: Send + Sync {
         contents: &[u8],
         mode: u32,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Writes several files at once (creating parent directories). A step writes its script and
+    /// its environment files before it starts; docker sends them in one archive, one API call
+    /// instead of six.
+    fn write_files(
+        &self,
+        files: Vec<NewFile>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// The regular files directly inside the directory `dir`, by name; empty when `dir` does not
+    /// exist. A step's environment files are read back this way, in one call.
+    fn read_dir_files(
+        &self,
+        dir: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<u8>>, BackendError>> + Send;
     /// Reads a file from inside the environment; `Ok(None)` when it does not exist.
     fn read_file(
         &self,

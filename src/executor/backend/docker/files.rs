@@ -5,10 +5,11 @@ use bollard::query_parameters::{
     DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use super::{API_TIMEOUT, bounded, describe, is_not_found};
-use crate::executor::backend::BackendError;
+use crate::executor::backend::{BackendError, NewFile};
 
 /// Largest file `read` returns; command files (`GITHUB_ENV`, ...) are far smaller.
 pub const MAX_READ_BYTES: usize = 256 * 1024 * 1024;
@@ -21,10 +22,28 @@ pub async fn write(
     contents: &[u8],
     mode: u32,
 ) -> Result<(), BackendError> {
-    let archive = single_file_tar(path, contents, mode)?;
+    let file = NewFile {
+        path: path.to_string(),
+        contents: contents.to_vec(),
+        mode,
+    };
+    write_all(docker, container, std::slice::from_ref(&file)).await
+}
+
+/// Writes every file in one archive, one API call; Docker creates missing parent directories.
+pub async fn write_all(
+    docker: &Docker,
+    container: &str,
+    files: &[NewFile],
+) -> Result<(), BackendError> {
+    let archive = files_tar(files)?;
     let options = UploadToContainerOptionsBuilder::default().path("/").build();
+    let what = match files {
+        [file] => file.path.clone(),
+        _ => format!("{} files", files.len()),
+    };
     bounded(
-        format!("write {path} into the job container"),
+        format!("write {what} into the job container"),
         docker.upload_to_container(container, Some(options), bollard::body_full(archive.into())),
     )
     .await
@@ -130,25 +149,73 @@ pub async fn read(
     }
 }
 
-fn single_file_tar(path: &str, contents: &[u8], mode: u32) -> Result<Vec<u8>, BackendError> {
-    let io_error = |source| BackendError::Io {
-        context: format!("cannot build a tar of {path}"),
-        source,
-    };
-    let mut header = tar::Header::new_gnu();
-    header.set_size(contents.len() as u64);
-    header.set_mode(mode);
-    header.set_entry_type(tar::EntryType::Regular);
+fn files_tar(files: &[NewFile]) -> Result<Vec<u8>, BackendError> {
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or_default();
-    header.set_mtime(mtime);
     let mut builder = tar::Builder::new(Vec::new());
-    builder
-        .append_data(&mut header, path.trim_start_matches('/'), contents)
-        .map_err(io_error)?;
-    builder.into_inner().map_err(io_error)
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.contents.len() as u64);
+        header.set_mode(file.mode);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mtime(mtime);
+        builder
+            .append_data(
+                &mut header,
+                file.path.trim_start_matches('/'),
+                file.contents.as_slice(),
+            )
+            .map_err(|source| BackendError::Io {
+                context: format!("cannot build a tar of {}", file.path),
+                source,
+            })?;
+    }
+    builder.into_inner().map_err(|source| BackendError::Io {
+        context: String::from("cannot finish a tar archive"),
+        source,
+    })
+}
+
+/// The regular files directly inside the directory `dir`, by name; empty when it does not exist.
+pub async fn read_dir_files(
+    docker: &Docker,
+    container: &str,
+    dir: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, BackendError> {
+    let dir = dir.trim_end_matches('/');
+    let Some(archive) = download(docker, container, dir).await? else {
+        return Ok(BTreeMap::new());
+    };
+    dir_entries(&archive, dir)
+}
+
+/// The regular files one level below the archive's top directory (Docker names entries from the
+/// directory's last component: `dir/`, `dir/name`).
+fn dir_entries(archive: &[u8], dir: &str) -> Result<BTreeMap<String, Vec<u8>>, BackendError> {
+    let io_error = |source| BackendError::Io {
+        context: format!("cannot unpack {dir} from the job container"),
+        source,
+    };
+    let mut files = BTreeMap::new();
+    let mut entries = tar::Archive::new(archive);
+    for entry in entries.entries().map_err(io_error)? {
+        let mut entry = entry.map_err(io_error)?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path().map_err(io_error)?.into_owned();
+        let mut components = path.components().skip(1);
+        let (Some(name), None) = (components.next(), components.next()) else {
+            continue;
+        };
+        let name = name.as_os_str().to_string_lossy().into_owned();
+        let mut contents = Vec::new();
+        entry.read_to_end(&mut contents).map_err(io_error)?;
+        files.insert(name, contents);
+    }
+    Ok(files)
 }
 
 fn first_file(archive: &[u8], path: &str) -> Result<Vec<u8>, BackendError> {
@@ -177,11 +244,46 @@ mod tests {
 
     #[test]
     fn tar_round_trip_keeps_contents_and_mode() {
-        let archive = single_file_tar("/a/b/c.txt", b"hello\n", 0o750).unwrap();
+        let file = NewFile {
+            path: String::from("/a/b/c.txt"),
+            contents: b"hello\n".to_vec(),
+            mode: 0o750,
+        };
+        let archive = files_tar(&[file]).unwrap();
         let mut entries = tar::Archive::new(archive.as_slice());
         let entry = entries.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(entry.path().unwrap().to_str(), Some("a/b/c.txt"));
         assert_eq!(entry.header().mode().unwrap(), 0o750);
         assert_eq!(first_file(&archive, "/a/b/c.txt").unwrap(), b"hello\n");
+    }
+
+    #[test]
+    fn a_directory_archive_gives_its_regular_files_by_name() {
+        let files =
+            ["/t/cmd/set_env", "/t/cmd/set_output", "/t/cmd/deeper/x"].map(|path| NewFile {
+                path: path.to_string(),
+                contents: path.as_bytes().to_vec(),
+                mode: 0o644,
+            });
+        // Docker names the entries of `/t/cmd` from its last component.
+        let mut builder = tar::Builder::new(Vec::new());
+        for file in &files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(file.contents.len() as u64);
+            header.set_mode(file.mode);
+            header.set_entry_type(tar::EntryType::Regular);
+            let name = file.path.trim_start_matches("/t/");
+            builder
+                .append_data(&mut header, name, file.contents.as_slice())
+                .unwrap();
+        }
+        let archive = builder.into_inner().unwrap();
+        let found = dir_entries(&archive, "/t/cmd").unwrap();
+        assert_eq!(
+            found.keys().collect::<Vec<_>>(),
+            ["set_env", "set_output"],
+            "nested files are not the directory's own"
+        );
+        assert_eq!(found["set_env"], b"/t/cmd/set_env");
     }
 }

@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 pub use super::RegistryCredentials;
 use super::{
     Backend, BackendError, BuildRequest, ContainerRun, ContainerSpec, EnvironmentPaths,
-    ExecRequest, ExitStatus, JobContainers, OutputLines, RunningContainer, RunningContainers,
-    WorkspaceHasher,
+    ExecRequest, ExitStatus, JobContainers, NewFile, OutputLines, RunningContainer,
+    RunningContainers, WorkspaceHasher,
 };
 use calls::{bounded, describe, is_not_found};
 pub use network_pool::NetworkPool;
@@ -463,6 +463,20 @@ impl Backend for DockerBackend {
         let container = self.job_container()?;
         let path = resolve_path(&self.config.workspace, path);
         files::write(&self.docker, container, &path, contents, mode).await
+    }
+
+    async fn write_files(&self, mut new_files: Vec<NewFile>) -> Result<(), BackendError> {
+        let container = self.job_container()?;
+        for file in &mut new_files {
+            file.path = resolve_path(&self.config.workspace, &file.path);
+        }
+        files::write_all(&self.docker, container, &new_files).await
+    }
+
+    async fn read_dir_files(&self, dir: &str) -> Result<BTreeMap<String, Vec<u8>>, BackendError> {
+        let container = self.job_container()?;
+        let dir = resolve_path(&self.config.workspace, dir);
+        files::read_dir_files(&self.docker, container, &dir).await
     }
 
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
