@@ -96,6 +96,61 @@ pub async fn pack_dir(host_dir: &std::path::Path, prefix: &str) -> Result<Vec<u8
     })
 }
 
+/// Copies the directory `path` from the container `from` to the same place in `to`, streamed
+/// from one archive call into the other: a workspace of any size passes without being held in
+/// memory. A missing directory copies nothing.
+pub async fn copy_dir(
+    docker: &Docker,
+    from: &str,
+    to: &str,
+    path: &str,
+    limit: std::time::Duration,
+) -> Result<(), BackendError> {
+    let options = DownloadFromContainerOptionsBuilder::default()
+        .path(path)
+        .build();
+    let mut download = docker.download_from_container(from, Some(options));
+    let copy = async {
+        // The first answer tells whether the directory exists.
+        let first = match download.next().await {
+            None => return Ok(()),
+            Some(Err(err)) if is_not_found(&err) => return Ok(()),
+            Some(Err(err)) => {
+                return Err(BackendError::Docker(format!(
+                    "read {path} from container {from}: {}",
+                    describe(&err)
+                )));
+            }
+            Some(Ok(bytes)) => bytes,
+        };
+        let rest = download.map(|chunk| chunk.map_err(|err| std::io::Error::other(describe(&err))));
+        let archive = futures_util::stream::once(async move { Ok(first) }).chain(rest);
+        let parent = match path.rsplit_once('/') {
+            Some(("", _)) | None => "/",
+            Some((parent, _)) => parent,
+        };
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(parent)
+            .build();
+        docker
+            .upload_to_container(to, Some(options), bollard::body_try_stream(archive))
+            .await
+            .map_err(|err| {
+                BackendError::Docker(format!(
+                    "copy {path} from container {from} into {to}: {}",
+                    describe(&err)
+                ))
+            })
+    };
+    match tokio::time::timeout(limit, copy).await {
+        Ok(result) => result,
+        Err(_) => Err(BackendError::Docker(format!(
+            "copy {path} from container {from} into {to}: not done within {} s",
+            limit.as_secs()
+        ))),
+    }
+}
+
 /// The tar archive of `path` (a file or a directory, entries named from its last component), at
 /// most [`MAX_READ_BYTES`]; `None` when it does not exist.
 pub async fn download(

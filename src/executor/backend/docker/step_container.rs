@@ -28,6 +28,8 @@ use crate::executor::backend::{
 };
 use crate::executor::line_batch::LineBatch;
 
+/// Bound on copying the workspace or the temp directory between the job and a step container.
+const COPY_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 /// Bound on building one action image.
 const BUILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
@@ -195,15 +197,7 @@ async fn run_created(
 
 /// Copies the directory `path` from one container to the same place in another.
 async fn copy_dir(docker: &Docker, from: &str, to: &str, path: &str) -> Result<(), BackendError> {
-    let path = path.trim_end_matches('/');
-    let Some(archive) = files::download(docker, from, path).await? else {
-        return Ok(());
-    };
-    let parent = match path.rsplit_once('/') {
-        Some(("", _)) | None => "/",
-        Some((parent, _)) => parent,
-    };
-    files::upload_archive(docker, to, parent, archive).await
+    files::copy_dir(docker, from, to, path.trim_end_matches('/'), COPY_LIMIT).await
 }
 
 /// Builds a docker action's image unless it exists (or `force`).
