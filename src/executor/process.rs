@@ -79,6 +79,36 @@ pub struct StepCommand {
     pub container: Option<StepContainer>,
 }
 
+impl StepCommand {
+    /// An action stage run as a process in the job environment (`node <script>`).
+    pub fn process(
+        argv: Vec<String>,
+        extra_env: IndexMap<String, String>,
+        step_timeout: Option<Duration>,
+    ) -> StepCommand {
+        StepCommand {
+            argv,
+            script: None,
+            extra_env,
+            working_dir: None,
+            step_timeout,
+            container: None,
+        }
+    }
+
+    /// An action stage run in a step container (a docker action).
+    pub fn container(
+        container: StepContainer,
+        extra_env: IndexMap<String, String>,
+        step_timeout: Option<Duration>,
+    ) -> StepCommand {
+        StepCommand {
+            container: Some(container),
+            ..StepCommand::process(Vec::new(), extra_env, step_timeout)
+        }
+    }
+}
+
 /// The image, entrypoint and arguments of a step container.
 #[derive(Debug, Clone)]
 pub struct StepContainer {

@@ -36,14 +36,7 @@ pub async fn run_image_step<B: Backend>(
         .iter()
         .map(|(name, value)| (input_variable(name), value.clone()))
         .collect();
-    let command = StepCommand {
-        argv: Vec::new(),
-        script: None,
-        extra_env,
-        working_dir: None,
-        step_timeout: step::step_timeout(step, state)?,
-        container: Some(container),
-    };
+    let command = StepCommand::container(container, extra_env, step::step_timeout(step, state)?);
     step::execute(
         Some(call.step_idx),
         command,
@@ -93,18 +86,16 @@ pub async fn run_action<B: Backend>(
     let mut extra_env = runs_env;
     extra_env.extend(loaded.env());
     extra_env.extend(post::take_pre_state(state, call.step_idx));
-    let command = StepCommand {
-        argv: Vec::new(),
-        script: None,
-        extra_env: extra_env.clone(),
-        working_dir: None,
-        step_timeout: step::step_timeout(step, state)?,
-        container: Some(StepContainer {
-            image: image.clone(),
-            entrypoint,
-            args: args.clone(),
-        }),
+    let container = StepContainer {
+        image: image.clone(),
+        entrypoint,
+        args: args.clone(),
     };
+    let command = StepCommand::container(
+        container,
+        extra_env.clone(),
+        step::step_timeout(step, state)?,
+    );
     let result = step::execute(
         Some(call.step_idx),
         command,
@@ -144,18 +135,12 @@ pub async fn run_pre<B: Backend>(
     emitter: &mut Emitter,
 ) -> Result<BodyResult, String> {
     let image = action_image(call, loaded, runs, state.actions.force_rebuild, emitter).await?;
-    let command = StepCommand {
-        argv: Vec::new(),
-        script: None,
-        extra_env: loaded.env(),
-        working_dir: None,
-        step_timeout: None,
-        container: Some(StepContainer {
-            image,
-            entrypoint: split_entrypoint(runs.pre_entrypoint.as_ref().map(|e| e.value.as_str()))?,
-            args: Vec::new(),
-        }),
+    let container = StepContainer {
+        image,
+        entrypoint: split_entrypoint(runs.pre_entrypoint.as_ref().map(|e| e.value.as_str()))?,
+        args: Vec::new(),
     };
+    let command = StepCommand::container(container, loaded.env(), None);
     step::execute(
         None,
         command,

@@ -153,14 +153,11 @@ async fn run_unboxed<B: Backend>(
         } => {
             let mut extra_env = loaded.env();
             extra_env.extend(post::take_pre_state(state, call.step_idx));
-            let command = StepCommand {
-                argv: vec!["node".into(), format!("{}/{main}", loaded.dir)],
-                script: None,
-                extra_env: extra_env.clone(),
-                working_dir: None,
-                step_timeout: step::step_timeout(step, state)?,
-                container: None,
-            };
+            let command = StepCommand::process(
+                vec!["node".into(), format!("{}/{main}", loaded.dir)],
+                extra_env.clone(),
+                step::step_timeout(step, state)?,
+            );
             let result = step::execute(
                 Some(call.step_idx),
                 command,

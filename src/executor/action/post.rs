@@ -136,14 +136,11 @@ pub async fn run_pre_steps<B: Backend>(
         emitter.log(None, &title).await;
         let result = match &loaded.action.runs {
             Runs::Node { pre: Some(pre), .. } => {
-                let command = StepCommand {
-                    argv: vec!["node".into(), format!("{}/{pre}", loaded.dir)],
-                    script: None,
-                    extra_env: loaded.env(),
-                    working_dir: None,
-                    step_timeout: None,
-                    container: None,
-                };
+                let command = StepCommand::process(
+                    vec!["node".into(), format!("{}/{pre}", loaded.dir)],
+                    loaded.env(),
+                    None,
+                );
                 step::execute(None, command, step_env, state, backend, emitter, cancel).await
             }
             Runs::Docker(runs) => {
@@ -202,12 +199,8 @@ pub async fn run_post_steps<B: Backend>(
         }
         emitter.log(None, &post.title).await;
         let command = StepCommand {
-            argv: post.argv,
-            script: None,
-            extra_env: post.extra_env,
-            working_dir: None,
-            step_timeout: interrupted.then_some(POST_GRACE),
             container: post.container,
+            ..StepCommand::process(post.argv, post.extra_env, interrupted.then_some(POST_GRACE))
         };
         let result = step::execute(
             None,
