@@ -21,7 +21,6 @@ use super::line_batch::LineBatch;
 use super::masking::Masker;
 use super::model::{self, Container, Job, Workflow};
 use super::scope::{self, FieldError, Scope};
-use super::shell::Available;
 pub use super::spec::{JobSpec, conclusion_name};
 use super::step;
 
@@ -83,7 +82,6 @@ pub struct JobState {
     /// `steps.<id>` as JSON, updated after each step.
     pub steps_context: serde_json::Map<String, Json>,
     pub shell_defaults: model::RunDefaults,
-    pub available: Option<Available>,
     pub step_debug: bool,
     pub allow_unsecure_commands: bool,
     pub deadline: Instant,
@@ -308,7 +306,6 @@ async fn run_started<B: Backend>(
                 .clone()
                 .or_else(|| workflow.defaults.working_directory.clone()),
         },
-        available: None,
         step_debug: contexts::flag(spec, "ACTIONS_STEP_DEBUG"),
         allow_unsecure_commands: contexts::flag(spec, "ACTIONS_ALLOW_UNSECURE_COMMANDS"),
         deadline,

@@ -1,27 +1,13 @@
 //! Shells of `run:` steps: turning `shell:` (or its absence) into a command template whose `{0}` is the
 //! script path, plus the script's file extension and the wrapping some shells need.
 
-/// Which interpreters the job environment has, probed once per job.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Available {
-    pub bash: bool,
-    pub python: bool,
-    pub python3: bool,
-}
-
-impl Available {
-    /// The probe script; prints one known name per line.
-    pub const PROBE: &'static str = "for c in bash python python3; do command -v \"$c\" >/dev/null 2>&1 && echo \"$c\"; done; true";
-
-    pub fn from_probe_output(lines: &[String]) -> Available {
-        let has = |name: &str| lines.iter().any(|line| line.trim() == name);
-        Available {
-            bash: has("bash"),
-            python: has("python"),
-            python3: has("python3"),
-        }
-    }
-}
+/// The default shell: `bash -e {0}`, or `sh -e {0}` where there is no bash. The choice is made
+/// by `sh` inside the job at the step's own start, so no separate probe exec delays the first step.
+const DEFAULT_DISPATCH: &str =
+    "if command -v bash >/dev/null 2>&1; then exec bash -e \"$0\"; fi; exec sh -e \"$0\"";
+/// `shell: python`: `python {0}`, or `python3 {0}` where there is no `python`.
+const PYTHON_DISPATCH: &str =
+    "if command -v python >/dev/null 2>&1; then exec python \"$0\"; fi; exec python3 \"$0\"";
 
 /// How to run a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,13 +49,12 @@ impl ShellCommand {
 }
 
 /// Resolves `shell:`; `None` is the default (`bash -e {0}`, or `sh -e {0}` without bash).
-pub fn resolve(shell: Option<&str>, available: &Available) -> Result<ShellCommand, String> {
+pub fn resolve(shell: Option<&str>) -> Result<ShellCommand, String> {
     let Some(shell) = shell.map(str::trim).filter(|shell| !shell.is_empty()) else {
-        return Ok(if available.bash {
-            ShellCommand::plain(&["bash", "-e", "{0}"], ".sh")
-        } else {
-            ShellCommand::plain(&["sh", "-e", "{0}"], ".sh")
-        });
+        return Ok(ShellCommand::plain(
+            &["sh", "-c", DEFAULT_DISPATCH, "{0}"],
+            ".sh",
+        ));
     };
     Ok(match shell {
         "bash" => ShellCommand::plain(
@@ -77,14 +62,7 @@ pub fn resolve(shell: Option<&str>, available: &Available) -> Result<ShellComman
             ".sh",
         ),
         "sh" => ShellCommand::plain(&["sh", "-e", "{0}"], ".sh"),
-        "python" => {
-            let program = if !available.python && available.python3 {
-                "python3"
-            } else {
-                "python"
-            };
-            ShellCommand::plain(&[program, "{0}"], ".py")
-        }
+        "python" => ShellCommand::plain(&["sh", "-c", PYTHON_DISPATCH, "{0}"], ".py"),
         "pwsh" | "powershell" => ShellCommand {
             template: vec![shell.to_string(), "-command".into(), ". '{0}'".into()],
             extension: ".ps1",
@@ -112,69 +90,86 @@ pub fn resolve(shell: Option<&str>, available: &Available) -> Result<ShellComman
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
     use super::*;
 
-    fn argv(shell: Option<&str>, available: &Available) -> Vec<String> {
-        resolve(shell, available).unwrap().argv("/s")
+    fn argv(shell: Option<&str>) -> Vec<String> {
+        resolve(shell).unwrap().argv("/s")
+    }
+
+    /// Runs `shell` on `script` with only the named programs on PATH (linked into a temp dir).
+    fn run_with_only(shell: Option<&str>, programs: &[&str], script: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for program in programs {
+            let found = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|dir| Path::new(dir).join(program))
+                .find(|path| path.exists())
+                .unwrap_or_else(|| panic!("{program} is needed on this host"));
+            std::os::unix::fs::symlink(found, bin.join(program)).unwrap();
+        }
+        let script_path = dir.path().join("script");
+        std::fs::write(&script_path, script).unwrap();
+        let argv = resolve(shell).unwrap().argv(script_path.to_str().unwrap());
+        let output = Command::new(bin.join(&argv[0]))
+            .args(&argv[1..])
+            .env_clear()
+            .env("PATH", &bin)
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
     }
 
     #[test]
-    fn default_is_bash_without_pipefail_falling_back_to_sh() {
-        let bash = Available {
-            bash: true,
-            ..Available::default()
-        };
-        assert_eq!(argv(None, &bash), ["bash", "-e", "/s"]);
-        assert_eq!(argv(None, &Available::default()), ["sh", "-e", "/s"]);
+    fn default_is_bash_without_pipefail() {
+        let script = "echo \"bash=${BASH_VERSION:+yes}\"; set -o | grep -E '^(errexit|pipefail)' | tr -s ' \\t' ' '\n";
+        assert_eq!(
+            run_with_only(None, &["sh", "bash", "grep", "tr"], script),
+            "bash=yes\nerrexit on\npipefail off\n"
+        );
+    }
+
+    #[test]
+    fn default_falls_back_to_sh_with_errexit() {
+        let script = "echo \"bash=${BASH_VERSION:+yes}\"; false; echo not reached\n";
+        assert_eq!(run_with_only(None, &["sh"], script), "bash=\n");
     }
 
     #[test]
     fn explicit_bash_has_pipefail() {
         assert_eq!(
-            argv(Some("bash"), &Available::default()),
+            argv(Some("bash")),
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "/s"]
         );
     }
 
     #[test]
     fn python_falls_back_to_python3() {
-        let only3 = Available {
-            python3: true,
-            ..Available::default()
-        };
-        assert_eq!(argv(Some("python"), &only3), ["python3", "/s"]);
-    }
-
-    #[test]
-    fn custom_template_is_split_like_a_shell() {
+        let script = "import sys, os; print(os.path.basename(sys.argv[0]) != '', os.path.basename(sys.executable))\n";
         assert_eq!(
-            argv(Some("perl -w '{0}' x"), &Available::default()),
-            ["perl", "-w", "/s", "x"]
+            run_with_only(Some("python"), &["sh", "python3"], script),
+            "True python3\n"
         );
     }
 
     #[test]
+    fn custom_template_is_split_like_a_shell() {
+        assert_eq!(argv(Some("perl -w '{0}' x")), ["perl", "-w", "/s", "x"]);
+    }
+
+    #[test]
     fn pwsh_wraps_the_script() {
-        let shell = resolve(Some("pwsh"), &Available::default()).unwrap();
+        let shell = resolve(Some("pwsh")).unwrap();
         assert_eq!(shell.argv("/s"), ["pwsh", "-command", ". '/s'"]);
         assert!(shell.script("x").starts_with("$ErrorActionPreference"));
     }
 
     #[test]
     fn unknown_shell_is_an_error() {
-        assert!(resolve(Some("fish"), &Available::default()).is_err());
-    }
-
-    #[test]
-    fn probe_output_is_read() {
-        let available = Available::from_probe_output(&["bash".into(), "python3".into()]);
-        assert_eq!(
-            available,
-            Available {
-                bash: true,
-                python: false,
-                python3: true
-            }
-        );
+        assert!(resolve(Some("fish")).is_err());
     }
 }

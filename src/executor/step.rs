@@ -5,21 +5,17 @@ use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
 use serde_json::json;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::action;
-use super::backend::{Backend, ExecRequest, NewFile, OutputLines};
+use super::backend::{Backend, NewFile};
 use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
 use super::expr::Value;
 use super::job::{Emitter, JobState, conclusion_name, job_context};
 use super::model::Step;
 pub use super::process::{StepCommand, StepContainer, execute};
-use super::shell::{self, Available};
-
-/// How long output still arriving after a command ended is waited for.
-const OUTPUT_TAIL_LIMIT: Duration = Duration::from_secs(2);
+use super::shell;
 
 pub(super) fn temp_dir<B: Backend>(backend: &B) -> String {
     backend.paths().temp.to_string_lossy().into_owned()
@@ -184,34 +180,6 @@ async fn run_body<B: Backend>(
     }
 }
 
-async fn probe_shells<B: Backend>(
-    state: &JobState,
-    backend: &B,
-    cancel: &CancellationToken,
-) -> Available {
-    let (tx, mut rx) = mpsc::channel(16);
-    let request = ExecRequest {
-        argv: vec!["sh".into(), "-c".into(), Available::PROBE.into()],
-        env: state.base_env.clone(),
-        working_dir: None,
-        timeout: Some(Duration::from_secs(30)),
-    };
-    let status = backend.exec(request, tx, cancel.clone()).await;
-    let mut lines = Vec::new();
-    while let Ok(Some(output)) = tokio::time::timeout(OUTPUT_TAIL_LIMIT, rx.recv()).await {
-        let output: OutputLines = output;
-        lines.extend(output.lines.iter().map(String::from));
-    }
-    match status {
-        Ok(_) => Available::from_probe_output(&lines),
-        // Without a probe, assume bash is there; a missing bash then fails the step visibly.
-        Err(_) => Available {
-            bash: true,
-            ..Available::default()
-        },
-    }
-}
-
 /// A `run:` step: evaluates its fields, writes the script and runs it with its shell.
 pub async fn run_script<B: Backend>(
     step_idx: usize,
@@ -241,11 +209,7 @@ pub async fn run_script<B: Backend>(
     let step_timeout = step_timeout(step, state)?;
     let script_body = scope.string(run, "run").map_err(|error| error.0)?;
 
-    if state.available.is_none() {
-        state.available = Some(probe_shells(state, backend, cancel).await);
-    }
-    let available = state.available.clone().unwrap_or_default();
-    let shell = shell::resolve(shell_name.as_deref(), &available)
+    let shell = shell::resolve(shell_name.as_deref())
         .map_err(|message| format!("{}:{}: {message}", state.file, step.at))?;
 
     let temp = temp_dir(backend);

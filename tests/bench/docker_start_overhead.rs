@@ -1,18 +1,21 @@
 //! Start overhead of a one-step job on the Docker backend against a raw create + start + exec.
 //!
-//! Each run measures, for the same image in the same process, alternating to share conditions:
-//! - backend: `DockerBackend::prepare` (image check, a job network from the pool the daemon keeps,
-//!   labelled container, start) and
-//!   `exec` of `echo ready` until its first output line arrives;
-//! - raw: `create_container` + `start_container` + `create_exec`/`start_exec` of `echo ready` until
-//!   the first output frame, on the default bridge network;
+//! Each round measures, for the same image in the same process, in a rotating order so drift
+//! over time hits all alike:
+//! - job: `executor::run_job` of a one-step workflow (`run: echo ready`) on a fresh
+//!   `DockerBackend`, from the call until the step's first log line (`ready`) comes out of the
+//!   event stream: workflow parsing, contexts, image check, a job network from the pool the daemon
+//!   keeps, the labelled container and its start, the step's script and file-command files, the
+//!   exec and the line reader, masking included;
+//! - backend: `DockerBackend::prepare` and one `exec` of `echo ready` to its first output line
+//!   (the job minus the engine's own per-step work);
+//! - raw: `create_container` + `start_container` + `create_exec`/`start_exec` of `echo ready`
+//!   until the first output frame, on the default bridge network, by a bare bollard client;
 //! - raw with a network: the same after `create_network`, the container joining it. The backend
-//!   creates a network per job (Gitea's design: jobs cannot reach each other), and a fresh bridge
-//!   costs its creation plus a slower first start (embedded DNS, iptables); this baseline shows how
-//!   much of the overhead is that physical cost and how much is the backend's own.
+//!   gives every job its own network (jobs cannot reach each other); this shows what that costs.
 //!
-//! Teardown is not timed. Prints the medians and the ratios (issue 3 target: at most 1.3x against
-//! the plain raw baseline).
+//! Teardown is not timed. Prints the medians and, as the headline, the median of the per-round
+//! ratios job/raw (issue 3 target: at most 1.3x).
 //! Usage: `cargo bench --bench docker_start_overhead -- [--runs N] [--image IMAGE]`
 //! (`packaging/bench/docker-start-overhead.sh` wraps it).
 
@@ -23,6 +26,8 @@ use act_runner::executor::backend::docker::{
     DockerBackend, DockerJobConfig, JobIdentity, NetworkPool, connect,
 };
 use act_runner::executor::backend::{Backend, ExecRequest, ExitStatus};
+use act_runner::executor::event::{Conclusion, JobEvent};
+use act_runner::executor::{JobSpec, run_job};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
@@ -64,63 +69,72 @@ async fn main() {
     // The backend as the daemon runs it: with spare job networks created when it starts (their
     // replacement is created in the background while the next job starts, and timed with it).
     let pool = NetworkPool::start(docker.clone(), "bench", 2);
-    // One untimed warm-up of each, so neither pays first-use costs.
-    timeout(RUN_LIMIT, backend_once(&docker, &image, &pool))
-        .await
-        .expect("warm-up");
-    timeout(RUN_LIMIT, raw_once(&docker, &image, false))
-        .await
-        .expect("warm-up");
-    timeout(RUN_LIMIT, raw_once(&docker, &image, true))
-        .await
-        .expect("warm-up");
-
-    let mut backend_times = Vec::with_capacity(runs);
-    let mut raw_times = Vec::with_capacity(runs);
-    let mut raw_network_times = Vec::with_capacity(runs);
+    let kinds = [Kind::Job, Kind::Backend, Kind::Raw, Kind::RawNetwork];
+    // One untimed warm-up of each, so none pays first-use costs.
+    for kind in kinds {
+        timeout(RUN_LIMIT, kind.once(&docker, &image, &pool))
+            .await
+            .expect("warm-up");
+    }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); kinds.len()];
     for run_idx in 0..runs {
-        // Rotate the order so drift over time hits all three alike.
-        for slot in 0..3 {
-            match (run_idx + slot) % 3 {
-                0 => backend_times.push(
-                    timeout(RUN_LIMIT, backend_once(&docker, &image, &pool))
-                        .await
-                        .expect("backend run"),
-                ),
-                1 => raw_times.push(
-                    timeout(RUN_LIMIT, raw_once(&docker, &image, false))
-                        .await
-                        .expect("raw run"),
-                ),
-                _ => raw_network_times.push(
-                    timeout(RUN_LIMIT, raw_once(&docker, &image, true))
-                        .await
-                        .expect("raw run"),
-                ),
-            }
+        for slot in 0..kinds.len() {
+            let kind_idx = (run_idx + slot) % kinds.len();
+            let elapsed = timeout(RUN_LIMIT, kinds[kind_idx].once(&docker, &image, &pool))
+                .await
+                .unwrap_or_else(|_| panic!("{:?} run took over {RUN_LIMIT:?}", kinds[kind_idx]));
+            times[kind_idx].push(elapsed);
         }
     }
     pool.shutdown().await;
-    let backend_median = median(&mut backend_times);
-    let raw_median = median(&mut raw_times);
-    let raw_network_median = median(&mut raw_network_times);
-    let ratio = backend_median.as_secs_f64() / raw_median.as_secs_f64();
-    let ratio_network = backend_median.as_secs_f64() / raw_network_median.as_secs_f64();
-    println!("docker start overhead, image {image}, {runs} runs each");
+
+    let [job, backend, raw, raw_network] = [0, 1, 2, 3].map(|idx| times[idx].clone());
+    let per_round = |over: &[Duration], under: &[Duration]| {
+        let mut ratios: Vec<f64> = over
+            .iter()
+            .zip(under)
+            .map(|(over, under)| over.as_secs_f64() / under.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
+    println!("docker start overhead, image {image}, {runs} rounds");
+    for (label, samples) in [
+        ("raw create+start+exec to first line", &raw),
+        ("raw network+create+start+exec to first line", &raw_network),
+        ("backend prepare+exec to first line", &backend),
+        ("job (run_job) to the step's first log line", &job),
+    ] {
+        println!("  {label:<46} median {:.1} ms", ms(median(samples)));
+    }
     println!(
-        "  raw create+start+exec to first line:             median {:.1} ms",
-        ms(raw_median)
+        "  ratio job/raw: {:.2}x, median of per-round ratios (target <= 1.30x)",
+        per_round(&job, &raw)
     );
     println!(
-        "  raw network+create+start+exec to first line:     median {:.1} ms",
-        ms(raw_network_median)
+        "  ratio backend/raw: {:.2}x; job/raw-with-network: {:.2}x",
+        per_round(&backend, &raw),
+        per_round(&job, &raw_network)
     );
-    println!(
-        "  backend prepare+exec to first line:              median {:.1} ms",
-        ms(backend_median)
-    );
-    println!("  ratio backend/raw: {ratio:.2}x (target <= 1.30x)");
-    println!("  ratio backend/raw-with-network: {ratio_network:.2}x (the backend's own overhead)");
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Job,
+    Backend,
+    Raw,
+    RawNetwork,
+}
+
+impl Kind {
+    async fn once(self, docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
+        match self {
+            Kind::Job => job_once(docker, image, pool).await,
+            Kind::Backend => backend_once(docker, image, pool).await,
+            Kind::Raw => raw_once(docker, image, false).await,
+            Kind::RawNetwork => raw_once(docker, image, true).await,
+        }
+    }
 }
 
 async fn docker(image: &str) -> Result<Docker, String> {
@@ -140,14 +154,16 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-fn median(times: &mut [Duration]) -> Duration {
+fn median(times: &[Duration]) -> Duration {
+    let mut times = times.to_vec();
     times.sort();
     times[times.len() / 2]
 }
 
-async fn backend_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
+/// The job configuration the daemon would build for a `bench:docker://IMAGE` label.
+fn job_config(image: &str, pool: &NetworkPool) -> DockerJobConfig {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let config = DockerJobConfig {
+    DockerJobConfig {
         image: image.to_string(),
         credentials: None,
         runner_options: String::new(),
@@ -172,9 +188,40 @@ async fn backend_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Durat
         max_lifetime: Duration::from_secs(600),
         service_ready_timeout: None,
         pull_timeout: Duration::from_secs(30),
-    };
+    }
+}
+
+async fn job_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
+    let workflow =
+        "on: push\njobs:\n  bench:\n    runs-on: bench\n    steps:\n      - run: echo ready\n";
+    let spec = JobSpec::new(workflow.into(), "bench.yml".into(), "bench".into());
     let started = Instant::now();
-    let mut backend = DockerBackend::new(docker.clone(), config);
+    let mut backend = DockerBackend::new(docker.clone(), job_config(image, pool));
+    let (events, mut events_rx) = mpsc::channel(64);
+    let job = run_job(spec, &mut backend, events, CancellationToken::new());
+    let first_line = async {
+        let mut first = None;
+        let mut lines = Vec::new();
+        while let Some(event) = events_rx.recv().await {
+            if let JobEvent::Log(batch) = event {
+                let printed_ready =
+                    batch.step_idx == Some(0) && batch.lines.iter().any(|line| line == "ready");
+                if printed_ready && first.is_none() {
+                    first = Some(started.elapsed());
+                }
+                lines.extend(batch.lines.iter().map(String::from));
+            }
+        }
+        (first, lines)
+    };
+    let (conclusion, (first, lines)) = tokio::join!(job, first_line);
+    assert_eq!(conclusion, Conclusion::Success, "the job failed: {lines:?}");
+    first.unwrap_or_else(|| panic!("the step never printed `ready`: {lines:?}"))
+}
+
+async fn backend_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
+    let started = Instant::now();
+    let mut backend = DockerBackend::new(docker.clone(), job_config(image, pool));
     let (log_tx, _log_rx) = mpsc::channel(16);
     backend.prepare(&log_tx).await.expect("prepare");
     let (tx, mut rx) = mpsc::channel(16);
