@@ -98,6 +98,7 @@ fn request(script: &str) -> ExecRequest {
         env: BTreeMap::new(),
         working_dir: None,
         timeout: None,
+        files: Vec::new(),
     }
 }
 

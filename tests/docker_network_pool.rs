@@ -126,3 +126,32 @@ async fn shutdown_removes_spares_and_an_empty_pool_falls_back_to_creating() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_network_is_replaced_only_when_the_job_asks() {
+    with_docker(|docker| async move {
+        let runner = unique("runner");
+        let pool = NetworkPool::start(docker.clone(), &runner, 1);
+        wait_ready(&pool, 1).await;
+        let taken = pool.take().expect("a ready network");
+        // A `network create` now would run alongside the job's container start and slow it.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            pool_networks(&docker, &runner).await,
+            HashSet::from([taken.clone()])
+        );
+        assert_eq!(pool.n_ready(), 0);
+
+        pool.replenish();
+        wait_ready(&pool, 1).await;
+        assert_eq!(pool_networks(&docker, &runner).await.len(), 2);
+        pool.replenish();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(pool.n_ready(), 1, "a second replenish owes nothing");
+
+        docker.remove_network(&taken).await.unwrap();
+        pool.shutdown().await;
+        assert!(pool_networks(&docker, &runner).await.is_empty());
+    })
+    .await;
+}

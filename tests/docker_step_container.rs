@@ -35,6 +35,7 @@ async fn job_sh(
         env: BTreeMap::new(),
         working_dir: None,
         timeout: None,
+        files: Vec::new(),
     };
     let status = backend
         .exec(request, tx, CancellationToken::new())

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::action;
 use super::backend::{
-    Backend, ContainerSpec, JobContainers, RegistryCredentials, RunningContainer, RunningContainers,
+    Backend, ContainerSpec, JobContainers, NewFile, RegistryCredentials, RunningContainer,
+    RunningContainers,
 };
 use super::contexts;
 use super::event::{Conclusion, JobEvent, LogLines, PlannedStep};
@@ -95,6 +96,9 @@ pub struct JobState {
     pub post_steps: Vec<action::PostStep>,
     /// What each step's pre stage saved (`STATE_*` of its main stage), by step index.
     pub pre_states: std::collections::HashMap<usize, IndexMap<String, String>>,
+    /// Files written together with the next process's own (the event payload): one archive
+    /// call fewer before the first step.
+    pub pending_files: Vec<NewFile>,
 }
 
 /// Runs one job to its end and returns its result; `JobFinished` is always the last event.
@@ -315,6 +319,7 @@ async fn run_started<B: Backend>(
         action_dirs: action::ActionDirs::default(),
         post_steps: Vec::new(),
         pre_states: std::collections::HashMap::new(),
+        pending_files: Vec::new(),
     };
 
     let prepared = prepare(backend, containers, emitter, cancel, deadline).await;
@@ -429,9 +434,12 @@ async fn run_steps<B: Backend>(
     emitter: &mut Emitter,
     cancel: &CancellationToken,
 ) -> Conclusion {
-    if let Err(error) = step::write_event_file(state, backend).await {
-        emitter.log(None, &format!("::error::{error}")).await;
-        return Conclusion::Failure;
+    match step::event_file(state, backend) {
+        Ok(file) => state.pending_files.push(file),
+        Err(error) => {
+            emitter.log(None, &format!("::error::{error}")).await;
+            return Conclusion::Failure;
+        }
     }
     let mut job_failed = !action::run_pre_steps(job, state, backend, emitter, cancel).await;
     if job_failed {

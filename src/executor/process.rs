@@ -142,9 +142,17 @@ pub async fn execute<B: Backend>(
         })
         .collect();
     new_files.extend(command.script);
-    backend.write_files(new_files).await.map_err(|error| {
-        format!("cannot write the step's script and environment files: {error}")
-    })?;
+    new_files.append(&mut state.pending_files);
+    // An exec takes its files along; a step container copies them from the job's directories,
+    // so they must be there first.
+    let exec_files = if command.container.is_some() {
+        backend.write_files(new_files).await.map_err(|error| {
+            format!("cannot write the step's script and environment files: {error}")
+        })?;
+        Vec::new()
+    } else {
+        new_files
+    };
 
     let mut env = step_environment(state, &step_env, &files);
     env.extend(command.extra_env);
@@ -163,6 +171,7 @@ pub async fn execute<B: Backend>(
         env,
         working_dir: command.working_dir,
         timeout: Some(timeout),
+        files: exec_files,
     };
 
     let mut processor = CommandProcessor::new(state.step_debug, state.allow_unsecure_commands);

@@ -21,16 +21,17 @@ pub(super) fn temp_dir<B: Backend>(backend: &B) -> String {
     backend.paths().temp.to_string_lossy().into_owned()
 }
 
-/// Writes `github.event` where `GITHUB_EVENT_PATH` points.
-pub async fn write_event_file<B: Backend>(state: &JobState, backend: &B) -> Result<(), String> {
+/// `github.event` as the file `GITHUB_EVENT_PATH` points to.
+pub fn event_file<B: Backend>(state: &JobState, backend: &B) -> Result<NewFile, String> {
     let github = state.scope.context_json("github");
     let event = github.get("event").cloned().unwrap_or_else(|| json!({}));
-    let text = serde_json::to_vec_pretty(&event).map_err(|error| error.to_string())?;
-    let path = format!("{}/{EVENT_FILE}", temp_dir(backend));
-    backend
-        .write_file(&path, &text, 0o644)
-        .await
-        .map_err(|error| format!("cannot write the event payload: {error}"))
+    let contents = serde_json::to_vec_pretty(&event)
+        .map_err(|error| format!("cannot encode the event payload: {error}"))?;
+    Ok(NewFile {
+        path: format!("{}/{EVENT_FILE}", temp_dir(backend)),
+        contents,
+        mode: 0o644,
+    })
 }
 
 /// What a step body produced.

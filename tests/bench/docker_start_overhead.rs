@@ -230,6 +230,7 @@ async fn backend_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Durat
         env: BTreeMap::new(),
         working_dir: None,
         timeout: None,
+        files: Vec::new(),
     };
     let exec = backend.exec(request, tx, CancellationToken::new());
     let first_line = async {

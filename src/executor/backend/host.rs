@@ -180,6 +180,7 @@ impl Backend for HostBackend {
             Some(dir) => self.resolve(dir),
             None => self.paths.workspace.clone(),
         };
+        self.write_files(request.files).await?;
         let mut command = Command::new(program);
         command
             .args(args)
@@ -430,6 +431,7 @@ mod tests {
             env: backend.base_env(),
             working_dir: None,
             timeout,
+            files: Vec::new(),
         };
         let status =
             tokio::time::timeout(Duration::from_secs(20), backend.exec(request, tx, cancel))

@@ -26,6 +26,9 @@ pub struct ExecRequest {
     pub working_dir: Option<String>,
     /// Killed (whole process group / exec) when this elapses.
     pub timeout: Option<Duration>,
+    /// Files the process needs (its script, fresh file-command files), written before it starts.
+    /// Docker sends them while it creates the exec, so they cost no round trip of their own.
+    pub files: Vec<NewFile>,
 }
 
 /// Which stream a chunk of output came from.

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::inline_files;
 use super::lines::LineSplitter;
 use super::{bounded, resolve_path};
 use crate::executor::backend::{BackendError, ExecRequest, ExitStatus, OutputLines, Stream};
@@ -51,8 +52,16 @@ pub async fn run(
         Some(dir) => resolve_path(workspace, dir),
         None => workspace.to_string(),
     };
+    let mut files = request.files;
+    for file in &mut files {
+        file.path = resolve_path(workspace, &file.path);
+    }
+    let (argv, files) = match inline_files::wrap(&request.argv, &files) {
+        Some(wrapped) => (wrapped, Vec::new()),
+        None => (request.argv, files),
+    };
     let create = CreateExecOptions {
-        cmd: Some(request.argv.clone()),
+        cmd: Some(argv),
         env: Some(env),
         working_dir: Some(working_dir),
         attach_stdout: Some(true),
@@ -61,9 +70,19 @@ pub async fn run(
         tty: Some(false),
         ..Default::default()
     };
-    let exec_id = bounded("create exec", docker.create_exec(container, create))
-        .await?
-        .id;
+    let write_files = async {
+        match files.is_empty() {
+            true => Ok(()),
+            false => super::files::write_all(docker, container, &files).await,
+        }
+    };
+    // Both run to their end (`join`, not `try_join`): the exec starts only once its files exist.
+    let (written, created) = tokio::join!(
+        write_files,
+        bounded("create exec", docker.create_exec(container, create))
+    );
+    written?;
+    let exec_id = created?.id;
     let start = StartExecOptions {
         output_capacity: Some(64 * 1024),
         ..Default::default()

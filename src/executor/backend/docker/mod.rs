@@ -15,7 +15,9 @@ mod exec;
 mod files;
 mod hash;
 mod image;
+mod inline_files;
 mod lines;
+mod names;
 mod network;
 pub mod network_pool;
 pub mod options;
@@ -39,6 +41,7 @@ use super::{
     RunningContainers, WorkspaceHasher,
 };
 use calls::{bounded, describe, is_not_found};
+use names::{container_name, resolve_path};
 pub use network_pool::NetworkPool;
 use options::{ContainerOptions, OptionsPolicy};
 use volumes::{VolumePolicy, VolumeSpec};
@@ -438,7 +441,11 @@ impl Backend for DockerBackend {
 
     async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {
         tracing::debug!(task_id = self.config.identity.task_id, image = %self.config.image, "preparing job container");
-        self.prepare_inner(log).await
+        let prepared = self.prepare_inner(log).await;
+        if let Some(pool) = &self.config.network_pool {
+            pool.replenish();
+        }
+        prepared
     }
 
     async fn exec(
@@ -536,33 +543,6 @@ impl Backend for DockerBackend {
     }
 }
 
-/// A container name Docker accepts: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-fn container_name(raw: &str) -> String {
-    let mut name: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        name.insert(0, 'x');
-    }
-    name
-}
-
-/// Relative paths are relative to the workspace.
-fn resolve_path(workspace: &str, path: &str) -> String {
-    if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("{}/{}", workspace.trim_end_matches('/'), path)
-    }
-}
-
 async fn send_log(log: &mpsc::Sender<String>, line: String) {
     // A closed log channel means nobody listens any more; the job goes on regardless.
     let _ = log.send(line).await;
@@ -571,22 +551,6 @@ async fn send_log(log: &mpsc::Sender<String>, line: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn container_names_are_made_acceptable_to_docker() {
-        assert_eq!(
-            container_name("GITEA-ACTIONS-TASK-7_WORKFLOW-ci.yml_JOB-build"),
-            "GITEA-ACTIONS-TASK-7_WORKFLOW-ci.yml_JOB-build"
-        );
-        assert_eq!(container_name("wf/job name"), "wf-job-name");
-        assert_eq!(container_name("_x"), "x_x");
-    }
-
-    #[test]
-    fn relative_paths_resolve_against_the_workspace() {
-        assert_eq!(resolve_path("/workspace/o/r/", "a/b"), "/workspace/o/r/a/b");
-        assert_eq!(resolve_path("/workspace/o/r", "/tmp/x"), "/tmp/x");
-    }
 
     #[test]
     fn credentials_debug_hides_the_password() {

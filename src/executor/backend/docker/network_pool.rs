@@ -4,11 +4,13 @@
 //! Each network is single-use: a job takes one, its containers join it, and the job's cleanup
 //! removes it like a network it had created itself. So two live jobs never share a network, and
 //! services stay reachable by alias (a pooled network is an ordinary user-defined bridge).
-//! Taking one starts the creation of its replacement in the background. Spare networks carry the
+//! Its replacement is created once the job's containers have started ([`NetworkPool::replenish`]):
+//! a `network create` running alongside a container start slows that start in dockerd. Spare networks carry the
 //! runner's UUID and [`LABEL_NETWORK_POOL`] but no task id, so the daemon's start-up orphan sweep
 //! removes those a crash left behind; [`NetworkPool::shutdown`] removes the rest.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
@@ -31,6 +33,8 @@ struct Inner {
     runner_uuid: String,
     /// Spare networks, oldest first.
     ready: Mutex<VecDeque<String>>,
+    /// Networks taken and not yet replaced.
+    owed: AtomicUsize,
     /// Set by `shutdown`: no more creations, and one finishing afterwards removes its network.
     closed: CancellationToken,
     creations: TaskTracker,
@@ -54,6 +58,7 @@ impl NetworkPool {
                 docker,
                 runner_uuid: runner_uuid.to_string(),
                 ready: Mutex::new(VecDeque::new()),
+                owed: AtomicUsize::new(0),
                 closed: CancellationToken::new(),
                 creations: TaskTracker::new(),
             }),
@@ -64,12 +69,19 @@ impl NetworkPool {
         pool
     }
 
-    /// A ready network, now owned by the caller (who removes it after the job), or `None` when
-    /// none is ready yet. Starts the creation of a replacement.
+    /// A ready network, now owned by the caller (who removes it after the job, and calls
+    /// [`NetworkPool::replenish`] once its containers have started), or `None` when none is ready.
     pub fn take(&self) -> Option<String> {
         let taken = self.inner.ready_queue().pop_front()?;
-        self.create_one();
+        self.inner.owed.fetch_add(1, Ordering::Relaxed);
         Some(taken)
+    }
+
+    /// Starts creating a replacement for every network taken so far.
+    pub fn replenish(&self) {
+        for _ in 0..self.inner.owed.swap(0, Ordering::Relaxed) {
+            self.create_one();
+        }
     }
 
     /// How many networks are ready now.
