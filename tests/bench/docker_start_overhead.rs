@@ -44,7 +44,7 @@ async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, and
     // then one run of each is a smoke test that the benchmark still works.
     let mut runs = if std::env::args().any(|arg| arg == "--bench") {
-        20usize
+        30usize
     } else {
         1
     };

@@ -21,7 +21,7 @@ const MAX_TOTAL_BYTES: usize = 256 * 1024;
 
 /// Writes each `path contents` pair up to `--`, creating missing directories, then runs the rest.
 /// Exit status 125 (with the shell's own message) when a file cannot be written.
-const WRITER: &str = r#"while [ "$1" != -- ]; do [ -d "${1%/*}" ] || mkdir -p "${1%/*}" || exit 125; printf %s "$2" > "$1" || exit 125; shift 2; done; shift; exec "$@""#;
+const WRITER: &str = r#"while [ "$1" != -- ]; do d=${1%/*}; [ -z "$d" ] || [ -d "$d" ] || mkdir -p "$d" || exit 125; printf %s "$2" > "$1" || exit 125; shift 2; done; shift; exec "$@""#;
 
 /// The command that writes `files` and then runs `argv`, or `None` when they must be uploaded.
 /// `files` have absolute paths.
