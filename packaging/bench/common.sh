@@ -3,13 +3,19 @@
 # Sourced, not run. Every wait is bounded.
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-runner_bin="$repo_root/target/release/act_runner"
-fake_bin="$repo_root/target/release/examples/fake-gitea"
+# BENCH_RUNNER_BIN and BENCH_FAKE_BIN run given binaries instead of building (to compare two
+# builds on the same machine).
+runner_bin=${BENCH_RUNNER_BIN:-"$repo_root/target/release/act_runner"}
+fake_bin=${BENCH_FAKE_BIN:-"$repo_root/target/release/examples/fake-gitea"}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 build_release() {
+    if [ -n "${BENCH_RUNNER_BIN:-}${BENCH_FAKE_BIN:-}" ]; then
+        log "using $runner_bin and $fake_bin as they are"
+        return 0
+    fi
     log "building release binaries"
     (cd "$repo_root" && cargo build --release --quiet --bin act_runner --example fake-gitea) \
         || die "cargo build failed"

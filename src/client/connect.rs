@@ -55,6 +55,20 @@ impl ConnectTransport {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
+        self.send(method, Bytes::from(request.encode_to_vec()), call)
+            .await
+    }
+
+    /// Posts `body`, an encoded request message, as it is.
+    pub(super) async fn send<Resp>(
+        &self,
+        method: Method,
+        body: Bytes,
+        call: &CallSettings,
+    ) -> Result<Reply<Resp>, ClientError>
+    where
+        Resp: prost::Message + Default,
+    {
         let url = format!("{}{}", self.base_url, method.path());
         let timeout = call.timeout_for(method);
         let headers = request_headers(method, &url, timeout, call)?;
@@ -63,7 +77,7 @@ impl ConnectTransport {
                 .http
                 .post(&url)
                 .headers(headers)
-                .body(request.encode_to_vec())
+                .body(body)
                 .send()
                 .await?;
             let http_status = response.status();

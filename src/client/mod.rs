@@ -26,6 +26,7 @@ mod grpc;
 pub mod proto;
 mod settings;
 mod status;
+mod update_log;
 
 use std::fmt;
 use std::future::Future;
@@ -34,10 +35,11 @@ use std::time::Duration;
 use proto::ping::{PingRequest, PingResponse};
 use proto::runner::{
     DeclareRequest, DeclareResponse, FetchTaskRequest, FetchTaskResponse, RegisterRequest,
-    RegisterResponse, UpdateLogRequest, UpdateLogResponse, UpdateTaskRequest, UpdateTaskResponse,
+    RegisterResponse, UpdateLogResponse, UpdateTaskRequest, UpdateTaskResponse,
 };
 
 pub use settings::{ClientSettings, Credentials, Protocol};
+pub use update_log::{EncodedUpdateLog, UpdateLogBuilder};
 
 /// The six RPCs a runner makes. Every call is bounded by a timeout.
 pub trait RunnerApi: Send + Sync {
@@ -61,9 +63,11 @@ pub trait RunnerApi: Send + Sync {
         &self,
         request: UpdateTaskRequest,
     ) -> impl Future<Output = Result<UpdateTaskResponse, ClientError>> + Send;
+    /// Rows go pre-encoded ([`EncodedUpdateLog`]); `EncodedUpdateLog::from(UpdateLogRequest)`
+    /// makes one from the generated message.
     fn update_log(
         &self,
-        request: UpdateLogRequest,
+        request: EncodedUpdateLog,
     ) -> impl Future<Output = Result<UpdateLogResponse, ClientError>> + Send;
 }
 
@@ -400,8 +404,18 @@ impl RunnerApi for Client {
 
     async fn update_log(
         &self,
-        request: UpdateLogRequest,
+        request: EncodedUpdateLog,
     ) -> Result<UpdateLogResponse, ClientError> {
-        self.call(Method::UpdateLog, request).await
+        let method = Method::UpdateLog;
+        let reply = match &self.transport {
+            // The request is its encoding already: the body goes out without a copy.
+            Transport::Connect(connect) => {
+                connect
+                    .send(method, request.into_body(), &self.call)
+                    .await?
+            }
+            Transport::Grpc(grpc) => grpc.call(method, request, &self.call).await?,
+        };
+        Ok(reply.message)
     }
 }

@@ -13,10 +13,10 @@ use tokio_util::task::TaskTracker;
 use super::*;
 use crate::client::proto::ping::{PingRequest, PingResponse};
 use crate::client::proto::runner::{
-    DeclareRequest, FetchTaskResponse, RegisterRequest, RegisterResponse, UpdateLogRequest,
-    UpdateLogResponse, UpdateTaskRequest, UpdateTaskResponse,
+    DeclareRequest, FetchTaskResponse, RegisterRequest, RegisterResponse, UpdateLogResponse,
+    UpdateTaskRequest, UpdateTaskResponse,
 };
-use crate::client::{Declared, Method};
+use crate::client::{Declared, EncodedUpdateLog, Method};
 use crate::daemon::observe::NoObserver;
 
 /// What the scripted server answers to each FetchTask, in order; `Task` forever once exhausted.
@@ -125,7 +125,7 @@ impl RunnerApi for ScriptedApi {
     async fn update_task(&self, _: UpdateTaskRequest) -> Result<UpdateTaskResponse, ClientError> {
         unreachable!("the poller never reports")
     }
-    async fn update_log(&self, _: UpdateLogRequest) -> Result<UpdateLogResponse, ClientError> {
+    async fn update_log(&self, _: EncodedUpdateLog) -> Result<UpdateLogResponse, ClientError> {
         unreachable!("the poller never reports")
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - `log`: the task's rows in order, append-only, each a little-endian `u32` length and a
 //!   protobuf `LogRow`. Rows never change once written, so a row's byte offset is stable and the
-//!   sender reads a batch straight from the file; memory holds one batch however much a step prints.
+//!   sender reads a batch straight from the file into the request, bytes as they are (no row is
+//!   decoded to send it); memory holds one batch however much a step prints.
 //!   A torn tail (a crash mid-write) is cut off on recovery.
 //! - `state.json`: the [`SpoolRecord`] (job state, outputs, what Gitea acknowledged, the delivery
 //!   deadline), replaced atomically (temp file, fsync, rename, fsync of the directory).
@@ -81,12 +82,14 @@ pub struct TaskSpool {
     bytes: u64,
 }
 
-/// Rows read from the spool for one UpdateLog call.
+/// Spooled rows read for one UpdateLog call, still encoded as in the log; see [`Window::read`].
 #[derive(Debug, Default)]
-pub struct Batch {
-    pub rows: Vec<LogRow>,
-    /// `ends[i]` is the byte offset in `log` just past `rows[i]`.
-    pub ends: Vec<u64>,
+pub struct Window {
+    /// Holds the rows read in `bytes[..len]`; never shrinks.
+    bytes: Vec<u8>,
+    len: usize,
+    /// The log offset of `bytes[0]`.
+    from: u64,
 }
 
 impl SpoolRoot {
@@ -296,7 +299,7 @@ impl TaskSpool {
         Ok(())
     }
 
-    /// A handle for reading batches (see [`read_batch`]) and for fsync.
+    /// A handle for reading batches (see [`Window::read`]) and for fsync.
     pub fn reader(&self) -> Arc<File> {
         Arc::clone(&self.reader)
     }
@@ -338,42 +341,57 @@ pub fn persist_record(dir: &Path, record: &SpoolRecord) -> Result<(), SpoolError
         .map_err(io_error("sync", dir))
 }
 
-/// Reads rows starting at byte `from` (a row boundary) up to byte `end`, as many as fit in an
-/// UpdateLog request of at most `max_request_bytes` (at least one row when any is available).
-pub fn read_batch(file: &File, from: u64, end: u64, max_request_bytes: usize) -> io::Result<Batch> {
-    let mut batch = Batch::default();
-    if from >= end {
-        return Ok(batch);
-    }
-    // Rows are at most 64 KiB plus framing, so this always holds the first row.
-    let window = (end - from).min(max_request_bytes as u64 + 128 * 1024) as usize;
-    let mut buffer = vec![0u8; window];
-    file.read_exact_at(&mut buffer, from)?;
-    // Request framing besides the rows: task_id, index and no_more, each at most 11 bytes.
-    let mut request_bytes = 3 * 11;
-    let mut offset = 0usize;
-    while offset + 4 <= buffer.len() {
-        let length = u32::from_le_bytes(
-            buffer[offset..offset + 4]
-                .try_into()
-                .expect("a 4-byte slice converts to [u8; 4]"),
-        ) as usize;
-        let body_end = offset + 4 + length;
-        if body_end > buffer.len() {
-            break;
+impl Window {
+    /// Reads whole rows from byte `from` (a row boundary) up to byte `end`: at most `max_bytes`
+    /// of the log, but always the first row. The buffer is kept, so reading again allocates
+    /// nothing new (no fresh pages for the kernel to fault in on every call).
+    pub fn read(&mut self, file: &File, from: u64, end: u64, max_bytes: usize) -> io::Result<()> {
+        self.from = from;
+        self.len = 0;
+        if from >= end {
+            return Ok(());
         }
-        let row_bytes = 1 + prost::length_delimiter_len(length) + length;
-        if !batch.rows.is_empty() && request_bytes + row_bytes > max_request_bytes {
-            break;
+        let mut want = (end - from).min(max_bytes as u64) as usize;
+        loop {
+            if self.bytes.len() < want {
+                self.bytes.resize(want, 0);
+            }
+            file.read_exact_at(&mut self.bytes[..want], from)?;
+            self.len = want;
+            if self.rows().next().is_some() {
+                return Ok(());
+            }
+            // The first row is longer than `max_bytes`: read it whole.
+            let first = match self.bytes[..want].first_chunk::<4>() {
+                Some(length) => 4 + u64::from(u32::from_le_bytes(*length)),
+                None => end - from,
+            };
+            if first > end - from || first as usize <= want {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the spooled row at byte {from} runs past the end of the log"),
+                ));
+            }
+            want = first as usize;
         }
-        let row = LogRow::decode(&buffer[offset + 4..body_end])
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-        request_bytes += row_bytes;
-        batch.rows.push(row);
-        batch.ends.push(from + body_end as u64);
-        offset = body_end;
     }
-    Ok(batch)
+
+    /// Each whole row read: its `LogRow` encoding and the log offset just past it.
+    pub fn rows(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        let mut rest = &self.bytes[..self.len];
+        let mut offset = self.from;
+        std::iter::from_fn(move || {
+            let (length, after) = rest.split_first_chunk::<4>()?;
+            let length = u32::from_le_bytes(*length) as usize;
+            if length > after.len() {
+                return None;
+            }
+            let (row, next) = after.split_at(length);
+            rest = next;
+            offset += 4 + length as u64;
+            Some((row, offset))
+        })
+    }
 }
 
 /// Finds the byte offset of row `target_row`, counting from a known (`row`, `byte`) position.
@@ -434,8 +452,15 @@ mod tests {
         }
     }
 
+    fn decoded(window: &Window) -> Vec<LogRow> {
+        window
+            .rows()
+            .map(|(bytes, _)| LogRow::decode(bytes).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn rows_round_trip_in_batches_capped_by_request_size() {
+    fn rows_read_back_in_windows_of_whole_rows() {
         let temp = tempfile::tempdir().unwrap();
         let root = SpoolRoot::new(temp.path());
         let mut spool = root.create(&record(5)).unwrap();
@@ -444,29 +469,60 @@ mod tests {
         }
         spool.flush().unwrap();
         let reader = spool.reader();
-        let (mut from, mut n_read, mut n_batches) = (0u64, 0usize, 0);
+        let mut window = Window::default();
+        let (mut from, mut n_read, mut n_windows) = (0u64, 0usize, 0);
         while from < spool.bytes() {
-            let batch = read_batch(&reader, from, spool.bytes(), 16 * 1024).unwrap();
-            let request = crate::client::proto::runner::UpdateLogRequest {
-                task_id: 5,
-                index: n_read as i64,
-                rows: batch.rows.clone(),
-                no_more: true,
-            };
-            assert!(request.encoded_len() <= 16 * 1024);
-            for (offset, row_read) in batch.rows.iter().enumerate() {
+            window
+                .read(&reader, from, spool.bytes(), 16 * 1024)
+                .unwrap();
+            let rows = decoded(&window);
+            assert!(!rows.is_empty());
+            for (offset, row_read) in rows.iter().enumerate() {
                 assert_eq!(*row_read, row(n_read + offset));
             }
-            n_read += batch.rows.len();
-            from = *batch.ends.last().unwrap();
-            n_batches += 1;
+            let ends: Vec<u64> = window.rows().map(|(_, end)| end).collect();
+            assert!(*ends.last().unwrap() - from <= 16 * 1024);
+            assert_eq!(
+                seek_row(
+                    &reader,
+                    n_read as u64,
+                    from,
+                    (n_read + 1) as u64,
+                    spool.bytes()
+                )
+                .unwrap(),
+                ends[0]
+            );
+            n_read += rows.len();
+            from = *ends.last().unwrap();
+            n_windows += 1;
         }
         assert_eq!(n_read, 10_000);
-        assert!(n_batches < 30, "{n_batches} batches");
+        assert!(n_windows < 30, "{n_windows} windows");
         assert_eq!(
             seek_row(&reader, 0, 0, 10_000, spool.bytes()).unwrap(),
             spool.bytes()
         );
+    }
+
+    #[test]
+    fn a_row_longer_than_the_window_is_read_whole_and_a_cut_one_is_an_error() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = SpoolRoot::new(temp.path());
+        let mut spool = root.create(&record(9)).unwrap();
+        let long = LogRow {
+            time: None,
+            content: "y".repeat(5000),
+        };
+        spool.append(&long).unwrap();
+        spool.append(&row(1)).unwrap();
+        spool.flush().unwrap();
+        let mut window = Window::default();
+        window.read(&spool.reader(), 0, spool.bytes(), 100).unwrap();
+        assert_eq!(decoded(&window), vec![long]);
+        // The log ends inside the row (as if `end` were wrong): no row, an error.
+        let error = window.read(&spool.reader(), 0, 2000, 100).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
@@ -527,8 +583,11 @@ mod tests {
         assert_eq!((spool.rows(), spool.bytes()), (3, good_bytes));
         spool.append(&row(3)).unwrap();
         spool.flush().unwrap();
-        let batch = read_batch(&spool.reader(), back.acked_bytes, spool.bytes(), 1 << 20).unwrap();
-        assert_eq!(batch.rows, vec![row(1), row(2), row(3)]);
+        let mut window = Window::default();
+        window
+            .read(&spool.reader(), back.acked_bytes, spool.bytes(), 1 << 20)
+            .unwrap();
+        assert_eq!(decoded(&window), vec![row(1), row(2), row(3)]);
     }
 
     #[test]

@@ -312,12 +312,15 @@ async fn check_task_not_owned(h: Harness) {
             .await
             .unwrap_err();
         let update_log = client
-            .update_log(UpdateLogRequest {
-                task_id,
-                index: 0,
-                rows: rows(&["x"]),
-                no_more: false,
-            })
+            .update_log(
+                UpdateLogRequest {
+                    task_id,
+                    index: 0,
+                    rows: rows(&["x"]),
+                    no_more: false,
+                }
+                .into(),
+            )
             .await
             .unwrap_err();
         for (error, expected_method) in [

@@ -309,12 +309,15 @@ conformance!(
         }
         // A reaped task's log is archived: new rows are refused with their own variant.
         let error = client
-            .update_log(UpdateLogRequest {
-                task_id: second,
-                index: 0,
-                rows: rows(&["late"]),
-                no_more: false,
-            })
+            .update_log(
+                UpdateLogRequest {
+                    task_id: second,
+                    index: 0,
+                    rows: rows(&["late"]),
+                    no_more: false,
+                }
+                .into(),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -343,7 +346,7 @@ conformance!(
         // An empty first call acks 0, which is an empty response body.
         assert_eq!(
             client
-                .update_log(send(0, &[], false))
+                .update_log(send(0, &[], false).into())
                 .await
                 .unwrap()
                 .ack_index,
@@ -351,7 +354,7 @@ conformance!(
         );
         assert_eq!(
             client
-                .update_log(send(0, &["a", "b", "c"], false))
+                .update_log(send(0, &["a", "b", "c"], false).into())
                 .await
                 .unwrap()
                 .ack_index,
@@ -360,7 +363,7 @@ conformance!(
         // A resend overlapping what was stored appends only the new rows.
         assert_eq!(
             client
-                .update_log(send(1, &["b", "c", "d", "e"], false))
+                .update_log(send(1, &["b", "c", "d", "e"], false).into())
                 .await
                 .unwrap()
                 .ack_index,
@@ -369,7 +372,7 @@ conformance!(
         // A gap is not written; all-old rows are not written.
         assert_eq!(
             client
-                .update_log(send(9, &["z"], false))
+                .update_log(send(9, &["z"], false).into())
                 .await
                 .unwrap()
                 .ack_index,
@@ -377,7 +380,7 @@ conformance!(
         );
         assert_eq!(
             client
-                .update_log(send(0, &["a"], false))
+                .update_log(send(0, &["a"], false).into())
                 .await
                 .unwrap()
                 .ack_index,
@@ -385,7 +388,7 @@ conformance!(
         );
         assert_eq!(
             client
-                .update_log(send(5, &["f"], true))
+                .update_log(send(5, &["f"], true).into())
                 .await
                 .unwrap()
                 .ack_index,
@@ -399,13 +402,16 @@ conformance!(
         // After archival: old rows are acked, new ones refused.
         assert_eq!(
             client
-                .update_log(send(5, &["f"], true))
+                .update_log(send(5, &["f"], true).into())
                 .await
                 .unwrap()
                 .ack_index,
             6
         );
-        let error = client.update_log(send(6, &["g"], false)).await.unwrap_err();
+        let error = client
+            .update_log(send(6, &["g"], false).into())
+            .await
+            .unwrap_err();
         assert!(
             matches!(error, ClientError::LogArchived { .. }),
             "{error:?}"
@@ -413,19 +419,22 @@ conformance!(
     }
 );
 
+/// An UpdateLog with no rows and `no_more`.
+fn empty_no_more(task_id: i64) -> act_runner::client::EncodedUpdateLog {
+    UpdateLogRequest {
+        task_id,
+        index: 0,
+        rows: Vec::new(),
+        no_more: true,
+    }
+    .into()
+}
+
 conformance!(
     update_log_empty_no_more_is_ignored_on_gitea_1_25,
     |h: Harness| async move {
         let (client, task) = h.running_task(spec()).await;
-        let reply = client
-            .update_log(UpdateLogRequest {
-                task_id: task.id,
-                index: 0,
-                rows: Vec::new(),
-                no_more: true,
-            })
-            .await
-            .unwrap();
+        let reply = client.update_log(empty_no_more(task.id)).await.unwrap();
         assert_eq!(reply.ack_index, 0);
         assert!(!h.gitea.log_archived(task.id));
     }
@@ -439,15 +448,7 @@ conformance!(
     },
     |h: Harness| async move {
         let (client, task) = h.running_task(spec()).await;
-        let reply = client
-            .update_log(UpdateLogRequest {
-                task_id: task.id,
-                index: 0,
-                rows: Vec::new(),
-                no_more: true,
-            })
-            .await
-            .unwrap();
+        let reply = client.update_log(empty_no_more(task.id)).await.unwrap();
         assert_eq!(reply.ack_index, 0);
         assert!(h.gitea.log_archived(task.id));
     }
@@ -481,12 +482,15 @@ conformance!(
             .unwrap();
         assert!(h.gitea.runners()[0].deleted);
         let error = client
-            .update_log(UpdateLogRequest {
-                task_id,
-                index: 0,
-                rows: rows(&["late"]),
-                no_more: true,
-            })
+            .update_log(
+                UpdateLogRequest {
+                    task_id,
+                    index: 0,
+                    rows: rows(&["late"]),
+                    no_more: true,
+                }
+                .into(),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -526,10 +530,13 @@ conformance!(
         let (client, task) = h.running_task(spec()).await;
         // UpdateLogResponse{ack_index: 0} is an empty body (connect_wire pins the bytes).
         let reply = client
-            .update_log(UpdateLogRequest {
-                task_id: task.id,
-                ..UpdateLogRequest::default()
-            })
+            .update_log(
+                UpdateLogRequest {
+                    task_id: task.id,
+                    ..UpdateLogRequest::default()
+                }
+                .into(),
+            )
             .await
             .unwrap();
         assert_eq!(reply.ack_index, 0);
@@ -562,12 +569,15 @@ conformance!(upstream_mock_runner_happy_path, |h: Harness| async move {
     let lines = ["line 0", "line 1", "line 2"];
     for (row_idx, line) in lines.iter().enumerate() {
         let reply = client
-            .update_log(UpdateLogRequest {
-                task_id,
-                index: row_idx as i64,
-                rows: rows(&[line]),
-                no_more: row_idx == lines.len() - 1,
-            })
+            .update_log(
+                UpdateLogRequest {
+                    task_id,
+                    index: row_idx as i64,
+                    rows: rows(&[line]),
+                    no_more: row_idx == lines.len() - 1,
+                }
+                .into(),
+            )
             .await
             .unwrap();
         assert_eq!(reply.ack_index, row_idx as i64 + 1);
@@ -656,12 +666,15 @@ conformance!(
         );
         // Post-steps still run: their logs are accepted, then the runner reports any result.
         let ack = client
-            .update_log(UpdateLogRequest {
-                task_id: task.id,
-                index: 0,
-                rows: rows(&["post step"]),
-                no_more: true,
-            })
+            .update_log(
+                UpdateLogRequest {
+                    task_id: task.id,
+                    index: 0,
+                    rows: rows(&["post step"]),
+                    no_more: true,
+                }
+                .into(),
+            )
             .await
             .unwrap();
         assert_eq!(ack.ack_index, 1);

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::BytesMut;
 use tokio::time::Instant;
 
 use super::{Core, Delivery, MAX_UPDATE_LOG_BYTES};
-use crate::client::proto::runner::{UpdateLogRequest, UpdateTaskRequest};
-use crate::client::{ClientError, Method, RunnerApi};
+use crate::client::proto::runner::UpdateTaskRequest;
+use crate::client::{ClientError, EncodedUpdateLog, Method, RunnerApi};
 use crate::daemon::observe::{DaemonEvent, ReportOutcome};
-use crate::daemon::spool::{self, Batch};
+use crate::daemon::spool::{self, Window};
 
 /// First retry wait after a failed report call; doubles up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -22,6 +23,10 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 const BATCH_SPACING: Duration = Duration::from_secs(1);
 /// Pending spool bytes that make a request worth sending at once.
 const FULL_REQUEST_BYTES: u64 = (MAX_UPDATE_LOG_BYTES as u64) * 9 / 10;
+/// How much of the spool one UpdateLog reads. A row takes 4 bytes of framing in the spool and 2
+/// or 3 in a request, at most 17 spool bytes for 15 request bytes (the smallest row with a
+/// time): a quarter more than the request cap always fills a request.
+const WINDOW_BYTES: usize = MAX_UPDATE_LOG_BYTES + MAX_UPDATE_LOG_BYTES / 4;
 /// Persist the spool record at most this often while the job runs.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// Successful UpdateTask answers that still leave outputs unacknowledged before we stop trying
@@ -73,6 +78,13 @@ impl Retry {
     }
 }
 
+/// The memory UpdateLog calls reuse: the spool window read and the request built from it.
+#[derive(Default)]
+struct LogBuffers {
+    window: Window,
+    request: BytesMut,
+}
+
 /// Runs the live phase until the events end, then the final flush.
 pub(super) async fn run<A: RunnerApi>(api: Arc<A>, core: Arc<Core>) -> Delivery {
     let mut live = Live::new();
@@ -101,7 +113,7 @@ pub(super) async fn run<A: RunnerApi>(api: Arc<A>, core: Arc<Core>) -> Delivery 
             }
         }
     }
-    final_flush(&api, &core).await
+    final_flush(&api, &core, &mut live.buffers).await
 }
 
 enum Step {
@@ -120,6 +132,7 @@ struct Live {
     log_retry: Retry,
     state_retry: Retry,
     log_archived: bool,
+    buffers: LogBuffers,
 }
 
 impl Live {
@@ -134,6 +147,7 @@ impl Live {
             log_retry: Retry::new(),
             state_retry: Retry::new(),
             log_archived: false,
+            buffers: LogBuffers::default(),
         }
     }
 
@@ -163,7 +177,7 @@ impl Live {
                 || now >= interval_due);
         if log_due {
             self.last_log_send = now;
-            match send_log(api, core, false).await {
+            match send_log(api, core, &mut self.buffers, false).await {
                 Ok(_) => {
                     self.log_retry_at = None;
                     self.log_retry.reset();
@@ -222,7 +236,11 @@ impl Live {
 }
 
 /// The final flush: every row with `no_more`, then the outputs, then the result.
-async fn final_flush<A: RunnerApi>(api: &Arc<A>, core: &Arc<Core>) -> Delivery {
+async fn final_flush<A: RunnerApi>(
+    api: &Arc<A>,
+    core: &Arc<Core>,
+    buffers: &mut LogBuffers,
+) -> Delivery {
     {
         let mut shared = core.lock();
         if !shared.log_finished && shared.pending_rows() == 0 {
@@ -241,7 +259,7 @@ async fn final_flush<A: RunnerApi>(api: &Arc<A>, core: &Arc<Core>) -> Delivery {
 
     // 1. Logs, ending with `no_more`.
     while !core.lock().log_finished {
-        match send_log(api, core, true).await {
+        match send_log(api, core, buffers, true).await {
             Ok(true) => {
                 core.lock().log_finished = true;
                 retry.reset();
@@ -345,12 +363,13 @@ fn delivery_deadline(core: &Core) -> Instant {
     Instant::now() + left
 }
 
-/// Sends one UpdateLog with the rows after the last ack (as many as fit in 1 MiB). With
-/// `finishing`, the request that reaches the last row carries `no_more`. `Ok(true)` when every
-/// row, including a `no_more` request, is acknowledged.
+/// Sends one UpdateLog with the rows after the last ack (as many as fit in 1 MiB), copied from
+/// the spool as they are encoded there. With `finishing`, the request that reaches the last row
+/// carries `no_more`. `Ok(true)` when every row, including a `no_more` request, is acknowledged.
 async fn send_log<A: RunnerApi>(
     api: &Arc<A>,
     core: &Arc<Core>,
+    buffers: &mut LogBuffers,
     finishing: bool,
 ) -> Result<bool, Failure> {
     let (reader, from_row, from_byte, end_rows, end_bytes) = {
@@ -368,31 +387,43 @@ async fn send_log<A: RunnerApi>(
     };
     let read = {
         let reader = Arc::clone(&reader);
+        let mut window = std::mem::take(&mut buffers.window);
         tokio::task::spawn_blocking(move || {
-            spool::read_batch(&reader, from_byte, end_bytes, MAX_UPDATE_LOG_BYTES)
+            let read = window.read(&reader, from_byte, end_bytes, WINDOW_BYTES);
+            (window, read)
         })
         .await
     };
-    let batch: Batch = match read {
-        Ok(Ok(batch)) => batch,
-        Ok(Err(error)) => {
-            tracing::error!(task_id = core.task_id, error = %error, "cannot read the log spool");
-            return Err(Failure::Retry);
+    match read {
+        Ok((window, read)) => {
+            buffers.window = window;
+            if let Err(error) = read {
+                tracing::error!(task_id = core.task_id, error = %error, "cannot read the log spool");
+                return Err(Failure::Retry);
+            }
         }
         Err(error) => {
             tracing::error!(task_id = core.task_id, error = %error, "log spool reader failed");
             return Err(Failure::Retry);
         }
-    };
-    let n_rows = batch.rows.len() as u64;
+    }
+    let mut builder = EncodedUpdateLog::builder(
+        &mut buffers.request,
+        core.task_id,
+        from_row as i64,
+        MAX_UPDATE_LOG_BYTES,
+    );
+    let mut batch_end = from_byte;
+    for (row, end) in buffers.window.rows() {
+        if !builder.push_row(row) {
+            break;
+        }
+        batch_end = end;
+    }
+    let n_rows = builder.n_rows() as u64;
     let reaches_end = from_row + n_rows == end_rows;
     let no_more = finishing && reaches_end;
-    let request = UpdateLogRequest {
-        task_id: core.task_id,
-        index: from_row as i64,
-        rows: batch.rows,
-        no_more,
-    };
+    let request = builder.finish(no_more);
     let started = Instant::now();
     let answer = call(core, Method::UpdateLog, api.update_log(request)).await;
     let outcome = if answer.is_ok() {
@@ -421,11 +452,15 @@ async fn send_log<A: RunnerApi>(
     } else if ack <= from_row + n_rows {
         match (ack - from_row) as usize {
             0 => from_byte,
-            n_acked => batch.ends[n_acked - 1],
+            n_acked if n_acked as u64 == n_rows => batch_end,
+            n_acked => buffers
+                .window
+                .rows()
+                .nth(n_acked - 1)
+                .map_or(batch_end, |(_, end)| end),
         }
     } else {
         let ack = ack.min(end_rows);
-        let batch_end = batch.ends.last().copied().unwrap_or(from_byte);
         seek(&reader, from_row + n_rows, batch_end, ack, end_bytes).await?
     };
     let ack = ack.min(end_rows);

@@ -10,10 +10,9 @@ use super::*;
 use crate::client::proto::ping::{PingRequest, PingResponse};
 use crate::client::proto::runner::{
     self as proto, DeclareRequest, FetchTaskRequest, FetchTaskResponse, RegisterRequest,
-    RegisterResponse, TaskState, UpdateLogRequest, UpdateLogResponse, UpdateTaskRequest,
-    UpdateTaskResponse,
+    RegisterResponse, TaskState, UpdateLogResponse, UpdateTaskRequest, UpdateTaskResponse,
 };
-use crate::client::{ClientError, Declared, Method};
+use crate::client::{ClientError, Declared, EncodedUpdateLog, Method};
 use crate::daemon::observe::NoObserver;
 use crate::executor::event::{LogLines, PlannedStep};
 
@@ -131,14 +130,17 @@ impl RunnerApi for MemoryGitea {
 
     async fn update_log(
         &self,
-        request: UpdateLogRequest,
+        request: EncodedUpdateLog,
     ) -> Result<UpdateLogResponse, ClientError> {
         use prost::Message;
+        let bytes = request.encoded_len();
+        // What the server decodes; every row is checked to be a LogRow on the way.
+        let request = request.to_request().unwrap();
         let mut inner = self.inner.lock().unwrap();
         inner.calls.push(Call::Log {
             index: request.index,
             n_rows: request.rows.len(),
-            bytes: request.encoded_len(),
+            bytes,
             no_more: request.no_more,
             at: Instant::now(),
         });

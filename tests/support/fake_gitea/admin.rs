@@ -97,7 +97,7 @@ async fn task(State(shared): State<Arc<Shared>>, Path(task_id): Path<i64>) -> Re
         .collect();
     let logs: Vec<Value> = task
         .log
-        .iter()
+        .rows()
         .map(|row| json!({ "time": timestamp_json(&row.time), "content": row.content }))
         .collect();
     Json(json!({

@@ -74,13 +74,13 @@ async fn handle(
         .get(header::CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())
     {
-        None | Some("identity") => body.to_vec(),
+        None | Some("identity") => body,
         Some("gzip") => {
             let mut decoded = Vec::new();
             if let Err(error) = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut decoded) {
                 return connect_error(Status::invalid_argument(format!("gzip: {error}")));
             }
-            decoded
+            Bytes::from(decoded)
         }
         Some(other) => {
             return connect_error(Status::unimplemented(format!(
@@ -96,7 +96,10 @@ async fn handle(
         Method::Declare => unary(&body, metadata, |request| svc.declare(request)).await,
         Method::FetchTask => unary(&body, metadata, |request| svc.fetch_task(request)).await,
         Method::UpdateTask => unary(&body, metadata, |request| svc.update_task(request)).await,
-        Method::UpdateLog => unary(&body, metadata, |request| svc.update_log(request)).await,
+        // Rows stay encoded (each checked to be a LogRow): storing them costs a copy.
+        Method::UpdateLog => {
+            unary(&body, metadata, |request| svc.update_log_encoded(request)).await
+        }
     };
     match reply {
         Ok((encoded, metadata)) => {

@@ -350,7 +350,7 @@ impl FakeGitea {
         state
             .tasks
             .get(&task_id)
-            .map(|task| task.log.clone())
+            .map(|task| task.log.rows().collect())
             .unwrap_or_default()
     }
 

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use act_runner::client::EncodedUpdateLog;
 use act_runner::client::proto::ping::ping_service_server::PingService;
 use act_runner::client::proto::ping::{PingRequest, PingResponse};
 use act_runner::client::proto::runner::runner_service_server::RunnerService;
@@ -28,6 +29,19 @@ impl FakeService {
     fn to_status(&self, error: GiteaError) -> Status {
         let auth_mode = self.shared.lock_state().auth_mode;
         gitea_status(error, auth_mode)
+    }
+
+    /// UpdateLog with its rows left encoded (what the Connect side decodes; the gRPC side
+    /// converts the generated message).
+    pub async fn update_log_encoded(
+        &self,
+        request: Request<EncodedUpdateLog>,
+    ) -> Result<Response<UpdateLogResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let response = self.authenticated(&metadata, true, |state, runner_id| {
+            state.update_log(runner_id, &request)
+        })?;
+        Ok(Response::new(response))
     }
 
     /// Runs the interceptor, then `handler` on the state, under one lock.
@@ -174,11 +188,9 @@ impl RunnerService for FakeService {
         &self,
         request: Request<UpdateLogRequest>,
     ) -> Result<Response<UpdateLogResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
-        let response = self.authenticated(&metadata, true, |state, runner_id| {
-            state.update_log(runner_id, request)
-        })?;
-        Ok(Response::new(response))
+        let (metadata, extensions, request) = request.into_parts();
+        let request = Request::from_parts(metadata, extensions, EncodedUpdateLog::from(request));
+        self.update_log_encoded(request).await
     }
 }
 

@@ -5,11 +5,13 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
+use act_runner::client::EncodedUpdateLog;
 use act_runner::client::proto::runner::{
     FetchTaskResponse, LogRow, Result as TaskResult, Runner, StepState, TaskState,
-    UpdateLogRequest, UpdateLogResponse, UpdateTaskRequest, UpdateTaskResponse,
+    UpdateLogResponse, UpdateTaskRequest, UpdateTaskResponse,
 };
 use indexmap::IndexMap;
+use prost::Message;
 use prost_types::Timestamp;
 use tokio::time::Instant;
 
@@ -124,6 +126,38 @@ pub struct RunnerRecord {
     pub ephemeral_task: Option<i64>,
 }
 
+/// A task's log: every accepted row in index order, kept as it arrived (encoded, in one buffer)
+/// and decoded when read, so storing a million rows costs a copy, not a million allocations.
+#[derive(Debug, Clone, Default)]
+pub struct RowLog {
+    bytes: Vec<u8>,
+    /// `ends[i]` is where row `i` ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl RowLog {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Appends one row given as its `LogRow` encoding (already checked to decode).
+    pub fn push_encoded(&mut self, row: &[u8]) {
+        self.bytes.extend_from_slice(row);
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = LogRow> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(start, end)| {
+            // Checked on arrival; a row that still fails shows up in a test's comparison.
+            LogRow::decode(&self.bytes[start..end]).unwrap_or_else(|error| LogRow {
+                time: None,
+                content: format!("<fake gitea: undecodable row: {error}>"),
+            })
+        })
+    }
+}
+
 /// A task (a queued job, then a picked one), as the fake stores it.
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
@@ -136,7 +170,7 @@ pub struct TaskRecord {
     pub steps: Vec<StepState>,
     /// First write wins, in arrival order.
     pub outputs: IndexMap<String, String>,
-    pub log: Vec<LogRow>,
+    pub log: RowLog,
     pub log_archived: bool,
     /// The state of the UpdateTask that made the task final.
     pub final_state: Option<TaskState>,
@@ -309,7 +343,7 @@ impl State {
                 stopped_at: None,
                 steps: Vec::new(),
                 outputs: IndexMap::new(),
-                log: Vec::new(),
+                log: RowLog::default(),
                 log_archived: false,
                 final_state: None,
                 updated: None,
@@ -467,29 +501,27 @@ impl State {
         Ok(response)
     }
 
+    /// Rows arrive still encoded, each checked to be a `LogRow` when the request was decoded.
     pub fn update_log(
         &mut self,
         runner_id: i64,
-        request: UpdateLogRequest,
+        request: &EncodedUpdateLog,
     ) -> Result<UpdateLogResponse, GiteaError> {
         let log_finalize = self.log_finalize;
-        let task = self.tasks.get_mut(&request.task_id).ok_or_else(|| {
+        let task = self.tasks.get_mut(&request.task_id()).ok_or_else(|| {
             internal(format!(
                 "get task: task with id {}: resource does not exist",
-                request.task_id
+                request.task_id()
             ))
         })?;
         if task.runner_id != Some(runner_id) {
             return Err(internal("invalid runner for task"));
         }
         let ack = task.log.len() as i64;
-        let n_rows = request.rows.len() as i64;
-        if request.rows.is_empty() || request.index > ack || request.index + n_rows <= ack {
-            if log_finalize == LogFinalize::GiteaMain
-                && request.rows.is_empty()
-                && request.no_more
-                && request.index <= ack
-            {
+        let (index, no_more) = (request.index(), request.no_more());
+        let n_rows = request.n_rows() as i64;
+        if n_rows == 0 || index > ack || index + n_rows <= ack {
+            if log_finalize == LogFinalize::GiteaMain && n_rows == 0 && no_more && index <= ack {
                 task.log_archived = true;
             }
             return Ok(UpdateLogResponse { ack_index: ack });
@@ -500,9 +532,11 @@ impl State {
                 message: "log file has been archived".to_owned(),
             });
         }
-        let skip = (ack - request.index) as usize;
-        task.log.extend(request.rows.into_iter().skip(skip));
-        if request.no_more {
+        let skip = (ack - index) as usize;
+        for row in request.rows().skip(skip) {
+            task.log.push_encoded(row);
+        }
+        if no_more {
             task.log_archived = true;
         }
         Ok(UpdateLogResponse {
