@@ -92,7 +92,7 @@ pub async fn prepared(
     (backend, result, log)
 }
 
-fn request(script: &str) -> ExecRequest {
+pub fn request(script: &str) -> ExecRequest {
     ExecRequest {
         argv: vec![String::from("sh"), String::from("-c"), script.to_string()],
         env: BTreeMap::new(),
@@ -131,7 +131,7 @@ fn texts(lines: &[(Duration, Stream, String)]) -> Vec<String> {
     lines.iter().map(|(_, _, line)| line.clone()).collect()
 }
 
-async fn containers_with_label(docker: &Docker, label: &str) -> Vec<String> {
+pub async fn containers_with_label(docker: &Docker, label: &str) -> Vec<String> {
     let filters = HashMap::from([(String::from("label"), vec![label.to_string()])]);
     let options = ListContainersOptionsBuilder::default()
         .all(true)

@@ -4,14 +4,17 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use act_runner::executor::backend::Backend;
+use act_runner::executor::backend::docker::DockerBackend;
 use act_runner::executor::backend::docker::network_pool::LABEL_NETWORK_POOL;
 use act_runner::executor::backend::docker::{LABEL_RUNNER_UUID, NetworkPool, orphans};
+use act_runner::executor::backend::{Backend, ExitStatus};
 use bollard::Docker;
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use tokio::time::Instant;
 
-use crate::docker_backend::{job_config, network_exists, prepared, unique, with_docker};
+use crate::docker_backend::{
+    containers_with_label, job_config, network_exists, prepared, unique, with_docker,
+};
 use crate::support::images::BUSYBOX_IMAGE;
 
 /// Names of the pool networks of `runner_uuid`.
@@ -72,15 +75,7 @@ async fn concurrent_jobs_take_distinct_pooled_networks_that_cleanup_removes() {
         );
         assert!(spares.contains(&first_network) && spares.contains(&second_network));
         for (backend, network) in [(&first, &first_network), (&second, &second_network)] {
-            let attached: Vec<String> = docker
-                .inspect_network(network, None)
-                .await
-                .unwrap()
-                .containers
-                .unwrap_or_default()
-                .into_values()
-                .filter_map(|endpoint| endpoint.name)
-                .collect();
+            let (_, attached) = network_mode_and_attached(&docker, backend, network).await;
             assert_eq!(attached, vec![backend.container_name().to_string()]);
             let context = backend.running_containers();
             assert_eq!(context.job.unwrap().network, *network);
@@ -134,24 +129,163 @@ async fn a_taken_network_is_replaced_only_when_the_job_asks() {
         let pool = NetworkPool::start(docker.clone(), &runner, 1);
         wait_ready(&pool, 1).await;
         let taken = pool.take().expect("a ready network");
+        assert_eq!(taken.sandbox, None, "no job has told the pool an image yet");
         // A `network create` now would run alongside the job's container start and slow it.
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(
             pool_networks(&docker, &runner).await,
-            HashSet::from([taken.clone()])
+            HashSet::from([taken.network.clone()])
         );
         assert_eq!(pool.n_ready(), 0);
 
-        pool.replenish();
+        pool.replenish(None);
         wait_ready(&pool, 1).await;
         assert_eq!(pool_networks(&docker, &runner).await.len(), 2);
-        pool.replenish();
+        pool.replenish(None);
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(pool.n_ready(), 1, "a second replenish owes nothing");
 
-        docker.remove_network(&taken).await.unwrap();
+        docker.remove_network(&taken.network).await.unwrap();
         pool.shutdown().await;
         assert!(pool_networks(&docker, &runner).await.is_empty());
     })
     .await;
+}
+
+/// The job container's network mode and the containers attached to `network`.
+async fn network_mode_and_attached(
+    docker: &Docker,
+    backend: &DockerBackend,
+    network: &str,
+) -> (String, Vec<String>) {
+    let mode = docker
+        .inspect_container(backend.container_name(), None)
+        .await
+        .unwrap()
+        .host_config
+        .and_then(|host| host.network_mode)
+        .unwrap_or_default();
+    let attached = docker
+        .inspect_network(network, None)
+        .await
+        .unwrap()
+        .containers
+        .unwrap_or_default()
+        .into_values()
+        .filter_map(|endpoint| endpoint.name)
+        .collect();
+    (mode, attached)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_job_runs_in_a_sandbox_namespace_and_one_with_ports_or_a_dead_sandbox_joins_the_network()
+ {
+    with_docker(|docker| async move {
+        let runner = unique("runner");
+        let pool = NetworkPool::with_sandboxes(docker.clone(), &runner, 1);
+        wait_ready(&pool, 1).await;
+        // The pool learns the image from a job, and its replacements get sandboxes.
+        let config = |ports: Vec<String>| {
+            let mut config = job_config(BUSYBOX_IMAGE);
+            config.identity.runner_uuid = runner.clone();
+            config.network_pool = Some(pool.clone());
+            config.ports = ports;
+            config
+        };
+        let (mut first, result, _) = prepared(&docker, config(Vec::new())).await;
+        result.unwrap();
+        first.cleanup().await.unwrap();
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while pool.n_ready() < 1 || containers_of(&docker, &runner).await.is_empty() {
+            assert!(Instant::now() < give_up, "no sandbox was started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let sandboxes = containers_of(&docker, &runner).await;
+
+        let (mut plain, result, _) = prepared(&docker, config(Vec::new())).await;
+        result.unwrap();
+        let network = plain.network_name();
+        let (mode, attached) = network_mode_and_attached(&docker, &plain, &network).await;
+        let sandbox_id = mode
+            .strip_prefix("container:")
+            .expect("runs in a sandbox namespace");
+        assert!(
+            sandboxes.contains(sandbox_id),
+            "{mode} not among {sandboxes:?}"
+        );
+        let sandbox = sandbox_id.to_string();
+        let sandbox_name = docker
+            .inspect_container(&sandbox, None)
+            .await
+            .unwrap()
+            .name
+            .unwrap_or_default();
+        assert_eq!(
+            attached,
+            vec![sandbox_name.trim_start_matches('/').to_string()]
+        );
+        assert_eq!(plain.running_containers().job.unwrap().network, network);
+        // The step sees the job network: the sandbox's interface, with an address on it.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let script = "ip -o -4 addr show eth0 | grep -c inet";
+        let status = plain
+            .exec(
+                crate::docker_backend::request(script),
+                tx,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, ExitStatus::Exited(0));
+        let output = rx.recv().await.unwrap();
+        assert_eq!(output.lines.iter().collect::<Vec<_>>(), ["1"]);
+        plain.cleanup().await.unwrap();
+        assert!(!network_exists(&docker, &network).await);
+        assert!(!containers_of(&docker, &runner).await.contains(&sandbox));
+
+        // Published ports need the container's own endpoint: it joins the network itself.
+        wait_ready(&pool, 1).await;
+        let (mut with_ports, result, _) = prepared(&docker, config(vec!["80".into()])).await;
+        result.unwrap();
+        let network = with_ports.network_name();
+        let (mode, attached) = network_mode_and_attached(&docker, &with_ports, &network).await;
+        assert_eq!(mode, network);
+        assert!(attached.contains(&with_ports.container_name().to_string()));
+        with_ports.cleanup().await.unwrap();
+        assert!(!network_exists(&docker, &network).await);
+
+        // A sandbox that died (a Docker restart stops them all): the job joins the network.
+        wait_ready(&pool, 1).await;
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let dead = loop {
+            if let Some(name) = containers_of(&docker, &runner).await.into_iter().next() {
+                break name;
+            }
+            assert!(Instant::now() < give_up, "no sandbox was started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        docker.kill_container(&dead, None).await.unwrap();
+        let (mut orphaned, result, _) = prepared(&docker, config(Vec::new())).await;
+        result.unwrap();
+        let network = orphaned.network_name();
+        let (mode, attached) = network_mode_and_attached(&docker, &orphaned, &network).await;
+        assert_eq!(mode, network);
+        assert!(attached.contains(&orphaned.container_name().to_string()));
+        orphaned.cleanup().await.unwrap();
+        assert!(!containers_of(&docker, &runner).await.contains(&dead));
+
+        pool.shutdown().await;
+        assert!(pool_networks(&docker, &runner).await.is_empty());
+        assert!(containers_of(&docker, &runner).await.is_empty());
+    })
+    .await;
+}
+
+/// Ids of the containers labelled with `runner_uuid`.
+async fn containers_of(docker: &Docker, runner_uuid: &str) -> HashSet<String> {
+    let label = format!("{LABEL_RUNNER_UUID}={runner_uuid}");
+    containers_with_label(docker, &label)
+        .await
+        .into_iter()
+        .collect()
 }

@@ -129,7 +129,7 @@ pub async fn serve<A: RunnerApi + 'static>(
     // Started after the orphan sweep, which would take its spares for orphans.
     let network_pool = docker.as_ref().map(|docker| {
         let size = config.config.runner.capacity.clamp(1, NETWORK_POOL_MAX);
-        NetworkPool::start(docker.docker.clone(), &config.runner.uuid, size)
+        NetworkPool::with_sandboxes(docker.docker.clone(), &config.runner.uuid, size)
     });
     let docker = docker.map(|docker| DockerAccess {
         network_pool: network_pool.clone(),

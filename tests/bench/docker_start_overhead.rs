@@ -68,7 +68,7 @@ async fn main() {
 
     // The backend as the daemon runs it: with spare job networks created when it starts (their
     // replacement is created in the background while the next job starts, and timed with it).
-    let pool = NetworkPool::start(docker.clone(), "bench", 2);
+    let pool = NetworkPool::with_sandboxes(docker.clone(), "bench", 2);
     let kinds = [Kind::Job, Kind::Backend, Kind::Raw, Kind::RawNetwork];
     // One untimed warm-up of each, so none pays first-use costs.
     for kind in kinds {

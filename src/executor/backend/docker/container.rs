@@ -101,6 +101,23 @@ pub fn job_container_body(
     Ok(body)
 }
 
+/// Whether the job container may run in a sandbox's network namespace: nothing in its
+/// configuration sets up networking of its own (ports, host names, DNS, network sysctls).
+pub fn may_share_namespace(config: &DockerJobConfig, options: [&ContainerOptions; 2]) -> bool {
+    config.ports.is_empty()
+        && options.iter().all(|options| {
+            options.publish.is_empty()
+                && options.expose.is_empty()
+                && !options.publish_all
+                && options.hostname.is_none()
+                && options.add_hosts.is_empty()
+                && options.dns.is_empty()
+                && options.dns_search.is_empty()
+                && options.dns_options.is_empty()
+                && options.sysctls.is_empty()
+        })
+}
+
 /// The endpoint config putting a container on `network` under `alias`.
 pub fn endpoint(network: &str, aliases_allowed: bool, alias: &str) -> Option<NetworkingConfig> {
     if !aliases_allowed || alias.is_empty() {
@@ -146,6 +163,25 @@ pub async fn create_and_start(
     )
     .await?;
     Ok(id)
+}
+
+/// Starts the job container in a sandbox's network namespace when given that body, else (or when
+/// that fails: the sandbox died, e.g. with a Docker restart) on the job network itself.
+pub async fn start_job_container(
+    docker: &Docker,
+    name: &str,
+    in_sandbox: Option<ContainerCreateBody>,
+    on_network: ContainerCreateBody,
+) -> Result<String, BackendError> {
+    if let Some(body) = in_sandbox {
+        match create_and_start(docker, name, body).await {
+            Ok(id) => return Ok(id),
+            Err(error) => {
+                tracing::info!(container = name, error = %error, "cannot start in the spare network's sandbox; joining the network")
+            }
+        }
+    }
+    create_and_start(docker, name, on_network).await
 }
 
 /// Force-removes a container with its anonymous volumes; a missing one is fine.

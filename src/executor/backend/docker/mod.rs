@@ -278,7 +278,13 @@ impl DockerBackend {
             (None, Some(pool)) => pool.take(),
             _ => None,
         };
-        let network = pooled.clone().unwrap_or_else(|| self.network_name());
+        let from_pool = pooled.is_some();
+        let (network, sandbox) = match pooled {
+            Some(spare) => (spare.network, spare.sandbox),
+            None => (self.network_name(), None),
+        };
+        // The sandbox goes with the job's containers, used or not.
+        self.resources.containers.extend(sandbox.clone());
         if self.config.network.is_none() {
             self.resources.network = Some(network.clone());
         }
@@ -313,8 +319,8 @@ impl DockerBackend {
             )
         }));
         let network_create = async {
-            match (&config.network, &pooled) {
-                (None, None) => network::create(docker, &network, &labels).await,
+            match (&config.network, from_pool) {
+                (None, false) => network::create(docker, &network, &labels).await,
                 _ => Ok(()),
             }
         };
@@ -332,23 +338,31 @@ impl DockerBackend {
                 .iter()
                 .map(|plan| services::start(docker, plan, &network, aliases_allowed, &labels)),
         );
-        let body = job_container_body(&container::JobContainerSpec {
-            config,
-            options: [&runner_options, &job_options],
-            volumes: &job_volumes,
-            network: &network,
-            // Only other containers on the network resolve the alias: without services there are
-            // none, and registering an alias slows the start measurably.
-            aliases_allowed: aliases_allowed && !service_plans.is_empty(),
-            labels: &labels,
-        })?;
+        let options = [&runner_options, &job_options];
+        let body = |network: &str| {
+            job_container_body(&container::JobContainerSpec {
+                config,
+                options,
+                volumes: &job_volumes,
+                network,
+                // Only other containers on the network resolve the alias: without services there
+                // are none, and registering an alias slows the start measurably.
+                aliases_allowed: aliases_allowed && !service_plans.is_empty(),
+                labels: &labels,
+            })
+        };
+        let in_sandbox = sandbox
+            .filter(|_| service_plans.is_empty() && container::may_share_namespace(config, options))
+            .map(|sandbox| body(&format!("container:{sandbox}")))
+            .transpose()?;
+        let body = body(&network)?;
         let mut base_env = BTreeMap::new();
         for entry in image_env.iter().chain(body.env.iter().flatten()) {
             if let Some((key, value)) = entry.split_once('=') {
                 base_env.insert(key.to_string(), value.to_string());
             }
         }
-        let job_start = container::create_and_start(docker, &job_name, body);
+        let job_start = container::start_job_container(docker, &job_name, in_sandbox, body);
         let (service_starts, job_started) = tokio::join!(service_starts, job_start);
         let services = service_starts.into_iter().collect::<Result<Vec<_>, _>>()?;
         self.running = RunningContainers {
@@ -443,7 +457,7 @@ impl Backend for DockerBackend {
         tracing::debug!(task_id = self.config.identity.task_id, image = %self.config.image, "preparing job container");
         let prepared = self.prepare_inner(log).await;
         if let Some(pool) = &self.config.network_pool {
-            pool.replenish();
+            pool.replenish(prepared.is_ok().then_some(self.config.image.as_str()));
         }
         prepared
     }
