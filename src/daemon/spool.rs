@@ -246,20 +246,20 @@ impl TaskSpool {
         at: SystemTime,
         lines: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), SpoolError> {
-        let mut time_field = Vec::with_capacity(16);
-        prost::encoding::message::encode(1, &prost_types::Timestamp::from(at), &mut time_field);
+        // Every row starts alike: a length to fill in, the time, the key of the content.
+        let mut prefix = Vec::with_capacity(24);
+        prefix.extend_from_slice(&[0; 4]);
+        prost::encoding::message::encode(1, &prost_types::Timestamp::from(at), &mut prefix);
+        let without_content = prefix.len();
+        prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut prefix);
         let (mut n_rows, mut n_bytes) = (0, 0);
         for content in lines {
             let start = self.unwritten.len();
-            self.unwritten.extend_from_slice(&[0; 4]);
-            self.unwritten.extend_from_slice(&time_field);
             // proto3 leaves an empty string out, as prost does.
-            if !content.is_empty() {
-                prost::encoding::encode_key(
-                    2,
-                    prost::encoding::WireType::LengthDelimited,
-                    &mut self.unwritten,
-                );
+            if content.is_empty() {
+                self.unwritten.extend_from_slice(&prefix[..without_content]);
+            } else {
+                self.unwritten.extend_from_slice(&prefix);
                 prost::encoding::encode_varint(content.len() as u64, &mut self.unwritten);
                 self.unwritten.extend_from_slice(content.as_bytes());
             }

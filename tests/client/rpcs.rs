@@ -398,6 +398,13 @@ conformance!(
             h.gitea.task_log_lines(task.id),
             ["a", "b", "c", "d", "e", "f"]
         );
+        // The fake records when each call that added rows did (benchmarks time delivery by it).
+        let writes = h.gitea.task_log_writes(task.id);
+        assert_eq!(
+            writes.iter().map(|(rows, _)| *rows).collect::<Vec<_>>(),
+            [3, 5, 6]
+        );
+        assert!(writes.windows(2).all(|pair| pair[0].1 <= pair[1].1));
         assert!(h.gitea.log_archived(task.id));
         // After archival: old rows are acked, new ones refused.
         assert_eq!(

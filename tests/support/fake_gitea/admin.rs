@@ -4,7 +4,8 @@
 //! - `POST /_fake/tasks?labels=a,b&job=ID` (body: workflow YAML) → `{"task_id": N}`;
 //!   `labels` replaces `runs-on`, `job` picks one job of a multi-job workflow
 //! - `GET /_fake/tasks/{id}` → `{id, status, result, runner_id, stopped_at, steps, outputs,
-//!   log_archived, logs: [{time, content}]}`
+//!   log_archived, logs: [{time, content}], log_writes: [{rows, at}]}`; `log_writes` lists each
+//!   UpdateLog that added rows: the log's length after it and when (Unix seconds)
 //! - `POST /_fake/tasks/{id}/cancel`, `POST /_fake/tasks/{id}/reap` → `{"changed": bool}`
 //! - `GET /_fake/runners` → `[{id, uuid, name, version, labels, ephemeral, deleted}]`
 //! - `GET /_fake/counters` → `{"FetchTask": N, ...}`
@@ -100,6 +101,14 @@ async fn task(State(shared): State<Arc<Shared>>, Path(task_id): Path<i64>) -> Re
         .rows()
         .map(|row| json!({ "time": timestamp_json(&row.time), "content": row.content }))
         .collect();
+    let log_writes: Vec<Value> = task
+        .log_writes
+        .iter()
+        .map(|(rows, at)| {
+            let at = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            json!({ "rows": rows, "at": at.as_secs_f64() })
+        })
+        .collect();
     Json(json!({
         "id": task.id,
         "status": format!("{:?}", task.status).to_lowercase(),
@@ -110,6 +119,7 @@ async fn task(State(shared): State<Arc<Shared>>, Path(task_id): Path<i64>) -> Re
         "outputs": task.outputs,
         "log_archived": task.log_archived,
         "logs": logs,
+        "log_writes": log_writes,
     }))
     .into_response()
 }

@@ -354,6 +354,16 @@ impl FakeGitea {
             .unwrap_or_default()
     }
 
+    /// Each UpdateLog that added rows: the log's length after it, and when.
+    pub fn task_log_writes(&self, task_id: i64) -> Vec<(usize, std::time::SystemTime)> {
+        let state = self.shared.lock_state();
+        state
+            .tasks
+            .get(&task_id)
+            .map(|task| task.log_writes.clone())
+            .unwrap_or_default()
+    }
+
     /// The row contents only, for easy comparison.
     pub fn task_log_lines(&self, task_id: i64) -> Vec<String> {
         self.task_logs(task_id)

@@ -4,6 +4,7 @@
 //! Knows nothing of HTTP or gRPC: errors are [`GiteaError`], turned into wire shapes by `service`.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::SystemTime;
 
 use act_runner::client::EncodedUpdateLog;
 use act_runner::client::proto::runner::{
@@ -171,6 +172,8 @@ pub struct TaskRecord {
     /// First write wins, in arrival order.
     pub outputs: IndexMap<String, String>,
     pub log: RowLog,
+    /// Each UpdateLog that added rows: the log's length after it, and when (for benchmarks).
+    pub log_writes: Vec<(usize, SystemTime)>,
     pub log_archived: bool,
     /// The state of the UpdateTask that made the task final.
     pub final_state: Option<TaskState>,
@@ -344,6 +347,7 @@ impl State {
                 steps: Vec::new(),
                 outputs: IndexMap::new(),
                 log: RowLog::default(),
+                log_writes: Vec::new(),
                 log_archived: false,
                 final_state: None,
                 updated: None,
@@ -536,6 +540,7 @@ impl State {
         for row in request.rows().skip(skip) {
             task.log.push_encoded(row);
         }
+        task.log_writes.push((task.log.len(), SystemTime::now()));
         if no_more {
             task.log_archived = true;
         }
