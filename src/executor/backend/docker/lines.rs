@@ -55,14 +55,10 @@ impl RawLines {
 impl LineSplitter {
     /// Feeds one chunk and returns the lines it completed, in order.
     pub fn push(&mut self, chunk: &[u8]) -> LineBatch {
-        // Sized once, so a chunk of many short lines does not grow its vectors step by step: at
-        // most one end per terminator, plus the pieces of an overlong line, plus the last one.
-        let terminators = memchr::memchr2_iter(b'\n', b'\r', chunk).count();
-        let pieces = (self.pending.len() + chunk.len()) / MAX_LINE_BYTES;
         let mut lines = RawLines {
-            // One separator per line besides the text.
-            bytes: Vec::with_capacity(self.pending.len() + chunk.len() + terminators),
-            ends: Vec::with_capacity(terminators + pieces + 1),
+            // Lines are usually short: one separator per line is a few percent more.
+            bytes: Vec::with_capacity(chunk.len() + chunk.len() / 16),
+            ends: Vec::new(),
         };
         let mut rest = chunk;
         if self.after_cr {
