@@ -5,8 +5,11 @@
 //! - job: `executor::run_job` of a one-step workflow (`run: echo ready`) on a fresh
 //!   `DockerBackend`, from the call until the step's first log line (`ready`) comes out of the
 //!   event stream: workflow parsing, contexts, image check, a job network from the pool the daemon
-//!   keeps, the labelled container and its start, the step's script and file-command files, the
-//!   exec and the line reader, masking included;
+//!   keeps (with the sandbox holding its namespace, as in the daemon's steady state), the labelled
+//!   container and its start, the step's script and file-command files, the exec and the line
+//!   reader, masking included;
+//! - job, cold: the same without a pool, creating its job network (what `exec` pays for its first
+//!   jobs, and the daemon when its spares are used up);
 //! - backend: `DockerBackend::prepare` and one `exec` of `echo ready` to its first output line
 //!   (the job minus the engine's own per-step work);
 //! - raw: `create_container` + `start_container` + `create_exec`/`start_exec` of `echo ready`
@@ -69,7 +72,13 @@ async fn main() {
     // The backend as the daemon runs it: with spare job networks created when it starts (their
     // replacement is created in the background while the next job starts, and timed with it).
     let pool = NetworkPool::with_sandboxes(docker.clone(), "bench", 2);
-    let kinds = [Kind::Job, Kind::Backend, Kind::Raw, Kind::RawNetwork];
+    let kinds = [
+        Kind::Job,
+        Kind::JobCold,
+        Kind::Backend,
+        Kind::Raw,
+        Kind::RawNetwork,
+    ];
     // One untimed warm-up of each, so none pays first-use costs.
     for kind in kinds {
         timeout(RUN_LIMIT, kind.once(&docker, &image, &pool))
@@ -88,7 +97,7 @@ async fn main() {
     }
     pool.shutdown().await;
 
-    let [job, backend, raw, raw_network] = [0, 1, 2, 3].map(|idx| times[idx].clone());
+    let [job, job_cold, backend, raw, raw_network] = [0, 1, 2, 3, 4].map(|idx| times[idx].clone());
     let per_round = |over: &[Duration], under: &[Duration]| {
         let mut ratios: Vec<f64> = over
             .iter()
@@ -104,6 +113,7 @@ async fn main() {
         ("raw network+create+start+exec to first line", &raw_network),
         ("backend prepare+exec to first line", &backend),
         ("job (run_job) to the step's first log line", &job),
+        ("job, cold (no spare network)", &job_cold),
     ] {
         println!("  {label:<46} median {:.1} ms", ms(median(samples)));
     }
@@ -116,11 +126,17 @@ async fn main() {
         per_round(&backend, &raw),
         per_round(&job, &raw_network)
     );
+    println!(
+        "  cold: job/raw {:.2}x, job/raw-with-network {:.2}x",
+        per_round(&job_cold, &raw),
+        per_round(&job_cold, &raw_network)
+    );
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Job,
+    JobCold,
     Backend,
     Raw,
     RawNetwork,
@@ -129,7 +145,8 @@ enum Kind {
 impl Kind {
     async fn once(self, docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
         match self {
-            Kind::Job => job_once(docker, image, pool).await,
+            Kind::Job => job_once(docker, image, Some(pool)).await,
+            Kind::JobCold => job_once(docker, image, None).await,
             Kind::Backend => backend_once(docker, image, pool).await,
             Kind::Raw => raw_once(docker, image, false).await,
             Kind::RawNetwork => raw_once(docker, image, true).await,
@@ -161,7 +178,7 @@ fn median(times: &[Duration]) -> Duration {
 }
 
 /// The job configuration the daemon would build for a `bench:docker://IMAGE` label.
-fn job_config(image: &str, pool: &NetworkPool) -> DockerJobConfig {
+fn job_config(image: &str, pool: Option<&NetworkPool>) -> DockerJobConfig {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     DockerJobConfig {
         image: image.to_string(),
@@ -173,7 +190,7 @@ fn job_config(image: &str, pool: &NetworkPool) -> DockerJobConfig {
         ports: Vec::new(),
         services: Vec::new(),
         network: None,
-        network_pool: Some(pool.clone()),
+        network_pool: pool.cloned(),
         privileged_allowed: false,
         valid_volumes: Vec::new(),
         force_pull: false,
@@ -191,7 +208,7 @@ fn job_config(image: &str, pool: &NetworkPool) -> DockerJobConfig {
     }
 }
 
-async fn job_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
+async fn job_once(docker: &Docker, image: &str, pool: Option<&NetworkPool>) -> Duration {
     let workflow =
         "on: push\njobs:\n  bench:\n    runs-on: bench\n    steps:\n      - run: echo ready\n";
     let spec = JobSpec::new(workflow.into(), "bench.yml".into(), "bench".into());
@@ -221,7 +238,7 @@ async fn job_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Duration 
 
 async fn backend_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
     let started = Instant::now();
-    let mut backend = DockerBackend::new(docker.clone(), job_config(image, pool));
+    let mut backend = DockerBackend::new(docker.clone(), job_config(image, Some(pool)));
     let (log_tx, _log_rx) = mpsc::channel(16);
     backend.prepare(&log_tx).await.expect("prepare");
     let (tx, mut rx) = mpsc::channel(16);
