@@ -32,6 +32,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{LABEL_RUNNER_UUID, container, network};
 
+/// How long a sandbox waits for its job before it exits.
+const SANDBOX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// Label marking a spare network of a [`NetworkPool`] (value `true`).
 pub const LABEL_NETWORK_POOL: &str = "act-runner.network-pool";
 
@@ -184,8 +187,12 @@ async fn start_sandbox(
     let name = format!("{network}-sandbox");
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
-        // It waits for a job for as long as the pool lives; the sweep at start removes a crash's.
-        entrypoint: Some(vec![String::from("/bin/sleep"), String::from("2147483647")]),
+        // Bounded like job containers, so a daemon killed for good leaves no sleeper behind for
+        // long; a spare that outlives its sandbox just makes its job join the network itself.
+        entrypoint: Some(vec![
+            String::from("/bin/sleep"),
+            SANDBOX_LIFETIME.as_secs().to_string(),
+        ]),
         labels: Some(labels.clone()),
         host_config: Some(HostConfig {
             network_mode: Some(network.to_string()),
