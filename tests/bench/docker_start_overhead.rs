@@ -8,6 +8,8 @@
 //!   keeps (with the sandbox holding its namespace, as in the daemon's steady state), the labelled
 //!   container and its start, the step's script and file-command files, the exec and the line
 //!   reader, masking included;
+//! - job, bare spare: the same with a pool of networks only (what `exec` keeps: its pool has no
+//!   sandboxes, as it has no start-up sweep for them);
 //! - job, cold: the same without a pool, creating its job network (what `exec` pays for its first
 //!   jobs, and the daemon when its spares are used up);
 //! - backend: `DockerBackend::prepare` and one `exec` of `echo ready` to its first output line
@@ -71,9 +73,13 @@ async fn main() {
 
     // The backend as the daemon runs it: with spare job networks created when it starts (their
     // replacement is created in the background while the next job starts, and timed with it).
-    let pool = NetworkPool::with_sandboxes(docker.clone(), "bench", 2);
+    let pools = Pools {
+        sandboxes: NetworkPool::with_sandboxes(docker.clone(), "bench", 2),
+        bare: NetworkPool::start(docker.clone(), "bench", 2),
+    };
     let kinds = [
         Kind::Job,
+        Kind::JobBare,
         Kind::JobCold,
         Kind::Backend,
         Kind::Raw,
@@ -81,7 +87,7 @@ async fn main() {
     ];
     // One untimed warm-up of each, so none pays first-use costs.
     for kind in kinds {
-        timeout(RUN_LIMIT, kind.once(&docker, &image, &pool))
+        timeout(RUN_LIMIT, kind.once(&docker, &image, &pools))
             .await
             .expect("warm-up");
     }
@@ -89,15 +95,17 @@ async fn main() {
     for run_idx in 0..runs {
         for slot in 0..kinds.len() {
             let kind_idx = (run_idx + slot) % kinds.len();
-            let elapsed = timeout(RUN_LIMIT, kinds[kind_idx].once(&docker, &image, &pool))
+            let elapsed = timeout(RUN_LIMIT, kinds[kind_idx].once(&docker, &image, &pools))
                 .await
                 .unwrap_or_else(|_| panic!("{:?} run took over {RUN_LIMIT:?}", kinds[kind_idx]));
             times[kind_idx].push(elapsed);
         }
     }
-    pool.shutdown().await;
+    pools.sandboxes.shutdown().await;
+    pools.bare.shutdown().await;
 
-    let [job, job_cold, backend, raw, raw_network] = [0, 1, 2, 3, 4].map(|idx| times[idx].clone());
+    let [job, job_bare, job_cold, backend, raw, raw_network] =
+        [0, 1, 2, 3, 4, 5].map(|idx| times[idx].clone());
     let per_round = |over: &[Duration], under: &[Duration]| {
         let mut ratios: Vec<f64> = over
             .iter()
@@ -113,6 +121,7 @@ async fn main() {
         ("raw network+create+start+exec to first line", &raw_network),
         ("backend prepare+exec to first line", &backend),
         ("job (run_job) to the step's first log line", &job),
+        ("job, bare spare network (exec's pool)", &job_bare),
         ("job, cold (no spare network)", &job_cold),
     ] {
         println!("  {label:<46} median {:.1} ms", ms(median(samples)));
@@ -126,6 +135,7 @@ async fn main() {
         per_round(&backend, &raw),
         per_round(&job, &raw_network)
     );
+    println!("  bare spare: job/raw {:.2}x", per_round(&job_bare, &raw));
     println!(
         "  cold: job/raw {:.2}x, job/raw-with-network {:.2}x",
         per_round(&job_cold, &raw),
@@ -133,9 +143,16 @@ async fn main() {
     );
 }
 
+/// The daemon's pool (spares with sandboxes) and `exec`'s (bare networks).
+struct Pools {
+    sandboxes: NetworkPool,
+    bare: NetworkPool,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Job,
+    JobBare,
     JobCold,
     Backend,
     Raw,
@@ -143,9 +160,11 @@ enum Kind {
 }
 
 impl Kind {
-    async fn once(self, docker: &Docker, image: &str, pool: &NetworkPool) -> Duration {
+    async fn once(self, docker: &Docker, image: &str, pools: &Pools) -> Duration {
+        let pool = &pools.sandboxes;
         match self {
             Kind::Job => job_once(docker, image, Some(pool)).await,
+            Kind::JobBare => job_once(docker, image, Some(&pools.bare)).await,
             Kind::JobCold => job_once(docker, image, None).await,
             Kind::Backend => backend_once(docker, image, pool).await,
             Kind::Raw => raw_once(docker, image, false).await,
