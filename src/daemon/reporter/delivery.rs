@@ -1,6 +1,6 @@
 //! The delivery loop of one task: live reporting while the job runs, then the final flush.
-//! See the reporter's module doc for the cadence and the order; this file holds the calls, the
-//! ack bookkeeping and the retry policy.
+//! See the reporter's module doc for the cadence and the order; this file holds the calls and the
+//! ack bookkeeping, `retry` what a failure means.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,15 +8,13 @@ use std::time::{Duration, SystemTime};
 use bytes::BytesMut;
 use tokio::time::Instant;
 
+use super::retry::{Failure, Retry, classify};
 use super::{Core, Delivery, MAX_UPDATE_LOG_BYTES};
 use crate::client::proto::runner::UpdateTaskRequest;
 use crate::client::{ClientError, EncodedUpdateLog, Method, RunnerApi};
 use crate::daemon::observe::{DaemonEvent, ReportOutcome};
 use crate::daemon::spool::{self, Window};
 
-/// First retry wait after a failed report call; doubles up to [`RETRY_MAX`].
-const RETRY_MIN: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(10);
 /// While rows keep coming, batch-triggered sends are spaced by this unless a full request is
 /// ready: Gitea rewrites the task's whole log index on every UpdateLog, so a burst must go in few
 /// large calls rather than one call per `log_report_batch_size` rows.
@@ -32,51 +30,6 @@ const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// Successful UpdateTask answers that still leave outputs unacknowledged before we stop trying
 /// (the server dropped them, e.g. as too long).
 const OUTPUT_ATTEMPTS: u32 = 3;
-
-/// What a failed call means for the task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// Transient: retry the same call later.
-    Retry,
-    /// UpdateLog only: the server finalised the log (reaped or cancelled); stop sending rows.
-    LogArchived,
-    /// The server does not know this task or runner any more; nothing will ever be accepted.
-    Unauthenticated,
-    Abandon,
-}
-
-/// What the client's error variant means for this task's delivery.
-fn classify(error: &ClientError) -> Failure {
-    match error {
-        ClientError::Unauthenticated { .. } => Failure::Unauthenticated,
-        ClientError::LogArchived { .. } => Failure::LogArchived,
-        ClientError::TaskNotOwned { .. }
-        | ClientError::Unimplemented { .. }
-        | ClientError::InvalidSettings { .. } => Failure::Abandon,
-        _ => Failure::Retry,
-    }
-}
-
-/// Exponential retry waits with ±20 % jitter.
-struct Retry {
-    next: Duration,
-}
-
-impl Retry {
-    fn new() -> Retry {
-        Retry { next: RETRY_MIN }
-    }
-
-    fn reset(&mut self) {
-        self.next = RETRY_MIN;
-    }
-
-    fn wait(&mut self) -> Duration {
-        let wait = crate::daemon::backoff::jitter(self.next, rand::random::<f64>());
-        self.next = (self.next * 2).min(RETRY_MAX);
-        wait
-    }
-}
 
 /// The memory UpdateLog calls reuse: the spool window read and the request built from it.
 #[derive(Default)]

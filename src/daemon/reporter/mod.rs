@@ -20,6 +20,7 @@
 //! `systemd`.
 
 mod delivery;
+mod retry;
 pub mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
