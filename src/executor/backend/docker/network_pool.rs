@@ -7,17 +7,17 @@
 //! Its replacement is created once the job's containers have started ([`NetworkPool::replenish`]):
 //! a `network create` running alongside a container start slows that start in dockerd.
 //!
-//! A pool made by [`NetworkPool::with_sandboxes`] (the daemon's, whose start-up sweep removes what a
-//! crash leaves) goes further. Once a job has told it an image it ran, each new spare also gets a
-//! sandbox: a started
-//! container of that image on the network, doing nothing but holding the network namespace. A job
-//! without services, ports or network options runs its container in that namespace
-//! (`container:<sandbox>`) instead of joining the network itself: the endpoint, its embedded DNS
-//! and firewall rules were set up ahead of time, which is most of what a start on a user-defined
-//! network costs (measured: such a start takes about half the time of a start on the default
-//! bridge, and a start on a fresh endpoint about 1.2 times it). The job's cleanup removes the
-//! sandbox with its own containers. A sandbox that died meanwhile (a Docker restart stops them all)
-//! only costs the job a second create, on the network. Spare networks carry the
+//! A pool made by [`NetworkPool::with_sandboxes`] (the daemon's, whose start-up sweep removes what
+//! a crash leaves) goes further. Once a job has told it an image it ran, each new spare also gets a
+//! sandbox: a started container of that image on the network, doing nothing but holding the
+//! network namespace. A job without services, ports or network options runs its container in that
+//! namespace (`container:<sandbox>`) instead of joining the network itself: the endpoint, its
+//! embedded DNS and firewall rules were set up ahead of time, which is most of what a start on a
+//! user-defined network costs. (Measured with the CLI on the test machine: a start in another
+//! container's namespace took about half as long as one on the default bridge, a start with a
+//! fresh endpoint on a user-defined network about 1.2 times as long.) The job's cleanup removes
+//! the sandbox with its own containers. A sandbox that died meanwhile (a Docker restart stops them
+//! all) only costs the job a second create, on the network. Spare networks and sandboxes carry the
 //! runner's UUID and [`LABEL_NETWORK_POOL`] but no task id, so the daemon's start-up orphan sweep
 //! removes those a crash left behind; [`NetworkPool::shutdown`] removes the rest.
 
