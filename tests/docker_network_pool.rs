@@ -195,12 +195,7 @@ async fn a_plain_job_runs_in_a_sandbox_namespace_and_one_with_ports_or_a_dead_sa
         let (mut first, result, _) = prepared(&docker, config(Vec::new())).await;
         result.unwrap();
         first.cleanup().await.unwrap();
-        let give_up = Instant::now() + Duration::from_secs(60);
-        while pool.n_ready() < 1 || containers_of(&docker, &runner).await.is_empty() {
-            assert!(Instant::now() < give_up, "no sandbox was started");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let sandboxes = containers_of(&docker, &runner).await;
+        let sandboxes = ready_sandboxes(&pool, &docker, &runner).await;
 
         let (mut plain, result, _) = prepared(&docker, config(Vec::new())).await;
         result.unwrap();
@@ -255,15 +250,8 @@ async fn a_plain_job_runs_in_a_sandbox_namespace_and_one_with_ports_or_a_dead_sa
         assert!(!network_exists(&docker, &network).await);
 
         // A sandbox that died (a Docker restart stops them all): the job joins the network.
-        wait_ready(&pool, 1).await;
-        let give_up = Instant::now() + Duration::from_secs(60);
-        let dead = loop {
-            if let Some(name) = containers_of(&docker, &runner).await.into_iter().next() {
-                break name;
-            }
-            assert!(Instant::now() < give_up, "no sandbox was started");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let sandboxes = ready_sandboxes(&pool, &docker, &runner).await;
+        let dead = sandboxes.into_iter().next().unwrap();
         docker.kill_container(&dead, None).await.unwrap();
         let (mut orphaned, result, _) = prepared(&docker, config(Vec::new())).await;
         result.unwrap();
@@ -279,6 +267,19 @@ async fn a_plain_job_runs_in_a_sandbox_namespace_and_one_with_ports_or_a_dead_sa
         assert!(containers_of(&docker, &runner).await.is_empty());
     })
     .await;
+}
+
+/// Waits for a ready spare and returns the runner's containers: its sandbox (a spare is ready
+/// only once its sandbox runs).
+async fn ready_sandboxes(
+    pool: &NetworkPool,
+    docker: &Docker,
+    runner_uuid: &str,
+) -> HashSet<String> {
+    wait_ready(pool, 1).await;
+    let sandboxes = containers_of(docker, runner_uuid).await;
+    assert_eq!(sandboxes.len(), 1, "a ready spare has exactly one sandbox");
+    sandboxes
 }
 
 /// Ids of the containers labelled with `runner_uuid`.
