@@ -195,13 +195,19 @@ pub trait Backend: Send + Sync {
         output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
     ) -> impl Future<Output = Result<ExitStatus, BackendError>> + Send;
-    /// Writes a file (creating parent directories) inside the environment.
+    /// Writes one file (creating parent directories) inside the environment.
     fn write_file(
         &self,
         path: &str,
         contents: &[u8],
         mode: u32,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        self.write_files(vec![NewFile {
+            path: path.to_string(),
+            contents: contents.to_vec(),
+            mode,
+        }])
+    }
     /// Writes several files at once (creating parent directories). A step writes its script and
     /// its environment files before it starts; docker sends them in one archive, one API call
     /// instead of six.

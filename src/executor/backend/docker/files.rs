@@ -14,22 +14,6 @@ use crate::executor::backend::{BackendError, NewFile};
 /// Largest file `read` returns; command files (`GITHUB_ENV`, ...) are far smaller.
 pub const MAX_READ_BYTES: usize = 256 * 1024 * 1024;
 
-/// Writes `contents` at the absolute `path`; Docker creates missing parent directories.
-pub async fn write(
-    docker: &Docker,
-    container: &str,
-    path: &str,
-    contents: &[u8],
-    mode: u32,
-) -> Result<(), BackendError> {
-    let file = NewFile {
-        path: path.to_string(),
-        contents: contents.to_vec(),
-        mode,
-    };
-    write_all(docker, container, std::slice::from_ref(&file)).await
-}
-
 /// Writes every file in one archive, one API call; Docker creates missing parent directories.
 pub async fn write_all(
     docker: &Docker,

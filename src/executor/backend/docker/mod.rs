@@ -480,12 +480,6 @@ impl Backend for DockerBackend {
         .await
     }
 
-    async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), BackendError> {
-        let container = self.job_container()?;
-        let path = resolve_path(&self.config.workspace, path);
-        files::write(&self.docker, container, &path, contents, mode).await
-    }
-
     async fn write_files(&self, mut new_files: Vec<NewFile>) -> Result<(), BackendError> {
         let container = self.job_container()?;
         for file in &mut new_files {
