@@ -273,8 +273,11 @@ async fn idle_polls_remove_stale_host_job_directories() {
                 .unwrap();
         }
         let daemon = Daemon::start(&dir, &[]).await;
+        // The daemon logs the removal after it happened: wait for the line too, not only the dir.
         let removed = gitea
-            .wait_until(Duration::from_secs(20), |_| !stale.exists())
+            .wait_until(Duration::from_secs(20), |_| {
+                !stale.exists() && daemon.log().contains("removed a stale host job directory")
+            })
             .await;
         assert!(removed, "the stale job directory stayed: {}", daemon.log());
         assert!(fresh.exists() && not_a_job.exists(), "{}", daemon.log());
