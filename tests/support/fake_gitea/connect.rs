@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use act_runner::client::Method;
 use act_runner::client::proto::ping::ping_service_server::PingService;
 use act_runner::client::proto::runner::runner_service_server::RunnerService;
+use act_runner::client::{EncodedUpdateLog, Method};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -96,10 +96,14 @@ async fn handle(
         Method::Declare => unary(&body, metadata, |request| svc.declare(request)).await,
         Method::FetchTask => unary(&body, metadata, |request| svc.fetch_task(request)).await,
         Method::UpdateTask => unary(&body, metadata, |request| svc.update_task(request)).await,
-        // Rows stay encoded (each checked to be a LogRow): storing them costs a copy.
-        Method::UpdateLog => {
-            unary(&body, metadata, |request| svc.update_log_encoded(request)).await
-        }
+        // Rows stay encoded in the body they came in (each checked to be a LogRow): storing
+        // them costs a copy.
+        Method::UpdateLog => match EncodedUpdateLog::decode_body(body) {
+            Ok(message) => {
+                respond(message, metadata, |request| svc.update_log_encoded(request)).await
+            }
+            Err(error) => Err(unmarshal_error(error)),
+        },
     };
     match reply {
         Ok((encoded, metadata)) => {
@@ -122,8 +126,24 @@ where
     Resp: Message,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let message = Req::decode(body)
-        .map_err(|error| Status::invalid_argument(format!("unmarshal message: {error}")))?;
+    let message = Req::decode(body).map_err(unmarshal_error)?;
+    respond(message, metadata, call).await
+}
+
+fn unmarshal_error(error: prost::DecodeError) -> Status {
+    Status::invalid_argument(format!("unmarshal message: {error}"))
+}
+
+/// Calls the service with a decoded request and encodes its answer.
+async fn respond<Req, Resp, Fut>(
+    message: Req,
+    metadata: MetadataMap,
+    call: impl FnOnce(tonic::Request<Req>) -> Fut,
+) -> Result<(Vec<u8>, MetadataMap), Status>
+where
+    Resp: Message,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = metadata;
     let (metadata, message, _) = call(request).await?.into_parts();

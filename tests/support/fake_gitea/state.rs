@@ -141,6 +141,12 @@ impl RowLog {
         self.ends.len()
     }
 
+    /// Makes room for `n_rows` more rows of `n_bytes` in all.
+    pub fn reserve(&mut self, n_rows: usize, n_bytes: usize) {
+        self.ends.reserve(n_rows);
+        self.bytes.reserve(n_bytes);
+    }
+
     /// Appends one row given as its `LogRow` encoding (already checked to decode).
     pub fn push_encoded(&mut self, row: &[u8]) {
         self.bytes.extend_from_slice(row);
@@ -537,6 +543,8 @@ impl State {
             });
         }
         let skip = (ack - index) as usize;
+        task.log
+            .reserve(request.n_rows() - skip, request.encoded_len());
         for row in request.rows().skip(skip) {
             task.log.push_encoded(row);
         }
