@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::BytesMut;
 use tokio::time::Instant;
 
+use super::persist::Persister;
 use super::retry::{Failure, Retry, classify};
+use super::send_log::{LogBuffers, send_log};
 use super::{Core, Delivery, MAX_UPDATE_LOG_BYTES};
 use crate::client::proto::runner::UpdateTaskRequest;
-use crate::client::{ClientError, EncodedUpdateLog, Method, RunnerApi};
+use crate::client::{ClientError, Method, RunnerApi};
 use crate::daemon::observe::{DaemonEvent, ReportOutcome};
-use crate::daemon::spool::{self, Window};
 
 /// While rows keep coming, batch-triggered sends are spaced by this unless a full request is
 /// ready: Gitea rewrites the task's whole log index on every UpdateLog, so a burst must go in few
@@ -21,29 +21,16 @@ use crate::daemon::spool::{self, Window};
 const BATCH_SPACING: Duration = Duration::from_secs(1);
 /// Pending spool bytes that make a request worth sending at once.
 const FULL_REQUEST_BYTES: u64 = (MAX_UPDATE_LOG_BYTES as u64) * 9 / 10;
-/// How much of the spool one UpdateLog reads. A row takes 4 bytes of framing in the spool and 2
-/// or 3 in a request, at most 17 spool bytes for 15 request bytes (the smallest row with a
-/// time): a quarter more than the request cap always fills a request.
-const WINDOW_BYTES: usize = MAX_UPDATE_LOG_BYTES + MAX_UPDATE_LOG_BYTES / 4;
-/// Persist the spool record at most this often while the job runs.
-const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// Successful UpdateTask answers that still leave outputs unacknowledged before we stop trying
 /// (the server dropped them, e.g. as too long).
 const OUTPUT_ATTEMPTS: u32 = 3;
-
-/// The memory UpdateLog calls reuse: the spool window read and the request built from it.
-#[derive(Default)]
-struct LogBuffers {
-    window: Window,
-    request: BytesMut,
-}
 
 /// Runs the live phase until the events end, then the final flush.
 pub(super) async fn run<A: RunnerApi>(api: Arc<A>, core: Arc<Core>) -> Delivery {
     let mut live = Live::new();
     loop {
         if core.exit.is_cancelled() {
-            persist(&core).await;
+            live.persister.settle(&core).await;
             return Delivery::Kept;
         }
         if core.lock().events_done {
@@ -55,7 +42,7 @@ pub(super) async fn run<A: RunnerApi>(api: Arc<A>, core: Arc<Core>) -> Delivery 
                 core.job_cancel.cancel();
                 // Keep reading events so the executor is never blocked, but send nothing more.
                 wait_events_done(&core).await;
-                return remove(&core, Delivery::Abandoned);
+                return remove(&core, &mut live.persister, Delivery::Abandoned).await;
             }
             Step::Sleep(deadline) => {
                 tokio::select! {
@@ -66,7 +53,7 @@ pub(super) async fn run<A: RunnerApi>(api: Arc<A>, core: Arc<Core>) -> Delivery 
             }
         }
     }
-    final_flush(&api, &core, &mut live.buffers).await
+    final_flush(&api, &core, &mut live.buffers, &mut live.persister).await
 }
 
 enum Step {
@@ -79,13 +66,13 @@ enum Step {
 struct Live {
     last_log_send: Instant,
     last_state_send: Instant,
-    last_persist: Instant,
     log_retry_at: Option<Instant>,
     state_retry_at: Option<Instant>,
     log_retry: Retry,
     state_retry: Retry,
     log_archived: bool,
     buffers: LogBuffers,
+    persister: Persister,
 }
 
 impl Live {
@@ -94,13 +81,13 @@ impl Live {
         Live {
             last_log_send: now,
             last_state_send: now,
-            last_persist: now,
             log_retry_at: None,
             state_retry_at: None,
             log_retry: Retry::new(),
             state_retry: Retry::new(),
             log_archived: false,
             buffers: LogBuffers::default(),
+            persister: Persister::new(),
         }
     }
 
@@ -141,7 +128,7 @@ impl Live {
                 Err(Failure::LogArchived) => self.log_archived = true,
                 Err(Failure::Unauthenticated | Failure::Abandon) => return Step::Abandon,
             }
-            self.maybe_persist(core).await;
+            self.persister.start_when_due(core);
             return Step::Again;
         }
         let state_ready = self.state_retry_at.is_none_or(|at| now >= at);
@@ -158,7 +145,7 @@ impl Live {
                 }
                 Err(Failure::Unauthenticated | Failure::Abandon) => return Step::Abandon,
             }
-            self.maybe_persist(core).await;
+            self.persister.start_when_due(core);
             return Step::Again;
         }
         let mut deadline = match self.state_retry_at {
@@ -179,13 +166,6 @@ impl Live {
         }
         Step::Sleep(deadline)
     }
-
-    async fn maybe_persist(&mut self, core: &Arc<Core>) {
-        if self.last_persist.elapsed() >= PERSIST_EVERY {
-            self.last_persist = Instant::now();
-            persist(core).await;
-        }
-    }
 }
 
 /// The final flush: every row with `no_more`, then the outputs, then the result.
@@ -193,6 +173,7 @@ async fn final_flush<A: RunnerApi>(
     api: &Arc<A>,
     core: &Arc<Core>,
     buffers: &mut LogBuffers,
+    persister: &mut Persister,
 ) -> Delivery {
     {
         let mut shared = core.lock();
@@ -206,7 +187,8 @@ async fn final_flush<A: RunnerApi>(
             shared.append(core.task_id, &row);
         }
     }
-    persist(core).await;
+    // The finished job's state goes to disk while its rows go to Gitea.
+    persister.start(core);
     let deadline = delivery_deadline(core);
     let mut retry = Retry::new();
 
@@ -226,15 +208,15 @@ async fn final_flush<A: RunnerApi>(
                 core.lock().log_finished = true;
             }
             Err(Failure::Unauthenticated | Failure::Abandon) => {
-                return remove(core, Delivery::Abandoned);
+                return remove(core, persister, Delivery::Abandoned).await;
             }
             Err(Failure::Retry) => {
-                if let Some(end) = pause(core, &mut retry, deadline).await {
+                if let Some(end) = pause(core, persister, &mut retry, deadline).await {
                     return end;
                 }
             }
         }
-        persist(core).await;
+        persister.start_when_due(core);
     }
 
     // 2. Outputs, acknowledged before the result (an ephemeral runner is gone after the result).
@@ -256,32 +238,32 @@ async fn final_flush<A: RunnerApi>(
                 }
             }
             Err(Failure::Unauthenticated | Failure::Abandon) => {
-                return remove(core, Delivery::Abandoned);
+                return remove(core, persister, Delivery::Abandoned).await;
             }
             Err(Failure::Retry | Failure::LogArchived) => {
-                if let Some(end) = pause(core, &mut retry, deadline).await {
+                if let Some(end) = pause(core, persister, &mut retry, deadline).await {
                     return end;
                 }
             }
         }
     }
-    persist(core).await;
+    persister.start(core);
 
     // 3. The result, with `stopped_at`.
     let mut attempted = false;
     loop {
         match send_state(api, core, true).await {
-            Ok(()) => return remove(core, Delivery::Delivered),
+            Ok(()) => return remove(core, persister, Delivery::Delivered).await,
             Err(Failure::Unauthenticated) if attempted && core.settings.ephemeral => {
                 // The first attempt arrived and Gitea deleted the ephemeral runner right after.
-                return remove(core, Delivery::Delivered);
+                return remove(core, persister, Delivery::Delivered).await;
             }
             Err(Failure::Unauthenticated | Failure::Abandon) => {
-                return remove(core, Delivery::Abandoned);
+                return remove(core, persister, Delivery::Abandoned).await;
             }
             Err(Failure::Retry | Failure::LogArchived) => {
                 attempted = true;
-                if let Some(end) = pause(core, &mut retry, deadline).await {
+                if let Some(end) = pause(core, persister, &mut retry, deadline).await {
                     return end;
                 }
             }
@@ -290,19 +272,24 @@ async fn final_flush<A: RunnerApi>(
 }
 
 /// Waits before a retry; `Some` ends the delivery (exit requested, or the deadline passed).
-async fn pause(core: &Arc<Core>, retry: &mut Retry, deadline: Instant) -> Option<Delivery> {
+async fn pause(
+    core: &Arc<Core>,
+    persister: &mut Persister,
+    retry: &mut Retry,
+    deadline: Instant,
+) -> Option<Delivery> {
     let wait = retry.wait();
     if Instant::now() + wait > deadline {
         tracing::error!(
             task_id = core.task_id,
             "giving up delivering the task's report: runner.timeout passed"
         );
-        return Some(remove(core, Delivery::Abandoned));
+        return Some(remove(core, persister, Delivery::Abandoned).await);
     }
     tokio::select! {
         _ = tokio::time::sleep(wait) => None,
         _ = core.exit.cancelled() => {
-            persist(core).await;
+            persister.settle(core).await;
             Some(Delivery::Kept)
         }
     }
@@ -314,137 +301,6 @@ fn delivery_deadline(core: &Core) -> Instant {
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO);
     Instant::now() + left
-}
-
-/// Sends one UpdateLog with the rows after the last ack (as many as fit in 1 MiB), copied from
-/// the spool as they are encoded there. With `finishing`, the request that reaches the last row
-/// carries `no_more`. `Ok(true)` when every row, including a `no_more` request, is acknowledged.
-async fn send_log<A: RunnerApi>(
-    api: &Arc<A>,
-    core: &Arc<Core>,
-    buffers: &mut LogBuffers,
-    finishing: bool,
-) -> Result<bool, Failure> {
-    let (reader, from_row, from_byte, end_rows, end_bytes) = {
-        let mut shared = core.lock();
-        if let Err(error) = shared.spool.flush() {
-            tracing::error!(task_id = core.task_id, error = %error, "cannot flush the log spool");
-        }
-        (
-            shared.spool.reader(),
-            shared.acked_rows,
-            shared.acked_bytes,
-            shared.spool.rows(),
-            shared.spool.bytes(),
-        )
-    };
-    let read = {
-        let reader = Arc::clone(&reader);
-        let mut window = std::mem::take(&mut buffers.window);
-        tokio::task::spawn_blocking(move || {
-            let read = window.read(&reader, from_byte, end_bytes, WINDOW_BYTES);
-            (window, read)
-        })
-        .await
-    };
-    match read {
-        Ok((window, read)) => {
-            buffers.window = window;
-            if let Err(error) = read {
-                tracing::error!(task_id = core.task_id, error = %error, "cannot read the log spool");
-                return Err(Failure::Retry);
-            }
-        }
-        Err(error) => {
-            tracing::error!(task_id = core.task_id, error = %error, "log spool reader failed");
-            return Err(Failure::Retry);
-        }
-    }
-    let mut builder = EncodedUpdateLog::builder(
-        &mut buffers.request,
-        core.task_id,
-        from_row as i64,
-        MAX_UPDATE_LOG_BYTES,
-    );
-    let mut batch_end = from_byte;
-    for (row, end) in buffers.window.rows() {
-        if !builder.push_row(row) {
-            break;
-        }
-        batch_end = end;
-    }
-    let n_rows = builder.n_rows() as u64;
-    let reaches_end = from_row + n_rows == end_rows;
-    let no_more = finishing && reaches_end;
-    let request = builder.finish(no_more);
-    let started = Instant::now();
-    let answer = call(core, Method::UpdateLog, api.update_log(request)).await;
-    let outcome = if answer.is_ok() {
-        ReportOutcome::Success
-    } else {
-        ReportOutcome::Error
-    };
-    core.observer.observe(&DaemonEvent::ReportLog {
-        outcome,
-        duration: started.elapsed(),
-    });
-    let ack = match answer {
-        Ok(response) => response.ack_index.max(0) as u64,
-        Err(error) => return Err(report_failure(core, Method::UpdateLog, &error)),
-    };
-    let ack_bytes = if ack < from_row {
-        // The server has fewer rows than it acknowledged before (restored from a backup?):
-        // rewind and resend from its position, the spool still holds every row.
-        tracing::warn!(
-            task_id = core.task_id,
-            ack,
-            acked = from_row,
-            "Gitea lost log rows; resending"
-        );
-        seek(&reader, 0, 0, ack, end_bytes).await?
-    } else if ack <= from_row + n_rows {
-        match (ack - from_row) as usize {
-            0 => from_byte,
-            n_acked if n_acked as u64 == n_rows => batch_end,
-            n_acked => buffers
-                .window
-                .rows()
-                .nth(n_acked - 1)
-                .map_or(batch_end, |(_, end)| end),
-        }
-    } else {
-        let ack = ack.min(end_rows);
-        seek(&reader, from_row + n_rows, batch_end, ack, end_bytes).await?
-    };
-    let ack = ack.min(end_rows);
-    let mut shared = core.lock();
-    shared.acked_rows = ack;
-    shared.acked_bytes = ack_bytes;
-    let pending = shared.pending_rows();
-    shared.first_unsent_at = (pending > 0).then(Instant::now);
-    let spool_bytes = shared.spool.bytes();
-    drop(shared);
-    core.observer
-        .observe(&DaemonEvent::LogBufferRows { rows: pending });
-    core.observer
-        .observe(&DaemonEvent::SpoolBytes { bytes: spool_bytes });
-    Ok(no_more && ack == end_rows)
-}
-
-async fn seek(
-    reader: &Arc<std::fs::File>,
-    row: u64,
-    byte: u64,
-    target: u64,
-    end: u64,
-) -> Result<u64, Failure> {
-    let reader = Arc::clone(reader);
-    match tokio::task::spawn_blocking(move || spool::seek_row(&reader, row, byte, target, end))
-        .await
-    {
-        Ok(Ok(byte)) => Ok(byte),
-        _ => Err(Failure::Retry),
-    }
 }
 
 /// Sends one UpdateTask with the whole state and the unacknowledged outputs.
@@ -496,7 +352,7 @@ async fn send_state<A: RunnerApi>(
 }
 
 /// Runs one report call under `report_close_timeout`.
-async fn call<T>(
+pub(super) async fn call<T>(
     core: &Core,
     method: Method,
     future: impl std::future::Future<Output = Result<T, ClientError>>,
@@ -511,46 +367,11 @@ async fn call<T>(
     }
 }
 
-fn report_failure(core: &Core, method: Method, error: &ClientError) -> Failure {
+pub(super) fn report_failure(core: &Core, method: Method, error: &ClientError) -> Failure {
     core.observer.observe(&DaemonEvent::ClientError { method });
     let failure = classify(error);
     tracing::warn!(task_id = core.task_id, error = %error, ?failure, "report call failed");
     failure
-}
-
-/// Writes the spool record (after syncing the log) on the blocking pool.
-async fn persist(core: &Arc<Core>) {
-    let (record, dir, reader) = {
-        let mut shared = core.lock();
-        if let Err(error) = shared.spool.flush() {
-            tracing::error!(task_id = core.task_id, error = %error, "cannot flush the log spool");
-        }
-        (
-            shared.record(),
-            shared.spool.dir().to_path_buf(),
-            shared.spool.reader(),
-        )
-    };
-    let written = tokio::task::spawn_blocking(move || {
-        reader
-            .sync_data()
-            .map_err(|source| spool::SpoolError::Io {
-                action: "sync",
-                path: dir.join("log"),
-                source,
-            })
-            .and_then(|()| spool::persist_record(&dir, &record))
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::error!(task_id = core.task_id, error = %error, "cannot persist the task spool")
-        }
-        Err(error) => {
-            tracing::error!(task_id = core.task_id, error = %error, "spool writer failed")
-        }
-    }
 }
 
 async fn wait_events_done(core: &Arc<Core>) {
@@ -566,7 +387,9 @@ async fn wait_events_done(core: &Arc<Core>) {
 }
 
 /// Deletes the spool (delivered or abandoned for good); a `Kept` delivery never comes here.
-fn remove(core: &Core, delivery: Delivery) -> Delivery {
+async fn remove(core: &Core, persister: &mut Persister, delivery: Delivery) -> Delivery {
+    // A persist still running would write into the removed directory.
+    persister.finish(core).await;
     let dir = core.lock().spool.dir().to_path_buf();
     if let Err(error) = std::fs::remove_dir_all(&dir) {
         tracing::error!(task_id = core.task_id, error = %error, "cannot remove the task spool");

@@ -20,7 +20,9 @@
 //! `systemd`.
 
 mod delivery;
+mod persist;
 mod retry;
+mod send_log;
 pub mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -43,6 +43,8 @@ struct Inner {
     outage_until: Option<Instant>,
     unauthenticated_after_final: bool,
     lose_final_answer: bool,
+    /// Stores at most this many rows of each UpdateLog (a partial ack).
+    store_at_most: Option<usize>,
     rng: rand::rngs::StdRng,
     calls: Vec<Call>,
 }
@@ -74,6 +76,7 @@ impl MemoryGitea {
                 outage_until: None,
                 unauthenticated_after_final: false,
                 lose_final_answer: false,
+                store_at_most: None,
                 rng: rand::rngs::StdRng::seed_from_u64(7),
                 calls: Vec::new(),
             }),
@@ -161,8 +164,13 @@ impl RunnerApi for MemoryGitea {
                 });
             }
             let skip = (ack - index) as usize;
-            inner.rows.extend(request.rows.into_iter().skip(skip));
-            if request.no_more {
+            let take = inner.store_at_most.unwrap_or(usize::MAX);
+            let all_stored = request.rows.len() - skip <= take;
+            inner
+                .rows
+                .extend(request.rows.into_iter().skip(skip).take(take));
+            // The log is archived with its last row, never before.
+            if request.no_more && all_stored {
                 inner.archived = true;
             }
         }
@@ -519,29 +527,34 @@ async fn a_silent_job_still_sends_heartbeats() {
     bounded(run.reporter.finish()).await;
 }
 
+/// Sends `n_lines` lines `"{n} {payload}"`, then the job's success, from a task of its own.
+fn produce_lines(
+    events: tokio::sync::mpsc::Sender<JobEvent>,
+    n_lines: usize,
+    payload: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for n in 0..n_lines {
+            events
+                .send(line(None, format!("{n} {payload}")))
+                .await
+                .unwrap();
+        }
+        events
+            .send(JobEvent::JobFinished {
+                at: now(),
+                result: Conclusion::Success,
+            })
+            .await
+            .unwrap();
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_burst_goes_in_few_requests_of_at_most_one_mib() {
     let api = MemoryGitea::new();
     let run = start(&api);
-    let payload = "x".repeat(200);
-    let producer = {
-        let events = run.events.clone();
-        tokio::spawn(async move {
-            for n in 0..50_000 {
-                events
-                    .send(line(None, format!("{n} {payload}")))
-                    .await
-                    .unwrap();
-            }
-            events
-                .send(JobEvent::JobFinished {
-                    at: now(),
-                    result: Conclusion::Success,
-                })
-                .await
-                .unwrap();
-        })
-    };
+    let producer = produce_lines(run.events.clone(), 50_000, "x".repeat(200));
     drop(run.events);
     bounded(producer).await.unwrap();
     assert_eq!(
@@ -564,6 +577,40 @@ async fn a_burst_goes_in_few_requests_of_at_most_one_mib() {
         );
         // ~11 MB of rows: about a dozen full requests plus the first batch.
         assert!(sizes.len() <= 30, "{} requests", sizes.len());
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_partial_ack_the_next_request_starts_where_the_server_stopped() {
+    // The request built while one is in flight starts after all of its rows: when Gitea stores
+    // fewer, that one must be dropped and the rows from Gitea's ack sent instead.
+    let api = MemoryGitea::new();
+    api.with(|inner| inner.store_at_most = Some(1000));
+    let run = start(&api);
+    let payload = "x".repeat(200);
+    let producer = produce_lines(run.events.clone(), 20_000, payload.clone());
+    drop(run.events);
+    bounded(producer).await.unwrap();
+    assert_eq!(
+        bounded(run.reporter.finish()).await.delivery,
+        Delivery::Delivered
+    );
+    let expected: Vec<String> = (0..20_000).map(|n| format!("{n} {payload}")).collect();
+    assert_eq!(without_sentinel(api.contents()), expected);
+    api.with(|inner| {
+        let mut stored = 0;
+        let mut n_requests = 0;
+        for call in &inner.calls {
+            if let Call::Log { index, n_rows, .. } = call {
+                assert_eq!(
+                    *index, stored,
+                    "request {n_requests} does not start at the ack"
+                );
+                stored += (*n_rows).min(1000) as i64;
+                n_requests += 1;
+            }
+        }
+        assert!(n_requests >= 20, "{n_requests} requests");
     });
 }
 
