@@ -152,6 +152,29 @@ async fn a_taken_network_is_replaced_only_when_the_job_asks() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_job_pool_never_replaces_its_spare() {
+    with_docker(|docker| async move {
+        let runner = unique("runner");
+        let pool = NetworkPool::for_one_job(docker.clone(), &runner);
+        wait_ready(&pool, 1).await;
+        let taken = pool.take().expect("a ready network");
+        pool.replenish(Some(BUSYBOX_IMAGE));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(pool.n_ready(), 0);
+        assert_eq!(
+            pool_networks(&docker, &runner).await,
+            HashSet::from([taken.network.clone()])
+        );
+        assert!(containers_of(&docker, &runner).await.is_empty());
+
+        docker.remove_network(&taken.network).await.unwrap();
+        pool.shutdown().await;
+        assert!(pool_networks(&docker, &runner).await.is_empty());
+    })
+    .await;
+}
+
 /// The job container's network mode and the containers attached to `network`.
 async fn network_mode_and_attached(
     docker: &Docker,

@@ -128,6 +128,9 @@ pub async fn serve<A: RunnerApi + 'static>(
     let admission = Admission::new(config.config.runner.capacity);
     // Started after the orphan sweep, which would take its spares for orphans.
     let network_pool = docker.as_ref().map(|docker| {
+        if once {
+            return NetworkPool::for_one_job(docker.docker.clone(), &config.runner.uuid);
+        }
         let size = config.config.runner.capacity.clamp(1, NETWORK_POOL_MAX);
         NetworkPool::with_sandboxes(docker.docker.clone(), &config.runner.uuid, size)
     });

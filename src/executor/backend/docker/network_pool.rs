@@ -20,6 +20,10 @@
 //! all) only costs the job a second create, on the network. Spare networks and sandboxes carry the
 //! runner's UUID and [`LABEL_NETWORK_POOL`] but no task id, so the daemon's start-up orphan sweep
 //! removes those a crash left behind; [`NetworkPool::shutdown`] removes the rest.
+//!
+//! A daemon that runs one job (`--once`, an ephemeral runner) uses [`NetworkPool::for_one_job`]:
+//! one spare, never replaced, since a replacement would be made while the job runs (taking the
+//! CPU its steps and their logs want) only to be removed when the daemon exits.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,6 +67,8 @@ struct Inner {
     owed: AtomicUsize,
     /// Spares get sandboxes once an image is known.
     sandboxes: bool,
+    /// Taken networks are replaced (false when no job will come after the one that took it).
+    replaces: bool,
     /// Set by `shutdown`: no more creations, and one finishing afterwards removes its network.
     closed: CancellationToken,
     creations: TaskTracker,
@@ -81,15 +87,27 @@ impl NetworkPool {
     /// Starts a pool of `size` networks for the runner `runner_uuid`; they are created in the
     /// background (call from inside a tokio runtime).
     pub fn start(docker: Docker, runner_uuid: &str, size: usize) -> NetworkPool {
-        NetworkPool::new(docker, runner_uuid, size, false)
+        NetworkPool::new(docker, runner_uuid, size, false, true)
     }
 
     /// Like [`NetworkPool::start`], and spares made after a job ran get a sandbox container.
     pub fn with_sandboxes(docker: Docker, runner_uuid: &str, size: usize) -> NetworkPool {
-        NetworkPool::new(docker, runner_uuid, size, true)
+        NetworkPool::new(docker, runner_uuid, size, true, true)
     }
 
-    fn new(docker: Docker, runner_uuid: &str, size: usize, sandboxes: bool) -> NetworkPool {
+    /// One spare network for the one job of a daemon that then exits; [`NetworkPool::replenish`]
+    /// creates nothing.
+    pub fn for_one_job(docker: Docker, runner_uuid: &str) -> NetworkPool {
+        NetworkPool::new(docker, runner_uuid, 1, false, false)
+    }
+
+    fn new(
+        docker: Docker,
+        runner_uuid: &str,
+        size: usize,
+        sandboxes: bool,
+        replaces: bool,
+    ) -> NetworkPool {
         let pool = NetworkPool {
             inner: Arc::new(Inner {
                 docker,
@@ -98,6 +116,7 @@ impl NetworkPool {
                 sandbox_image: Mutex::new(None),
                 owed: AtomicUsize::new(0),
                 sandboxes,
+                replaces,
                 closed: CancellationToken::new(),
                 creations: TaskTracker::new(),
             }),
@@ -122,8 +141,11 @@ impl NetworkPool {
         if let Some(image) = image.filter(|_| self.inner.sandboxes) {
             *lock(&self.inner.sandbox_image) = Some(image.to_string());
         }
-        for _ in 0..self.inner.owed.swap(0, Ordering::Relaxed) {
-            self.create_one();
+        let owed = self.inner.owed.swap(0, Ordering::Relaxed);
+        if self.inner.replaces {
+            for _ in 0..owed {
+                self.create_one();
+            }
         }
     }
 
