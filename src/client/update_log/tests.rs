@@ -1,3 +1,5 @@
+//! Tests of building UpdateLog requests from encoded rows and of decoding them back.
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use rand::{Rng, SeedableRng};
