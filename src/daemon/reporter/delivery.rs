@@ -187,8 +187,9 @@ async fn final_flush<A: RunnerApi>(
             shared.append(core.task_id, &row);
         }
     }
-    // The finished job's state goes to disk while its rows go to Gitea.
-    persister.start(core);
+    // The finished job's state is on disk before its last rows go: a crash from here on is
+    // recovered as this result, not as a job lost mid-run.
+    persister.settle(core).await;
     let deadline = delivery_deadline(core);
     let mut retry = Retry::new();
 

@@ -1,7 +1,8 @@
 //! Writing a task's spool record while its delivery goes on. A persist syncs the log and replaces
 //! `state.json` (three fsyncs): a few milliseconds, and tens when a burst left megabytes of rows
 //! to write back. Delivery starts one in the background and keeps sending; it waits only where
-//! the record must be on disk before it goes on (the daemon exiting, the spool being removed).
+//! the record must be on disk before it goes on (the job's final state before the final flush,
+//! the daemon exiting, the spool being removed).
 //!
 //! Losing a background persist to a crash costs resent rows, never lost ones: the record on disk
 //! then holds an older `acked_rows`, and Gitea's `ack_index` skips what it already has.
