@@ -1,6 +1,7 @@
 //! The delivery loop of one task: live reporting while the job runs, then the final flush.
-//! See the reporter's module doc for the cadence and the order; this file holds the calls and the
-//! ack bookkeeping, `retry` what a failure means.
+//! See the reporter's module doc for the cadence and the order; this file holds the loop and the
+//! UpdateTask calls, `send_log` one UpdateLog call and its ack bookkeeping, `persist` the spool
+//! record's writes, `retry` what a failure means.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
