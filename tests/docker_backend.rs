@@ -9,8 +9,8 @@ use act_runner::executor::backend::docker::{
     LABEL_TASK_ID, ServiceConfig, connect, orphans,
 };
 use act_runner::executor::backend::{
-    Backend, BackendError, ContainerSpec, ExecRequest, ExitStatus, JobContainers, OutputLines,
-    Stream,
+    Backend, BackendError, ContainerSpec, ExecEnd, ExecRequest, ExitStatus, JobContainers, NewFile,
+    OutputLines, Stream,
 };
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, NetworkCreateRequest};
@@ -99,6 +99,7 @@ pub fn request(script: &str) -> ExecRequest {
         working_dir: None,
         timeout: None,
         files: Vec::new(),
+        command_dir: None,
     }
 }
 
@@ -109,6 +110,19 @@ async fn run(
     cancel: CancellationToken,
 ) -> (
     Result<ExitStatus, BackendError>,
+    Vec<(Duration, Stream, String)>,
+) {
+    let (end, lines) = run_to_end(backend, request, cancel).await;
+    (end.map(|end| end.status), lines)
+}
+
+/// [`run`], with the whole `ExecEnd`.
+async fn run_to_end(
+    backend: &DockerBackend,
+    request: ExecRequest,
+    cancel: CancellationToken,
+) -> (
+    Result<ExecEnd, BackendError>,
     Vec<(Duration, Stream, String)>,
 ) {
     let (tx, mut rx) = mpsc::channel::<OutputLines>(1024);
@@ -122,9 +136,9 @@ async fn run(
         }
         lines
     });
-    let status = backend.exec(request, tx, cancel).await;
+    let end = backend.exec(request, tx, cancel).await;
     let lines = collector.await.unwrap();
-    (status, lines)
+    (end, lines)
 }
 
 fn texts(lines: &[(Duration, Stream, String)]) -> Vec<String> {
@@ -326,6 +340,79 @@ async fn files_round_trip_through_the_container() {
             backend.read_file("/tmp/does-not-exist").await.unwrap(),
             None
         );
+        backend.cleanup().await.unwrap();
+    })
+    .await;
+}
+
+/// A shell step as the executor sends one: its script and empty command files go along with
+/// the exec, and their directory is named so the backend can report on it.
+fn shell_step(script: &str) -> ExecRequest {
+    let dir = "/tmp/act/commands/step";
+    let new_file = |path: String, contents: &str| NewFile {
+        path,
+        contents: contents.as_bytes().to_vec(),
+        mode: 0o644,
+    };
+    ExecRequest {
+        argv: ["sh", "-e", "/tmp/act/step.sh"].map(String::from).to_vec(),
+        files: vec![
+            new_file(format!("{dir}/set_env"), ""),
+            new_file(format!("{dir}/set_output"), ""),
+            new_file(String::from("/tmp/act/step.sh"), script),
+        ],
+        command_dir: Some(dir.to_string()),
+        ..request("")
+    }
+}
+
+#[tokio::test]
+async fn a_shell_step_reports_its_end_itself_and_the_report_never_reaches_the_log() {
+    with_docker(|docker| async move {
+        let (mut backend, result, _) = prepared(&docker, job_config(BUSYBOX_IMAGE)).await;
+        result.unwrap();
+        let quiet = "echo out; echo err >&2; printf 'no newline' >&2; exit 3";
+        let (end, lines) = run_to_end(&backend, shell_step(quiet), CancellationToken::new()).await;
+        assert_eq!(
+            end.unwrap(),
+            ExecEnd {
+                status: ExitStatus::Exited(3),
+                command_dir_empty: true
+            }
+        );
+        let stderr: Vec<_> = lines
+            .iter()
+            .filter(|(_, stream, _)| *stream == Stream::Stderr)
+            .map(|(_, _, line)| line.as_str())
+            .collect();
+        assert_eq!(stderr, ["err", "no newline"]);
+        assert_eq!(texts(&lines).len(), 3, "{lines:?}");
+
+        let writes = "echo name=value >> /tmp/act/commands/step/set_output";
+        let (end, lines) = run_to_end(&backend, shell_step(writes), CancellationToken::new()).await;
+        assert_eq!(
+            end.unwrap(),
+            ExecEnd {
+                status: ExitStatus::Exited(0),
+                command_dir_empty: false
+            }
+        );
+        assert!(lines.is_empty(), "{lines:?}");
+        let written = backend
+            .read_dir_files("/tmp/act/commands/step")
+            .await
+            .unwrap();
+        assert_eq!(written["set_output"], b"name=value\n");
+
+        let killed = "kill -9 $$";
+        let (end, _) = run_to_end(&backend, shell_step(killed), CancellationToken::new()).await;
+        assert_eq!(end.unwrap().status, ExitStatus::Exited(128 + 9));
+
+        // Without a command directory there is no report: the exit code comes from Docker.
+        let mut plain = shell_step("exit 4");
+        plain.command_dir = None;
+        let (end, _) = run_to_end(&backend, plain, CancellationToken::new()).await;
+        assert_eq!(end.unwrap(), ExitStatus::Exited(4).into());
         backend.cleanup().await.unwrap();
     })
     .await;

@@ -253,7 +253,8 @@ async fn a_plain_job_runs_in_a_sandbox_namespace_and_one_with_ports_or_a_dead_sa
                 Default::default(),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .status;
         assert_eq!(status, ExitStatus::Exited(0));
         let output = rx.recv().await.unwrap();
         assert_eq!(output.lines.iter().collect::<Vec<_>>(), ["1"]);

@@ -36,11 +36,13 @@ async fn job_sh(
         working_dir: None,
         timeout: None,
         files: Vec::new(),
+        command_dir: None,
     };
     let status = backend
         .exec(request, tx, CancellationToken::new())
         .await
-        .unwrap();
+        .unwrap()
+        .status;
     let first = match rx.recv().await {
         Some(output) => output.lines.iter().next().unwrap_or_default().to_string(),
         None => String::new(),

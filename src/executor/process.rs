@@ -5,13 +5,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::Either;
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, ContainerRun, ExecRequest, ExitStatus, NewFile, OutputLines};
+use super::backend::{
+    Backend, ContainerRun, ExecEnd, ExecRequest, ExitStatus, NewFile, OutputLines,
+};
 use super::command_files::{self, CommandFileError};
 use super::commands::{self, CommandProcessor, Effect};
 use super::event::Conclusion;
@@ -172,6 +175,7 @@ pub async fn execute<B: Backend>(
         working_dir: command.working_dir,
         timeout: Some(timeout),
         files: exec_files,
+        command_dir: Some(files.dir.clone()),
     };
 
     let mut processor = CommandProcessor::new(state.step_debug, state.allow_unsecure_commands);
@@ -181,7 +185,11 @@ pub async fn execute<B: Backend>(
     let status = {
         let exec = match container {
             None => Either::Left(backend.exec(request, tx, cancel.clone())),
-            Some(run) => Either::Right(backend.run_container(run, tx, cancel.clone())),
+            Some(run) => Either::Right(
+                backend
+                    .run_container(run, tx, cancel.clone())
+                    .map(|ended| ended.map(ExecEnd::from)),
+            ),
         };
         tokio::pin!(exec);
         loop {
@@ -215,9 +223,19 @@ pub async fn execute<B: Backend>(
         outputs: &mut outputs,
         saved_state: &mut saved_state,
     };
-    let files_result = apply_command_files(&files, state, backend, sinks).await;
+    let command_dir_empty = matches!(
+        status,
+        Ok(ExecEnd {
+            command_dir_empty: true,
+            ..
+        })
+    );
+    let files_result = match command_dir_empty {
+        true => Ok(()),
+        false => apply_command_files(&files, state, backend, sinks).await,
+    };
 
-    let outcome = match status {
+    let outcome = match status.map(|end| end.status) {
         Ok(ExitStatus::Exited(0)) => Conclusion::Success,
         Ok(ExitStatus::Exited(code)) => {
             let hint = if code == 127 {

@@ -267,6 +267,7 @@ async fn backend_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Durat
         working_dir: None,
         timeout: None,
         files: Vec::new(),
+        command_dir: None,
     };
     let exec = backend.exec(request, tx, CancellationToken::new());
     let first_line = async {
@@ -275,7 +276,7 @@ async fn backend_once(docker: &Docker, image: &str, pool: &NetworkPool) -> Durat
         started.elapsed()
     };
     let (status, elapsed) = tokio::join!(exec, first_line);
-    assert_eq!(status.expect("exec"), ExitStatus::Exited(0));
+    assert_eq!(status.expect("exec").status, ExitStatus::Exited(0));
     backend.cleanup().await.expect("cleanup");
     elapsed
 }

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::executor::line_batch::LineBatch;
 
 use super::{
-    Backend, BackendError, EnvironmentPaths, ExecRequest, ExitStatus, JobContainers, NewFile,
-    OutputLines, Stream, WorkspaceHasher,
+    Backend, BackendError, EnvironmentPaths, ExecEnd, ExecRequest, ExitStatus, JobContainers,
+    NewFile, OutputLines, Stream, WorkspaceHasher,
 };
 
 /// How long a process group gets between SIGTERM and SIGKILL.
@@ -169,7 +169,7 @@ impl Backend for HostBackend {
         request: ExecRequest,
         output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
-    ) -> Result<ExitStatus, BackendError> {
+    ) -> Result<ExecEnd, BackendError> {
         let Some((program, args)) = request.argv.split_first() else {
             return Err(BackendError::Io {
                 context: "empty command".into(),
@@ -239,7 +239,8 @@ impl Backend for HostBackend {
                     use std::os::unix::process::ExitStatusExt;
                     128 + i64::from(status.signal().unwrap_or(0))
                 });
-                Ok(ExitStatus::Exited(code))
+                // The command files are plain files here: reading them back costs nothing.
+                Ok(ExitStatus::Exited(code).into())
             }
             Err(reason) => {
                 if let Some(pgid) = pgid {
@@ -247,7 +248,7 @@ impl Backend for HostBackend {
                     self.forget_group(pgid);
                 }
                 let _ = tokio::time::timeout(OUTPUT_DRAIN_LIMIT, &mut readers).await;
-                Ok(reason)
+                Ok(reason.into())
             }
         }
     }
@@ -432,12 +433,14 @@ mod tests {
             working_dir: None,
             timeout,
             files: Vec::new(),
+            command_dir: None,
         };
         let status =
             tokio::time::timeout(Duration::from_secs(20), backend.exec(request, tx, cancel))
                 .await
                 .unwrap()
-                .unwrap();
+                .unwrap()
+                .status;
         let mut lines = Vec::new();
         while let Ok(Some(output)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
             let output: OutputLines = output;

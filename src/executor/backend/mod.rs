@@ -29,6 +29,9 @@ pub struct ExecRequest {
     /// Files the process needs (its script, fresh file-command files), written before it starts.
     /// Docker sends them while it creates the exec, so they cost no round trip of their own.
     pub files: Vec<NewFile>,
+    /// The directory of the file-command files, which the caller reads back once the process
+    /// ended; a backend that sees it empty then says so ([`ExecEnd::command_dir_empty`]).
+    pub command_dir: Option<String>,
 }
 
 /// Which stream a chunk of output came from.
@@ -52,6 +55,24 @@ pub enum ExitStatus {
     Exited(i64),
     TimedOut,
     Cancelled,
+}
+
+/// How an exec ended, and what the backend saw of the request's `command_dir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecEnd {
+    pub status: ExitStatus,
+    /// No entry of `command_dir` held anything when the process ended, so reading the directory
+    /// back would find nothing to apply. `false` when the backend did not look.
+    pub command_dir_empty: bool,
+}
+
+impl From<ExitStatus> for ExecEnd {
+    fn from(status: ExitStatus) -> ExecEnd {
+        ExecEnd {
+            status,
+            command_dir_empty: false,
+        }
+    }
 }
 
 /// Errors a backend reports; the executor turns them into failed steps or jobs.
@@ -194,7 +215,7 @@ pub trait Backend: Send + Sync {
         request: ExecRequest,
         output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
-    ) -> impl Future<Output = Result<ExitStatus, BackendError>> + Send;
+    ) -> impl Future<Output = Result<ExecEnd, BackendError>> + Send;
     /// Writes one file (creating parent directories) inside the environment.
     fn write_file(
         &self,

@@ -1,5 +1,6 @@
 //! Steps by `docker exec`: output forwarded as frames arrive (the lines each frame completes, in
-//! one batch), the exit code read with `inspect_exec`, and on timeout or cancellation every
+//! one batch), the exit code taken from the wrapping `sh`'s report or else read with
+//! `inspect_exec`, and on timeout or cancellation every
 //! process the exec started killed inside the container (not merely detached from, which would
 //! leave it running).
 //!
@@ -20,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 use super::inline_files;
 use super::lines::LineSplitter;
 use super::{bounded, resolve_path};
-use crate::executor::backend::{BackendError, ExecRequest, ExitStatus, OutputLines, Stream};
+use crate::executor::backend::{
+    BackendError, ExecEnd, ExecRequest, ExitStatus, OutputLines, Stream,
+};
 use crate::executor::line_batch::LineBatch;
 
 /// The variable marking a step's processes.
@@ -38,7 +41,7 @@ pub async fn run(
     request: ExecRequest,
     output: mpsc::Sender<OutputLines>,
     cancel: CancellationToken,
-) -> Result<ExitStatus, BackendError> {
+) -> Result<ExecEnd, BackendError> {
     let deadline = request.timeout.map(|timeout| Instant::now() + timeout);
     let marker = uuid::Uuid::new_v4().simple().to_string();
     let mut env: Vec<String> = request
@@ -56,9 +59,21 @@ pub async fn run(
     for file in &mut files {
         file.path = resolve_path(workspace, &file.path);
     }
-    let (argv, files) = match inline_files::wrap(&request.argv, &files) {
-        Some(wrapped) => (wrapped, Vec::new()),
-        None => (request.argv, files),
+    let command_dir = request
+        .command_dir
+        .as_deref()
+        .map(|dir| resolve_path(workspace, dir));
+    // Not the process marker: that one is in the step's environment, which steps print.
+    let report_marker = uuid::Uuid::new_v4().simple().to_string();
+    let report = command_dir
+        .as_deref()
+        .map(|command_dir| inline_files::Report {
+            marker: &report_marker,
+            command_dir,
+        });
+    let (argv, files, mut watch) = match inline_files::wrap(&request.argv, &files, report) {
+        Some(wrapped) => (wrapped, Vec::new(), report.map(ReportWatch::new)),
+        None => (request.argv, files, None),
     };
     let create = CreateExecOptions {
         cmd: Some(argv),
@@ -110,7 +125,7 @@ pub async fn run(
             None => break Ending::Finished,
             Some(Err(err)) => break Ending::Broken(super::describe(&err)),
             Some(Ok(frame)) => {
-                let forwarded = forward(frame, &mut stdout, &mut stderr, &output);
+                let forwarded = forward(frame, &mut stdout, &mut stderr, &output, watch.as_mut());
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => break Ending::Cancelled,
@@ -127,25 +142,60 @@ pub async fn run(
         // Whatever the step printed before dying still belongs in its log.
         let drain = async {
             while let Some(Ok(frame)) = frames.next().await {
-                forward(frame, &mut stdout, &mut stderr, &output).await;
+                forward(frame, &mut stdout, &mut stderr, &output, watch.as_mut()).await;
             }
         };
         let _ = tokio::time::timeout(KILL_DRAIN_LIMIT, drain).await;
     }
     for (splitter, stream) in [(&mut stdout, Stream::Stdout), (&mut stderr, Stream::Stderr)] {
         if let Some(line) = splitter.finish() {
-            let lines = LineBatch::one(line);
-            let _ = output.send(OutputLines { stream, lines }).await;
+            let lines = match (stream, watch.as_mut()) {
+                (Stream::Stderr, Some(watch)) => watch.take_from(LineBatch::one(line)),
+                _ => LineBatch::one(line),
+            };
+            if !lines.is_empty() {
+                let _ = output.send(OutputLines { stream, lines }).await;
+            }
         }
     }
 
     match ending {
-        Ending::Cancelled => Ok(ExitStatus::Cancelled),
-        Ending::TimedOut => Ok(ExitStatus::TimedOut),
+        Ending::Cancelled => Ok(ExitStatus::Cancelled.into()),
+        Ending::TimedOut => Ok(ExitStatus::TimedOut.into()),
         Ending::Broken(reason) => Err(BackendError::Docker(format!(
             "exec output stream broke: {reason}"
         ))),
-        Ending::Finished => exit_code(docker, &exec_id).await.map(ExitStatus::Exited),
+        Ending::Finished => match watch.and_then(|watch| watch.seen) {
+            Some(reported) => Ok(ExecEnd {
+                status: ExitStatus::Exited(reported.status),
+                command_dir_empty: !reported.command_files_written,
+            }),
+            None => Ok(ExitStatus::Exited(exit_code(docker, &exec_id).await?).into()),
+        },
+    }
+}
+
+/// Watches stderr for the wrapping `sh`'s report (see `inline_files`).
+pub(super) struct ReportWatch {
+    marker: String,
+    seen: Option<inline_files::Reported>,
+}
+
+impl ReportWatch {
+    fn new(report: inline_files::Report) -> ReportWatch {
+        ReportWatch {
+            marker: report.marker.to_string(),
+            seen: None,
+        }
+    }
+
+    /// The lines without the report, which is kept if there was one.
+    fn take_from(&mut self, lines: LineBatch) -> LineBatch {
+        let (kept, reported) = inline_files::take_report(lines, &self.marker);
+        if reported.is_some() {
+            self.seen = reported;
+        }
+        kept
     }
 }
 
@@ -163,17 +213,25 @@ pub(super) async fn sleep_until_deadline(deadline: Option<Instant>) {
     }
 }
 
+/// Sends the lines `frame` completes; stderr's go through `watch` first, when there is one.
 pub(super) async fn forward(
     frame: LogOutput,
     stdout: &mut LineSplitter,
     stderr: &mut LineSplitter,
     output: &mpsc::Sender<OutputLines>,
+    watch: Option<&mut ReportWatch>,
 ) {
     let (lines, stream) = match frame {
         LogOutput::StdOut { message } | LogOutput::Console { message } => {
             (stdout.push(&message), Stream::Stdout)
         }
-        LogOutput::StdErr { message } => (stderr.push(&message), Stream::Stderr),
+        LogOutput::StdErr { message } => {
+            let lines = stderr.push(&message);
+            match watch {
+                Some(watch) => (watch.take_from(lines), Stream::Stderr),
+                None => (lines, Stream::Stderr),
+            }
+        }
         LogOutput::StdIn { .. } => return,
     };
     if !lines.is_empty() {

@@ -11,27 +11,53 @@
 //! The files are created by the user the step runs as, so they get that user's default mode
 //! (umask), not `NewFile::mode`: the step can write its own file-command files either way, and the
 //! script is run through its interpreter, never executed directly.
+//!
+//! With a [`Report`], the same `sh` also ends the exec: it runs the step as its child, then prints
+//! one line on stderr, `<marker> <exit status> <0|1>`, the last field saying whether the command
+//! directory holds anything, and exits with the step's status. The runner takes that line out of
+//! the output ([`take_report`]) and so needs neither an `inspect` call for the exit code nor an
+//! archive read of command files the step left empty: per step, one Docker call instead of three.
+//! The marker is random per exec, so no output can carry it by chance.
 
 use crate::executor::backend::NewFile;
+use crate::executor::line_batch::LineBatch;
 
 /// One file's contents on the command line at most (below the kernel's 128 KiB per argument).
 const MAX_FILE_BYTES: usize = 96 * 1024;
 /// All files together (the command line and the environment share about 2 MiB).
 const MAX_TOTAL_BYTES: usize = 256 * 1024;
 
-/// Writes each `path contents` pair up to `--`, creating missing directories, then runs the rest.
-/// Exit status 125 (with the shell's own message) when a file cannot be written.
-const WRITER: &str = r#"while [ "$1" != -- ]; do d=${1%/*}; [ -z "$d" ] || [ -d "$d" ] || mkdir -p "$d" || exit 125; printf %s "$2" > "$1" || exit 125; shift 2; done; shift; exec "$@""#;
+/// Writes each `path contents` pair up to `--`, creating missing directories. Exit status 125
+/// (with the shell's own message) when a file cannot be written.
+const WRITE_FILES: &str = r#"while [ "$1" != -- ]; do d=${1%/*}; [ -z "$d" ] || [ -d "$d" ] || mkdir -p "$d" || exit 125; printf %s "$2" > "$1" || exit 125; shift 2; done; shift"#;
+/// Then runs the rest in its place.
+const THEN_EXEC: &str = r#"; exec "$@""#;
+/// Or takes the marker and the command directory, runs the rest as a child and reports (see the
+/// module's documentation). `[ -s ]` is true for any non-empty file and for a directory, so a
+/// `0` means that reading the directory back would find no non-empty regular file.
+const THEN_REPORT: &str = r#"; m=$1; c=$2; shift 2; "$@"; s=$?; f=0; for p in "$c"/* "$c"/.[!.]*; do [ -s "$p" ] && f=1; done; printf '%s %s %s\n' "$m" "$s" "$f" >&2; exit "$s""#;
 
-/// The command that writes `files` and then runs `argv`, or `None` when they must be uploaded.
-/// `files` have absolute paths.
-pub fn wrap(argv: &[String], files: &[NewFile]) -> Option<Vec<String>> {
+/// What the wrapping `sh` reports when the step's process has ended: the random `marker` that
+/// starts its line, and the command directory whose entries it checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a> {
+    pub marker: &'a str,
+    pub command_dir: &'a str,
+}
+
+/// The command that writes `files` and then runs `argv` (reporting on it, with `report`), or
+/// `None` when the files must be uploaded. `files` have absolute paths.
+pub fn wrap(argv: &[String], files: &[NewFile], report: Option<Report>) -> Option<Vec<String>> {
     let program = argv.first()?;
     if files.is_empty() || !matches!(program.as_str(), "sh" | "bash") {
         return None;
     }
+    let script = match report {
+        Some(_) => format!("{WRITE_FILES}{THEN_REPORT}"),
+        None => format!("{WRITE_FILES}{THEN_EXEC}"),
+    };
     let mut total = 0;
-    let mut wrapped = vec!["sh".to_string(), "-c".to_string(), WRITER.to_string()];
+    let mut wrapped = vec!["sh".to_string(), "-c".to_string(), script];
     wrapped.push("sh".to_string());
     for file in files {
         // A NUL cannot travel in an argument; text files never hold one.
@@ -45,8 +71,65 @@ pub fn wrap(argv: &[String], files: &[NewFile]) -> Option<Vec<String>> {
         wrapped.push(contents.to_string());
     }
     wrapped.push("--".to_string());
+    if let Some(report) = report {
+        wrapped.push(report.marker.to_string());
+        wrapped.push(report.command_dir.to_string());
+    }
     wrapped.extend(argv.iter().cloned());
     Some(wrapped)
+}
+
+/// The wrapping `sh`'s report: the step's exit status and whether its command directory holds
+/// anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reported {
+    pub status: i64,
+    pub command_files_written: bool,
+}
+
+/// Takes the report line out of a batch of stderr lines. The report ends its line, but the step's
+/// last output may not have ended its own: then that text stays, as a line of its own. Lines
+/// without the marker are kept as they are; a batch without it is returned untouched.
+pub fn take_report(lines: LineBatch, marker: &str) -> (LineBatch, Option<Reported>) {
+    if marker.is_empty()
+        || memchr::memmem::find(lines.text().as_bytes(), marker.as_bytes()).is_none()
+    {
+        return (lines, None);
+    }
+    let mut kept = LineBatch::new();
+    let mut reported = None;
+    for line in lines.iter() {
+        let parsed = line
+            .rfind(marker)
+            .and_then(|at| Some((&line[..at], parse_report(&line[at + marker.len()..])?)));
+        match parsed {
+            Some((before, report)) => {
+                reported = Some(report);
+                if !before.is_empty() {
+                    kept.push(before);
+                }
+            }
+            None => kept.push(line),
+        }
+    }
+    (kept, reported)
+}
+
+/// ` <status> <0|1>`, exactly.
+fn parse_report(text: &str) -> Option<Reported> {
+    let (status, written) = text.strip_prefix(' ')?.split_once(' ')?;
+    if status.is_empty() || !status.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let command_files_written = match written {
+        "0" => false,
+        "1" => true,
+        _ => return None,
+    };
+    Some(Reported {
+        status: status.parse().ok()?,
+        command_files_written,
+    })
 }
 
 #[cfg(test)]
@@ -79,7 +162,7 @@ mod tests {
             file(&format!("{root}/script.sh"), tricky),
         ];
         let step = argv(&["sh", "-e", &format!("{root}/script.sh")]);
-        let mut wrapped = wrap(&step, &files).expect("a shell step takes its files along");
+        let mut wrapped = wrap(&step, &files, None).expect("a shell step takes its files along");
         // The step itself: print what it finds, proving the files existed before it ran.
         let check =
             format!("cat {root}/event.json; ls {root}/cmd/abc | tr '\\n' ' '; echo \"args: $*\"");
@@ -108,7 +191,7 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "").unwrap();
         let files = [file(&format!("{}/below/x", blocker.display()), "x")];
-        let wrapped = wrap(&argv(&["sh", "-c", "echo ran"]), &files).unwrap();
+        let wrapped = wrap(&argv(&["sh", "-c", "echo ran"]), &files, None).unwrap();
         let output = Command::new(&wrapped[0])
             .args(&wrapped[1..])
             .output()
@@ -120,22 +203,127 @@ mod tests {
     #[test]
     fn other_programs_and_large_or_binary_files_go_by_archive() {
         let small = [file("/tmp/s", "echo")];
-        assert!(wrap(&argv(&["bash", "-e", "/tmp/s"]), &small).is_some());
-        assert!(wrap(&argv(&["pwsh", "-command", ". '/tmp/s'"]), &small).is_none());
-        assert!(wrap(&argv(&["node", "/tmp/s"]), &small).is_none());
-        assert!(wrap(&argv(&["sh", "-e", "/tmp/s"]), &[]).is_none());
+        assert!(wrap(&argv(&["bash", "-e", "/tmp/s"]), &small, None).is_some());
+        assert!(wrap(&argv(&["pwsh", "-command", ". '/tmp/s'"]), &small, None).is_none());
+        assert!(wrap(&argv(&["node", "/tmp/s"]), &small, None).is_none());
+        assert!(wrap(&argv(&["sh", "-e", "/tmp/s"]), &[], None).is_none());
         let large = [file("/tmp/s", &"x".repeat(MAX_FILE_BYTES + 1))];
-        assert!(wrap(&argv(&["sh", "/tmp/s"]), &large).is_none());
+        assert!(wrap(&argv(&["sh", "/tmp/s"]), &large, None).is_none());
         let many: Vec<NewFile> = (0..4)
             .map(|n| file(&format!("/tmp/{n}"), &"x".repeat(MAX_FILE_BYTES)))
             .collect();
-        assert!(wrap(&argv(&["sh", "/tmp/0"]), &many).is_none());
+        assert!(wrap(&argv(&["sh", "/tmp/0"]), &many, None).is_none());
         let binary = [NewFile {
             path: "/tmp/b".into(),
             contents: vec![0xff, 0x00],
             mode: 0o644,
         }];
-        assert!(wrap(&argv(&["sh", "/tmp/b"]), &binary).is_none());
-        assert!(wrap(&argv(&["sh", "x"]), &[file("relative", "x")]).is_none());
+        assert!(wrap(&argv(&["sh", "/tmp/b"]), &binary, None).is_none());
+        assert!(wrap(&argv(&["sh", "x"]), &[file("relative", "x")], None).is_none());
+    }
+    /// Runs `step` wrapped with a report on the command directory `dir`: the exit status, stdout,
+    /// and stderr as lines split like the docker backend's.
+    fn run_reporting(dir: &std::path::Path, step: &str) -> (Option<i32>, String, LineBatch) {
+        let dir = dir.to_str().unwrap();
+        let files = [
+            file(&format!("{dir}/set_env"), ""),
+            file(&format!("{dir}/set_output"), ""),
+        ];
+        let report = Report {
+            marker: MARKER,
+            command_dir: dir,
+        };
+        let wrapped = wrap(&argv(&["sh", "-c", step]), &files, Some(report)).unwrap();
+        let output = Command::new(&wrapped[0])
+            .args(&wrapped[1..])
+            .output()
+            .unwrap();
+        let mut splitter = crate::executor::backend::docker::lines::LineSplitter::default();
+        let mut stderr = splitter.push(&output.stderr);
+        if let Some(tail) = splitter.finish() {
+            stderr.push(&tail);
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code(), stdout, stderr)
+    }
+
+    const MARKER: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_report_carries_the_steps_status_and_whether_it_wrote_command_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, stdout, stderr) = run_reporting(dir.path(), "echo out; echo err >&2; exit 3");
+        assert_eq!(code, Some(3), "the exec still ends with the step's status");
+        assert_eq!(stdout, "out\n");
+        let (kept, reported) = take_report(stderr, MARKER);
+        assert_eq!(kept.iter().collect::<Vec<_>>(), ["err"]);
+        let reported = reported.expect("a report on stderr");
+        assert_eq!(reported.status, 3);
+        assert!(!reported.command_files_written);
+
+        let dir = tempfile::tempdir().unwrap();
+        let step = format!("echo name=value >> {}/set_output", dir.path().display());
+        let (code, _, stderr) = run_reporting(dir.path(), &step);
+        assert_eq!(code, Some(0));
+        let (kept, reported) = take_report(stderr, MARKER);
+        assert!(kept.is_empty());
+        assert_eq!(
+            reported,
+            Some(Reported {
+                status: 0,
+                command_files_written: true
+            })
+        );
+    }
+
+    #[test]
+    fn anything_else_in_the_command_directory_counts_as_written() {
+        for step in [
+            "mkdir \"$D/sub\"",
+            "echo x > \"$D/.hidden\"",
+            "echo x > \"$D/other\"",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let step = step.replace("$D", dir.path().to_str().unwrap());
+            let (_, _, stderr) = run_reporting(dir.path(), &step);
+            let (_, reported) = take_report(stderr, MARKER);
+            assert!(reported.unwrap().command_files_written, "{step}");
+        }
+    }
+
+    #[test]
+    fn a_step_killed_by_a_signal_reports_the_status_docker_gives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, _, stderr) = run_reporting(dir.path(), "kill -9 $$");
+        assert_eq!(code, Some(128 + 9));
+        let (_, reported) = take_report(stderr, MARKER);
+        assert_eq!(reported.unwrap().status, 128 + 9);
+    }
+
+    #[test]
+    fn stderr_ending_without_a_newline_keeps_its_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, stderr) = run_reporting(dir.path(), "echo first >&2; printf 'no newline' >&2");
+        let (kept, reported) = take_report(stderr, MARKER);
+        assert_eq!(kept.iter().collect::<Vec<_>>(), ["first", "no newline"]);
+        assert_eq!(reported.unwrap().status, 0);
+    }
+
+    #[test]
+    fn lines_without_a_well_formed_report_stay_in_the_log() {
+        let batch: LineBatch = ["plain", "mentions the marker"].into_iter().collect();
+        let (kept, reported) = take_report(batch.clone(), MARKER);
+        assert_eq!((kept, reported), (batch, None));
+
+        let lines = [
+            format!("{MARKER} 1"),
+            format!("{MARKER} x 0"),
+            format!("{MARKER} 0 2"),
+            format!("{MARKER} 0 0 trailing"),
+            format!("echo {MARKER}"),
+        ];
+        let batch: LineBatch = lines.iter().map(String::as_str).collect();
+        let (kept, reported) = take_report(batch.clone(), MARKER);
+        assert_eq!((kept, reported), (batch, None));
     }
 }

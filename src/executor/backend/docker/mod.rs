@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use super::RegistryCredentials;
 use super::{
-    Backend, BackendError, BuildRequest, ContainerRun, ContainerSpec, EnvironmentPaths,
+    Backend, BackendError, BuildRequest, ContainerRun, ContainerSpec, EnvironmentPaths, ExecEnd,
     ExecRequest, ExitStatus, JobContainers, NewFile, OutputLines, RunningContainer,
     RunningContainers, WorkspaceHasher,
 };
@@ -467,7 +467,7 @@ impl Backend for DockerBackend {
         request: ExecRequest,
         output: mpsc::Sender<OutputLines>,
         cancel: CancellationToken,
-    ) -> Result<ExitStatus, BackendError> {
+    ) -> Result<ExecEnd, BackendError> {
         let container = self.job_container()?;
         exec::run(
             &self.docker,

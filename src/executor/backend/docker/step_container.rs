@@ -150,7 +150,7 @@ async fn run_created(
         };
         match frame {
             None | Some(Err(_)) => break None,
-            Some(Ok(frame)) => forward(frame, &mut stdout, &mut stderr, &output).await,
+            Some(Ok(frame)) => forward(frame, &mut stdout, &mut stderr, &output, None).await,
         }
     };
     if interrupted.is_some() {
