@@ -47,6 +47,33 @@ impl RawLines {
         }
     }
 
+    /// Adds every line of `run` (lines separated by `\n`, the last one's terminator left out)
+    /// with one copy for all, since `run` is laid out as a batch already. `false`, with nothing
+    /// added, when a line needs [`RawLines::push`]: it holds a `\r` or is over the limit.
+    fn push_run(&mut self, run: &[u8]) -> bool {
+        if memchr::memchr(b'\r', run).is_some() {
+            return false;
+        }
+        let n_before = self.ends.len();
+        let base = self.bytes.len() + usize::from(n_before > 0);
+        self.ends
+            .reserve(memchr::memchr_iter(b'\n', run).count() + 1);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', run).chain(std::iter::once(run.len())) {
+            if end - start > MAX_LINE_BYTES {
+                self.ends.truncate(n_before);
+                return false;
+            }
+            self.ends.push(base + end);
+            start = end + 1;
+        }
+        if n_before > 0 {
+            self.bytes.push(b'\n');
+        }
+        self.bytes.extend_from_slice(run);
+        true
+    }
+
     fn into_batch(self) -> LineBatch {
         LineBatch::from_raw(self.bytes, self.ends)
     }
@@ -67,23 +94,21 @@ impl LineSplitter {
                 rest = stripped;
             }
         }
-        while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
-            if self.pending.is_empty() {
-                lines.push(&rest[..pos]);
-            } else {
-                self.pending.extend_from_slice(&rest[..pos]);
-                lines.push(&self.pending);
-                self.pending.clear();
-            }
-            let terminator = rest[pos];
-            rest = &rest[pos + 1..];
-            if terminator == b'\r' {
-                match rest.first() {
-                    Some(b'\n') => rest = &rest[1..],
-                    Some(_) => {}
-                    None => self.after_cr = true,
-                }
-            }
+        // The line the last chunk left open ends first; then, usually, every line up to the
+        // chunk's last `\n` goes in one copy; what remains goes line by line.
+        if !self.pending.is_empty()
+            && let Some(after) = self.next_line(rest, &mut lines)
+        {
+            rest = after;
+        }
+        if let Some(last) = memchr::memrchr(b'\n', rest)
+            && self.pending.is_empty()
+            && lines.push_run(&rest[..last])
+        {
+            rest = &rest[last + 1..];
+        }
+        while let Some(after) = self.next_line(rest, &mut lines) {
+            rest = after;
         }
         self.pending.extend_from_slice(rest);
         // An unterminated line longer than the limit leaves in pieces now, so memory stays bounded.
@@ -93,6 +118,29 @@ impl LineSplitter {
             self.pending.drain(..cut);
         }
         lines.into_batch()
+    }
+
+    /// Moves the line that ends at the first terminator of `rest` (completing the pending one)
+    /// to `lines`, and returns what follows it; `None` when `rest` holds no terminator.
+    fn next_line<'a>(&mut self, rest: &'a [u8], lines: &mut RawLines) -> Option<&'a [u8]> {
+        let pos = memchr::memchr2(b'\n', b'\r', rest)?;
+        if self.pending.is_empty() {
+            lines.push(&rest[..pos]);
+        } else {
+            self.pending.extend_from_slice(&rest[..pos]);
+            lines.push(&self.pending);
+            self.pending.clear();
+        }
+        let terminator = rest[pos];
+        let mut after = &rest[pos + 1..];
+        if terminator == b'\r' {
+            match after.first() {
+                Some(b'\n') => after = &after[1..],
+                Some(_) => {}
+                None => self.after_cr = true,
+            }
+        }
+        Some(after)
     }
 
     /// The unterminated last line, if any, when the stream ends.
@@ -189,5 +237,72 @@ mod tests {
     #[test]
     fn invalid_utf8_is_replaced_not_dropped() {
         assert_eq!(split_all(&[b"a\xffb\n"]), ["a\u{fffd}b"]);
+    }
+    /// The lines of a whole stream by the module's rules, without chunks: the reference.
+    fn split_whole(stream: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut cut_into_pieces = |mut line: &[u8]| loop {
+            let cut = if line.len() > MAX_LINE_BYTES {
+                utf8_cut(line, MAX_LINE_BYTES)
+            } else {
+                line.len()
+            };
+            lines.push(String::from_utf8_lossy(&line[..cut]).into_owned());
+            line = &line[cut..];
+            if line.is_empty() {
+                break;
+            }
+        };
+        let mut rest = stream;
+        while let Some(pos) = rest.iter().position(|&byte| byte == b'\n' || byte == b'\r') {
+            cut_into_pieces(&rest[..pos]);
+            let crlf = rest[pos] == b'\r' && rest.get(pos + 1) == Some(&b'\n');
+            rest = &rest[pos + 1 + usize::from(crlf)..];
+        }
+        if !rest.is_empty() {
+            cut_into_pieces(rest);
+        }
+        lines
+    }
+
+    #[test]
+    fn any_chunking_gives_the_lines_of_the_whole_stream() {
+        // A fixed pseudo-random sequence (xorshift), so a failure is reproducible.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let pieces: [&[u8]; 7] = [b"a", b"12", "é".as_bytes(), b"\n", b"\xff", b"\r", b"\r\n"];
+        for round in 0..300 {
+            let mut stream = Vec::new();
+            // Half the streams have no `\r`: the path that copies many lines at once.
+            let kinds = if round % 2 == 0 { 4 } else { pieces.len() };
+            let n_pieces = next(400);
+            for _ in 0..n_pieces {
+                stream.extend_from_slice(pieces[next(kinds)]);
+            }
+            if round % 50 == 0 {
+                // A line over the limit, with a character across the cut.
+                stream.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES - 1));
+                stream.extend_from_slice("é tail\n".as_bytes());
+            }
+            let mut chunks = Vec::new();
+            let mut rest = stream.as_slice();
+            while !rest.is_empty() {
+                let largest = if next(4) == 0 { 8 } else { 300 };
+                let size = (1 + next(largest)).min(rest.len());
+                chunks.push(&rest[..size]);
+                rest = &rest[size..];
+            }
+            assert_eq!(
+                split_all(&chunks),
+                split_whole(&stream),
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&stream)
+            );
+        }
     }
 }
