@@ -97,7 +97,7 @@ async fn handle(
         Method::FetchTask => unary(&body, metadata, |request| svc.fetch_task(request)).await,
         Method::UpdateTask => unary(&body, metadata, |request| svc.update_task(request)).await,
         // Rows stay encoded in the body they came in (each checked to be a LogRow): storing
-        // them costs a copy.
+        // them costs no copy.
         Method::UpdateLog => match EncodedUpdateLog::decode_body(body) {
             Ok(message) => {
                 respond(message, metadata, |request| svc.update_log_encoded(request)).await

@@ -39,7 +39,7 @@ impl FakeService {
     ) -> Result<Response<UpdateLogResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
         let response = self.authenticated(&metadata, true, |state, runner_id| {
-            state.update_log(runner_id, &request)
+            state.update_log(runner_id, request)
         })?;
         Ok(Response::new(response))
     }

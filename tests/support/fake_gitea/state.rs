@@ -127,37 +127,35 @@ pub struct RunnerRecord {
     pub ephemeral_task: Option<i64>,
 }
 
-/// A task's log: every accepted row in index order, kept as it arrived (encoded, in one buffer)
-/// and decoded when read, so storing a million rows costs a copy, not a million allocations.
+/// A task's log: every accepted row in index order, kept in the requests it arrived in (each
+/// row checked to be a `LogRow` on arrival) and decoded when read, so storing a request of a
+/// million rows costs neither a copy nor an allocation per row.
 #[derive(Debug, Clone, Default)]
 pub struct RowLog {
-    bytes: Vec<u8>,
-    /// `ends[i]` is where row `i` ends in `bytes`.
-    ends: Vec<usize>,
+    /// Each accepted request, with how many of its first rows the log held already.
+    requests: Vec<(EncodedUpdateLog, usize)>,
+    len: usize,
 }
 
 impl RowLog {
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.len
     }
 
-    /// Makes room for `n_rows` more rows of `n_bytes` in all.
-    pub fn reserve(&mut self, n_rows: usize, n_bytes: usize) {
-        self.ends.reserve(n_rows);
-        self.bytes.reserve(n_bytes);
-    }
-
-    /// Appends one row given as its `LogRow` encoding (already checked to decode).
-    pub fn push_encoded(&mut self, row: &[u8]) {
-        self.bytes.extend_from_slice(row);
-        self.ends.push(self.bytes.len());
+    /// Appends the rows of `request` after its first `skip` ones.
+    pub fn push_request(&mut self, request: EncodedUpdateLog, skip: usize) {
+        self.len += request.n_rows().saturating_sub(skip);
+        self.requests.push((request, skip));
     }
 
     pub fn rows(&self) -> impl Iterator<Item = LogRow> + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(self.ends.iter().copied()).map(|(start, end)| {
+        let encoded = self
+            .requests
+            .iter()
+            .flat_map(|(request, skip)| request.rows().skip(*skip));
+        encoded.map(|row| {
             // Checked on arrival; a row that still fails shows up in a test's comparison.
-            LogRow::decode(&self.bytes[start..end]).unwrap_or_else(|error| LogRow {
+            LogRow::decode(row).unwrap_or_else(|error| LogRow {
                 time: None,
                 content: format!("<fake gitea: undecodable row: {error}>"),
             })
@@ -515,7 +513,7 @@ impl State {
     pub fn update_log(
         &mut self,
         runner_id: i64,
-        request: &EncodedUpdateLog,
+        request: EncodedUpdateLog,
     ) -> Result<UpdateLogResponse, GiteaError> {
         let log_finalize = self.log_finalize;
         let task = self.tasks.get_mut(&request.task_id()).ok_or_else(|| {
@@ -542,12 +540,7 @@ impl State {
                 message: "log file has been archived".to_owned(),
             });
         }
-        let skip = (ack - index) as usize;
-        task.log
-            .reserve(request.n_rows() - skip, request.encoded_len());
-        for row in request.rows().skip(skip) {
-            task.log.push_encoded(row);
-        }
+        task.log.push_request(request, (ack - index) as usize);
         task.log_writes.push((task.log.len(), SystemTime::now()));
         if no_more {
             task.log_archived = true;
