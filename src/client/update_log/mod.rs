@@ -152,6 +152,20 @@ impl UpdateLogBuilder<'_> {
         true
     }
 
+    /// Adds `n_rows` rows given as whole `rows` fields, one after the other, as a request
+    /// carries them (how the spool keeps them): copied as they are. The caller makes sure they
+    /// fit ([`UpdateLogBuilder::room`]).
+    pub fn push_fields(&mut self, fields: &[u8], n_rows: usize) {
+        self.buffer.put_slice(fields);
+        self.n_rows += n_rows;
+    }
+
+    /// How many more bytes of rows fit, with room left for `no_more`.
+    pub fn room(&self) -> usize {
+        self.max_bytes
+            .saturating_sub(self.buffer.len() + NO_MORE_BYTES)
+    }
+
     pub fn n_rows(&self) -> usize {
         self.n_rows
     }

@@ -16,6 +16,42 @@ fn row(n: usize, content_len: usize) -> LogRow {
 }
 
 #[test]
+fn rows_given_as_request_fields_build_the_same_request_and_room_leaves_space_for_no_more() {
+    let rows: Vec<LogRow> = (0..30).map(|n| row(n, n * 3)).collect();
+    let mut fields = Vec::new();
+    for row in &rows {
+        fields.extend_from_slice(
+            &UpdateLogRequest {
+                rows: vec![row.clone()],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+    }
+    let (mut one_by_one, mut at_once) = (BytesMut::new(), BytesMut::new());
+    let mut builder = EncodedUpdateLog::builder(&mut one_by_one, 9, 3, 1 << 20);
+    for row in &rows {
+        assert!(builder.push_row(&row.encode_to_vec()));
+    }
+    let expected = builder.finish(true);
+    let mut builder = EncodedUpdateLog::builder(&mut at_once, 9, 3, 1 << 20);
+    let room = builder.room();
+    builder.push_fields(&fields, rows.len());
+    assert_eq!(builder.room(), room - fields.len());
+    let built = builder.finish(true);
+    assert_eq!(built, expected);
+    assert_eq!(built.n_rows(), rows.len());
+
+    // Filling the room exactly still leaves space for `no_more` within the cap.
+    let mut buffer = BytesMut::new();
+    let mut builder = EncodedUpdateLog::builder(&mut buffer, 9, 3, 100);
+    let room = builder.room();
+    builder.push_fields(&vec![0; room], 0);
+    assert_eq!(builder.room(), 0);
+    assert_eq!(builder.finish(true).encode_to_vec().len(), 100);
+}
+
+#[test]
 fn built_from_encoded_rows_it_is_byte_for_byte_the_generated_encoding() {
     let rows: Vec<LogRow> = (0..50).map(|n| row(n, n * 7)).collect();
     for (task_id, index, no_more) in [(42, 7, true), (0, 0, false), (-1, 1 << 40, true)] {

@@ -89,7 +89,7 @@ async fn persist(core: &Arc<Core>) {
             .sync_data()
             .map_err(|source| spool::SpoolError::Io {
                 action: "sync",
-                path: dir.join("log"),
+                path: dir.join(spool::ROWS_FILE),
                 source,
             })
             .and_then(|()| spool::persist_record(&dir, &record))

@@ -18,10 +18,9 @@ use crate::client::{EncodedUpdateLog, Method, RunnerApi};
 use crate::daemon::observe::{DaemonEvent, ReportOutcome};
 use crate::daemon::spool::{self, Window};
 
-/// How much of the spool one UpdateLog reads. A row takes 4 bytes of framing in the spool and 2
-/// or 3 in a request, at most 17 spool bytes for 15 request bytes (the smallest row with a
-/// time): a quarter more than the request cap always fills a request.
-const WINDOW_BYTES: usize = MAX_UPDATE_LOG_BYTES + MAX_UPDATE_LOG_BYTES / 4;
+/// How much of the spool one UpdateLog reads: rows take as many bytes in the spool as in a
+/// request, so the request cap always fills a request.
+const WINDOW_BYTES: usize = MAX_UPDATE_LOG_BYTES;
 
 /// The memory UpdateLog calls reuse (a spool window and a request buffer for the request in
 /// flight, the same for the next one), and the next request once it is built.
@@ -257,15 +256,19 @@ async fn build(
         from_row as i64,
         MAX_UPDATE_LOG_BYTES,
     );
-    let mut end_byte = from_byte;
-    let mut full = false;
-    for (row, end) in window.rows() {
-        if !builder.push_row(row) {
+    // The rows that fit (the first always does: rows are at most 64 KiB, far below the cap)
+    // are copied in one go, framed in the spool as in a request.
+    let room = builder.room() as u64;
+    let (mut end_byte, mut n_rows, mut full) = (from_byte, 0, false);
+    for (_, end) in window.rows() {
+        if n_rows > 0 && end - from_byte > room {
             full = true;
             break;
         }
         end_byte = end;
+        n_rows += 1;
     }
+    builder.push_fields(window.framed_until(end_byte), n_rows);
     let reaches_end = from_row + builder.n_rows() as u64 == spool_rows;
     let request = builder.finish(finishing && reaches_end);
     Ok(PreparedLog {

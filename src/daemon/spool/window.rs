@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use super::framing;
+
 /// Spooled rows read for one UpdateLog call, still encoded as in the log; see [`Window::read`].
 #[derive(Debug, Default)]
 pub struct Window {
@@ -36,8 +38,8 @@ impl Window {
                 return Ok(());
             }
             // The first row is longer than `max_bytes`: read it whole.
-            let first = match self.bytes[..want].first_chunk::<4>() {
-                Some(length) => 4 + u64::from(u32::from_le_bytes(*length)),
+            let first = match framing::header(&self.bytes[..want]) {
+                Some((row_len, header_len)) => (header_len + row_len) as u64,
                 None => end - from,
             };
             if first > end - from || first as usize <= want {
@@ -55,16 +57,18 @@ impl Window {
         let mut rest = &self.bytes[..self.len];
         let mut offset = self.from;
         std::iter::from_fn(move || {
-            let (length, after) = rest.split_first_chunk::<4>()?;
-            let length = u32::from_le_bytes(*length) as usize;
-            if length > after.len() {
-                return None;
-            }
-            let (row, next) = after.split_at(length);
-            rest = next;
-            offset += 4 + length as u64;
+            let (row, frame_len) = framing::frame(rest)?;
+            rest = &rest[frame_len..];
+            offset += frame_len as u64;
             Some((row, offset))
         })
+    }
+
+    /// The rows read from the first up to the log offset `end` (one returned by
+    /// [`Window::rows`]), framed as in the spool, which is how a request carries them.
+    pub fn framed_until(&self, end: u64) -> &[u8] {
+        let len = usize::try_from(end.saturating_sub(self.from)).unwrap_or(usize::MAX);
+        &self.bytes[..len.min(self.len)]
     }
 }
 
@@ -76,10 +80,17 @@ pub fn seek_row(
     target_row: u64,
     end: u64,
 ) -> io::Result<u64> {
-    let mut length = [0u8; 4];
+    let mut header = [0u8; framing::MAX_HEADER_BYTES];
     while row < target_row && byte < end {
-        file.read_exact_at(&mut length, byte)?;
-        byte += 4 + u64::from(u32::from_le_bytes(length));
+        let available = (end - byte).min(header.len() as u64) as usize;
+        file.read_exact_at(&mut header[..available], byte)?;
+        let Some((row_len, header_len)) = framing::header(&header[..available]) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("no spooled row starts at byte {byte}"),
+            ));
+        };
+        byte += (header_len + row_len) as u64;
         row += 1;
     }
     Ok(byte)

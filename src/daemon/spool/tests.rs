@@ -1,0 +1,260 @@
+//! The spool against real files in a temporary directory: rows read back, framing, recovery.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::*;
+
+fn row(n: usize) -> LogRow {
+    LogRow {
+        time: Some((UNIX_EPOCH + Duration::from_secs(n as u64)).into()),
+        content: format!("line {n}"),
+    }
+}
+
+fn record(task_id: i64) -> SpoolRecord {
+    SpoolRecord {
+        job: JobState::new(task_id),
+        acked_rows: 0,
+        acked_bytes: 0,
+        log_finished: false,
+        deliver_until: UNIX_EPOCH,
+    }
+}
+
+/// Appends row 3, then reads every row from byte `from`: where delivery goes on after a restart.
+fn append_and_read_from(spool: &mut TaskSpool, from: u64) -> Vec<LogRow> {
+    spool.append(&row(3)).unwrap();
+    spool.flush().unwrap();
+    let mut window = Window::default();
+    window
+        .read(&spool.reader(), from, spool.bytes(), 1 << 20)
+        .unwrap();
+    decoded(&window)
+}
+
+fn decoded(window: &Window) -> Vec<LogRow> {
+    window
+        .rows()
+        .map(|(bytes, _)| LogRow::decode(bytes).unwrap())
+        .collect()
+}
+
+#[test]
+fn rows_read_back_in_windows_of_whole_rows() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let mut spool = root.create(&record(5)).unwrap();
+    for n in 0..10_000 {
+        spool.append(&row(n)).unwrap();
+    }
+    spool.flush().unwrap();
+    let reader = spool.reader();
+    let mut window = Window::default();
+    let (mut from, mut n_read, mut n_windows) = (0u64, 0usize, 0);
+    while from < spool.bytes() {
+        window
+            .read(&reader, from, spool.bytes(), 16 * 1024)
+            .unwrap();
+        let rows = decoded(&window);
+        assert!(!rows.is_empty());
+        for (offset, row_read) in rows.iter().enumerate() {
+            assert_eq!(*row_read, row(n_read + offset));
+        }
+        let ends: Vec<u64> = window.rows().map(|(_, end)| end).collect();
+        assert!(*ends.last().unwrap() - from <= 16 * 1024);
+        assert_eq!(
+            seek_row(
+                &reader,
+                n_read as u64,
+                from,
+                (n_read + 1) as u64,
+                spool.bytes()
+            )
+            .unwrap(),
+            ends[0]
+        );
+        n_read += rows.len();
+        from = *ends.last().unwrap();
+        n_windows += 1;
+    }
+    assert_eq!(n_read, 10_000);
+    assert!(n_windows < 30, "{n_windows} windows");
+    assert_eq!(
+        seek_row(&reader, 0, 0, 10_000, spool.bytes()).unwrap(),
+        spool.bytes()
+    );
+}
+
+#[test]
+fn a_row_longer_than_the_window_is_read_whole_and_a_cut_one_is_an_error() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let mut spool = root.create(&record(9)).unwrap();
+    let long = LogRow {
+        time: None,
+        content: "y".repeat(5000),
+    };
+    spool.append(&long).unwrap();
+    spool.append(&row(1)).unwrap();
+    spool.flush().unwrap();
+    let mut window = Window::default();
+    window.read(&spool.reader(), 0, spool.bytes(), 100).unwrap();
+    assert_eq!(decoded(&window), vec![long]);
+    // The log ends inside the row (as if `end` were wrong): no row, an error.
+    let error = window.read(&spool.reader(), 0, 2000, 100).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn lines_are_spooled_exactly_as_prost_encodes_their_rows() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let mut spool = root.create(&record(6)).unwrap();
+    let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    let long = "x".repeat(300);
+    let lines = ["one", "", "é ü", long.as_str()];
+    spool.append_lines(at, lines).unwrap();
+    spool.append_lines(UNIX_EPOCH, ["epoch"]).unwrap();
+    spool.flush().unwrap();
+    let mut expected = Vec::new();
+    let rows = lines
+        .iter()
+        .map(|line| (at, *line))
+        .chain([(UNIX_EPOCH, "epoch")])
+        .map(|(time, content)| LogRow {
+            time: Some(time.into()),
+            content: content.to_string(),
+        });
+    for row in rows {
+        framing::push_header(row.encoded_len(), &mut expected);
+        expected.extend_from_slice(&row.encode_to_vec());
+    }
+    assert_eq!(fs::read(spool.dir().join("rows")).unwrap(), expected);
+    assert_eq!((spool.rows(), spool.bytes()), (5, expected.len() as u64));
+}
+
+#[test]
+fn recovery_cuts_a_torn_tail_and_keeps_the_record() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let mut spool = root.create(&record(8)).unwrap();
+    for n in 0..3 {
+        spool.append(&row(n)).unwrap();
+    }
+    spool.flush().unwrap();
+    let good_bytes = spool.bytes();
+    let mut persisted = record(8);
+    persisted.acked_rows = 1;
+    persisted.acked_bytes = seek_row(&spool.reader(), 0, 0, 1, good_bytes).unwrap();
+    spool.persist(&persisted).unwrap();
+    drop(spool);
+    // A crash in the middle of the next append.
+    let mut log = OpenOptions::new()
+        .append(true)
+        .open(temp.path().join("spool/8/rows"))
+        .unwrap();
+    log.write_all(&[framing::ROW_KEY, 200, 1, 1, 2]).unwrap();
+    drop(log);
+
+    let recovered = root.recover().unwrap();
+    assert_eq!(recovered.len(), 1);
+    let (mut spool, back) = recovered.into_iter().next().unwrap();
+    assert_eq!(back, persisted);
+    assert_eq!((spool.rows(), spool.bytes()), (3, good_bytes));
+    assert_eq!(
+        append_and_read_from(&mut spool, back.acked_bytes),
+        vec![row(1), row(2), row(3)]
+    );
+}
+
+#[test]
+fn spool_files_are_private_and_removed_when_done() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let spool = root.create(&record(1)).unwrap();
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(spool.dir()), 0o700);
+    assert_eq!(mode(&spool.dir().join("rows")), 0o600);
+    assert_eq!(mode(&spool.dir().join("state.json")), 0o600);
+    let dir = spool.dir().to_path_buf();
+    spool.remove().unwrap();
+    assert!(!dir.exists());
+    assert!(root.recover().unwrap().is_empty());
+}
+
+#[test]
+fn an_unreadable_state_is_skipped_not_deleted() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let spool = root.create(&record(2)).unwrap();
+    fs::write(spool.dir().join("state.json"), b"{not json").unwrap();
+    assert!(root.recover().unwrap().is_empty());
+    assert!(spool.dir().join("rows").exists());
+}
+
+/// Writes a spool as versions before the request framing did: `state.json` and a `log` of rows
+/// each after a little-endian `u32` length, ending in a torn row.
+fn legacy_spool(root: &SpoolRoot, persisted: &SpoolRecord, n_rows: usize) -> PathBuf {
+    let dir = root.path().join(persisted.job.task_id.to_string());
+    make_private_dir(&dir).unwrap();
+    let mut log = Vec::new();
+    for n in 0..n_rows {
+        let encoded = row(n).encode_to_vec();
+        log.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        log.extend_from_slice(&encoded);
+    }
+    log.extend_from_slice(&[200, 0, 0, 0, 1, 2]);
+    fs::write(dir.join("log"), log).unwrap();
+    persist_record(&dir, persisted).unwrap();
+    dir
+}
+
+#[test]
+fn a_spool_of_the_older_framing_is_converted_and_delivery_goes_on_from_its_ack() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let mut persisted = record(11);
+    persisted.acked_rows = 1;
+    // The older offset of row 1: 4 bytes of length before each row.
+    persisted.acked_bytes = 4 + row(0).encoded_len() as u64;
+    let dir = legacy_spool(&root, &persisted, 3);
+
+    let (mut spool, back) = root.recover().unwrap().into_iter().next().unwrap();
+    assert!(!dir.join("log").exists() && !dir.join("rows.tmp").exists());
+    assert_eq!(back.acked_rows, 1);
+    assert_eq!(
+        back.acked_bytes,
+        framing::frame_len(row(0).encoded_len()) as u64
+    );
+    assert_eq!(spool.rows(), 3);
+    assert_eq!(
+        append_and_read_from(&mut spool, back.acked_bytes),
+        vec![row(1), row(2), row(3)]
+    );
+}
+
+#[test]
+fn a_conversion_cut_short_by_a_crash_is_done_again_or_finished() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    // Crashed while writing the converted copy: it is written again from the old file.
+    let dir = legacy_spool(&root, &record(12), 2);
+    fs::write(dir.join("rows.tmp"), b"half").unwrap();
+    // Crashed after the converted file took its name, before the old one was removed.
+    let done = legacy_spool(&root, &record(13), 2);
+    let mut converted = Vec::new();
+    for n in 0..2 {
+        framing::push_header(row(n).encoded_len(), &mut converted);
+        converted.extend_from_slice(&row(n).encode_to_vec());
+    }
+    fs::write(done.join("rows"), &converted).unwrap();
+
+    let recovered = root.recover().unwrap();
+    assert_eq!(recovered.len(), 2);
+    for (spool, _) in &recovered {
+        assert_eq!((spool.rows(), spool.bytes()), (2, converted.len() as u64));
+        assert_eq!(fs::read(spool.dir().join("rows")).unwrap(), converted);
+        assert!(!spool.dir().join("log").exists());
+    }
+}
