@@ -17,12 +17,17 @@
 #     cleanup, its garbage collection), which would flatter the runner. Earlier versions took the
 #     difference of two CLI runs (`bash -c <command>` minus `bash -c true`), about 80 ms each, for
 #     a streaming time of 10-40 ms: most of what that measured was the CLI's own variation.
+# Both are also timed whole, as the issue words the target ("the ratio to a raw docker exec of the
+# same command"): the runner from the step's start (stamped before it creates the exec, so its
+# own per-step work counts) to the last line stored, the raw exec from its creation to the end of
+# its stream (the same run as above). Both ratios are printed against the same target; the
+# streaming one is the stricter, since the fixed cost of an exec, alike on both sides, is left out.
 # A job of the same step running `true` runs first in each round: its wall time and CPU are the
 # baseline the job's figures are compared with. (Earlier versions took the runner's time as the
 # job's wall time minus that baseline's: since the pipeline got faster, the baseline's own
 # variation, about 0.1-0.2 s of container set-up, is larger than what it measured.)
-# Prints per round and as medians: lines/s delivered, the median of the per-round ratios to the
-# raw exec (target >= 0.5), the daemon's peak RSS (target < 64 MB), and the CPU time per million
+# Prints per round and as medians: lines/s delivered, the medians of the per-round ratios to the
+# raw exec, streaming and whole (target >= 0.5), the daemon's peak RSS (target < 64 MB), and the CPU time per million
 # lines of the daemon and of the fake Gitea (user + system, job minus baseline: figures the load
 # of a shared machine disturbs less than wall time; the fake's share of 2 cores is time the
 # runner's pipeline cannot use). Also prints the host's cores, load, Docker version and driver.
@@ -78,8 +83,10 @@ YAML
 }
 
 # check_task TASK_JSON: checks that the fake holds every line, in order, and prints the pipeline's
-# seconds (from the first line's arrival at the runner to the fake storing the last line) and the
-# reading's (from the first line's arrival to the last's, both stamped by the runner as it read them).
+# seconds (from the first line's arrival at the runner to the fake storing the last line), the
+# reading's (from the first line's arrival to the last's, both stamped by the runner as it read
+# them) and the whole step's (from the step's start, stamped by the runner before it creates the
+# exec, to the fake storing the last line).
 check_task() {
     python3 - "$1" "$lines" <<'PY'
 import datetime, json, sys
@@ -103,7 +110,8 @@ def unix(text):
 first_read = unix(logs[indexes[0]]["time"])
 last_read = unix(logs[indexes[-1]]["time"])
 last_stored = min(write["at"] for write in task["log_writes"] if write["rows"] > indexes[-1])
-print(last_stored - first_read, last_read - first_read)
+step_started = unix(task["steps"][0]["started_at"])
+print(last_stored - first_read, last_read - first_read, last_stored - step_started)
 PY
 }
 
@@ -121,7 +129,7 @@ for round in $(seq 1 "$runs"); do
     log "round $round/$runs: job printing $lines lines"
     read -r job_seconds peak_kib job_user job_sys job_fake task_id < <(run_job "$step")
     curl -fsS "$fake_url/_fake/tasks/$task_id" >"$work/task.json"
-    read -r pipeline_seconds read_seconds < <(check_task "$work/task.json") \
+    read -r pipeline_seconds read_seconds step_seconds < <(check_task "$work/task.json") \
         || die "round $round: the fake does not hold every row in order"
     log "round $round/$runs: raw docker exec, output thrown away (best of $raw_tries)"
     raw_seconds=1e9
@@ -136,7 +144,7 @@ for round in $(seq 1 "$runs"); do
     done
     cpu=$(python3 -c "print($job_user + $job_sys - $base_user - $base_sys)")
     fake=$(python3 -c "print($job_fake - $base_fake)")
-    echo "$base_seconds $job_seconds $raw_total $raw_seconds $peak_kib $cpu $fake $pipeline_seconds $read_seconds" \
+    echo "$base_seconds $job_seconds $raw_total $raw_seconds $peak_kib $cpu $fake $pipeline_seconds $read_seconds $step_seconds" \
         >>"$work/rounds"
 done
 
@@ -148,12 +156,13 @@ lines = int(sys.argv[1])
 rounds = [[float(x) for x in line.split()] for line in open(sys.argv[2])]
 print(f"log pipeline: {lines} lines delivered in order in each of {len(rounds)} rounds ({sys.argv[3]})")
 rates, ratios, peaks, cpus, fakes = [], [], [], [], []
-reads = []
-for n, (base, job, raw_total, raw, peak_kib, cpu, fake, pipeline, read) in enumerate(rounds, 1):
+reads, whole_ratios = [], []
+for n, (base, job, raw_total, raw, peak_kib, cpu, fake, pipeline, read, step) in enumerate(rounds, 1):
     pipeline = max(pipeline, 1e-3)
     raw_net = max(raw, 1e-3)
     rates.append(lines / pipeline)
     ratios.append(raw_net / pipeline)
+    whole_ratios.append(raw_total / max(step, 1e-3))
     peaks.append(peak_kib / 1024)
     cpus.append(cpu * 1e6 / lines)
     fakes.append(fake * 1e6 / lines)
@@ -161,10 +170,14 @@ for n, (base, job, raw_total, raw, peak_kib, cpu, fake, pipeline, read) in enume
     print(f"  round {n}: first line read to last line stored {pipeline:.3f} s "
           f"({lines / pipeline:,.0f} lines/s; all read after {read:.3f} s; job {job:.2f} s, baseline job {base:.2f} s); "
           f"raw exec streamed in {raw_net:.3f} s ({lines / raw_net:,.0f} lines/s; {raw_total:.3f} s from its creation); ratio {raw_net / pipeline:.2f}; "
+          f"whole step {step:.3f} s from its start to the last line stored, ratio {raw_total / max(step, 1e-3):.2f}; "
           f"peak RSS {peak_kib / 1024:.1f} MB; CPU daemon {cpu:.2f} s, fake Gitea {fake:.2f} s")
 print(f"  median throughput: {statistics.median(rates):,.0f} lines/s")
 print(f"  median time to read every line: {statistics.median(reads):.3f} s (the rest is delivery lag)")
-print(f"  median ratio to raw docker exec: {statistics.median(ratios):.2f} (target >= 0.5)")
+print(f"  median ratio to raw docker exec, streaming alone (first line read to last stored, "
+      f"against first byte to end of stream): {statistics.median(ratios):.2f} (target >= 0.5)")
+print(f"  median ratio to raw docker exec, whole exec (step start to last line stored, "
+      f"against the exec's creation to the end of its stream): {statistics.median(whole_ratios):.2f} (target >= 0.5)")
 print(f"  median raw docker exec: {lines / max(statistics.median(r[3] for r in rounds), 1e-3):,.0f} lines/s")
 print(f"  median CPU per million lines: daemon {statistics.median(cpus):.3f} s, "
       f"fake Gitea {statistics.median(fakes):.3f} s")
