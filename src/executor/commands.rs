@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::line_batch::LineBatch;
+
 /// What a command asks of the step runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -49,6 +51,20 @@ static HASH_FORM: LazyLock<Regex> = LazyLock::new(|| {
 /// and do nothing else, whatever its state: the fast path for ordinary output.
 pub fn is_plain(line: &str) -> bool {
     !(line.starts_with("::") || line.starts_with("##[") || line.ends_with(['\r', '\n']))
+}
+
+/// Whether every line of `batch` is plain ([`is_plain`]). Decided for the whole batch at once
+/// when its text holds no `::`, no `##[` and no `\r`, and no line holds a `\n` (then no line can
+/// start or end like a command); else line by line.
+pub fn all_plain(batch: &LineBatch) -> bool {
+    let text = batch.text().as_bytes();
+    let no_command_marks = memchr::memmem::find(text, b"::").is_none()
+        && memchr::memmem::find(text, b"##[").is_none()
+        && memchr::memchr(b'\r', text).is_none();
+    // `n` lines are joined by `n - 1` separators: a `\n` more is inside a line.
+    let no_inner_newline =
+        memchr::memchr_iter(b'\n', text).count() == batch.len().saturating_sub(1);
+    (no_command_marks && no_inner_newline) || batch.iter().all(is_plain)
 }
 
 impl CommandProcessor {
@@ -271,6 +287,27 @@ mod tests {
             }
         }
         assert!(!is_plain("::warning::w") && !is_plain("##[error]e") && !is_plain("x\r"));
+    }
+
+    #[test]
+    fn a_batch_is_all_plain_exactly_when_each_of_its_lines_is() {
+        let pieces = ["a", ":", "::", "#", "##[", "\r", "\n", "", "é"];
+        // Every batch of up to three lines, each made of up to two pieces.
+        let mut lines = vec![String::new()];
+        for first in pieces {
+            for second in pieces {
+                lines.push(format!("{first}{second}"));
+            }
+        }
+        for a in &lines {
+            for b in &lines {
+                let (a, b) = (a.as_str(), b.as_str());
+                for batch in [vec![], vec![a], vec![a, b], vec![b, "plain", a]] {
+                    let batch: LineBatch = batch.into_iter().collect();
+                    assert_eq!(all_plain(&batch), batch.iter().all(is_plain), "{batch:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -354,7 +354,7 @@ async fn handle_output(
     emitter: &mut Emitter,
     sinks: &mut Sinks<'_>,
 ) {
-    if lines.iter().all(commands::is_plain) {
+    if commands::all_plain(&lines) {
         emitter.log_lines(step_idx, lines).await;
         return;
     }
