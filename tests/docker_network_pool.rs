@@ -175,6 +175,35 @@ async fn a_one_job_pool_never_replaces_its_spare() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_comes_while_the_spare_is_being_created_waits_for_it() {
+    with_docker(|docker| async move {
+        let runner = unique("runner");
+        // As when a task is waiting at the daemon's start: the job comes before its spare is ready.
+        let pool = NetworkPool::for_one_job(docker.clone(), &runner);
+        assert_eq!(pool.n_ready(), 0, "a network create takes longer than this");
+        let mut config = job_config(BUSYBOX_IMAGE);
+        config.network_pool = Some(pool.clone());
+        let own_network = format!("{}-network", config.container_name);
+        let (mut backend, result, _) = prepared(&docker, config).await;
+        result.unwrap();
+        let spare = backend.network_name();
+        assert_ne!(spare, own_network);
+        assert_eq!(
+            pool_networks(&docker, &runner).await,
+            HashSet::from([spare])
+        );
+        assert!(!network_exists(&docker, &own_network).await);
+        backend.cleanup().await.unwrap();
+        pool.shutdown().await;
+        assert!(pool_networks(&docker, &runner).await.is_empty());
+
+        // Nothing ready and nothing on its way: no wait, the job creates its own network.
+        assert_eq!(pool.take_or_wait().await, None);
+    })
+    .await;
+}
+
 /// The job container's network mode and the containers attached to `network`.
 async fn network_mode_and_attached(
     docker: &Docker,

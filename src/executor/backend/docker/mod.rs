@@ -275,7 +275,7 @@ impl DockerBackend {
         // `prepare` left behind.
         let labels = self.labels();
         let pooled = match (&self.config.network, &self.config.network_pool) {
-            (None, Some(pool)) => pool.take(),
+            (None, Some(pool)) => pool.take_or_wait().await,
             _ => None,
         };
         let from_pool = pooled.is_some();

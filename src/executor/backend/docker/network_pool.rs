@@ -21,6 +21,9 @@
 //! runner's UUID and [`LABEL_NETWORK_POOL`] but no task id, so the daemon's start-up orphan sweep
 //! removes those a crash left behind; [`NetworkPool::shutdown`] removes the rest.
 //!
+//! A job that finds no spare ready while one is being created waits for that one
+//! ([`NetworkPool::take_or_wait`]) rather than creating a network of its own alongside it.
+//!
 //! A daemon that runs one job (`--once`, an ephemeral runner) uses [`NetworkPool::for_one_job`]:
 //! one spare, never replaced, since a replacement would be made while the job runs (taking the
 //! CPU its steps and their logs want) only to be removed when the daemon exits.
@@ -31,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -65,6 +69,9 @@ struct Inner {
     sandbox_image: Mutex<Option<String>>,
     /// Networks taken and not yet replaced.
     owed: AtomicUsize,
+    /// Creations started and not yet ended, and the signal each end gives.
+    in_flight: AtomicUsize,
+    ended: Notify,
     /// Spares get sandboxes once an image is known.
     sandboxes: bool,
     /// Taken networks are replaced (false when no job will come after the one that took it).
@@ -115,6 +122,8 @@ impl NetworkPool {
                 ready: Mutex::new(VecDeque::new()),
                 sandbox_image: Mutex::new(None),
                 owed: AtomicUsize::new(0),
+                in_flight: AtomicUsize::new(0),
+                ended: Notify::new(),
                 sandboxes,
                 replaces,
                 closed: CancellationToken::new(),
@@ -133,6 +142,26 @@ impl NetworkPool {
         let taken = self.inner.ready_queue().pop_front()?;
         self.inner.owed.fetch_add(1, Ordering::Relaxed);
         Some(taken)
+    }
+
+    /// Like [`NetworkPool::take`], but when no network is ready and one is being created, waits
+    /// for it: it is ready sooner than a network the job would start creating now, and the two
+    /// creations would only slow each other (a job fetched right after the daemon started).
+    /// `None` when nothing is ready or on its way.
+    pub async fn take_or_wait(&self) -> Option<Spare> {
+        loop {
+            let ended = self.inner.ended.notified();
+            tokio::pin!(ended);
+            // Registered before looking, so an end between the look and the wait is not missed.
+            ended.as_mut().enable();
+            if let Some(spare) = self.take() {
+                return Some(spare);
+            }
+            if self.inner.in_flight.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            ended.await;
+        }
     }
 
     /// Starts creating a replacement for every network taken so far; `image` (one a job has just
@@ -170,7 +199,10 @@ impl NetworkPool {
             return;
         }
         let inner = Arc::clone(&self.inner);
+        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let ends = CreationEnd(Arc::clone(&self.inner));
         self.inner.creations.spawn(async move {
+            let _ends = ends;
             let suffix = uuid::Uuid::new_v4().simple().to_string();
             let name = format!("act-runner-job-network-{}", &suffix[..16]);
             let labels = HashMap::from([
@@ -196,6 +228,17 @@ impl NetworkPool {
                 inner.ready_queue().push_back(spare);
             }
         });
+    }
+}
+
+/// Counts a creation as ended and wakes those waiting for a spare, however the creation ends
+/// (its network ready or not, or its task dropped).
+struct CreationEnd(Arc<Inner>);
+
+impl Drop for CreationEnd {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_waiters();
     }
 }
 
