@@ -268,6 +268,9 @@ async fn build(
         end_byte = end;
         n_rows += 1;
     }
+    // A row the window holds only the start of ends past the window, so past the room too: the
+    // request is as full as a request gets.
+    full |= window.read_len() as u64 > end_byte - from_byte;
     builder.push_fields(window.framed_until(end_byte), n_rows);
     let reaches_end = from_row + builder.n_rows() as u64 == spool_rows;
     let request = builder.finish(finishing && reaches_end);

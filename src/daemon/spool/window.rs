@@ -64,6 +64,11 @@ impl Window {
         })
     }
 
+    /// How many bytes of the log were read, the start of a row cut off by the window included.
+    pub fn read_len(&self) -> usize {
+        self.len
+    }
+
     /// The rows read from the first up to the log offset `end` (one returned by
     /// [`Window::rows`]), framed as in the spool, which is how a request carries them.
     pub fn framed_until(&self, end: u64) -> &[u8] {

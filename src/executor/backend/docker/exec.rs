@@ -1,8 +1,7 @@
 //! Steps by `docker exec`: output forwarded as frames arrive (the lines each frame completes, in
 //! one batch), the exit code taken from the wrapping `sh`'s report or else read with
-//! `inspect_exec`, and on timeout or cancellation every
-//! process the exec started killed inside the container (not merely detached from, which would
-//! leave it running).
+//! `inspect_exec`, and on timeout or cancellation every process the exec started killed inside
+//! the container (not merely detached from, which would leave it running).
 //!
 //! How the kill finds the processes: each exec gets a unique `ACT_RUNNER_EXEC_ID` in its environment;
 //! children inherit it, so a root `sh` exec that scans `/proc/*/environ` for it finds the step's

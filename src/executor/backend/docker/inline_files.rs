@@ -16,7 +16,7 @@
 //! one line on stderr, `<marker> <exit status> <0|1>`, the last field saying whether the command
 //! directory holds anything, and exits with the step's status. The runner takes that line out of
 //! the output ([`take_report`]) and so needs neither an `inspect` call for the exit code nor an
-//! archive read of command files the step left empty: per step, one Docker call instead of three.
+//! archive read of command files the step left empty: a step costs its exec and nothing after.
 //! The marker is random per exec, so no output can carry it by chance.
 
 use crate::executor::backend::NewFile;
