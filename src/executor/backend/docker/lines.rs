@@ -238,6 +238,7 @@ mod tests {
     fn invalid_utf8_is_replaced_not_dropped() {
         assert_eq!(split_all(&[b"a\xffb\n"]), ["a\u{fffd}b"]);
     }
+
     /// The lines of a whole stream by the module's rules, without chunks: the reference.
     fn split_whole(stream: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
