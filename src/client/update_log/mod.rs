@@ -137,21 +137,6 @@ pub struct UpdateLogBuilder<'a> {
 }
 
 impl UpdateLogBuilder<'_> {
-    /// Adds one row given as its `LogRow` encoding, if the request stays within `max_bytes` even
-    /// with `no_more` set; `false` (and nothing added) when it would not. The first row is always
-    /// added, so every request makes progress: rows are at most 64 KiB, far below the cap.
-    pub fn push_row(&mut self, row: &[u8]) -> bool {
-        let row_bytes = 1 + encoding::encoded_len_varint(row.len() as u64) + row.len();
-        if self.n_rows > 0 && self.buffer.len() + row_bytes + NO_MORE_BYTES > self.max_bytes {
-            return false;
-        }
-        encoding::encode_key(ROWS, WireType::LengthDelimited, self.buffer);
-        encoding::encode_varint(row.len() as u64, self.buffer);
-        self.buffer.put_slice(row);
-        self.n_rows += 1;
-        true
-    }
-
     /// Adds `n_rows` rows given as whole `rows` fields, one after the other, as a request
     /// carries them (how the spool keeps them): copied as they are. The caller makes sure they
     /// fit ([`UpdateLogBuilder::room`]).

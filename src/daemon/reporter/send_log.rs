@@ -256,22 +256,9 @@ async fn build(
         from_row as i64,
         MAX_UPDATE_LOG_BYTES,
     );
-    // The rows that fit (the first always does: rows are at most 64 KiB, far below the cap)
-    // are copied in one go, framed in the spool as in a request.
-    let room = builder.room() as u64;
-    let (mut end_byte, mut n_rows, mut full) = (from_byte, 0, false);
-    for (_, end) in window.rows() {
-        if n_rows > 0 && end - from_byte > room {
-            full = true;
-            break;
-        }
-        end_byte = end;
-        n_rows += 1;
-    }
-    // A row the window holds only the start of ends past the window, so past the room too: the
-    // request is as full as a request gets.
-    full |= window.read_len() as u64 > end_byte - from_byte;
-    builder.push_fields(window.framed_until(end_byte), n_rows);
+    // The rows that fit are copied in one go, framed in the spool as in a request.
+    let fit = window.fitting(builder.room());
+    builder.push_fields(window.framed_until(fit.end), fit.n_rows);
     let reaches_end = from_row + builder.n_rows() as u64 == spool_rows;
     let request = builder.finish(finishing && reaches_end);
     Ok(PreparedLog {
@@ -280,10 +267,10 @@ async fn build(
         buffer,
         from_row,
         from_byte,
-        end_byte,
+        end_byte: fit.end,
         spool_rows,
         finishing,
-        full,
+        full: fit.full,
     })
 }
 

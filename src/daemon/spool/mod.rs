@@ -30,7 +30,7 @@ use crate::daemon::reporter::state::JobState;
 pub mod framing;
 mod recover;
 mod window;
-pub use window::{Window, seek_row};
+pub use window::{Fit, Window, seek_row};
 
 /// The rows, framed (see [`framing`]).
 pub const ROWS_FILE: &str = "rows";

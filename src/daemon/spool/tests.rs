@@ -87,6 +87,49 @@ fn rows_read_back_in_windows_of_whole_rows() {
 }
 
 #[test]
+fn the_rows_that_fit_never_pass_the_room_and_fill_it_to_within_one_row() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let mut spool = root.create(&record(10)).unwrap();
+    // Rows from empty to the longest the reporter spools (64 KiB of content), in a mix.
+    let sizes = [0, 1, 100, 127, 128, 16_383, 16_384, 65_536, 300];
+    for n in 0..2000 {
+        spool
+            .append(&LogRow {
+                time: Some(UNIX_EPOCH.into()),
+                content: "x".repeat(sizes[n % sizes.len()]),
+            })
+            .unwrap();
+    }
+    spool.flush().unwrap();
+    let (reader, end) = (spool.reader(), spool.bytes());
+    // As the sender reads: a window as large as a request, the room a little less (the header).
+    let (window_bytes, room) = (1 << 20, (1 << 20) - 20);
+    let mut window = Window::default();
+    let (mut from, mut row, mut n_requests) = (0, 0, 0);
+    while from < end {
+        window.read(&reader, from, end, window_bytes).unwrap();
+        let fit = window.fitting(room);
+        assert!(fit.n_rows > 0);
+        assert!(fit.end - from <= room as u64, "request {n_requests}");
+        assert_eq!(window.framed_until(fit.end).len() as u64, fit.end - from);
+        row += fit.n_rows as u64;
+        if fit.end < end {
+            // Full, the window cut through the next row or not: that row would not have fit.
+            assert!(fit.full, "request {n_requests}");
+            let next_end = seek_row(&reader, row, fit.end, row + 1, end).unwrap();
+            assert!(next_end - from > room as u64, "request {n_requests}");
+        } else {
+            assert!(!fit.full);
+        }
+        from = fit.end;
+        n_requests += 1;
+    }
+    assert_eq!(row, 2000);
+    assert!(n_requests > 10, "{n_requests} requests");
+}
+
+#[test]
 fn a_row_longer_than_the_window_is_read_whole_and_a_cut_one_is_an_error() {
     let temp = tempfile::tempdir().unwrap();
     let root = SpoolRoot::new(temp.path());

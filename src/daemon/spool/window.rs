@@ -64,9 +64,25 @@ impl Window {
         })
     }
 
-    /// How many bytes of the log were read, the start of a row cut off by the window included.
-    pub fn read_len(&self) -> usize {
-        self.len
+    /// The rows read, from the first, that fit in `room` bytes (the first always does, so every
+    /// request makes progress), and whether a row was left out for want of room. A row the window
+    /// holds only the start of ends past the window, so past any room the window was read for.
+    pub fn fitting(&self, room: usize) -> Fit {
+        let mut fit = Fit {
+            end: self.from,
+            n_rows: 0,
+            full: false,
+        };
+        for (_, end) in self.rows() {
+            if fit.n_rows > 0 && end - self.from > room as u64 {
+                fit.full = true;
+                return fit;
+            }
+            fit.end = end;
+            fit.n_rows += 1;
+        }
+        fit.full = self.len as u64 > fit.end - self.from;
+        fit
     }
 
     /// The rows read from the first up to the log offset `end` (one returned by
@@ -75,6 +91,15 @@ impl Window {
         let len = usize::try_from(end.saturating_sub(self.from)).unwrap_or(usize::MAX);
         &self.bytes[..len.min(self.len)]
     }
+}
+
+/// See [`Window::fitting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fit {
+    /// The log offset just past the last row that fits.
+    pub end: u64,
+    pub n_rows: usize,
+    pub full: bool,
 }
 
 /// Finds the byte offset of row `target_row`, counting from a known (`row`, `byte`) position.
