@@ -31,27 +31,38 @@ impl EncodedUpdateLog {
 
 /// The scalar fields of a request and how many rows it holds.
 #[derive(Default)]
-struct PlainFields {
-    task_id: i64,
-    index: i64,
-    n_rows: usize,
-    no_more: bool,
+pub(super) struct PlainFields {
+    pub(super) task_id: i64,
+    pub(super) index: i64,
+    pub(super) n_rows: usize,
+    pub(super) no_more: bool,
 }
 
 /// Reads a request made of known fields only, each with its own wire type (one-byte keys), every
 /// row a plain `LogRow`; `None` for anything else.
-fn scan_plain(body: &[u8]) -> Option<PlainFields> {
+pub(super) fn scan_plain(body: &[u8]) -> Option<PlainFields> {
     const TASK_ID_KEY: u8 = (TASK_ID << 3) as u8;
     const INDEX_KEY: u8 = (INDEX << 3) as u8;
     const ROWS_KEY: u8 = (ROWS << 3) as u8 | 2;
     const NO_MORE_KEY: u8 = (NO_MORE << 3) as u8;
     let mut fields = PlainFields::default();
     let mut rest = body;
+    // The last time field checked, whole (key, length, value).
+    let mut known_time: &[u8] = &[];
     while let [key, tail @ ..] = rest {
         rest = match *key {
             ROWS_KEY => {
                 let (row, after) = length_delimited(tail)?;
-                if !is_plain_log_row(row) {
+                // Rows read together share their time: one checked already is not checked again.
+                let content = match row.strip_prefix(known_time) {
+                    Some(content) if !known_time.is_empty() => content,
+                    _ => {
+                        let (time, content) = plain_time(row)?;
+                        known_time = time;
+                        content
+                    }
+                };
+                if !is_plain_content(content) {
                     return None;
                 }
                 fields.n_rows += 1;
@@ -162,37 +173,41 @@ fn check_log_row(row: &[u8]) -> Result<(), prost::DecodeError> {
 /// the receiving side (the fake Gitea) runs this on every row it accepts.
 #[inline]
 pub(super) fn is_plain_log_row(row: &[u8]) -> bool {
-    let mut rest = row;
-    if let [0x0a, tail @ ..] = rest {
-        let Some((time, after)) = length_delimited(tail) else {
-            return false;
-        };
-        let mut fields = time;
-        for key in [0x08, 0x10] {
-            if let [first, tail @ ..] = fields
-                && *first == key
-            {
-                let Some(after_varint) = skip_varint(tail) else {
-                    return false;
-                };
-                fields = after_varint;
-            }
+    plain_time(row).is_some_and(|(_, content)| is_plain_content(content))
+}
+
+/// Splits the time field (key, length, a `Timestamp` of seconds then nanos, each optional) off
+/// the start of a row, as prost writes it; an empty field when the row has no time. `None` when
+/// the row starts with a time field written otherwise.
+#[inline]
+fn plain_time(row: &[u8]) -> Option<(&[u8], &[u8])> {
+    let [0x0a, tail @ ..] = row else {
+        return Some((&[], row));
+    };
+    let (time, after) = length_delimited(tail)?;
+    let mut fields = time;
+    for key in [0x08, 0x10] {
+        if let [first, tail @ ..] = fields
+            && *first == key
+        {
+            fields = skip_varint(tail)?;
         }
-        if !fields.is_empty() {
-            return false;
-        }
-        rest = after;
     }
-    if let [0x12, tail @ ..] = rest {
-        let Some((content, after)) = length_delimited(tail) else {
-            return false;
-        };
-        if !content.is_ascii() && std::str::from_utf8(content).is_err() {
-            return false;
-        }
-        rest = after;
-    }
-    rest.is_empty()
+    fields
+        .is_empty()
+        .then(|| row.split_at(row.len() - after.len()))
+}
+
+/// Whether what follows a row's time is an optional UTF-8 content field and nothing else.
+#[inline]
+fn is_plain_content(rest: &[u8]) -> bool {
+    let [0x12, tail @ ..] = rest else {
+        return rest.is_empty();
+    };
+    let Some((content, after)) = length_delimited(tail) else {
+        return false;
+    };
+    after.is_empty() && (content.is_ascii() || std::str::from_utf8(content).is_ok())
 }
 
 /// Splits a varint length and that many bytes off `bytes`.

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use rand::{Rng, SeedableRng};
 
-use super::decode::is_plain_log_row;
+use super::decode::{is_plain_log_row, scan_plain};
 use super::*;
 use crate::client::proto::runner::LogRow;
 
@@ -215,4 +215,60 @@ fn a_body_decodes_in_place_to_what_the_generic_decoding_gives() {
             (generic, in_place) => panic!("{bytes:?}: {generic:?} against {in_place:?}"),
         }
     }
+}
+
+#[test]
+fn the_in_place_scan_of_rows_sharing_a_time_accepts_nothing_prost_rejects() {
+    // Rows read together share their time, and the scan skips a time it has checked already:
+    // whatever a mutation does to one row's time or content, what the scan accepts must decode,
+    // to the same fields. (Through `decode_body` a wrong skip could hide behind the generic
+    // decoding, which takes over whenever the scan gives up; so the scan is tested itself.)
+    let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    let rows: Vec<LogRow> = [row(9, 4), LogRow::default(), row(9, 0)]
+        .into_iter()
+        .chain(["1", "", "é", "three", "x"].iter().map(|content| LogRow {
+            time: Some(at.into()),
+            content: (*content).to_owned(),
+        }))
+        .collect();
+    let request = UpdateLogRequest {
+        task_id: 5,
+        index: 2,
+        rows,
+        no_more: false,
+    };
+    let body = request.encode_to_vec();
+    let scanned = scan_plain(&body).expect("a body prost wrote is plain");
+    assert_eq!(scanned.n_rows, request.rows.len());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        let mut bytes = body.clone();
+        for _ in 0..rng.random_range(1..3) {
+            let at = rng.random_range(0..bytes.len());
+            match rng.random_range(0..3) {
+                0 => bytes[at] = rng.random(),
+                1 => bytes[at] ^= 1 << rng.random_range(0..8),
+                _ => {
+                    bytes.remove(at);
+                }
+            }
+        }
+        if let Some(fields) = scan_plain(&bytes) {
+            accepted += 1;
+            let generic = UpdateLogRequest::decode(&bytes[..])
+                .unwrap_or_else(|error| panic!("{bytes:02x?}: scanned, but {error}"));
+            assert_eq!(
+                (fields.task_id, fields.index, fields.n_rows, fields.no_more),
+                (
+                    generic.task_id,
+                    generic.index,
+                    generic.rows.len(),
+                    generic.no_more
+                ),
+                "{bytes:02x?}"
+            );
+        }
+    }
+    assert!(accepted > 1_000, "{accepted} accepted");
 }

@@ -189,30 +189,19 @@ impl TaskSpool {
         at: SystemTime,
         lines: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), SpoolError> {
-        // Every row starts alike: the time, then the key of the content.
-        let mut prefix = Vec::with_capacity(20);
-        prost::encoding::message::encode(1, &prost_types::Timestamp::from(at), &mut prefix);
-        let without_content = prefix.len();
-        prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut prefix);
+        // Every row starts alike: the frame's key and length, the time, the key of the content,
+        // the content's length. The two lengths are filled in per row, so a row costs two copies
+        // (this head and the content).
+        let mut time = Vec::with_capacity(MAX_TIME_BYTES);
+        prost::encoding::message::encode(1, &prost_types::Timestamp::from(at), &mut time);
+        let mut head = RowHead::new(&time);
         let (mut n_rows, mut n_bytes) = (0, 0);
         for content in lines {
-            let start = self.unwritten.len();
-            // proto3 leaves an empty string out, as prost does.
-            if content.is_empty() {
-                framing::push_header(without_content, &mut self.unwritten);
-                self.unwritten.extend_from_slice(&prefix[..without_content]);
-            } else {
-                let content_len = content.len();
-                let row_len = prefix.len()
-                    + prost::encoding::encoded_len_varint(content_len as u64)
-                    + content_len;
-                framing::push_header(row_len, &mut self.unwritten);
-                self.unwritten.extend_from_slice(&prefix);
-                prost::encoding::encode_varint(content_len as u64, &mut self.unwritten);
-                self.unwritten.extend_from_slice(content.as_bytes());
-            }
+            let head = head.for_content(content.len());
+            self.unwritten.extend_from_slice(head);
+            self.unwritten.extend_from_slice(content.as_bytes());
             n_rows += 1;
-            n_bytes += (self.unwritten.len() - start) as u64;
+            n_bytes += (head.len() + content.len()) as u64;
         }
         self.appended(n_rows, n_bytes)
     }
@@ -261,6 +250,83 @@ impl TaskSpool {
         drop(self);
         fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))
     }
+}
+
+/// The longest encoded time field: its key, its length, and a `Timestamp` whose seconds take ten
+/// bytes and nanos five, each with its key.
+const MAX_TIME_BYTES: usize = 2 + (1 + 10) + (1 + 5);
+
+/// Everything of a framed row before its content, for rows sharing one time: the frame key and
+/// the row's length (varints), the time field, the content's key and length (varint).
+struct RowHead {
+    /// Laid out for a row shorter than 128 bytes (one-byte lengths): the usual log line. Only its
+    /// two length bytes change from row to row.
+    short: [u8; 4 + MAX_TIME_BYTES],
+    /// Built whole for a longer row.
+    long: [u8; 2 * framing::MAX_HEADER_BYTES + MAX_TIME_BYTES],
+    time_len: usize,
+}
+
+/// The key of `LogRow.content`: field 2, length-delimited.
+const CONTENT_KEY: u8 = 2 << 3 | 2;
+
+impl RowHead {
+    fn new(time: &[u8]) -> RowHead {
+        let time_len = time.len();
+        let mut short = [0; 4 + MAX_TIME_BYTES];
+        short[0] = framing::ROW_KEY;
+        short[2..2 + time_len].copy_from_slice(time);
+        short[2 + time_len] = CONTENT_KEY;
+        RowHead {
+            short,
+            long: [0; 2 * framing::MAX_HEADER_BYTES + MAX_TIME_BYTES],
+            time_len,
+        }
+    }
+
+    /// The head of a row whose content is `content_len` bytes. proto3 leaves an empty string
+    /// out, as prost does: such a row is its time alone.
+    fn for_content(&mut self, content_len: usize) -> &[u8] {
+        let time_len = self.time_len;
+        if content_len == 0 {
+            // A time field is at most 19 bytes: its length fits in one.
+            self.short[1] = time_len as u8;
+            return &self.short[..2 + time_len];
+        }
+        let row_len = time_len + 1 + varint_len(content_len) + content_len;
+        if row_len < 0x80 {
+            self.short[1] = row_len as u8;
+            self.short[3 + time_len] = content_len as u8;
+            return &self.short[..4 + time_len];
+        }
+        let long = &mut self.long;
+        long[0] = framing::ROW_KEY;
+        let mut at = 1 + put_varint(row_len, &mut long[1..]);
+        long[at..at + time_len].copy_from_slice(&self.short[2..2 + time_len]);
+        at += time_len;
+        long[at] = CONTENT_KEY;
+        at += 1;
+        at += put_varint(content_len, &mut long[at..]);
+        &long[..at]
+    }
+}
+
+/// How many bytes `value` takes as a varint.
+fn varint_len(value: usize) -> usize {
+    prost::encoding::encoded_len_varint(value as u64)
+}
+
+/// Writes `value` as a varint at the start of `out` (which has room: at most ten bytes) and
+/// returns its length.
+fn put_varint(mut value: usize, out: &mut [u8]) -> usize {
+    let mut n = 0;
+    while value >= 0x80 {
+        out[n] = (value as u8) | 0x80;
+        value >>= 7;
+        n += 1;
+    }
+    out[n] = value as u8;
+    n + 1
 }
 
 /// Writes `state.json` in `dir`: temp file, fsync, rename, fsync of the directory.

@@ -155,16 +155,29 @@ fn lines_are_spooled_exactly_as_prost_encodes_their_rows() {
     let root = SpoolRoot::new(temp.path());
     let mut spool = root.create(&record(6)).unwrap();
     let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
-    let long = "x".repeat(300);
-    let lines = ["one", "", "é ü", long.as_str()];
-    spool.append_lines(at, lines).unwrap();
-    spool.append_lines(UNIX_EPOCH, ["epoch"]).unwrap();
+    // Every length where the row's or the content's length grows a varint byte is crossed: a
+    // row of 127 bytes and one of 128, a content of 127 and 128, rows around 16,384 bytes.
+    let sized: Vec<String> = (0..=200)
+        .chain(16_350..=16_400)
+        .map(|len| "x".repeat(len))
+        .collect();
+    let lines: Vec<&str> = ["one", "", "é ü"]
+        .into_iter()
+        .chain(sized.iter().map(String::as_str))
+        .collect();
+    spool.append_lines(at, lines.iter().copied()).unwrap();
+    spool.append_lines(UNIX_EPOCH, ["epoch", ""]).unwrap();
+    let before_epoch = UNIX_EPOCH - Duration::new(5, 1);
+    spool
+        .append_lines(before_epoch, ["negative seconds"])
+        .unwrap();
     spool.flush().unwrap();
     let mut expected = Vec::new();
     let rows = lines
         .iter()
         .map(|line| (at, *line))
-        .chain([(UNIX_EPOCH, "epoch")])
+        .chain([(UNIX_EPOCH, "epoch"), (UNIX_EPOCH, "")])
+        .chain([(before_epoch, "negative seconds")])
         .map(|(time, content)| LogRow {
             time: Some(time.into()),
             content: content.to_string(),
@@ -174,7 +187,11 @@ fn lines_are_spooled_exactly_as_prost_encodes_their_rows() {
         expected.extend_from_slice(&row.encode_to_vec());
     }
     assert_eq!(fs::read(spool.dir().join("rows")).unwrap(), expected);
-    assert_eq!((spool.rows(), spool.bytes()), (5, expected.len() as u64));
+    let n_rows = lines.len() as u64 + 3;
+    assert_eq!(
+        (spool.rows(), spool.bytes()),
+        (n_rows, expected.len() as u64)
+    );
 }
 
 #[test]
