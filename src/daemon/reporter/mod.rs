@@ -312,9 +312,14 @@ impl Shared {
 
     /// Spools each line as a row stamped `log.at`.
     fn append_lines(&mut self, task_id: i64, log: &LogLines) {
-        let appended = self
-            .spool
-            .append_lines(log.at, log.lines.iter().map(state::row_content));
+        let text = log.lines.text();
+        let appended = self.spool.append_lines(
+            log.at,
+            text,
+            log.lines
+                .spans()
+                .map(|(start, end)| (start, start + state::row_content(&text[start..end]).len())),
+        );
         self.appended(task_id, appended);
     }
 

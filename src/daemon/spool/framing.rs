@@ -23,10 +23,17 @@ pub fn frame_len(row_len: usize) -> usize {
 
 /// The header at the start of `bytes`: the row's length and the header's. `None` when `bytes`
 /// does not start with a whole, valid header.
+#[inline]
 pub fn header(bytes: &[u8]) -> Option<(usize, usize)> {
     let (&key, rest) = bytes.split_first()?;
     if key != ROW_KEY {
         return None;
+    }
+    // Most rows are shorter than 128 bytes: a one-byte length, read without the loop.
+    if let Some(&length) = rest.first()
+        && length < 0x80
+    {
+        return Some((usize::from(length), 2));
     }
     let mut row_len: u64 = 0;
     for (n, &byte) in rest.iter().take(MAX_HEADER_BYTES - 1).enumerate() {

@@ -27,10 +27,13 @@ use serde::{Deserialize, Serialize};
 use crate::client::proto::runner::LogRow;
 use crate::daemon::reporter::state::JobState;
 
+mod append;
 pub mod framing;
 mod recover;
 mod window;
 pub use window::{Fit, Window, seek_row};
+
+use append::RowBuffer;
 
 /// The rows, framed (see [`framing`]).
 pub const ROWS_FILE: &str = "rows";
@@ -83,7 +86,7 @@ pub struct TaskSpool {
     /// The log, opened for appending.
     file: File,
     /// Encoded rows not yet written: [`TaskSpool::flush`] hands them to the kernel in one write.
-    unwritten: Vec<u8>,
+    unwritten: RowBuffer,
     reader: Arc<File>,
     rows: u64,
     bytes: u64,
@@ -152,7 +155,7 @@ impl TaskSpool {
         Ok(TaskSpool {
             dir,
             file,
-            unwritten: Vec::new(),
+            unwritten: RowBuffer::default(),
             reader: Arc::new(reader),
             rows,
             bytes,
@@ -176,40 +179,31 @@ impl TaskSpool {
     /// Appends a row; it becomes readable after [`TaskSpool::flush`].
     pub fn append(&mut self, row: &LogRow) -> Result<(), SpoolError> {
         let length = row.encoded_len();
-        framing::push_header(length, &mut self.unwritten);
-        row.encode(&mut self.unwritten)
+        let mut framed = Vec::with_capacity(framing::frame_len(length));
+        framing::push_header(length, &mut framed);
+        row.encode(&mut framed)
             .expect("a Vec grows to fit any message");
-        self.appended(1, framing::frame_len(length) as u64)
+        self.unwritten.extend(&framed);
+        self.appended(1, framed.len() as u64)
     }
 
-    /// Appends one row per line, all stamped `at`: encoded straight from the lines, byte for byte
-    /// what `LogRow { time: Some(at), content }` encodes to, without building a `LogRow` per line.
-    pub fn append_lines<'a>(
+    /// Appends one row per line, all stamped `at`, each line given as its `(start, end)` in
+    /// `text`: encoded straight from the text, byte for byte what
+    /// `LogRow { time: Some(at), content }` encodes to, without building a `LogRow` per line.
+    pub fn append_lines(
         &mut self,
         at: SystemTime,
-        lines: impl IntoIterator<Item = &'a str>,
+        text: &str,
+        spans: impl IntoIterator<Item = (usize, usize)>,
     ) -> Result<(), SpoolError> {
-        // Every row starts alike: the frame's key and length, the time, the key of the content,
-        // the content's length. The two lengths are filled in per row, so a row costs two copies
-        // (this head and the content).
-        let mut time = Vec::with_capacity(MAX_TIME_BYTES);
-        prost::encoding::message::encode(1, &prost_types::Timestamp::from(at), &mut time);
-        let mut head = RowHead::new(&time);
-        let (mut n_rows, mut n_bytes) = (0, 0);
-        for content in lines {
-            let head = head.for_content(content.len());
-            self.unwritten.extend_from_slice(head);
-            self.unwritten.extend_from_slice(content.as_bytes());
-            n_rows += 1;
-            n_bytes += (head.len() + content.len()) as u64;
-        }
+        let (n_rows, n_bytes) = append::append_rows(&mut self.unwritten, at, text, spans);
         self.appended(n_rows, n_bytes)
     }
 
     fn appended(&mut self, n_rows: u64, n_bytes: u64) -> Result<(), SpoolError> {
         self.rows += n_rows;
         self.bytes += n_bytes;
-        if self.unwritten.len() >= WRITE_BUFFER_BYTES {
+        if self.unwritten.filled().len() >= WRITE_BUFFER_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -218,14 +212,14 @@ impl TaskSpool {
     /// Hands appended rows to the kernel, in one write, so readers and a restarted daemon see them.
     /// After an error the rows not written stay buffered for the next flush.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
-        while !self.unwritten.is_empty() {
-            match self.file.write(&self.unwritten) {
+        while !self.unwritten.filled().is_empty() {
+            match self.file.write(self.unwritten.filled()) {
                 Ok(0) => {
                     let error = io::Error::from(io::ErrorKind::WriteZero);
                     return Err(io_error("write", &self.dir.join(ROWS_FILE))(error));
                 }
                 Ok(n_written) => {
-                    self.unwritten.drain(..n_written);
+                    self.unwritten.consume(n_written);
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(io_error("write", &self.dir.join(ROWS_FILE))(error)),
@@ -250,83 +244,6 @@ impl TaskSpool {
         drop(self);
         fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))
     }
-}
-
-/// The longest encoded time field: its key, its length, and a `Timestamp` whose seconds take ten
-/// bytes and nanos five, each with its key.
-const MAX_TIME_BYTES: usize = 2 + (1 + 10) + (1 + 5);
-
-/// Everything of a framed row before its content, for rows sharing one time: the frame key and
-/// the row's length (varints), the time field, the content's key and length (varint).
-struct RowHead {
-    /// Laid out for a row shorter than 128 bytes (one-byte lengths): the usual log line. Only its
-    /// two length bytes change from row to row.
-    short: [u8; 4 + MAX_TIME_BYTES],
-    /// Built whole for a longer row.
-    long: [u8; 2 * framing::MAX_HEADER_BYTES + MAX_TIME_BYTES],
-    time_len: usize,
-}
-
-/// The key of `LogRow.content`: field 2, length-delimited.
-const CONTENT_KEY: u8 = 2 << 3 | 2;
-
-impl RowHead {
-    fn new(time: &[u8]) -> RowHead {
-        let time_len = time.len();
-        let mut short = [0; 4 + MAX_TIME_BYTES];
-        short[0] = framing::ROW_KEY;
-        short[2..2 + time_len].copy_from_slice(time);
-        short[2 + time_len] = CONTENT_KEY;
-        RowHead {
-            short,
-            long: [0; 2 * framing::MAX_HEADER_BYTES + MAX_TIME_BYTES],
-            time_len,
-        }
-    }
-
-    /// The head of a row whose content is `content_len` bytes. proto3 leaves an empty string
-    /// out, as prost does: such a row is its time alone.
-    fn for_content(&mut self, content_len: usize) -> &[u8] {
-        let time_len = self.time_len;
-        if content_len == 0 {
-            // A time field is at most 19 bytes: its length fits in one.
-            self.short[1] = time_len as u8;
-            return &self.short[..2 + time_len];
-        }
-        let row_len = time_len + 1 + varint_len(content_len) + content_len;
-        if row_len < 0x80 {
-            self.short[1] = row_len as u8;
-            self.short[3 + time_len] = content_len as u8;
-            return &self.short[..4 + time_len];
-        }
-        let long = &mut self.long;
-        long[0] = framing::ROW_KEY;
-        let mut at = 1 + put_varint(row_len, &mut long[1..]);
-        long[at..at + time_len].copy_from_slice(&self.short[2..2 + time_len]);
-        at += time_len;
-        long[at] = CONTENT_KEY;
-        at += 1;
-        at += put_varint(content_len, &mut long[at..]);
-        &long[..at]
-    }
-}
-
-/// How many bytes `value` takes as a varint.
-fn varint_len(value: usize) -> usize {
-    prost::encoding::encoded_len_varint(value as u64)
-}
-
-/// Writes `value` as a varint at the start of `out` (which has room: at most ten bytes) and
-/// returns its length.
-fn put_varint(mut value: usize, out: &mut [u8]) -> usize {
-    let mut n = 0;
-    while value >= 0x80 {
-        out[n] = (value as u8) | 0x80;
-        value >>= 7;
-        n += 1;
-    }
-    out[n] = value as u8;
-    n + 1
 }
 
 /// Writes `state.json` in `dir`: temp file, fsync, rename, fsync of the directory.

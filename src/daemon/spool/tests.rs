@@ -4,6 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
+use crate::executor::line_batch::LineBatch;
 
 fn row(n: usize) -> LogRow {
     LogRow {
@@ -149,6 +150,12 @@ fn a_row_longer_than_the_window_is_read_whole_and_a_cut_one_is_an_error() {
     assert_eq!(error.kind(), io::ErrorKind::InvalidData);
 }
 
+/// Appends `lines` as a batch lays them out: one text, each line a span of it.
+fn append_lines(spool: &mut TaskSpool, at: SystemTime, lines: &[&str]) {
+    let batch: LineBatch = lines.iter().copied().collect();
+    spool.append_lines(at, batch.text(), batch.spans()).unwrap();
+}
+
 #[test]
 fn lines_are_spooled_exactly_as_prost_encodes_their_rows() {
     let temp = tempfile::tempdir().unwrap();
@@ -165,12 +172,10 @@ fn lines_are_spooled_exactly_as_prost_encodes_their_rows() {
         .into_iter()
         .chain(sized.iter().map(String::as_str))
         .collect();
-    spool.append_lines(at, lines.iter().copied()).unwrap();
-    spool.append_lines(UNIX_EPOCH, ["epoch", ""]).unwrap();
+    append_lines(&mut spool, at, &lines);
+    append_lines(&mut spool, UNIX_EPOCH, &["epoch", ""]);
     let before_epoch = UNIX_EPOCH - Duration::new(5, 1);
-    spool
-        .append_lines(before_epoch, ["negative seconds"])
-        .unwrap();
+    append_lines(&mut spool, before_epoch, &["negative seconds"]);
     spool.flush().unwrap();
     let mut expected = Vec::new();
     let rows = lines

@@ -1,0 +1,167 @@
+//! Encoding log lines into spooled rows, the spool's hot path: a step printing a million lines
+//! appends a million rows. Rows that share a time share their head but for two length bytes, and
+//! the usual row (under 128 bytes, its content under 16) is written with two copies of fixed
+//! sizes, which the compiler turns into a few moves, not a call per copy.
+
+use std::time::SystemTime;
+
+use super::framing;
+
+/// The longest encoded time field: its key, its length, and a `Timestamp` whose seconds take ten
+/// bytes and nanos five, each with its key.
+const MAX_TIME_BYTES: usize = 2 + (1 + 10) + (1 + 5);
+/// How many bytes a short row's head is copied as (its whole head, and more).
+const HEAD_COPY: usize = 32;
+/// The longest head: the frame's key and length, the time, the content's key and length.
+const MAX_HEAD: usize = 2 * framing::MAX_HEADER_BYTES + MAX_TIME_BYTES;
+/// Contents up to this long are copied as this many bytes, when the text has them.
+const CONTENT_COPY: usize = 16;
+/// The key of `LogRow.content`: field 2, length-delimited.
+const CONTENT_KEY: u8 = 2 << 3 | 2;
+
+/// Encoded rows not yet written, in `bytes[..filled]`. The rest of `bytes` is room that rows are
+/// written into in place (the buffer only grows, and is zeroed once when it does).
+#[derive(Debug, Default)]
+pub(super) struct RowBuffer {
+    bytes: Vec<u8>,
+    filled: usize,
+}
+
+impl RowBuffer {
+    pub(super) fn filled(&self) -> &[u8] {
+        &self.bytes[..self.filled]
+    }
+
+    /// Drops the first `n` filled bytes (they were written).
+    pub(super) fn consume(&mut self, n: usize) {
+        self.bytes.copy_within(n..self.filled, 0);
+        self.filled -= n;
+    }
+
+    pub(super) fn extend(&mut self, bytes: &[u8]) {
+        self.room(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.filled += bytes.len();
+    }
+
+    /// At least `n` bytes of room after the filled ones.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let needed = self.filled + n;
+        if self.bytes.len() < needed {
+            let grown = needed.max(2 * self.bytes.len()).max(64 * 1024);
+            self.bytes.resize(grown, 0);
+        }
+        &mut self.bytes[self.filled..]
+    }
+}
+
+/// Appends one row per span of `text`, all stamped `at`, to `out`; returns the rows and bytes
+/// appended.
+pub(super) fn append_rows(
+    out: &mut RowBuffer,
+    at: SystemTime,
+    text: &str,
+    spans: impl IntoIterator<Item = (usize, usize)>,
+) -> (u64, u64) {
+    let text = text.as_bytes();
+    let mut time = Vec::with_capacity(MAX_TIME_BYTES);
+    prost::encoding::message::encode(1, &prost_types::Timestamp::from(at), &mut time);
+    let mut head = RowHead::new(&time);
+    let (mut n_rows, mut n_bytes) = (0, 0);
+    for (start, end) in spans {
+        let content = &text[start..end];
+        let room = out.room(MAX_HEAD.max(HEAD_COPY) + content.len().max(CONTENT_COPY));
+        let head_len = head.write(content.len(), room);
+        let room = &mut room[head_len..];
+        match text.get(start..start + CONTENT_COPY) {
+            Some(padded) if content.len() <= CONTENT_COPY => {
+                room[..CONTENT_COPY].copy_from_slice(padded);
+            }
+            _ => room[..content.len()].copy_from_slice(content),
+        }
+        let row_len = head_len + content.len();
+        out.filled += row_len;
+        n_rows += 1;
+        n_bytes += row_len as u64;
+    }
+    (n_rows, n_bytes)
+}
+
+/// Everything of a framed row before its content, for rows sharing one time: the frame key and
+/// the row's length (varints), the time field, the content's key and length (varint).
+struct RowHead {
+    /// Laid out for a row shorter than 128 bytes (one-byte lengths): the usual log line. Only its
+    /// two length bytes change from row to row.
+    short: [u8; HEAD_COPY],
+    /// Built whole for a longer row.
+    long: [u8; MAX_HEAD],
+    time_len: usize,
+}
+
+impl RowHead {
+    fn new(time: &[u8]) -> RowHead {
+        let time_len = time.len();
+        let mut short = [0; HEAD_COPY];
+        short[0] = framing::ROW_KEY;
+        short[2..2 + time_len].copy_from_slice(time);
+        short[2 + time_len] = CONTENT_KEY;
+        RowHead {
+            short,
+            long: [0; MAX_HEAD],
+            time_len,
+        }
+    }
+
+    /// Writes the head of a row whose content is `content_len` bytes at the start of `out`
+    /// (at least [`HEAD_COPY`] bytes, which it may write past the head) and returns its length.
+    /// proto3 leaves an empty string out, as prost does: such a row is its time alone.
+    fn write(&mut self, content_len: usize, out: &mut [u8]) -> usize {
+        let time_len = self.time_len;
+        let head_len = if content_len == 0 {
+            // A time field is at most 19 bytes: its length fits in one.
+            self.short[1] = time_len as u8;
+            2 + time_len
+        } else {
+            let row_len = time_len + 1 + varint_len(content_len) + content_len;
+            if row_len >= 0x80 {
+                return self.write_long(row_len, content_len, out);
+            }
+            self.short[1] = row_len as u8;
+            self.short[3 + time_len] = content_len as u8;
+            4 + time_len
+        };
+        out[..HEAD_COPY].copy_from_slice(&self.short);
+        head_len
+    }
+
+    fn write_long(&mut self, row_len: usize, content_len: usize, out: &mut [u8]) -> usize {
+        let time_len = self.time_len;
+        let long = &mut self.long;
+        long[0] = framing::ROW_KEY;
+        let mut at = 1 + put_varint(row_len, &mut long[1..]);
+        long[at..at + time_len].copy_from_slice(&self.short[2..2 + time_len]);
+        at += time_len;
+        long[at] = CONTENT_KEY;
+        at += 1;
+        at += put_varint(content_len, &mut long[at..]);
+        out[..at].copy_from_slice(&long[..at]);
+        at
+    }
+}
+
+/// How many bytes `value` takes as a varint.
+fn varint_len(value: usize) -> usize {
+    prost::encoding::encoded_len_varint(value as u64)
+}
+
+/// Writes `value` as a varint at the start of `out` (which has room: at most ten bytes) and
+/// returns its length.
+fn put_varint(mut value: usize, out: &mut [u8]) -> usize {
+    let mut n = 0;
+    while value >= 0x80 {
+        out[n] = (value as u8) | 0x80;
+        value >>= 7;
+        n += 1;
+    }
+    out[n] = value as u8;
+    n + 1
+}
