@@ -65,7 +65,7 @@ pub(super) fn append_rows(
     let text = text.as_bytes();
     let mut time = Vec::with_capacity(MAX_TIME_BYTES);
     prost::encoding::message::encode(1, &prost_types::Timestamp::from(at), &mut time);
-    let mut head = RowHead::new(&time);
+    let head = RowHead::new(&time);
     let (mut n_rows, mut n_bytes) = (0, 0);
     for (start, end) in spans {
         let content = &text[start..end];
@@ -90,10 +90,9 @@ pub(super) fn append_rows(
 /// the row's length (varints), the time field, the content's key and length (varint).
 struct RowHead {
     /// Laid out for a row shorter than 128 bytes (one-byte lengths): the usual log line. Only its
-    /// two length bytes change from row to row.
+    /// two length bytes differ from row to row; they are patched in the copy, never here (a
+    /// byte stored here and read back at once as part of a wider copy stalls the copy).
     short: [u8; HEAD_COPY],
-    /// Built whole for a longer row.
-    long: [u8; MAX_HEAD],
     time_len: usize,
 }
 
@@ -104,47 +103,40 @@ impl RowHead {
         short[0] = framing::ROW_KEY;
         short[2..2 + time_len].copy_from_slice(time);
         short[2 + time_len] = CONTENT_KEY;
-        RowHead {
-            short,
-            long: [0; MAX_HEAD],
-            time_len,
-        }
+        RowHead { short, time_len }
     }
 
     /// Writes the head of a row whose content is `content_len` bytes at the start of `out`
-    /// (at least [`HEAD_COPY`] bytes, which it may write past the head) and returns its length.
+    /// (at least [`MAX_HEAD`] bytes, which it may write past the head) and returns its length.
     /// proto3 leaves an empty string out, as prost does: such a row is its time alone.
-    fn write(&mut self, content_len: usize, out: &mut [u8]) -> usize {
+    #[inline]
+    fn write(&self, content_len: usize, out: &mut [u8]) -> usize {
         let time_len = self.time_len;
-        let head_len = if content_len == 0 {
+        if content_len == 0 {
+            out[..HEAD_COPY].copy_from_slice(&self.short);
             // A time field is at most 19 bytes: its length fits in one.
-            self.short[1] = time_len as u8;
-            2 + time_len
-        } else {
-            let row_len = time_len + 1 + varint_len(content_len) + content_len;
-            if row_len >= 0x80 {
-                return self.write_long(row_len, content_len, out);
-            }
-            self.short[1] = row_len as u8;
-            self.short[3 + time_len] = content_len as u8;
-            4 + time_len
-        };
-        out[..HEAD_COPY].copy_from_slice(&self.short);
-        head_len
+            out[1] = time_len as u8;
+            return 2 + time_len;
+        }
+        let row_len = time_len + 1 + varint_len(content_len) + content_len;
+        if row_len < 0x80 {
+            out[..HEAD_COPY].copy_from_slice(&self.short);
+            out[1] = row_len as u8;
+            out[3 + time_len] = content_len as u8;
+            return 4 + time_len;
+        }
+        self.write_long(row_len, content_len, out)
     }
 
-    fn write_long(&mut self, row_len: usize, content_len: usize, out: &mut [u8]) -> usize {
+    fn write_long(&self, row_len: usize, content_len: usize, out: &mut [u8]) -> usize {
         let time_len = self.time_len;
-        let long = &mut self.long;
-        long[0] = framing::ROW_KEY;
-        let mut at = 1 + put_varint(row_len, &mut long[1..]);
-        long[at..at + time_len].copy_from_slice(&self.short[2..2 + time_len]);
+        out[0] = framing::ROW_KEY;
+        let mut at = 1 + put_varint(row_len, &mut out[1..]);
+        out[at..at + time_len].copy_from_slice(&self.short[2..2 + time_len]);
         at += time_len;
-        long[at] = CONTENT_KEY;
+        out[at] = CONTENT_KEY;
         at += 1;
-        at += put_varint(content_len, &mut long[at..]);
-        out[..at].copy_from_slice(&long[..at]);
-        at
+        at + put_varint(content_len, &mut out[at..])
     }
 }
 
