@@ -18,6 +18,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bytes::BytesMut;
+use futures_util::StreamExt;
 use prost::Message;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -47,10 +49,14 @@ async fn handle(
     State(service): State<FakeService>,
     Path(procedure): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(method) = Method::from_path(&format!("/{procedure}")) else {
         return not_found().await;
+    };
+    let body = match read_body(body, &headers).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -114,6 +120,35 @@ async fn handle(
         }
         Err(status) => connect_error(status),
     }
+}
+
+/// Larger bodies are refused, as axum's `Bytes` extractor refuses them by default.
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The request body in one buffer, sized once from its announced length: each piece is copied in
+/// as it arrives, so the connection's read buffer is reused instead of every piece being held
+/// until the last one came (which is what collecting them first costs: fresh memory for each).
+async fn read_body(body: Body, headers: &HeaderMap) -> Result<Bytes, Response> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut stream = body.into_data_stream();
+    let mut buffer = BytesMut::with_capacity(announced.min(MAX_BODY_BYTES));
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|error| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {error}"),
+            )
+                .into_response()
+        })?;
+        if buffer.len() + piece.len() > MAX_BODY_BYTES {
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response());
+        }
+        buffer.extend_from_slice(&piece);
+    }
+    Ok(buffer.freeze())
 }
 
 async fn unary<Req, Resp, Fut>(
