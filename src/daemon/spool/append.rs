@@ -1,6 +1,6 @@
 //! Encoding log lines into spooled rows, the spool's hot path: a step printing a million lines
 //! appends a million rows. Rows that share a time share their head but for two length bytes, and
-//! the usual row (under 128 bytes, its content under 16) is written with two copies of fixed
+//! the usual row (under 128 bytes, its content at most 16) is written with two copies of fixed
 //! sizes, which the compiler turns into a few moves, not a call per copy.
 
 use std::time::SystemTime;
