@@ -27,9 +27,10 @@ const MAX_FILE_BYTES: usize = 96 * 1024;
 /// All files together (the command line and the environment share about 2 MiB).
 const MAX_TOTAL_BYTES: usize = 256 * 1024;
 
-/// Writes each `path contents` pair up to `--`, creating missing directories. Exit status 125
-/// (with the shell's own message) when a file cannot be written.
-const WRITE_FILES: &str = r#"while [ "$1" != -- ]; do d=${1%/*}; [ -z "$d" ] || [ -d "$d" ] || mkdir -p "$d" || exit 125; printf %s "$2" > "$1" || exit 125; shift 2; done; shift"#;
+/// Writes each `path contents` pair up to `--`, once [`make_dirs`] made sure their directories
+/// exist. Exit status 125 (with the shell's own message) when a file cannot be written.
+const WRITE_FILES: &str =
+    r#"while [ "$1" != -- ]; do printf %s "$2" > "$1" || exit 125; shift 2; done; shift"#;
 /// Then runs the rest in its place.
 const THEN_EXEC: &str = r#"; exec "$@""#;
 /// Or takes the marker and the command directory, runs the rest as a child and reports (see the
@@ -52,10 +53,11 @@ pub fn wrap(argv: &[String], files: &[NewFile], report: Option<Report>) -> Optio
     if files.is_empty() || !matches!(program.as_str(), "sh" | "bash") {
         return None;
     }
-    let script = match report {
-        Some(_) => format!("{WRITE_FILES}{THEN_REPORT}"),
-        None => format!("{WRITE_FILES}{THEN_EXEC}"),
+    let then = match report {
+        Some(_) => THEN_REPORT,
+        None => THEN_EXEC,
     };
+    let script = format!("{}{WRITE_FILES}{then}", make_dirs(files));
     let mut total = 0;
     let mut wrapped = vec!["sh".to_string(), "-c".to_string(), script];
     wrapped.push("sh".to_string());
@@ -77,6 +79,32 @@ pub fn wrap(argv: &[String], files: &[NewFile], report: Option<Report>) -> Optio
     }
     wrapped.extend(argv.iter().cloned());
     Some(wrapped)
+}
+
+/// The shell code that creates the files' missing directories, all in one `mkdir` (a process
+/// start costs a few milliseconds inside a container, and the first step of a job has two new
+/// directories: its command files' and the event payload's), or nothing when every file is at the
+/// top level. The directories go into the script quoted, so the files stay plain arguments.
+fn make_dirs(files: &[NewFile]) -> String {
+    let mut dirs: Vec<&str> = Vec::new();
+    for file in files {
+        if let Some((dir, _)) = file.path.rsplit_once('/')
+            && !dir.is_empty()
+            && !dirs.contains(&dir)
+        {
+            dirs.push(dir);
+        }
+    }
+    if dirs.is_empty() {
+        return String::new();
+    }
+    let quoted: Vec<_> = dirs.iter().map(|dir| shell_words::quote(dir)).collect();
+    let tests: Vec<String> = quoted.iter().map(|dir| format!("[ -d {dir} ]")).collect();
+    format!(
+        "{} || mkdir -p -- {} || exit 125; ",
+        tests.join(" && "),
+        quoted.join(" ")
+    )
 }
 
 /// The wrapping `sh`'s report: the step's exit status and whether its command directory holds
@@ -198,6 +226,58 @@ mod tests {
             .unwrap();
         assert_eq!(output.status.code(), Some(125));
         assert!(output.stdout.is_empty());
+    }
+
+    #[test]
+    fn missing_directories_take_one_mkdir_and_existing_ones_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        // A `mkdir` first on the PATH that logs each call before doing the work.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let log = dir.path().join("mkdir.log");
+        let fake = format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec /bin/mkdir \"$@\"\n",
+            log.display()
+        );
+        std::fs::write(bin.join("mkdir"), fake).unwrap();
+        std::fs::set_permissions(
+            bin.join("mkdir"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let files = [
+            file(&format!("{root}/cmd/it's new/env"), "e"),
+            file(&format!("{root}/cmd/it's new/output"), "o"),
+            file(&format!("{root}/work flow/event.json"), "{}"),
+            file(&format!("{root}/script.sh"), "s"),
+        ];
+        let run = || {
+            let wrapped = wrap(&argv(&["sh", "-c", "true"]), &files, None).unwrap();
+            let output = Command::new(&wrapped[0])
+                .args(&wrapped[1..])
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            std::fs::read_to_string(&log).unwrap_or_default()
+        };
+        let calls = run();
+        assert_eq!(calls.lines().count(), 1, "{calls}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/cmd/it's new/output")).unwrap(),
+            "o"
+        );
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/work flow/event.json")).unwrap(),
+            "{}"
+        );
+        assert_eq!(run(), calls, "directories that exist need no mkdir");
     }
 
     #[test]
