@@ -16,7 +16,7 @@ use super::retry::Failure;
 use super::{Core, MAX_UPDATE_LOG_BYTES};
 use crate::client::{EncodedUpdateLog, Method, RunnerApi};
 use crate::daemon::observe::{DaemonEvent, ReportOutcome};
-use crate::daemon::spool::{self, Window};
+use crate::daemon::spool::{self, Known, Window};
 
 /// How much of the spool one UpdateLog reads: rows take as many bytes in the spool as in a
 /// request, so the request cap always fills a request.
@@ -256,8 +256,20 @@ async fn build(
         from_row as i64,
         MAX_UPDATE_LOG_BYTES,
     );
-    // The rows that fit are copied in one go, framed in the spool as in a request.
-    let fit = window.fitting(builder.room());
+    // The rows that fit are copied in one go, framed in the spool as in a request. Where an
+    // append ended inside the room, the rows before it need not be counted again.
+    let room = builder.room();
+    let known = core
+        .lock()
+        .spool
+        .row_mark(from_byte, from_byte + room as u64)
+        .and_then(|mark| {
+            Some(Known {
+                rows: usize::try_from(mark.rows.checked_sub(from_row)?).ok()?,
+                bytes: mark.bytes,
+            })
+        });
+    let fit = window.fitting(room, known);
     builder.push_fields(window.framed_until(fit.end), fit.n_rows);
     let reaches_end = from_row + builder.n_rows() as u64 == spool_rows;
     let request = builder.finish(finishing && reaches_end);

@@ -29,11 +29,14 @@ use crate::daemon::reporter::state::JobState;
 
 mod append;
 pub mod framing;
+mod marks;
 mod recover;
 mod window;
-pub use window::{Fit, Window, seek_row};
+pub use marks::RowMark;
+pub use window::{Fit, Known, Window, seek_row};
 
 use append::RowBuffer;
+use marks::RowMarks;
 
 /// The rows, framed (see [`framing`]).
 pub const ROWS_FILE: &str = "rows";
@@ -90,6 +93,8 @@ pub struct TaskSpool {
     reader: Arc<File>,
     rows: u64,
     bytes: u64,
+    /// Where appended batches ended, for building requests without walking every row.
+    marks: RowMarks,
 }
 
 impl SpoolRoot {
@@ -159,6 +164,7 @@ impl TaskSpool {
             reader: Arc::new(reader),
             rows,
             bytes,
+            marks: RowMarks::default(),
         })
     }
 
@@ -203,10 +209,20 @@ impl TaskSpool {
     fn appended(&mut self, n_rows: u64, n_bytes: u64) -> Result<(), SpoolError> {
         self.rows += n_rows;
         self.bytes += n_bytes;
+        self.marks.record(RowMark {
+            rows: self.rows,
+            bytes: self.bytes,
+        });
         if self.unwritten.filled().len() >= WRITE_BUFFER_BYTES {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// The last row boundary an append left after byte `after` and at most at byte `limit`, if one
+    /// is still known (see [`marks`]). Boundaries at or before `after` are forgotten.
+    pub fn row_mark(&mut self, after: u64, limit: u64) -> Option<RowMark> {
+        self.marks.last_between(after, limit)
     }
 
     /// Hands appended rows to the kernel, in one write, so readers and a restarted daemon see them.

@@ -110,7 +110,22 @@ fn the_rows_that_fit_never_pass_the_room_and_fill_it_to_within_one_row() {
     let (mut from, mut row, mut n_requests) = (0, 0, 0);
     while from < end {
         window.read(&reader, from, end, window_bytes).unwrap();
-        let fit = window.fitting(room);
+        let fit = window.fitting(room, None);
+        // Counting on from any boundary the window holds gives the same, and one past the room
+        // is ignored (a half room has many past it).
+        let half = window.fitting(room / 2, None);
+        for (n_rows, (_, bytes)) in window.rows().enumerate() {
+            let known = Some(Known {
+                rows: n_rows + 1,
+                bytes,
+            });
+            assert_eq!(window.fitting(room, known), fit, "request {n_requests}");
+            assert_eq!(
+                window.fitting(room / 2, known),
+                half,
+                "request {n_requests}"
+            );
+        }
         assert!(fit.n_rows > 0);
         assert!(fit.end - from <= room as u64, "request {n_requests}");
         assert_eq!(window.framed_until(fit.end).len() as u64, fit.end - from);
@@ -322,4 +337,62 @@ fn a_conversion_cut_short_by_a_crash_is_done_again_or_finished() {
         assert_eq!(fs::read(spool.dir().join("rows")).unwrap(), converted);
         assert!(!spool.dir().join("log").exists());
     }
+}
+
+#[test]
+fn the_marks_appends_leave_are_row_boundaries_and_requests_counted_from_them_agree() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = SpoolRoot::new(temp.path());
+    let mut spool = root.create(&record(11)).unwrap();
+    let mut text = String::new();
+    for n in 0..3000 {
+        text.push_str(&"z".repeat(n % 300));
+        text.push('\n');
+    }
+    // Batches of 1 to 300 lines, as a step's output arrives.
+    let spans: Vec<(usize, usize)> = text
+        .split_inclusive('\n')
+        .scan(0, |at, line| {
+            let span = (*at, *at + line.len() - 1);
+            *at += line.len();
+            Some(span)
+        })
+        .collect();
+    let mut start = 0;
+    for size in (1..=300).cycle() {
+        if start == spans.len() {
+            break;
+        }
+        let batch = &spans[start..(start + size).min(spans.len())];
+        spool
+            .append_lines(UNIX_EPOCH, &text, batch.iter().copied())
+            .unwrap();
+        start += batch.len();
+    }
+    spool.flush().unwrap();
+    let (reader, end) = (spool.reader(), spool.bytes());
+    let room = 64 * 1024;
+    let mut window = Window::default();
+    let (mut from, mut row, mut n_marked, mut n_requests) = (0, 0, 0, 0);
+    while from < end {
+        n_requests += 1;
+        window.read(&reader, from, end, room).unwrap();
+        let mark = spool.row_mark(from, from + room as u64);
+        let known = mark.map(|mark| {
+            assert_eq!(seek_row(&reader, 0, 0, mark.rows, end).unwrap(), mark.bytes);
+            n_marked += 1;
+            Known {
+                rows: (mark.rows - row) as usize,
+                bytes: mark.bytes,
+            }
+        });
+        let fit = window.fitting(room, known);
+        assert_eq!(fit, window.fitting(room, None));
+        row += fit.n_rows as u64;
+        from = fit.end;
+    }
+    assert_eq!(row, 3000);
+    // Batches are far smaller than a request: each request's room holds a mark.
+    assert!(n_requests > 5, "{n_requests} requests");
+    assert_eq!(n_marked, n_requests);
 }

@@ -54,8 +54,14 @@ impl Window {
 
     /// Each whole row read: its `LogRow` encoding and the log offset just past it.
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
-        let mut rest = &self.bytes[..self.len];
-        let mut offset = self.from;
+        self.rows_from(self.from)
+    }
+
+    /// [`Window::rows`] from the row that starts at log offset `at`.
+    fn rows_from(&self, at: u64) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        let skip = usize::try_from(at - self.from).map_or(self.len, |skip| skip.min(self.len));
+        let mut rest = &self.bytes[skip..self.len];
+        let mut offset = at;
         std::iter::from_fn(move || {
             let (row, frame_len) = framing::frame(rest)?;
             rest = &rest[frame_len..];
@@ -67,13 +73,26 @@ impl Window {
     /// The rows read, from the first, that fit in `room` bytes (the first always does, so every
     /// request makes progress), and whether a row was left out for want of room. A row the window
     /// holds only the start of ends past the window, so past any room the window was read for.
-    pub fn fitting(&self, room: usize) -> Fit {
+    ///
+    /// With `known`, a row boundary inside the room (`rows` rows from the first end at log offset
+    /// `bytes`), the count starts there instead of at the first row; one outside the room or the
+    /// window is ignored.
+    pub fn fitting(&self, room: usize, known: Option<Known>) -> Fit {
+        let window_end = self.from + self.len as u64;
         let mut fit = Fit {
             end: self.from,
             n_rows: 0,
             full: false,
         };
-        for (_, end) in self.rows() {
+        if let Some(known) = known
+            && known.bytes > self.from
+            && known.bytes - self.from <= room as u64
+            && known.bytes <= window_end
+        {
+            fit.end = known.bytes;
+            fit.n_rows = known.rows;
+        }
+        for (_, end) in self.rows_from(fit.end) {
             if fit.n_rows > 0 && end - self.from > room as u64 {
                 fit.full = true;
                 return fit;
@@ -81,7 +100,7 @@ impl Window {
             fit.end = end;
             fit.n_rows += 1;
         }
-        fit.full = self.len as u64 > fit.end - self.from;
+        fit.full = window_end > fit.end;
         fit
     }
 
@@ -91,6 +110,14 @@ impl Window {
         let len = usize::try_from(end.saturating_sub(self.from)).unwrap_or(usize::MAX);
         &self.bytes[..len.min(self.len)]
     }
+}
+
+/// A row boundary the caller knows inside a window: `rows` whole rows from the window's first
+/// end at log offset `bytes`. See [`Window::fitting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub rows: usize,
+    pub bytes: u64,
 }
 
 /// See [`Window::fitting`].
