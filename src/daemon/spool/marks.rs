@@ -8,7 +8,8 @@
 
 use std::collections::VecDeque;
 
-/// About 128 KiB of marks; a batch per mark, so far more rows than an outage's backlog needs.
+/// About 128 KiB of marks, one per appended batch. A backlog of more batches (a long outage)
+/// has its oldest requests walk their rows.
 const MAX_MARKS: usize = 8192;
 
 /// A row boundary: `rows` rows end at byte `bytes` of the log.
