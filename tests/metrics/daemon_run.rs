@@ -128,9 +128,14 @@ async fn a_scripted_daemon_run_moves_every_counter() {
             Method::UpdateTask,
             Faults::always(InjectedError::Unavailable),
         );
+        // The job runs on after the first reports fail: once it has ended, the final flush sends
+        // no state before every row is through, so a job done within the first failed UpdateLog
+        // would never try an UpdateTask while the faults last.
         let task_id = gitea.enqueue_task(
-            TaskSpec::from_workflow(&job("      - run: echo one\n      - run: echo two\n"))
-                .unwrap(),
+            TaskSpec::from_workflow(&job(
+                "      - run: echo one\n      - run: sleep 2\n      - run: echo two\n",
+            ))
+            .unwrap(),
         );
         wait_series(
             addr,
