@@ -5,7 +5,8 @@
 //!   (see [`framing`]). Rows never change once written, so a row's byte offset is stable and the
 //!   sender copies a run of rows straight from the file into the request, bytes as they are (no
 //!   row is decoded or framed again to send it); memory holds one batch however much a step
-//!   prints, and at most 128 KiB of row marks (see [`marks`]). A torn tail (a crash mid-write) is cut off on recovery.
+//!   prints, and at most 128 KiB of row marks (see `spool::marks`). A torn tail (a crash
+//!   mid-write) is cut off on recovery.
 //! - `state.json`: the [`SpoolRecord`] (job state, outputs, what Gitea acknowledged, the delivery
 //!   deadline), replaced atomically (temp file, fsync, rename, fsync of the directory).
 //!
@@ -220,7 +221,7 @@ impl TaskSpool {
     }
 
     /// The last row boundary an append left after byte `after` and at most at byte `limit`, if one
-    /// is still known (see [`marks`]). Boundaries at or before `after` are forgotten.
+    /// is still known (see `spool::marks`). Boundaries at or before `after` are forgotten.
     pub fn row_mark(&mut self, after: u64, limit: u64) -> Option<RowMark> {
         self.marks.last_between(after, limit)
     }
