@@ -116,15 +116,15 @@ async fn cancellation_ends_the_job_as_cancelled_and_skips_the_rest() {
         trigger.cancel();
     });
     let started = tokio::time::Instant::now();
-    let (result, events) = run(
-        spec(
-            "on: push\njobs:\n  job:\n    steps:\n      - run: sleep 60\n      - run: echo never\n",
-        ),
-        cancel,
-    )
-    .await;
+    let mut job = spec(
+        "on: push\njobs:\n  job:\n    steps:\n      - run: sleep 60\n      - run: echo never\n",
+    );
+    // A cancelled job cleans up at once: no checkpoint (the collector would hold it).
+    job.log_delivery_wait = Some(Duration::from_secs(60));
+    let (result, events) = run(job, cancel).await;
     assert_eq!(result, Conclusion::Cancelled);
     assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(!has_checkpoint(&events));
     assert!(events.iter().any(|e| matches!(
         e,
         JobEvent::StepFinished {
@@ -185,4 +185,103 @@ async fn gitea_single_combination_matrix_is_taken_from_the_payload() {
     )
     .await;
     assert_eq!(result, Conclusion::Success);
+}
+
+fn has_checkpoint(events: &[JobEvent]) -> bool {
+    events
+        .iter()
+        .any(|event| matches!(event, JobEvent::LogCheckpoint(_)))
+}
+
+/// Where each kind of event came, by index.
+fn position(events: &[JobEvent], wanted: fn(&JobEvent) -> bool) -> usize {
+    events
+        .iter()
+        .position(wanted)
+        .expect("the event is missing")
+}
+
+#[tokio::test]
+async fn a_job_waits_for_its_log_checkpoint_before_its_clean_up() {
+    const HOLD: Duration = Duration::from_millis(300);
+    let parent = tempfile::tempdir().unwrap();
+    let mut backend = HostBackend::new(parent.path());
+    let workspace_parent = parent.path().to_path_buf();
+    let (events, mut received) = mpsc::channel(1024);
+    // Holds the checkpoint a while, checking that the job has not cleaned up meanwhile; notes
+    // where it came among the other events and when it was let go.
+    let collector = tokio::spawn(async move {
+        let mut all = Vec::new();
+        let mut released = None;
+        while let Some(event) = received.recv().await {
+            if let JobEvent::LogCheckpoint(checkpoint) = event {
+                tokio::time::sleep(HOLD).await;
+                let n_entries = std::fs::read_dir(&workspace_parent).unwrap().count();
+                assert!(
+                    n_entries > 0,
+                    "the job cleaned up while its checkpoint was held"
+                );
+                drop(checkpoint);
+                released = Some((all.len(), std::time::SystemTime::now()));
+                continue;
+            }
+            all.push(event);
+        }
+        (all, released.expect("no checkpoint came"))
+    });
+    let mut job = spec(
+        "on: push\njobs:\n  job:\n    outputs:\n      o: done\n    steps:\n      - run: echo hello\n",
+    );
+    job.log_delivery_wait = Some(Duration::from_secs(60));
+    let result = timeout(
+        TEST_LIMIT,
+        run_job(job, &mut backend, events, CancellationToken::new()),
+    )
+    .await
+    .expect("run_job timed out");
+    assert_eq!(result, Conclusion::Success);
+    let (events, (checkpoint, released_at)) =
+        timeout(TEST_LIMIT, collector).await.unwrap().unwrap();
+    // The checkpoint came after the job's outputs and right before its result, which waited.
+    let outputs = position(&events, |e| matches!(e, JobEvent::Outputs(_)));
+    let finished = position(&events, |e| matches!(e, JobEvent::JobFinished { .. }));
+    assert!(outputs < checkpoint && checkpoint == finished, "{events:?}");
+    let JobEvent::JobFinished { at, .. } = &events[finished] else {
+        unreachable!()
+    };
+    assert!(*at >= released_at);
+    assert_eq!(
+        std::fs::read_dir(parent.path()).unwrap().count(),
+        0,
+        "the job cleaned up after its result"
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_never_let_go_holds_the_job_only_for_its_limit() {
+    const LIMIT: Duration = Duration::from_millis(500);
+    let mut job = spec("on: push\njobs:\n  job:\n    steps:\n      - run: echo hello\n");
+    job.log_delivery_wait = Some(LIMIT);
+    let started = tokio::time::Instant::now();
+    // `run`'s collector keeps every event, the checkpoint too.
+    let (result, events) = run(job, CancellationToken::new()).await;
+    assert_eq!(result, Conclusion::Success);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= LIMIT && elapsed < Duration::from_secs(20),
+        "{elapsed:?}"
+    );
+    let checkpoint = position(&events, |e| matches!(e, JobEvent::LogCheckpoint(_)));
+    assert_eq!(checkpoint, events.len() - 2, "{events:?}");
+}
+
+#[tokio::test]
+async fn without_a_limit_no_checkpoint_is_sent() {
+    let (result, events) = run(
+        spec("on: push\njobs:\n  job:\n    steps:\n      - run: echo hello\n"),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(result, Conclusion::Success);
+    assert!(!has_checkpoint(&events));
 }

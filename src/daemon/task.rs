@@ -187,8 +187,15 @@ pub fn job_spec(task: &Task, summary: &TaskSummary, runner: &RunnerContext) -> J
         .collect();
     spec.runner_name = runner.name.clone();
     spec.timeout_cap = Some(runner.timeout);
+    spec.log_delivery_wait = Some(LOG_DELIVERY_WAIT);
     spec
 }
+
+/// How long a finished job waits for Gitea to acknowledge its log before it removes its
+/// containers: the removal keeps the Docker engine busy, and the log's end should not compete
+/// with it. Long enough for a burst's backlog on a healthy server, short enough that an outage
+/// holds no container for long (its rows are spooled and delivered later either way).
+const LOG_DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
 fn sorted(map: &std::collections::HashMap<String, String>) -> IndexMap<String, String> {
     let mut pairs: Vec<(&String, &String)> = map.iter().collect();

@@ -4,12 +4,15 @@
 //! Order contract: `JobStarted` first, then per step `StepStarted`, its `Log` lines (in batches),
 //! `StepFinished`; job-level `Log` lines (set-up, tear-down) carry `step_idx: None`; `Outputs`
 //! before `JobFinished`, which is always last and always sent, also on cancellation and timeout.
+//! A job whose spec has `log_delivery_wait` sends a `LogCheckpoint` after `Outputs`, before it
+//! removes its containers (not when it was cancelled).
 
 use std::time::SystemTime;
 
 use indexmap::IndexMap;
 
 use super::line_batch::LineBatch;
+pub use super::log_checkpoint::LogCheckpoint;
 
 /// Result of a step (its outcome or its conclusion) or of a whole job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +75,9 @@ pub enum JobEvent {
     },
     /// The job's `outputs:`, evaluated once the steps are done.
     Outputs(IndexMap<String, String>),
+    /// The job waits, before its clean-up, until this is dropped: a consumer that delivers the
+    /// log keeps it until every row sent before it is delivered.
+    LogCheckpoint(LogCheckpoint),
     JobFinished {
         at: SystemTime,
         result: Conclusion,

@@ -19,6 +19,7 @@ use super::contexts;
 use super::event::{Conclusion, JobEvent, LogLines, PlannedStep};
 use super::expr::{JobStatus, Value};
 use super::line_batch::LineBatch;
+use super::log_checkpoint;
 use super::masking::Masker;
 use super::model::{self, Container, Job, Workflow};
 use super::scope::{self, FieldError, Scope};
@@ -127,7 +128,24 @@ pub async fn run_job<B: Backend>(
             result,
         })
         .await;
+    // The result is known and sent: the containers go after it, so that removing them delays
+    // neither the result nor its report (a reporter's final flush starts at `JobFinished`).
+    drop(emitter);
+    clean_up(backend).await;
     result
+}
+
+/// Removes what the job created, within [`CLEANUP_LIMIT`]. After `JobFinished`, so a failure goes
+/// to the runner's own log (with the task's fields), not to the job's.
+async fn clean_up<B: Backend>(backend: &mut B) {
+    match tokio::time::timeout(CLEANUP_LIMIT, backend.cleanup()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(error = %error, "job clean-up failed"),
+        Err(_) => tracing::warn!(
+            limit_s = CLEANUP_LIMIT.as_secs(),
+            "job clean-up did not finish in time"
+        ),
+    }
 }
 
 async fn run_parsed<B: Backend>(
@@ -360,19 +378,7 @@ async fn run_started<B: Backend>(
     if result != Conclusion::Cancelled {
         let outputs = job_outputs(job, &mut state, emitter).await;
         emitter.send(JobEvent::Outputs(outputs)).await;
-    }
-    match tokio::time::timeout(CLEANUP_LIMIT, backend.cleanup()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            emitter
-                .log(None, &format!("::warning::clean-up failed: {error}"))
-                .await
-        }
-        Err(_) => {
-            emitter
-                .log(None, "::warning::clean-up did not finish in time")
-                .await
-        }
+        log_checkpoint::wait_for_delivery(spec.log_delivery_wait, emitter, cancel).await;
     }
     if result == Conclusion::Failure && continue_on_error {
         emitter

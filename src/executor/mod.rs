@@ -39,6 +39,7 @@ pub mod expr;
 mod hash_files;
 mod job;
 pub mod line_batch;
+mod log_checkpoint;
 pub mod masking;
 pub mod model;
 pub mod plan;

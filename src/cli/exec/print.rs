@@ -69,6 +69,9 @@ pub async fn print_events(
                 outputs = job_outputs;
                 continue;
             }
+            // Lines are printed as they come: nothing is left to deliver, so dropping it lets
+            // the job clean up at once.
+            JobEvent::LogCheckpoint(_) => continue,
             JobEvent::JobFinished { result, .. } => {
                 (None, vec![format!("🏁 Job {}", conclusion_name(result))])
             }

@@ -31,6 +31,7 @@ pub(super) async fn run<A: RunnerApi>(api: Arc<A>, core: Arc<Core>) -> Delivery 
     let mut live = Live::new();
     loop {
         if core.exit.is_cancelled() {
+            core.lock().stop_delivery();
             live.persister.settle(&core).await;
             return Delivery::Kept;
         }
@@ -40,6 +41,7 @@ pub(super) async fn run<A: RunnerApi>(api: Arc<A>, core: Arc<Core>) -> Delivery 
         match live.step(&api, &core).await {
             Step::Again => continue,
             Step::Abandon => {
+                core.lock().stop_delivery();
                 core.job_cancel.cancel();
                 // Keep reading events so the executor is never blocked, but send nothing more.
                 wait_events_done(&core).await;
@@ -126,7 +128,10 @@ impl Live {
                 Err(Failure::Retry) => {
                     self.log_retry_at = Some(Instant::now() + self.log_retry.wait())
                 }
-                Err(Failure::LogArchived) => self.log_archived = true,
+                Err(Failure::LogArchived) => {
+                    self.log_archived = true;
+                    core.lock().stop_delivery();
+                }
                 Err(Failure::Unauthenticated | Failure::Abandon) => return Step::Abandon,
             }
             self.persister.start_when_due(core);

@@ -37,7 +37,7 @@ use crate::client::RunnerApi;
 use crate::client::proto::runner::LogRow;
 use crate::daemon::observe::Observer;
 use crate::daemon::spool::{SpoolError, SpoolRecord, SpoolRoot, TaskSpool};
-use crate::executor::event::{Conclusion, JobEvent, LogLines};
+use crate::executor::event::{Conclusion, JobEvent, LogCheckpoint, LogLines};
 use state::JobState;
 
 /// Gitea's cap is not documented; 1 MiB keeps each `log_indexes` rewrite and request bounded.
@@ -107,6 +107,12 @@ struct Shared {
     server_result: Option<i32>,
     deliver_until: SystemTime,
     warned_spool_error: bool,
+    /// Checkpoints the job waits on before its clean-up, each with the number of rows spooled
+    /// before it: let go once Gitea acknowledged those rows.
+    checkpoints: Vec<(u64, LogCheckpoint)>,
+    /// Delivery stopped for this run (the log archived, delivery abandoned, the daemon exiting):
+    /// checkpoints are let go at once, nothing would release them.
+    delivery_stopped: bool,
 }
 
 /// What both loops need.
@@ -247,6 +253,8 @@ impl Core {
                 server_result: None,
                 deliver_until: record.deliver_until,
                 warned_spool_error: false,
+                checkpoints: Vec::new(),
+                delivery_stopped: false,
             }),
             wake: Notify::new(),
             settings,
@@ -305,6 +313,23 @@ impl Shared {
         self.spool.bytes() - self.acked_bytes
     }
 
+    /// Lets go of the checkpoints whose rows are all acknowledged (all of them once delivery
+    /// stopped).
+    fn release_checkpoints(&mut self) {
+        if self.delivery_stopped {
+            self.checkpoints.clear();
+        } else {
+            let acked = self.acked_rows;
+            self.checkpoints.retain(|(rows, _)| *rows > acked);
+        }
+    }
+
+    /// Delivery stopped for this run: nothing is waited for any more.
+    fn stop_delivery(&mut self) {
+        self.delivery_stopped = true;
+        self.checkpoints.clear();
+    }
+
     fn append(&mut self, task_id: i64, row: &LogRow) {
         let appended = self.spool.append(row);
         self.appended(task_id, appended);
@@ -348,15 +373,31 @@ impl Shared {
     }
 }
 
-/// Reads events until every sender is gone, spooling rows and updating the state.
+/// Reads events, spooling rows and updating the state, until `JobFinished` (what comes after it,
+/// until every sender is gone, is dropped) or until the senders are gone without one.
 async fn ingest(core: Arc<Core>, mut events: mpsc::Receiver<JobEvent>) {
     let batch_size = core.settings.log_report_batch_size.max(1) as u64;
     let mut received = Vec::with_capacity(256);
     while events.recv_many(&mut received, 256).await > 0 {
         let mut shared = core.lock();
+        if shared.events_done {
+            // `JobFinished` came: the job's containers are being removed, and nothing sent
+            // now belongs to its report.
+            received.clear();
+            continue;
+        }
         let had_pending = shared.pending_rows() > 0;
         let mut urgent = false;
         for event in received.drain(..) {
+            if shared.events_done {
+                continue;
+            }
+            if let JobEvent::LogCheckpoint(checkpoint) = event {
+                let rows = shared.spool.rows();
+                shared.checkpoints.push((rows, checkpoint));
+                urgent = true;
+                continue;
+            }
             let finished = matches!(event, JobEvent::JobFinished { .. });
             let next_row = shared.spool.rows();
             let applied = shared.job.apply(event, next_row);
@@ -366,9 +407,12 @@ async fn ingest(core: Arc<Core>, mut events: mpsc::Receiver<JobEvent>) {
             urgent |= applied.urgent;
             if finished {
                 shared.deliver_until = SystemTime::now() + core.settings.delivery_timeout;
+                // The final flush starts now, while the executor removes the job's containers.
+                shared.events_done = true;
             }
         }
         shared.urgent |= urgent;
+        shared.release_checkpoints();
         // Hand the rows to the kernel at once: a `kill -9` of the daemon then loses nothing that
         // left the channel (one write per batch of events, not per row).
         if let Err(error) = shared.spool.flush()
@@ -384,9 +428,11 @@ async fn ingest(core: Arc<Core>, mut events: mpsc::Receiver<JobEvent>) {
         }
     }
     let mut shared = core.lock();
-    core.close_without_result(&mut shared);
-    shared.events_done = true;
-    shared.urgent = true;
+    if !shared.events_done {
+        core.close_without_result(&mut shared);
+        shared.events_done = true;
+        shared.urgent = true;
+    }
     drop(shared);
     core.wake.notify_one();
 }

@@ -153,6 +153,7 @@ pub(super) async fn send_log<A: RunnerApi>(
     let end_rows = shared.spool.rows();
     shared.acked_rows = ack;
     shared.acked_bytes = ack_bytes;
+    shared.release_checkpoints();
     let pending = shared.pending_rows();
     shared.first_unsent_at = (pending > 0).then(Instant::now);
     let spool_bytes = shared.spool.bytes();

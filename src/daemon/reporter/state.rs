@@ -216,6 +216,12 @@ impl JobState {
                     urgent: true,
                 }
             }
+            // Not state: ingest keeps it until the rows before it are delivered, and sends them
+            // at once.
+            JobEvent::LogCheckpoint(_) => Applied {
+                log: None,
+                urgent: true,
+            },
         }
     }
 

@@ -715,13 +715,7 @@ async fn a_cancel_from_the_server_cancels_the_job_and_the_result_still_arrives()
     bounded(run.job_cancel.cancelled()).await;
     assert!(asked.elapsed() <= settings().state_report_interval + Duration::from_millis(100));
     // The executor sees the cancel and ends the job.
-    run.events
-        .send(JobEvent::JobFinished {
-            at: now(),
-            result: Conclusion::Cancelled,
-        })
-        .await
-        .unwrap();
+    send_finished(&run.events, Conclusion::Cancelled).await;
     drop(run.events);
     let finished = bounded(run.reporter.finish()).await;
     assert_eq!(finished.result, Some(Conclusion::Cancelled));
@@ -867,4 +861,110 @@ async fn an_ephemeral_runner_deleted_by_a_lost_final_answer_counts_as_delivered(
     drop(run.events);
     let finished = bounded(run.reporter.finish()).await;
     assert_eq!(finished.delivery, Delivery::Delivered);
+}
+
+async fn send_finished(events: &mpsc::Sender<JobEvent>, result: Conclusion) {
+    let finished = JobEvent::JobFinished { at: now(), result };
+    events.send(finished).await.unwrap();
+}
+
+/// Sends a job's start, one step of `n_lines` lines and its end, then a checkpoint; returns what
+/// resolves once the checkpoint is let go.
+async fn lines_then_checkpoint(
+    events: &mpsc::Sender<JobEvent>,
+    n_lines: usize,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let steps = vec![PlannedStep {
+        step_idx: 0,
+        name: "s0".into(),
+    }];
+    events
+        .send(JobEvent::JobStarted { at: now(), steps })
+        .await
+        .unwrap();
+    let started = JobEvent::StepStarted {
+        step_idx: 0,
+        at: now(),
+    };
+    events.send(started).await.unwrap();
+    for n in 0..n_lines {
+        events
+            .send(line(Some(0), format!("line {n}")))
+            .await
+            .unwrap();
+    }
+    let finished = JobEvent::StepFinished {
+        step_idx: 0,
+        at: now(),
+        outcome: Conclusion::Success,
+        conclusion: Conclusion::Success,
+    };
+    events.send(finished).await.unwrap();
+    let (checkpoint, released) = LogCheckpoint::new();
+    events
+        .send(JobEvent::LogCheckpoint(checkpoint))
+        .await
+        .unwrap();
+    released
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_log_checkpoint_is_let_go_once_gitea_holds_every_row_before_it() {
+    let api = MemoryGitea::new();
+    api.with(|inner| inner.outage_until = Some(Instant::now() + Duration::from_secs(30)));
+    let run = start(&api);
+    let mut released = lines_then_checkpoint(&run.events, 10).await;
+    let early = tokio::time::timeout(Duration::from_secs(25), &mut released).await;
+    assert!(early.is_err(), "let go while Gitea held no row");
+    let _ = bounded(released).await;
+    // At that moment (paused time: nothing ran in between) Gitea holds every row.
+    let expected: Vec<String> = (0..10).map(|n| format!("line {n}")).collect();
+    assert_eq!(api.contents(), expected);
+    api.with(|inner| assert!(inner.final_state.is_none()));
+
+    send_finished(&run.events, Conclusion::Success).await;
+    drop(run.events);
+    let finished = bounded(run.reporter.finish()).await;
+    assert_eq!(finished.delivery, Delivery::Delivered);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_log_checkpoint_is_let_go_at_once_when_delivery_stops() {
+    let api = MemoryGitea::new();
+    api.with(|inner| inner.outage_until = Some(Instant::now() + Duration::from_secs(3600)));
+    let run = start(&api);
+    let released = lines_then_checkpoint(&run.events, 3).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    run.exit.cancel();
+    let let_go = tokio::time::timeout(Duration::from_secs(1), released).await;
+    assert!(let_go.is_ok(), "the checkpoint outlived the delivery");
+    assert!(api.contents().is_empty());
+    drop(run.events);
+    assert_eq!(
+        bounded(run.reporter.finish()).await.delivery,
+        Delivery::Kept
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_result_goes_at_job_finished_while_the_executor_still_cleans_up() {
+    let api = MemoryGitea::new();
+    let run = start(&api);
+    play_job(&run.events, 1, 5, Conclusion::Success).await;
+    // The executor's sender stays open (it is removing containers): the result goes anyway.
+    bounded(async {
+        while api.with(|inner| inner.final_state.is_none()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    // Nothing sent after `JobFinished` belongs to the report.
+    run.events
+        .send(line(None, "after the result".into()))
+        .await
+        .unwrap();
+    drop(run.events);
+    let finished = bounded(run.reporter.finish()).await;
+    assert_eq!(finished.delivery, Delivery::Delivered);
+    assert_eq!(without_sentinel(api.contents()), expected_rows(1, 5));
 }
