@@ -2,10 +2,10 @@
 //! consumes. This is the executor's whole output interface; it holds no proto or Gitea types.
 //!
 //! Order contract: `JobStarted` first, then per step `StepStarted`, its `Log` lines (in batches),
-//! `StepFinished`; job-level `Log` lines (set-up, tear-down) carry `step_idx: None`; `Outputs`
+//! `StepFinished`; job-level `Log` lines (set-up, the job's end) carry `step_idx: None`; `Outputs`
 //! before `JobFinished`, which is always last and always sent, also on cancellation and timeout.
-//! A job whose spec has `log_delivery_wait` sends a `LogCheckpoint` after `Outputs`, before it
-//! removes its containers (not when it was cancelled).
+//! A job whose spec has `log_delivery_wait` sends a `LogCheckpoint` right before `JobFinished`
+//! (not when it was cancelled). The job removes its containers after `JobFinished`.
 
 use std::time::SystemTime;
 
@@ -37,7 +37,7 @@ pub struct PlannedStep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLines {
     pub at: SystemTime,
-    /// The step that printed them, or `None` for job-level lines (set-up, tear-down).
+    /// The step that printed them, or `None` for job-level lines (set-up, the job's end).
     pub step_idx: Option<usize>,
     pub lines: LineBatch,
 }
@@ -75,8 +75,8 @@ pub enum JobEvent {
     },
     /// The job's `outputs:`, evaluated once the steps are done.
     Outputs(IndexMap<String, String>),
-    /// The job waits, before its clean-up, until this is dropped: a consumer that delivers the
-    /// log keeps it until every row sent before it is delivered.
+    /// The job waits, before `JobFinished` and its clean-up, until this is dropped: a consumer
+    /// that delivers the log keeps it until every row sent before it is delivered.
     LogCheckpoint(LogCheckpoint),
     JobFinished {
         at: SystemTime,

@@ -122,6 +122,9 @@ pub async fn run_job<B: Backend>(
         }
     }
     let result = run_parsed(&spec, backend, &mut emitter, &cancel).await;
+    if result != Conclusion::Cancelled {
+        log_checkpoint::wait_for_delivery(spec.log_delivery_wait, &emitter, &cancel).await;
+    }
     emitter
         .send(JobEvent::JobFinished {
             at: SystemTime::now(),
@@ -378,7 +381,6 @@ async fn run_started<B: Backend>(
     if result != Conclusion::Cancelled {
         let outputs = job_outputs(job, &mut state, emitter).await;
         emitter.send(JobEvent::Outputs(outputs)).await;
-        log_checkpoint::wait_for_delivery(spec.log_delivery_wait, emitter, cancel).await;
     }
     if result == Conclusion::Failure && continue_on_error {
         emitter

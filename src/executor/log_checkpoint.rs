@@ -1,12 +1,14 @@
-//! A job's pause, before it removes its containers, until its log has been delivered.
+//! A job's pause, before its result and the removal of its containers, until its log has been
+//! delivered.
 //!
 //! Removing containers keeps the Docker engine, containerd and runc busy for a while (stopping
 //! the container, deleting it, unmounting its layers, removing its network). A step that printed a
 //! burst leaves the reporter still uploading at that moment, and the two then compete for the
 //! same cores: the end of the log reaches Gitea later than it could. So a job whose spec asks for
 //! it sends a [`LogCheckpoint`] after its last log line and waits, bounded, for the consumer to
-//! let it go; only then does the clean-up start. A consumer that does not deliver anything (or
-//! does not know the event) lets it go by dropping it.
+//! let it go; only then does it send `JobFinished` and start the clean-up (which no longer holds
+//! up the result). A consumer that delivers nothing (or does not know the event) lets it go by
+//! dropping it.
 
 use std::fmt;
 use std::sync::Arc;
