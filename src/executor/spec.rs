@@ -49,8 +49,9 @@ pub struct JobSpec {
     /// Mask `secrets` (and the token) in the log; `exec --insecure-secrets` turns it off.
     /// `::add-mask::` values are masked either way.
     pub mask_secrets: bool,
-    /// Before removing its containers, the job waits at most this long for its log to be
-    /// delivered (see [`event::LogCheckpoint`](super::event::LogCheckpoint)); `None`: no wait.
+    /// Before `JobFinished` (and so before removing its containers), the job waits at most
+    /// this long for its log to be delivered (see
+    /// [`event::LogCheckpoint`](super::event::LogCheckpoint)); `None`: no wait.
     pub log_delivery_wait: Option<Duration>,
 }
 
