@@ -24,7 +24,7 @@ use super::job::Emitter;
 /// the job goes on once the last clone is dropped.
 #[derive(Clone)]
 pub struct LogCheckpoint {
-    _hold: Arc<oneshot::Sender<()>>,
+    hold: Arc<oneshot::Sender<()>>,
 }
 
 impl LogCheckpoint {
@@ -33,7 +33,7 @@ impl LogCheckpoint {
         let (hold, released) = oneshot::channel();
         (
             LogCheckpoint {
-                _hold: Arc::new(hold),
+                hold: Arc::new(hold),
             },
             released,
         )
@@ -49,7 +49,7 @@ impl fmt::Debug for LogCheckpoint {
 /// Two events are equal when they hold the same checkpoint.
 impl PartialEq for LogCheckpoint {
     fn eq(&self, other: &LogCheckpoint) -> bool {
-        Arc::ptr_eq(&self._hold, &other._hold)
+        Arc::ptr_eq(&self.hold, &other.hold)
     }
 }
 
