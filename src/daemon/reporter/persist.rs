@@ -1,11 +1,20 @@
-//! Writing a task's spool record while its delivery goes on. A persist syncs the log and replaces
-//! `state.json` (three fsyncs): a few milliseconds, and tens when a burst left megabytes of rows
-//! to write back. Delivery starts one in the background and keeps sending; it waits only where
-//! the record must be on disk before it goes on (the job's final state before the final flush,
-//! the daemon exiting, the spool being removed).
+//! Writing a task's spool record while its delivery goes on. Delivery starts a persist in the
+//! background every [`PERSIST_EVERY`] while it sends and keeps sending; it waits only where the
+//! record must be on disk before it goes on (the job's final state before the final flush, the
+//! daemon exiting, the spool being removed), and only those persists sync.
+//!
+//! Why the background ones do not sync: an fsync of the rows after a burst writes megabytes back
+//! and commits the file system's journal, and every writer on that file system waits for the
+//! commit meanwhile. On the test machine, whose `/run` is on the same disk, that held Docker's
+//! output pipes too: the step's output stopped for the 30-70 ms of the fsync, in the middle of
+//! the burst the fsync was meant to protect. Replaced atomically, the record survives a crash of
+//! the daemon whole (the kernel holds it); a crash of the machine may find an older record, or
+//! rows not yet written back, as it may find a job cut short.
 //!
 //! Losing a background persist to a crash costs resent rows, never lost ones: the record on disk
-//! then holds an older `acked_rows`, and Gitea's `ack_index` skips what it already has.
+//! then holds an older `acked_rows`, and Gitea's `ack_index` skips what it already has. A record
+//! whose acknowledged position is past the rows that survived starts delivery over (see
+//! `spool::recover`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +54,9 @@ impl Persister {
         }
         self.last_started = Instant::now();
         let core = Arc::clone(core);
-        self.running = Some(tokio::spawn(async move { persist(&core).await }));
+        self.running = Some(tokio::spawn(async move {
+            persist(&core, Durability::Replaced).await
+        }));
     }
 
     /// [`Persister::start`] once [`PERSIST_EVERY`] has passed since the last start.
@@ -64,15 +75,25 @@ impl Persister {
         }
     }
 
-    /// Waits for a running persist, then persists the current record: on disk when this returns.
+    /// Waits for a running persist, then persists the current record: on disk, with every row
+    /// before it, when this returns.
     pub(super) async fn settle(&mut self, core: &Arc<Core>) {
         self.finish(core).await;
-        persist(core).await;
+        persist(core, Durability::Synced).await;
     }
 }
 
-/// Writes the spool record (after syncing the log) on the blocking pool.
-async fn persist(core: &Arc<Core>) {
+/// How far a persist goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// The rows handed to the kernel and the record replaced atomically.
+    Replaced,
+    /// The rows and the record on disk (see [`spool::persist_record`]).
+    Synced,
+}
+
+/// Writes the spool record on the blocking pool (after syncing the log, when `Synced`).
+async fn persist(core: &Arc<Core>, durability: Durability) {
     let (record, dir, reader) = {
         let mut shared = core.lock();
         if let Err(error) = shared.spool.flush() {
@@ -84,15 +105,16 @@ async fn persist(core: &Arc<Core>) {
             shared.spool.reader(),
         )
     };
-    let written = tokio::task::spawn_blocking(move || {
-        reader
+    let written = tokio::task::spawn_blocking(move || match durability {
+        Durability::Replaced => spool::replace_record(&dir, &record),
+        Durability::Synced => reader
             .sync_data()
             .map_err(|source| spool::SpoolError::Io {
                 action: "sync",
                 path: dir.join(spool::ROWS_FILE),
                 source,
             })
-            .and_then(|()| spool::persist_record(&dir, &record))
+            .and_then(|()| spool::persist_record(&dir, &record)),
     })
     .await;
     match written {

@@ -8,7 +8,8 @@
 //!   prints, and at most 128 KiB of row marks (see `spool::marks`). A torn tail (a crash
 //!   mid-write) is cut off on recovery.
 //! - `state.json`: the [`SpoolRecord`] (job state, outputs, what Gitea acknowledged, the delivery
-//!   deadline), replaced atomically (temp file, fsync, rename, fsync of the directory).
+//!   deadline), replaced atomically (temp file, rename), and synced to disk with the rows where
+//!   delivery depends on it ([`persist_record`]).
 //!
 //! Directories are 0700 and files 0600: rows are masked, but they are still the job's output.
 //! Blocking file calls here are small appends to the page cache; callers run fsyncs and batch reads
@@ -263,8 +264,24 @@ impl TaskSpool {
     }
 }
 
-/// Writes `state.json` in `dir`: temp file, fsync, rename, fsync of the directory.
+/// Writes `state.json` in `dir` durably: temp file, fsync, rename, fsync of the directory.
 pub fn persist_record(dir: &Path, record: &SpoolRecord) -> Result<(), SpoolError> {
+    write_record(dir, record, true)?;
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(io_error("sync", dir))
+}
+
+/// Replaces `state.json` in `dir` atomically (temp file, rename) without any fsync: a crash of
+/// the daemon finds either record whole, a crash of the machine may find the older one. An fsync
+/// forces a journal commit of the whole file system, which stalls every writer on it meanwhile
+/// (on a host whose `/run` is on that disk, Docker's output pipes too) for tens of milliseconds
+/// after a burst of rows.
+pub fn replace_record(dir: &Path, record: &SpoolRecord) -> Result<(), SpoolError> {
+    write_record(dir, record, false)
+}
+
+fn write_record(dir: &Path, record: &SpoolRecord, sync: bool) -> Result<(), SpoolError> {
     let temp_path = dir.join(STATE_TEMP_FILE);
     let final_path = dir.join(STATE_FILE);
     let text = serde_json::to_vec(record).map_err(|source| SpoolError::State {
@@ -273,12 +290,9 @@ pub fn persist_record(dir: &Path, record: &SpoolRecord) -> Result<(), SpoolError
     })?;
     let mut file = create_private(&temp_path)?;
     file.write_all(&text)
-        .and_then(|()| file.sync_all())
+        .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
         .map_err(io_error("write", &temp_path))?;
-    fs::rename(&temp_path, &final_path).map_err(io_error("rename", &temp_path))?;
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io_error("sync", dir))
+    fs::rename(&temp_path, &final_path).map_err(io_error("rename", &temp_path))
 }
 
 /// Creates (or empties) a file only its owner can read.
