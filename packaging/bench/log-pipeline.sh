@@ -24,16 +24,17 @@
 # into /dev/null"): `docker exec CONTAINER bash -c <command> >/dev/null`, the CLI a user would
 # run, timed by the shell from before its start to its exit, best of BENCH_RAW_TRIES; against the
 # runner's whole step. It counts the CLI's own start (a Go binary, a version check), which the
-# runner's daemon has paid before the step; the two probe ratios leave that out and are the
-# stricter. All three ratios are printed against the same target, the streaming one the
-# strictest, since the fixed cost of an exec, alike on both sides, is left out too.
+# runner's daemon has paid before the step, so at a million lines the two probe ratios are the
+# stricter; over millions more the CLI, which reads a stream faster than the probe, can be. All
+# three ratios are printed against the same target; the streaming one leaves out the fixed cost
+# of an exec, alike on both sides, too.
 # A job of the same step running `true` runs first in each round: its wall time and CPU are the
 # baseline the job's figures are compared with. (Earlier versions took the runner's time as the
 # job's wall time minus that baseline's: since the pipeline got faster, the baseline's own
 # variation, about 0.1-0.2 s of container set-up, is larger than what it measured.)
 # Prints per round and as medians: lines/s delivered, the medians of the per-round ratios to the
-# raw exec, the CLI's, whole and streaming (target >= 0.5), the daemon's peak RSS (target < 64 MB), and the CPU time per million
-# lines of the daemon and of the fake Gitea (user + system, job minus baseline: figures the load
+# CLI and to the raw exec, whole and streaming (target >= 0.5), the daemon's peak RSS (target
+# < 64 MB), and the CPU time per million lines of the daemon and of the fake Gitea (user + system, job minus baseline: figures the load
 # of a shared machine disturbs less than wall time; the fake's share of 2 cores is time the
 # runner's pipeline cannot use). Also prints the host's cores, load, Docker version and driver.
 # Needs Docker and the local test image (tests/support/images/build.sh).
