@@ -273,10 +273,8 @@ pub fn persist_record(dir: &Path, record: &SpoolRecord) -> Result<(), SpoolError
 }
 
 /// Replaces `state.json` in `dir` atomically (temp file, rename) without any fsync: a crash of
-/// the daemon finds either record whole, a crash of the machine may find the older one. An fsync
-/// forces a journal commit of the whole file system, which stalls every writer on it meanwhile
-/// (on a host whose `/run` is on that disk, Docker's output pipes too) for tens of milliseconds
-/// after a burst of rows.
+/// the daemon finds either record whole, a crash of the machine may find the older one. For the
+/// record's updates while rows stream, which an fsync would stall (see `reporter::persist`).
 pub fn replace_record(dir: &Path, record: &SpoolRecord) -> Result<(), SpoolError> {
     write_record(dir, record, false)
 }
