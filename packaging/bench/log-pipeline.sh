@@ -34,9 +34,9 @@
 # variation, about 0.1-0.2 s of container set-up, is larger than what it measured.)
 # Prints per round and as medians: lines/s delivered, the medians of the per-round ratios to the
 # CLI and to the raw exec, whole and streaming (target >= 0.5), the daemon's peak RSS (target
-# < 64 MB), and the CPU time per million lines of the daemon and of the fake Gitea (user + system, job minus baseline: figures the load
-# of a shared machine disturbs less than wall time; the fake's share of 2 cores is time the
-# runner's pipeline cannot use). Also prints the host's cores, load, Docker version and driver.
+# < 64 MB), and the CPU time per million lines of the daemon and of the fake Gitea (user +
+# system, job minus baseline: figures the load of a shared machine disturbs less than wall time;
+# the fake's share of 2 cores is time the runner's pipeline cannot use). Also prints the host's cores, load, Docker version and driver.
 # Needs Docker and the local test image (tests/support/images/build.sh).
 set -euo pipefail
 # shellcheck source=common.sh

@@ -276,7 +276,7 @@ fn a_replaced_record_is_whole_and_one_past_the_surviving_rows_starts_over() {
     let (_, back) = root.recover().unwrap().into_iter().next().unwrap();
     assert_eq!(back, replaced);
 
-    // The machine went down before the last row reached the disk.
+    // The machine went down before its last rows reached the disk: the second is torn.
     let rows = OpenOptions::new()
         .write(true)
         .open(dir.join("rows"))
