@@ -193,7 +193,7 @@ fn has_checkpoint(events: &[JobEvent]) -> bool {
         .any(|event| matches!(event, JobEvent::LogCheckpoint(_)))
 }
 
-/// Where each kind of event came, by index.
+/// The index of the first event `wanted` accepts.
 fn position(events: &[JobEvent], wanted: fn(&JobEvent) -> bool) -> usize {
     events
         .iter()
