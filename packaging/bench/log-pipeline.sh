@@ -1,42 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark: the log pipeline. One job step prints BENCH_LINES lines (default 1,000,000) inside a
-# Docker job container; `act_runner daemon --once` streams them to the fake Gitea, which must hold
-# every row, in order, when the task is final. BENCH_RUNS rounds (default 30, as performance.md
-# asks for ratios), each measuring, interleaved in this order on the same machine:
-#   - the runner: from the first printed line's arrival (its row's time, stamped by the runner
-#     when it read the line) to the fake Gitea storing the last printed line (the fake records
-#     when each UpdateLog added rows). So the daemon's start, the container's set-up, the exec's
-#     creation and the shell's start are not counted, as on the raw side; reading, spooling,
-#     uploading and the server's acknowledgement of every line are;
-#   - the physical limit: `docker exec` of `bash -c <command>` in a running container of the same
-#     image, its output read through the Engine API's attach stream as the runner reads it and
-#     thrown away (packaging/bench/raw_exec_stream.rs), from the first output byte to the end of
-#     the stream (so the exec's creation and the shell's start are not counted: only the
-#     streaming of the lines is). The fastest of BENCH_RAW_TRIES runs (default 3) counts: the
-#     limit is what the machine can do, and right after a job dockerd is often still busy (its
-#     cleanup, its garbage collection), which would flatter the runner. Earlier versions took the
-#     difference of two CLI runs (`bash -c <command>` minus `bash -c true`), about 80 ms each, for
-#     a streaming time of 10-40 ms: most of what that measured was the CLI's own variation.
-# Both are also timed whole: the runner from the step's start (stamped before it creates the
-# exec, so its own per-step work counts) to the last line stored, the raw exec from its creation
-# to the end of its stream (the same run as above).
-# And the raw side as the issue words it ("the ratio to a raw `docker exec` of the same command
-# into /dev/null"): `docker exec CONTAINER bash -c <command> >/dev/null`, the CLI a user would
-# run, timed by the shell from before its start to its exit, best of BENCH_RAW_TRIES; against the
-# runner's whole step. It counts the CLI's own start (a Go binary, a version check), which the
-# runner's daemon has paid before the step, so at a million lines the two probe ratios are the
-# stricter; over millions more the CLI, which reads a stream faster than the probe, can be. All
-# three ratios are printed against the same target; the streaming one leaves out the fixed cost
-# of an exec, alike on both sides, too.
-# A job of the same step running `true` runs first in each round: its wall time and CPU are the
-# baseline the job's figures are compared with. (Earlier versions took the runner's time as the
-# job's wall time minus that baseline's: since the pipeline got faster, the baseline's own
-# variation, about 0.1-0.2 s of container set-up, is larger than what it measured.)
-# Prints per round and as medians: lines/s delivered, the medians of the per-round ratios to the
-# CLI and to the raw exec, whole and streaming (target >= 0.5), the daemon's peak RSS (target
-# < 64 MB), and the CPU time per million lines of the daemon and of the fake Gitea (user +
-# system, job minus baseline: figures the load of a shared machine disturbs less than wall time;
-# the fake's share of 2 cores is time the runner's pipeline cannot use). Also prints the host's cores, load, Docker version and driver.
+# Benchmark: the log pipeline. A Docker job step prints BENCH_LINES lines (default 1,000,000);
+# `act_runner daemon --once` streams them to the fake Gitea, which must hold every row in order.
+# BENCH_RUNS interleaved rounds (default 30) each time the runner against the raw limit on the
+# same machine: `docker exec CONTAINER bash -c <command> >/dev/null` (the CLI, best of
+# BENCH_RAW_TRIES), and the same exec read through the Engine API (raw_exec_stream.rs), whole
+# and streaming only. Prints per round and as medians: lines/s, the three ratios (target >= 0.5),
+# the daemon's peak RSS (target < 64 MB) and daemon and fake-Gitea CPU per million lines.
 # Needs Docker and the local test image (tests/support/images/build.sh).
 set -euo pipefail
 # shellcheck source=common.sh
