@@ -253,15 +253,9 @@ fn labels_flag_is_split_and_trimmed() {
 
 fn config(text: &str, dir: &Path) -> Config {
     let text = format!("runner:\n  file: {}\n{text}", dir.join(".runner").display());
-    Config::from_yaml(
-        &text,
-        Path::new("c.yaml"),
-        &LoadEnv {
-            home: dir.to_owned(),
-        },
-    )
-    .unwrap()
-    .config
+    Config::from_yaml(&text, Path::new("c.yaml"), &LoadEnv::with_home(dir))
+        .unwrap()
+        .config
 }
 
 fn label_strings(inputs: &act_runner::cli::register::RegisterInputs) -> Vec<String> {

@@ -86,9 +86,7 @@ const EVERY_KEY: &[&str] = &[
 ];
 
 fn env() -> LoadEnv {
-    LoadEnv {
-        home: PathBuf::from("/home/runner"),
-    }
+    LoadEnv::with_home("/home/runner")
 }
 
 #[track_caller]
@@ -507,4 +505,27 @@ fn labels_in_config_are_parsed_and_empty_ones_skipped_with_a_warning() {
         .collect();
     assert_eq!(shown, ["a:host", "b:docker://alpine"]);
     assert_eq!(loaded.warnings[0].line, 4);
+}
+
+#[test]
+fn cache_dir_defaults_to_the_state_directory_then_xdg_cache_home_then_home() {
+    let mut env = LoadEnv::with_home("/home/runner");
+    env.xdg_cache_home = Some(PathBuf::from("/xdg/cache"));
+    let config = Config::from_yaml("", Path::new("config.yaml"), &env)
+        .unwrap()
+        .config;
+    assert_eq!(config.cache.dir, PathBuf::from("/xdg/cache/actcache"));
+    env.state_directory = Some(PathBuf::from("/var/lib/act-runner"));
+    let config = Config::from_yaml("", Path::new("config.yaml"), &env)
+        .unwrap()
+        .config;
+    assert_eq!(config.cache.dir, PathBuf::from("/var/lib/act-runner/cache"));
+    let config = Config::from_yaml(
+        "cache:\n  dir: /srv/cache\n",
+        Path::new("config.yaml"),
+        &env,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(config.cache.dir, PathBuf::from("/srv/cache"));
 }

@@ -12,7 +12,7 @@
 //! ```
 //! use act_runner::config::{Config, LoadEnv};
 //! use std::path::Path;
-//! let env = LoadEnv { home: "/home/runner".into() };
+//! let env = LoadEnv::with_home("/home/runner");
 //! let loaded = Config::from_yaml("runner:\n  capacity: 4\n", Path::new("config.yaml"), &env).unwrap();
 //! assert_eq!(loaded.config.runner.capacity, 4);
 //! ```

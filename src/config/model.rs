@@ -173,7 +173,8 @@ pub struct HooksConfig {
 pub struct CacheConfig {
     /// Provide a cache server to jobs. Default true.
     pub enabled: bool,
-    /// Storage directory. Default `$HOME/.cache/actcache`.
+    /// Storage directory. Default `$STATE_DIRECTORY/cache` under systemd, else
+    /// `$XDG_CACHE_HOME/actcache` (`~/.cache/actcache`).
     pub dir: PathBuf,
     /// Address jobs use to reach the embedded server; `None` means the outbound IP.
     pub host: Option<String>,

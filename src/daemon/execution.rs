@@ -471,9 +471,7 @@ mod tests {
 
     #[test]
     fn action_settings_follow_the_task_and_the_config() {
-        let env = crate::config::LoadEnv {
-            home: PathBuf::from("/home/runner"),
-        };
+        let env = crate::config::LoadEnv::with_home("/home/runner");
         let mut config = Config::defaults(&env);
         config.runner.action_shallow_clone = false;
         config.cache.offline_mode = true;

@@ -10,6 +10,8 @@ use std::net::TcpListener;
 
 /// `FileDescriptorName=` of `act-runner-metrics.socket`.
 pub const METRICS_FD_NAME: &str = "metrics";
+/// `FileDescriptorName=` of `act-runner-cache.socket` (the listener of `act_runner cache-server`).
+pub const CACHE_FD_NAME: &str = "cache";
 
 /// Why an inherited listener cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,23 +45,54 @@ pub enum ActivationError {
 /// `tokio::net::TcpListener::from_std`. Every passed fd is already close-on-exec (sd-notify sets
 /// it), so none leaks into a job process.
 pub fn take_tcp_listener(name: &str) -> Result<Option<TcpListener>, ActivationError> {
+    let [listener] = take_tcp_listeners([name]);
+    listener
+}
+
+/// [`take_tcp_listener`] for several names at once: listenfd reads `LISTEN_FDS` only once (it
+/// removes the variables), so every name a process wants is taken in one call.
+pub fn take_tcp_listeners<const N: usize>(
+    names: [&str; N],
+) -> [Result<Option<TcpListener>, ActivationError>; N] {
     // Names first: sd-notify checks LISTEN_PID strictly and never touches the environment.
-    let names: Vec<(i32, String)> = sd_notify::listen_fds_with_names()
-        .map_err(ActivationError::Environment)?
-        .collect();
-    let Some(index) = names.iter().position(|(_, fd_name)| fd_name == name) else {
-        if !names.is_empty() {
-            let passed: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
-            tracing::warn!(
-                ?passed,
-                wanted = name,
-                "systemd passed sockets, none under the wanted name"
-            );
+    let passed: Vec<(i32, String)> = match sd_notify::listen_fds_with_names() {
+        Ok(passed) => passed.collect(),
+        Err(error) => {
+            let kind = error.kind();
+            let message = error.to_string();
+            return names.map(|_| {
+                Err(ActivationError::Environment(io::Error::new(
+                    kind,
+                    message.clone(),
+                )))
+            });
         }
-        return Ok(None);
     };
-    let fd = names[index].0;
+    if !passed.is_empty()
+        && !names
+            .iter()
+            .any(|name| passed.iter().any(|(_, n)| n == name))
+    {
+        let passed: Vec<&str> = passed.iter().map(|(_, n)| n.as_str()).collect();
+        tracing::warn!(
+            ?passed,
+            wanted = ?names,
+            "systemd passed sockets, none under a wanted name"
+        );
+    }
     let mut fds = listenfd::ListenFd::from_env();
+    names.map(|name| match passed.iter().position(|(_, n)| n == name) {
+        None => Ok(None),
+        Some(index) => take_at(&mut fds, index, passed[index].0, name),
+    })
+}
+
+fn take_at(
+    fds: &mut listenfd::ListenFd,
+    index: usize,
+    fd: i32,
+    name: &str,
+) -> Result<Option<TcpListener>, ActivationError> {
     let listener = match fds.take_tcp_listener(index) {
         Ok(Some(listener)) => listener,
         // sd-notify saw the fd but listenfd did not (LISTEN_FDS_FIRST_FD, or taken twice).

@@ -60,7 +60,7 @@ pub mod watchdog;
 use std::net::TcpListener;
 use std::time::Duration;
 
-pub use activation::{ActivationError, METRICS_FD_NAME};
+pub use activation::{ActivationError, CACHE_FD_NAME, METRICS_FD_NAME};
 pub use credentials::{Credential, Credentials};
 pub use notify::{DrainNotice, Notifier, NotifySocket, Phase, ReadyLatch, ReadyLatches, Status};
 pub use status_board::StatusBoard;
@@ -78,6 +78,8 @@ pub struct Inherited {
     /// The socket-activated listener named [`METRICS_FD_NAME`]: `Ok(None)` when none was passed
     /// (bind `metrics.addr` then), an error when the passed fd is unusable.
     pub metrics_listener: Result<Option<TcpListener>, ActivationError>,
+    /// The listener named [`CACHE_FD_NAME`] (`act-runner-cache.socket`), the same way.
+    pub cache_listener: Result<Option<TcpListener>, ActivationError>,
     /// `$CREDENTIALS_DIRECTORY`.
     pub credentials: Credentials,
 }
@@ -90,11 +92,14 @@ impl Inherited {
             Ok(socket) => (socket, None),
             Err(error) => (None, Some(error)),
         };
+        let [metrics_listener, cache_listener] =
+            activation::take_tcp_listeners([METRICS_FD_NAME, CACHE_FD_NAME]);
         Self {
             notify_socket,
             notify_error,
             watchdog: sd_notify::watchdog_enabled(),
-            metrics_listener: activation::take_tcp_listener(METRICS_FD_NAME),
+            metrics_listener,
+            cache_listener,
             credentials: Credentials::from_env(),
         }
     }
@@ -106,6 +111,7 @@ impl Inherited {
             notify_error: None,
             watchdog: None,
             metrics_listener: Ok(None),
+            cache_listener: Ok(None),
             credentials: Credentials::default(),
         }
     }

@@ -10,6 +10,8 @@ const UNITS: &[&str] = &[
     "act-runner.service",
     "act-runner-metrics.socket",
     "act-runner@.service",
+    "act-runner-cache.service",
+    "act-runner-cache.socket",
 ];
 
 /// The units copied into a temporary directory with `ExecStart=` pointing at the built binary
@@ -57,7 +59,11 @@ fn service_exposure_is_at_most_3() {
         return;
     }
     let (_dir, path) = staged_units();
-    for unit in ["act-runner.service", "act-runner@.service"] {
+    for unit in [
+        "act-runner.service",
+        "act-runner@.service",
+        "act-runner-cache.service",
+    ] {
         let output = Command::new("systemd-analyze")
             .args(["security", "--offline=true", "--no-pager"])
             .arg(path.join(unit))
@@ -102,4 +108,34 @@ fn the_socket_and_service_name_each_other() {
             .any(|l| l == "RestartPreventExitStatus=77 78")
     );
     assert_eq!(act_runner::systemd::METRICS_FD_NAME, "metrics");
+}
+
+#[test]
+fn the_cache_socket_and_service_name_each_other() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let socket = std::fs::read_to_string(source.join("act-runner-cache.socket")).unwrap();
+    let service = std::fs::read_to_string(source.join("act-runner-cache.service")).unwrap();
+    assert!(socket.lines().any(|l| l == "FileDescriptorName=cache"));
+    assert!(
+        socket
+            .lines()
+            .any(|l| l == "Service=act-runner-cache.service")
+    );
+    assert!(
+        service
+            .lines()
+            .any(|l| l == "Sockets=act-runner-cache.socket")
+    );
+    assert!(
+        service
+            .lines()
+            .any(|l| l.starts_with("ExecStart=/usr/bin/act_runner cache-server "))
+    );
+    assert!(service.lines().any(|l| l == "Type=notify"));
+    assert!(service.lines().any(|l| l == "RestartPreventExitStatus=78"));
+    assert_eq!(act_runner::systemd::CACHE_FD_NAME, "cache");
+    let rules = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/rules"))
+        .unwrap();
+    assert!(rules.contains("systemd/act-runner-cache.service"));
+    assert!(rules.contains("systemd/act-runner-cache.socket"));
 }

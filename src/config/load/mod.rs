@@ -31,19 +31,55 @@ pub struct Loaded {
 /// What loading needs from the process environment, injectable for tests.
 #[derive(Debug, Clone)]
 pub struct LoadEnv {
-    /// `$HOME`, the base of `cache.dir` and `host.workdir_parent` defaults.
+    /// `$HOME`, the base of the `host.workdir_parent` default and of `cache.dir`'s last resort.
     pub home: PathBuf,
+    /// The first path of `$STATE_DIRECTORY` (systemd's `StateDirectory=`): `cache.dir` defaults
+    /// to its `cache/` so a service keeps its cache with its other state.
+    pub state_directory: Option<PathBuf>,
+    /// `$XDG_CACHE_HOME`: a user's `cache.dir` defaults to its `actcache/`.
+    pub xdg_cache_home: Option<PathBuf>,
 }
 
 impl LoadEnv {
     /// From the process environment; an unset `HOME` falls back to `/` as Go's `os.UserHomeDir`
     /// callers upstream effectively do.
     pub fn from_process() -> LoadEnv {
+        let absolute = |name: &str| {
+            std::env::var_os(name)
+                .map(PathBuf::from)
+                .filter(|path| path.is_absolute())
+        };
         LoadEnv {
             home: std::env::var_os("HOME")
                 .filter(|home| !home.is_empty())
                 .map_or_else(|| PathBuf::from("/"), PathBuf::from),
+            state_directory: std::env::var_os("STATE_DIRECTORY").and_then(|dirs| {
+                // systemd separates several `StateDirectory=` paths with `:`; the first is ours.
+                std::env::split_paths(&dirs).find(|path| path.is_absolute())
+            }),
+            xdg_cache_home: absolute("XDG_CACHE_HOME"),
         }
+    }
+
+    /// Only `$HOME` set: what a user's shell without systemd or XDG variables gives.
+    pub fn with_home(home: impl Into<PathBuf>) -> LoadEnv {
+        LoadEnv {
+            home: home.into(),
+            state_directory: None,
+            xdg_cache_home: None,
+        }
+    }
+
+    /// The default `cache.dir`: `$STATE_DIRECTORY/cache` under systemd, else
+    /// `$XDG_CACHE_HOME/actcache`, else `~/.cache/actcache`.
+    pub fn default_cache_dir(&self) -> PathBuf {
+        if let Some(state) = &self.state_directory {
+            return state.join("cache");
+        }
+        self.xdg_cache_home
+            .clone()
+            .unwrap_or_else(|| self.home.join(".cache"))
+            .join("actcache")
     }
 }
 

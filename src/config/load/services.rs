@@ -17,10 +17,9 @@ pub(super) fn read_cache(
 ) -> CacheConfig {
     let mut fields = reader.section(top, "cache");
     let enabled = reader.bool(&mut fields, "enabled").unwrap_or(true);
-    let dir = reader.non_empty_string(&mut fields, "dir").map_or_else(
-        || env.home.join(".cache/actcache"),
-        |dir| PathBuf::from(dir.value),
-    );
+    let dir = reader
+        .non_empty_string(&mut fields, "dir")
+        .map_or_else(|| env.default_cache_dir(), |dir| PathBuf::from(dir.value));
     let host = reader
         .non_empty_string(&mut fields, "host")
         .map(|host| host.value);
