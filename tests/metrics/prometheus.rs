@@ -20,13 +20,8 @@ fn tool(name: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
     });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is missing; tests/setup.d/30-prometheus.sh installs it"
-        );
-        println!("skipped: {name} is not installed (run tests/setup.d/30-prometheus.sh)");
-    }
+    let reason = format!("{name} is missing; tests/setup.d/30-prometheus.sh installs it");
+    crate::support::require(found.is_some(), &reason);
     found
 }
 
