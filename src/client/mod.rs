@@ -39,7 +39,7 @@ use proto::runner::{
 };
 
 pub use settings::{ClientSettings, Credentials, Protocol};
-pub use update_log::{EncodedUpdateLog, UpdateLogBuilder};
+pub use update_log::{EncodedUpdateLog, RowBuffer, UpdateLogBuilder, append_rows, frame};
 
 /// The six RPCs a runner makes. Every call is bounded by a timeout.
 pub trait RunnerApi: Send + Sync {

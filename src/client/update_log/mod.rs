@@ -139,14 +139,14 @@ pub struct UpdateLogBuilder<'a> {
 impl UpdateLogBuilder<'_> {
     /// Adds `n_rows` rows given as whole `rows` fields, one after the other, as a request
     /// carries them (how the spool keeps them): copied as they are. The caller makes sure they
-    /// fit ([`UpdateLogBuilder::room`]).
+    /// fit ([`UpdateLogBuilder::space_left`]).
     pub fn push_fields(&mut self, fields: &[u8], n_rows: usize) {
         self.buffer.put_slice(fields);
         self.n_rows += n_rows;
     }
 
-    /// How many more bytes of rows fit, with room left for `no_more`.
-    pub fn room(&self) -> usize {
+    /// How many more bytes of rows fit, with space left for `no_more`.
+    pub fn space_left(&self) -> usize {
         self.max_bytes
             .saturating_sub(self.buffer.len() + NO_MORE_BYTES)
     }
@@ -171,6 +171,10 @@ impl UpdateLogBuilder<'_> {
 }
 
 mod decode;
+pub mod frame;
+mod rows;
+
+pub use rows::{RowBuffer, append_rows};
 
 #[cfg(test)]
 #[path = "tests.rs"]

@@ -25,22 +25,22 @@ fn fields(rows: &[LogRow]) -> Vec<u8> {
 }
 
 #[test]
-fn room_leaves_space_for_no_more() {
+fn space_left_keeps_bytes_for_no_more() {
     let rows: Vec<LogRow> = (0..30).map(|n| row(n, n * 3)).collect();
     let fields = fields(&rows);
     let mut buffer = BytesMut::new();
     let mut builder = EncodedUpdateLog::builder(&mut buffer, 9, 3, 1 << 20);
-    let room = builder.room();
+    let space = builder.space_left();
     builder.push_fields(&fields, rows.len());
-    assert_eq!(builder.room(), room - fields.len());
+    assert_eq!(builder.space_left(), space - fields.len());
     assert_eq!(builder.finish(true).n_rows(), rows.len());
 
-    // Filling the room exactly still leaves space for `no_more` within the cap.
+    // Filling the space exactly still leaves space for `no_more` within the cap.
     let mut buffer = BytesMut::new();
     let mut builder = EncodedUpdateLog::builder(&mut buffer, 9, 3, 100);
-    let room = builder.room();
-    builder.push_fields(&vec![0; room], 0);
-    assert_eq!(builder.room(), 0);
+    let space = builder.space_left();
+    builder.push_fields(&vec![0; space], 0);
+    assert_eq!(builder.space_left(), 0);
     assert_eq!(builder.finish(true).encode_to_vec().len(), 100);
 }
 

@@ -59,7 +59,7 @@ struct PreparedLog {
     /// The rows the spool held when it was built, and whether it was built to end the log.
     spool_rows: u64,
     finishing: bool,
-    /// A row was left out for want of room, so rows spooled since would not have fit either.
+    /// A row was left out for want of space, so rows spooled since would not have fit either.
     full: bool,
 }
 
@@ -258,19 +258,19 @@ async fn build(
         MAX_UPDATE_LOG_BYTES,
     );
     // The rows that fit are copied in one go, framed in the spool as in a request. Where an
-    // append ended inside the room, the rows before it need not be counted again.
-    let room = builder.room();
+    // append ended inside the space, the rows before it need not be counted again.
+    let space = builder.space_left();
     let known = core
         .lock()
         .spool
-        .row_mark(from_byte, from_byte + room as u64)
+        .row_mark(from_byte, from_byte + space as u64)
         .and_then(|mark| {
             Some(Known {
                 rows: usize::try_from(mark.rows.checked_sub(from_row)?).ok()?,
                 bytes: mark.bytes,
             })
         });
-    let fit = window.fitting(room, known);
+    let fit = window.fitting(space, known);
     builder.push_fields(window.framed_until(fit.end), fit.n_rows);
     let reaches_end = from_row + builder.n_rows() as u64 == spool_rows;
     let request = builder.finish(finishing && reaches_end);

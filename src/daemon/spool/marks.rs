@@ -1,9 +1,9 @@
 //! Row boundaries the spool learned while appending: after each batch, how many rows it held and
 //! where the next row starts. A request is built by counting the rows that fit in 1 MiB; with a
-//! mark near the end of that room, only the rows after the mark are walked, not every row's
+//! mark near the end of that space, only the rows after the mark are walked, not every row's
 //! header (about 45,000 of them per request of short lines).
 //!
-//! Bounded: at most [`MAX_MARKS`] are kept, the oldest dropped first. A request whose room no
+//! Bounded: at most [`MAX_MARKS`] are kept, the oldest dropped first. A request whose space no
 //! mark falls in (a restarted daemon, a rewind, marks dropped) walks its rows as before.
 
 use std::collections::VecDeque;
@@ -59,7 +59,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_mark_within_the_room_is_found_and_passed_ones_are_dropped() {
+    fn the_last_mark_within_the_space_is_found_and_passed_ones_are_dropped() {
         let mut marks = RowMarks::default();
         for n in 1..=5 {
             marks.record(mark(n * 10, n * 100));

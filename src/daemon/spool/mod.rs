@@ -2,7 +2,7 @@
 //! under `<state dir>/spool/<task id>/` until Gitea has acknowledged all of it.
 //!
 //! - `rows`: the task's rows in order, append-only, each framed as an UpdateLog request frames it
-//!   (see [`framing`]). Rows never change once written, so a row's byte offset is stable and the
+//!   (see [`frame`]). Rows never change once written, so a row's byte offset is stable and the
 //!   sender copies a run of rows straight from the file into the request, bytes as they are (no
 //!   row is decoded or framed again to send it); memory holds one batch however much a step
 //!   prints, and at most 128 KiB of row marks (see `spool::marks`). A torn tail (a crash
@@ -13,8 +13,9 @@
 //!
 //! Directories are 0700 and files 0600: rows are masked, but they are still the job's output.
 //! Blocking file calls here are small appends to the page cache; callers run fsyncs and batch reads
-//! on the blocking pool. Imports nothing of `client` but the `LogRow` message (and its framing
-//! is the request's, which a test holds to).
+//! on the blocking pool. The frames are `client`'s (`client::frame` owns the wire format and
+//! `client::append_rows` encodes lines into frames); the spool stores them and finds their
+//! boundaries, and interprets nothing else of them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -27,20 +28,18 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::client::proto::runner::LogRow;
+use crate::client::{RowBuffer, frame};
 use crate::daemon::reporter::state::JobState;
 
-mod append;
-pub mod framing;
 mod marks;
 mod recover;
 mod window;
 pub use marks::RowMark;
 pub use window::{Fit, Known, Window, seek_row};
 
-use append::RowBuffer;
 use marks::RowMarks;
 
-/// The rows, framed (see [`framing`]).
+/// The rows, framed (see [`frame`]).
 pub const ROWS_FILE: &str = "rows";
 const STATE_FILE: &str = "state.json";
 const STATE_TEMP_FILE: &str = "state.json.tmp";
@@ -187,8 +186,8 @@ impl TaskSpool {
     /// Appends a row; it becomes readable after [`TaskSpool::flush`].
     pub fn append(&mut self, row: &LogRow) -> Result<(), SpoolError> {
         let length = row.encoded_len();
-        let mut framed = Vec::with_capacity(framing::frame_len(length));
-        framing::push_header(length, &mut framed);
+        let mut framed = Vec::with_capacity(frame::frame_len(length));
+        frame::push_header(length, &mut framed);
         row.encode(&mut framed)
             .expect("a Vec grows to fit any message");
         self.unwritten.extend(&framed);
@@ -204,7 +203,7 @@ impl TaskSpool {
         text: &str,
         spans: impl IntoIterator<Item = (usize, usize)>,
     ) -> Result<(), SpoolError> {
-        let (n_rows, n_bytes) = append::append_rows(&mut self.unwritten, at, text, spans);
+        let (n_rows, n_bytes) = crate::client::append_rows(&mut self.unwritten, at, text, spans);
         self.appended(n_rows, n_bytes)
     }
 

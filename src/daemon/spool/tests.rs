@@ -88,7 +88,7 @@ fn rows_read_back_in_windows_of_whole_rows() {
 }
 
 #[test]
-fn the_rows_that_fit_never_pass_the_room_and_fill_it_to_within_one_row() {
+fn the_rows_that_fit_never_pass_the_space_and_fill_it_to_within_one_row() {
     let temp = tempfile::tempdir().unwrap();
     let root = SpoolRoot::new(temp.path());
     let mut spool = root.create(&record(10)).unwrap();
@@ -104,37 +104,37 @@ fn the_rows_that_fit_never_pass_the_room_and_fill_it_to_within_one_row() {
     }
     spool.flush().unwrap();
     let (reader, end) = (spool.reader(), spool.bytes());
-    // As the sender reads: a window as large as a request, the room a little less (the header).
-    let (window_bytes, room) = (1 << 20, (1 << 20) - 20);
+    // As the sender reads: a window as large as a request, the space a little less (the header).
+    let (window_bytes, space) = (1 << 20, (1 << 20) - 20);
     let mut window = Window::default();
     let (mut from, mut row, mut n_requests) = (0, 0, 0);
     while from < end {
         window.read(&reader, from, end, window_bytes).unwrap();
-        let fit = window.fitting(room, None);
-        // Counting on from any boundary the window holds gives the same, and one past the room
-        // is ignored (a half room has many past it).
-        let half = window.fitting(room / 2, None);
+        let fit = window.fitting(space, None);
+        // Counting on from any boundary the window holds gives the same, and one past the space
+        // is ignored (a half space has many past it).
+        let half = window.fitting(space / 2, None);
         for (n_rows, (_, bytes)) in window.rows().enumerate() {
             let known = Some(Known {
                 rows: n_rows + 1,
                 bytes,
             });
-            assert_eq!(window.fitting(room, known), fit, "request {n_requests}");
+            assert_eq!(window.fitting(space, known), fit, "request {n_requests}");
             assert_eq!(
-                window.fitting(room / 2, known),
+                window.fitting(space / 2, known),
                 half,
                 "request {n_requests}"
             );
         }
         assert!(fit.n_rows > 0);
-        assert!(fit.end - from <= room as u64, "request {n_requests}");
+        assert!(fit.end - from <= space as u64, "request {n_requests}");
         assert_eq!(window.framed_until(fit.end).len() as u64, fit.end - from);
         row += fit.n_rows as u64;
         if fit.end < end {
             // Full, the window cut through the next row or not: that row would not have fit.
             assert!(fit.full, "request {n_requests}");
             let next_end = seek_row(&reader, row, fit.end, row + 1, end).unwrap();
-            assert!(next_end - from > room as u64, "request {n_requests}");
+            assert!(next_end - from > space as u64, "request {n_requests}");
         } else {
             assert!(!fit.full);
         }
@@ -208,7 +208,7 @@ fn lines_are_spooled_exactly_as_prost_encodes_their_rows() {
             content: content.to_string(),
         });
     for row in rows {
-        framing::push_header(row.encoded_len(), &mut expected);
+        frame::push_header(row.encoded_len(), &mut expected);
         expected.extend_from_slice(&row.encode_to_vec());
     }
     assert_eq!(fs::read(spool.dir().join("rows")).unwrap(), expected);
@@ -239,7 +239,7 @@ fn recovery_cuts_a_torn_tail_and_keeps_the_record() {
         .append(true)
         .open(temp.path().join("spool/8/rows"))
         .unwrap();
-    log.write_all(&[framing::ROW_KEY, 200, 1, 1, 2]).unwrap();
+    log.write_all(&[frame::ROW_KEY, 200, 1, 1, 2]).unwrap();
     drop(log);
 
     let recovered = root.recover().unwrap();
@@ -322,72 +322,6 @@ fn an_unreadable_state_is_skipped_not_deleted() {
     assert!(spool.dir().join("rows").exists());
 }
 
-/// Writes a spool as versions before the request framing did: `state.json` and a `log` of rows
-/// each after a little-endian `u32` length, ending in a torn row.
-fn legacy_spool(root: &SpoolRoot, persisted: &SpoolRecord, n_rows: usize) -> PathBuf {
-    let dir = root.path().join(persisted.job.task_id.to_string());
-    make_private_dir(&dir).unwrap();
-    let mut log = Vec::new();
-    for n in 0..n_rows {
-        let encoded = row(n).encode_to_vec();
-        log.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
-        log.extend_from_slice(&encoded);
-    }
-    log.extend_from_slice(&[200, 0, 0, 0, 1, 2]);
-    fs::write(dir.join("log"), log).unwrap();
-    persist_record(&dir, persisted).unwrap();
-    dir
-}
-
-#[test]
-fn a_spool_of_the_older_framing_is_converted_and_delivery_goes_on_from_its_ack() {
-    let temp = tempfile::tempdir().unwrap();
-    let root = SpoolRoot::new(temp.path());
-    let mut persisted = record(11);
-    persisted.acked_rows = 1;
-    // The older offset of row 1: 4 bytes of length before each row.
-    persisted.acked_bytes = 4 + row(0).encoded_len() as u64;
-    let dir = legacy_spool(&root, &persisted, 3);
-
-    let (mut spool, back) = root.recover().unwrap().into_iter().next().unwrap();
-    assert!(!dir.join("log").exists() && !dir.join("rows.tmp").exists());
-    assert_eq!(back.acked_rows, 1);
-    assert_eq!(
-        back.acked_bytes,
-        framing::frame_len(row(0).encoded_len()) as u64
-    );
-    assert_eq!(spool.rows(), 3);
-    assert_eq!(
-        append_and_read_from(&mut spool, back.acked_bytes),
-        vec![row(1), row(2), row(3)]
-    );
-}
-
-#[test]
-fn a_conversion_cut_short_by_a_crash_is_done_again_or_finished() {
-    let temp = tempfile::tempdir().unwrap();
-    let root = SpoolRoot::new(temp.path());
-    // Crashed while writing the converted copy: it is written again from the old file.
-    let dir = legacy_spool(&root, &record(12), 2);
-    fs::write(dir.join("rows.tmp"), b"half").unwrap();
-    // Crashed after the converted file took its name, before the old one was removed.
-    let done = legacy_spool(&root, &record(13), 2);
-    let mut converted = Vec::new();
-    for n in 0..2 {
-        framing::push_header(row(n).encoded_len(), &mut converted);
-        converted.extend_from_slice(&row(n).encode_to_vec());
-    }
-    fs::write(done.join("rows"), &converted).unwrap();
-
-    let recovered = root.recover().unwrap();
-    assert_eq!(recovered.len(), 2);
-    for (spool, _) in &recovered {
-        assert_eq!((spool.rows(), spool.bytes()), (2, converted.len() as u64));
-        assert_eq!(fs::read(spool.dir().join("rows")).unwrap(), converted);
-        assert!(!spool.dir().join("log").exists());
-    }
-}
-
 #[test]
 fn the_marks_appends_leave_are_row_boundaries_and_requests_counted_from_them_agree() {
     let temp = tempfile::tempdir().unwrap();
@@ -420,13 +354,13 @@ fn the_marks_appends_leave_are_row_boundaries_and_requests_counted_from_them_agr
     }
     spool.flush().unwrap();
     let (reader, end) = (spool.reader(), spool.bytes());
-    let room = 64 * 1024;
+    let space = 64 * 1024;
     let mut window = Window::default();
     let (mut from, mut row, mut n_marked, mut n_requests) = (0, 0, 0, 0);
     while from < end {
         n_requests += 1;
-        window.read(&reader, from, end, room).unwrap();
-        let mark = spool.row_mark(from, from + room as u64);
+        window.read(&reader, from, end, space).unwrap();
+        let mark = spool.row_mark(from, from + space as u64);
         let known = mark.map(|mark| {
             assert_eq!(seek_row(&reader, 0, 0, mark.rows, end).unwrap(), mark.bytes);
             n_marked += 1;
@@ -435,13 +369,13 @@ fn the_marks_appends_leave_are_row_boundaries_and_requests_counted_from_them_agr
                 bytes: mark.bytes,
             }
         });
-        let fit = window.fitting(room, known);
-        assert_eq!(fit, window.fitting(room, None));
+        let fit = window.fitting(space, known);
+        assert_eq!(fit, window.fitting(space, None));
         row += fit.n_rows as u64;
         from = fit.end;
     }
     assert_eq!(row, 3000);
-    // Batches are far smaller than a request: each request's room holds a mark.
+    // Batches are far smaller than a request: each request's space holds a mark.
     assert!(n_requests > 5, "{n_requests} requests");
     assert_eq!(n_marked, n_requests);
 }

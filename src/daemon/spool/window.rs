@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::framing;
+use crate::client::frame;
 
 /// Spooled rows read for one UpdateLog call, still encoded as in the log; see [`Window::read`].
 #[derive(Debug, Default)]
@@ -38,7 +38,7 @@ impl Window {
                 return Ok(());
             }
             // The first row is longer than `max_bytes`: read it whole.
-            let first = match framing::header(&self.bytes[..want]) {
+            let first = match frame::header(&self.bytes[..want]) {
                 Some((row_len, header_len)) => (header_len + row_len) as u64,
                 None => end - from,
             };
@@ -63,21 +63,21 @@ impl Window {
         let mut rest = &self.bytes[skip..self.len];
         let mut offset = at;
         std::iter::from_fn(move || {
-            let (row, frame_len) = framing::frame(rest)?;
+            let (row, frame_len) = frame::frame(rest)?;
             rest = &rest[frame_len..];
             offset += frame_len as u64;
             Some((row, offset))
         })
     }
 
-    /// The rows read, from the first, that fit in `room` bytes (the first always does, so every
-    /// request makes progress), and whether a row was left out for want of room. A row the window
-    /// holds only the start of ends past the window, so past any room the window was read for.
+    /// The rows read, from the first, that fit in `space` bytes (the first always does, so every
+    /// request makes progress), and whether a row was left out for want of space. A row the window
+    /// holds only the start of ends past the window, so past any space the window was read for.
     ///
-    /// With `known`, a row boundary inside the room (`rows` rows from the first end at log offset
-    /// `bytes`), the count starts there instead of at the first row; one outside the room or the
+    /// With `known`, a row boundary inside the space (`rows` rows from the first end at log offset
+    /// `bytes`), the count starts there instead of at the first row; one outside the space or the
     /// window is ignored.
-    pub fn fitting(&self, room: usize, known: Option<Known>) -> Fit {
+    pub fn fitting(&self, space: usize, known: Option<Known>) -> Fit {
         let window_end = self.from + self.len as u64;
         let mut fit = Fit {
             end: self.from,
@@ -86,14 +86,14 @@ impl Window {
         };
         if let Some(known) = known
             && known.bytes > self.from
-            && known.bytes - self.from <= room as u64
+            && known.bytes - self.from <= space as u64
             && known.bytes <= window_end
         {
             fit.end = known.bytes;
             fit.n_rows = known.rows;
         }
         for (_, end) in self.rows_from(fit.end) {
-            if fit.n_rows > 0 && end - self.from > room as u64 {
+            if fit.n_rows > 0 && end - self.from > space as u64 {
                 fit.full = true;
                 return fit;
             }
@@ -137,11 +137,11 @@ pub fn seek_row(
     target_row: u64,
     end: u64,
 ) -> io::Result<u64> {
-    let mut header = [0u8; framing::MAX_HEADER_BYTES];
+    let mut header = [0u8; frame::MAX_HEADER_BYTES];
     while row < target_row && byte < end {
         let available = (end - byte).min(header.len() as u64) as usize;
         file.read_exact_at(&mut header[..available], byte)?;
-        let Some((row_len, header_len)) = framing::header(&header[..available]) else {
+        let Some((row_len, header_len)) = frame::header(&header[..available]) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("no spooled row starts at byte {byte}"),

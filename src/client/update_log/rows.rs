@@ -1,11 +1,11 @@
-//! Encoding log lines into spooled rows, the spool's hot path: a step printing a million lines
-//! appends a million rows. Rows that share a time share their head but for two length bytes, and
+//! Encoding log lines into framed rows (see [`frame`](super::frame)), the spool's hot path: a step
+//! printing a million lines appends a million rows. Rows that share a time share their head but for two length bytes, and
 //! the usual row (under 128 bytes, its content at most 16) is written with two copies of fixed
 //! sizes, which the compiler turns into a few moves, not a call per copy.
 
 use std::time::SystemTime;
 
-use super::framing;
+use super::frame;
 
 /// The longest encoded time field: its key, its length, and a `Timestamp` whose seconds take ten
 /// bytes and nanos five, each with its key.
@@ -13,38 +13,38 @@ const MAX_TIME_BYTES: usize = 2 + (1 + 10) + (1 + 5);
 /// How many bytes a short row's head is copied as (its whole head, and more).
 const HEAD_COPY: usize = 32;
 /// The longest head: the frame's key and length, the time, the content's key and length.
-const MAX_HEAD: usize = 2 * framing::MAX_HEADER_BYTES + MAX_TIME_BYTES;
+const MAX_HEAD: usize = 2 * frame::MAX_HEADER_BYTES + MAX_TIME_BYTES;
 /// Contents up to this long are copied as this many bytes, when the text has them.
 const CONTENT_COPY: usize = 16;
 /// The key of `LogRow.content`: field 2, length-delimited.
 const CONTENT_KEY: u8 = 2 << 3 | 2;
 
-/// Encoded rows not yet written, in `bytes[..filled]`. The rest of `bytes` is room that rows are
-/// written into in place (the buffer only grows, and is zeroed once when it does).
+/// Encoded rows not yet written, in `bytes[..filled]`. The rest of `bytes` is space that rows
+/// are written into in place (the buffer only grows, and is zeroed once when it does).
 #[derive(Debug, Default)]
-pub(super) struct RowBuffer {
+pub struct RowBuffer {
     bytes: Vec<u8>,
     filled: usize,
 }
 
 impl RowBuffer {
-    pub(super) fn filled(&self) -> &[u8] {
+    pub fn filled(&self) -> &[u8] {
         &self.bytes[..self.filled]
     }
 
     /// Drops the first `n` filled bytes (they were written).
-    pub(super) fn consume(&mut self, n: usize) {
+    pub fn consume(&mut self, n: usize) {
         self.bytes.copy_within(n..self.filled, 0);
         self.filled -= n;
     }
 
-    pub(super) fn extend(&mut self, bytes: &[u8]) {
-        self.room(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.space(bytes.len())[..bytes.len()].copy_from_slice(bytes);
         self.filled += bytes.len();
     }
 
-    /// At least `n` bytes of room after the filled ones.
-    fn room(&mut self, n: usize) -> &mut [u8] {
+    /// At least `n` bytes of space after the filled ones.
+    fn space(&mut self, n: usize) -> &mut [u8] {
         let needed = self.filled + n;
         if self.bytes.len() < needed {
             RowBuffer::grow(&mut self.bytes, needed);
@@ -62,7 +62,7 @@ impl RowBuffer {
 
 /// Appends one row per span of `text`, all stamped `at`, to `out`; returns the rows and bytes
 /// appended.
-pub(super) fn append_rows(
+pub fn append_rows(
     out: &mut RowBuffer,
     at: SystemTime,
     text: &str,
@@ -127,7 +127,7 @@ impl RowHead {
     fn new(time: &[u8]) -> RowHead {
         let time_len = time.len();
         let mut short = [0; HEAD_COPY];
-        short[0] = framing::ROW_KEY;
+        short[0] = frame::ROW_KEY;
         short[2..2 + time_len].copy_from_slice(time);
         short[2 + time_len] = CONTENT_KEY;
         RowHead { short, time_len }
@@ -157,7 +157,7 @@ impl RowHead {
 
     fn write_long(&self, row_len: usize, content_len: usize, out: &mut [u8]) -> usize {
         let time_len = self.time_len;
-        out[0] = framing::ROW_KEY;
+        out[0] = frame::ROW_KEY;
         let mut at = 1 + put_varint(row_len, &mut out[1..]);
         out[at..at + time_len].copy_from_slice(&self.short[2..2 + time_len]);
         at += time_len;
@@ -172,7 +172,7 @@ fn varint_len(value: usize) -> usize {
     prost::encoding::encoded_len_varint(value as u64)
 }
 
-/// Writes `value` as a varint at the start of `out` (which has room: at most ten bytes) and
+/// Writes `value` as a varint at the start of `out` (which has space for it: at most ten bytes) and
 /// returns its length.
 fn put_varint(mut value: usize, out: &mut [u8]) -> usize {
     let mut n = 0;

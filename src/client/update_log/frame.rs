@@ -1,9 +1,8 @@
 //! How a spooled row is framed: exactly as an UpdateLog request carries it, the `rows` field of
 //! `UpdateLogRequest` (one key byte, the row's length as a varint, the `LogRow` encoding). A run of
 //! spooled rows is then a run of request fields, and a request is built by copying the run whole.
-//!
-//! Spools written before this framing (a little-endian `u32` length before each row, in a file
-//! named `log`) are converted when they are recovered; [`legacy_frame`] reads them.
+//! This module owns that format: the spool stores frames built here and finds their boundaries
+//! with [`header`] and [`frame`], without knowing what a frame holds.
 
 /// The key of `UpdateLogRequest.rows`: field 3, length-delimited.
 pub const ROW_KEY: u8 = 3 << 3 | 2;
@@ -53,14 +52,6 @@ pub fn frame(bytes: &[u8]) -> Option<(&[u8], usize)> {
     Some((row, header_len + row_len))
 }
 
-/// The row framed the old way (`u32` length, little-endian) at the start of `bytes`, and the
-/// frame's whole length.
-pub fn legacy_frame(bytes: &[u8]) -> Option<(&[u8], usize)> {
-    let (length, rest) = bytes.split_first_chunk::<4>()?;
-    let row_len = u32::from_le_bytes(*length) as usize;
-    Some((rest.get(..row_len)?, 4 + row_len))
-}
-
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -105,15 +96,5 @@ mod tests {
         overlong.push(1);
         assert_eq!(header(&overlong), None);
         assert_eq!(header(&[ROW_KEY, 0x80, 0x01]), Some((128, 3)));
-    }
-
-    #[test]
-    fn legacy_frames_read_their_u32_length() {
-        assert_eq!(
-            legacy_frame(&[2, 0, 0, 0, 7, 8, 9]),
-            Some((&[7u8, 8][..], 6))
-        );
-        assert_eq!(legacy_frame(&[3, 0, 0, 0, 7, 8]), None);
-        assert_eq!(legacy_frame(&[3, 0]), None);
     }
 }
