@@ -140,3 +140,36 @@ async fn orphaned_containers_of_this_runner_are_removed_at_start() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_host_label_job_with_a_container_runs_in_docker_with_the_runners_proxy() {
+    if !docker_ready().await {
+        return;
+    }
+    bounded(async {
+        let gitea = start_fake().await;
+        let labels = format!("host-test:host,docker-test:docker://{IMAGE}");
+        let dir = RunnerDir::register(&gitea, &labels, "").await;
+        let env = [
+            ("HTTPS_PROXY", "http://proxy.invalid:3128"),
+            ("no_proxy", "internal.invalid"),
+        ];
+        let daemon = Daemon::start_with_env(&dir, &[], &env).await;
+        let workflow = format!(
+            "on: push\njobs:\n  build:\n    runs-on: host-test\n    container: {IMAGE}\n    steps:\n      - run: |\n          test -n '${{{{ job.container.id }}}}'\n          case \"$GITHUB_WORKSPACE\" in /workspace/*) ;; *) exit 1 ;; esac\n          test \"$HTTPS_PROXY\" = http://proxy.invalid:3128\n          test \"$no_proxy\" = internal.invalid\n"
+        );
+        let task_id = gitea.enqueue_task(TaskSpec::from_workflow(&workflow).unwrap());
+        let task = gitea
+            .wait_task_final(task_id, Duration::from_secs(180))
+            .await
+            .unwrap_or_else(|| panic!("task not final; daemon log:\n{}", daemon.log()));
+        assert_eq!(
+            task.result,
+            TaskResult::Success,
+            "{:#?}",
+            gitea.task_log_lines(task_id)
+        );
+        daemon.stop().await;
+    })
+    .await;
+}

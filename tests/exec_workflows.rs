@@ -238,3 +238,17 @@ fn workflows_pass_on_the_docker_backend() {
         check_all(&workflows_dir(), "docker", &["-i", DOCKER_TEST_IMAGE], 4);
     }
 }
+
+/// Host-label jobs naming containers (`tests/workflows/host-label/`): a job `container:` runs in
+/// Docker, and what cannot run is refused with the reason; never run as if the keys were absent.
+#[test]
+fn host_label_jobs_with_containers_run_in_docker_or_fail_saying_why() {
+    if docker_ready() {
+        check_all(
+            &workflows_dir().join("host-label"),
+            "host",
+            &["-i", "-self-hosted"],
+            2,
+        );
+    }
+}

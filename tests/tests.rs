@@ -4,9 +4,11 @@
 mod cli;
 mod client;
 mod config;
+mod config_keys;
 mod daemon;
 mod daemon_docker;
 mod daemon_faults;
+mod daemon_job_values;
 mod daemon_reload;
 mod docker_backend;
 mod docker_network_pool;

@@ -61,6 +61,12 @@ pub struct ExecArgs {
     /// An environment variable for every job, `K=V` or `K` (empty value).
     #[arg(long = "env")]
     pub env: Vec<String>,
+    /// A workflow input (`github.event.inputs` and the `inputs` context), `K=V` or `K` (empty).
+    #[arg(long = "input")]
+    pub inputs: Vec<String>,
+    /// A dotenv file of workflow inputs, under `--input`; ignored when missing.
+    #[arg(long = "input-file", default_value = ".input")]
+    pub input_file: PathBuf,
     /// Run job containers privileged.
     #[arg(long = "privileged")]
     pub privileged: bool,
@@ -169,8 +175,18 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     }
 
     let base = base_spec(&args, &directory, &event)?;
-    let docker = if args.image == SELF_HOSTED || args.dryrun {
+    let on_host = args.image == SELF_HOSTED;
+    let any_container = workflows.iter().any(|file| {
+        file.workflow
+            .jobs
+            .values()
+            .any(|job| job.container.is_some())
+    });
+    let docker = if args.dryrun || (on_host && !any_container) {
         None
+    } else if on_host {
+        // Only the jobs naming a `container:` need the engine; without one they fail, saying so.
+        docker::DockerSession::connect(&args).await.ok()
     } else {
         Some(docker::DockerSession::connect(&args).await?)
     };
@@ -185,6 +201,7 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let run = schedule::RunContext {
         args: &args,
         docker: docker.as_ref(),
+        on_host,
         base: &base,
         cancel: &cancel,
     };
@@ -324,6 +341,28 @@ fn read_env_file(path: &Path) -> anyhow::Result<IndexMap<String, String>> {
     Ok(env)
 }
 
+/// Puts `--input`/`--input-file` values into the payload's `inputs`, over what it holds (as act
+/// does, they reach the `inputs` context through the event).
+fn add_inputs(event_payload: &mut Json, inputs: IndexMap<String, String>) {
+    if inputs.is_empty() {
+        return;
+    }
+    let Json::Object(payload) = event_payload else {
+        return;
+    };
+    let given = payload
+        .entry("inputs")
+        .or_insert_with(|| Json::Object(Default::default()));
+    if !given.is_object() {
+        *given = Json::Object(Default::default());
+    }
+    if let Json::Object(given) = given {
+        for (name, value) in inputs {
+            given.insert(name, Json::String(value));
+        }
+    }
+}
+
 fn git(directory: &Path, args: &[&str]) -> Option<String> {
     let output = std::process::Command::new("git")
         .args(args)
@@ -355,14 +394,9 @@ fn base_spec(args: &ExecArgs, directory: &Path, event: &str) -> anyhow::Result<J
         .map(|(key, value)| (key.to_ascii_uppercase(), value))
         .collect();
     spec.vars = pairs(&args.vars, |_| String::new());
-    let env_file = if args.env_file.is_absolute() {
-        args.env_file.clone()
-    } else {
-        directory.join(&args.env_file)
-    };
-    spec.env = read_env_file(&env_file)?;
+    spec.env = read_env_file(&directory.join(&args.env_file))?;
     spec.env.extend(pairs(&args.env, |_| String::new()));
-    let event_payload: Json = match &args.event_path {
+    let mut event_payload: Json = match &args.event_path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -371,6 +405,9 @@ fn base_spec(args: &ExecArgs, directory: &Path, event: &str) -> anyhow::Result<J
         }
         None => json!({}),
     };
+    let mut inputs = read_env_file(&directory.join(&args.input_file))?;
+    inputs.extend(pairs(&args.inputs, |_| String::new()));
+    add_inputs(&mut event_payload, inputs);
     let repository = git(directory, &["config", "--get", "remote.origin.url"])
         .and_then(|url| repository_from_remote(&url))
         .unwrap_or_else(|| {

@@ -23,6 +23,7 @@ mod error;
 mod labels;
 mod load;
 mod model;
+mod not_acted_on;
 mod reader;
 mod registration;
 mod secret;
@@ -38,6 +39,7 @@ pub use labels::{
 };
 pub use load::{LoadEnv, Loaded};
 pub use model::*;
+pub use not_acted_on::{NOT_ACTED_ON, NotActedOn, not_acted_on};
 pub use registration::{
     LockError, REGISTRATION_WARNING, Registration, RegistrationError, RegistrationLock,
     write_atomically,

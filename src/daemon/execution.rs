@@ -24,7 +24,9 @@ use crate::daemon::poller::{Admission, TaskRunner};
 use crate::daemon::reporter::{Reporter, ReporterSettings};
 use crate::daemon::spool::SpoolRoot;
 use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
-use crate::executor::backend::docker::{DockerBackend, DockerJobConfig, JobIdentity, NetworkPool};
+use crate::executor::backend::docker::{
+    self, DockerBackend, DockerJobConfig, JobIdentity, NetworkPool,
+};
 use crate::executor::backend::host::HostBackend;
 use crate::executor::event::{Conclusion, JobEvent, LogLines};
 use crate::executor::{JobSpec, run_job};
@@ -194,9 +196,20 @@ impl<A: RunnerApi + 'static> Execution<A> {
         job_cancel: CancellationToken,
     ) {
         let mut spec = task::job_spec(task, summary, &snapshot.runner);
-        apply_action_settings(&mut spec, &snapshot.config);
-        let platform = pick_platform(&snapshot.labels, summary.runs_on.iter().map(String::as_str))
-            .unwrap_or_else(|| snapshot.fallback.clone());
+        apply_runner_config(&mut spec, &snapshot.config);
+        let platform =
+            match pick_platform(&snapshot.labels, summary.runs_on.iter().map(String::as_str))
+                .unwrap_or_else(|| snapshot.fallback.clone())
+            {
+                // A job `container:` runs in Docker even on a host label, as upstream's act does (the
+                // backend takes the container's image); without Docker the host backend refuses it.
+                Platform::Host if summary.names_container && self.docker.is_some() => {
+                    Platform::Docker {
+                        image: snapshot.config.runner.default_image.clone(),
+                    }
+                }
+                platform => platform,
+            };
         let limit = snapshot.runner.timeout + CANCEL_GRACE;
         match platform {
             Platform::Host => {
@@ -354,12 +367,13 @@ fn docker_job_config(
         runner_options: container.options.clone(),
         job_options: String::new(),
         env: Default::default(),
+        proxy_env: docker::proxy::runner_proxy_env(std::env::vars()),
         volumes: Vec::new(),
         ports: Vec::new(),
         services: Vec::new(),
         network: container.network.clone(),
         network_pool: docker.network_pool.clone(),
-        privileged_allowed: container.privileged,
+        privileged: container.privileged,
         valid_volumes: container.valid_volumes.clone(),
         force_pull: container.force_pull,
         docker_socket: docker.socket_to_mount.clone(),
@@ -449,8 +463,8 @@ pub fn state_dir(runner_file: &std::path::Path) -> PathBuf {
 /// Where the job's remote actions come from and live, as upstream's runner configures act: the
 /// default actions URL from the task (after `runner.github_mirror`; GitHub when the server sends
 /// none), the cache in `host.workdir_parent`, `runner.action_shallow_clone`,
-/// `cache.offline_mode` and `container.force_rebuild`.
-fn apply_action_settings(spec: &mut JobSpec, config: &Config) {
+/// `cache.offline_mode` and `container.force_rebuild`; and `runner.set_act_env`.
+fn apply_runner_config(spec: &mut JobSpec, config: &Config) {
     if let Some(url) = spec
         .github
         .get("gitea_default_actions_url")
@@ -463,6 +477,7 @@ fn apply_action_settings(spec: &mut JobSpec, config: &Config) {
     spec.actions.shallow = config.runner.action_shallow_clone;
     spec.actions.offline = config.cache.offline_mode;
     spec.actions.force_rebuild = config.container.force_rebuild;
+    spec.act_env = config.runner.set_act_env;
 }
 
 #[cfg(test)]
@@ -480,14 +495,14 @@ mod tests {
             "gitea_default_actions_url".into(),
             serde_json::Value::String("https://gitea.example".into()),
         );
-        apply_action_settings(&mut spec, &config);
+        apply_runner_config(&mut spec, &config);
         assert_eq!(spec.actions.default_url, "https://gitea.example");
         assert_eq!(spec.actions.cache_dir, config.host.workdir_parent);
         assert!(!spec.actions.shallow);
         assert!(spec.actions.offline);
 
         let mut spec = JobSpec::new(String::new(), String::new(), String::new());
-        apply_action_settings(&mut spec, &config);
+        apply_runner_config(&mut spec, &config);
         assert_eq!(spec.actions.default_url, "https://github.com");
     }
 }

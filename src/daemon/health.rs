@@ -30,24 +30,24 @@ impl HealthCheck {
     /// `Ok` when a task may be fetched, else why not.
     pub async fn check(
         &self,
-        config: &HealthCheckConfig,
+        health_check: &HealthCheckConfig,
         workdir_parent: &Path,
         n_running: usize,
     ) -> Result<(), String> {
-        if !config.enabled {
+        if !health_check.enabled {
             return Ok(());
         }
         if n_running > 0 {
             return lock(&self.last).clone().unwrap_or(Ok(()));
         }
         let verdict = match free_disk_mib(workdir_parent).await {
-            Ok((_, free_mib)) if free_mib >= config.min_free_disk_space_mb => {
-                self.script_verdict(config).await
+            Ok((_, free_mib)) if free_mib >= health_check.min_free_disk_space_mb => {
+                self.script_verdict(health_check).await
             }
             Ok((root, free_mib)) => Err(format!(
                 "low disk space on {}: {free_mib} MiB available, {} MiB required",
                 root.display(),
-                config.min_free_disk_space_mb
+                health_check.min_free_disk_space_mb
             )),
             Err(reason) => Err(reason),
         };
@@ -55,16 +55,16 @@ impl HealthCheck {
         verdict
     }
 
-    async fn script_verdict(&self, config: &HealthCheckConfig) -> Result<(), String> {
-        let Some(script) = &config.script else {
+    async fn script_verdict(&self, health_check: &HealthCheckConfig) -> Result<(), String> {
+        let Some(script) = &health_check.script else {
             return Ok(());
         };
         if let Some((at, verdict)) = lock(&self.last_script).as_ref()
-            && at.elapsed() < config.interval
+            && at.elapsed() < health_check.interval
         {
             return verdict.clone();
         }
-        let verdict = run_script(script, config.timeout).await;
+        let verdict = run_script(script, health_check.timeout).await;
         *lock(&self.last_script) = Some((Instant::now(), verdict.clone()));
         verdict
     }

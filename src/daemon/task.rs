@@ -72,6 +72,8 @@ pub struct TaskSummary {
     /// The job's display name (`name:`, else the id).
     pub job_name: String,
     pub runs_on: Vec<String>,
+    /// The job names a `container:` (it runs in Docker even on a host label).
+    pub names_container: bool,
     pub event_name: String,
     pub run_id: String,
 }
@@ -104,6 +106,9 @@ pub fn summarize(task: &Task) -> Result<TaskSummary, TaskError> {
             .collect(),
         _ => Vec::new(),
     };
+    let names_container = job
+        .get("container")
+        .is_some_and(|container| !container.is_null());
     Ok(TaskSummary {
         task_id: task.id,
         repository: text("repository"),
@@ -111,6 +116,7 @@ pub fn summarize(task: &Task) -> Result<TaskSummary, TaskError> {
         job_id,
         job_name,
         runs_on,
+        names_container,
         event_name: text("event_name"),
         run_id: text("run_id"),
     })

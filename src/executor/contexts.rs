@@ -86,7 +86,10 @@ pub fn fill_static(
     fill_paths(spec, workflow, job, paths, scope);
     scope.set("vars", Value::from(json!(spec.vars)));
     scope.set("secrets", Value::from(json!(spec.secrets)));
-    scope.set("inputs", Value::from(Json::Object(spec.inputs.clone())));
+    scope.set(
+        "inputs",
+        Value::from(Json::Object(job_inputs(spec, workflow))),
+    );
     let needs: serde_json::Map<String, Json> = spec
         .needs
         .iter()
@@ -106,6 +109,20 @@ pub fn fill_static(
     );
     scope.set("matrix", Value::from(json!({})));
     scope.set("strategy", Value::from(json!({})));
+}
+
+/// The `inputs` context: the event's inputs as the workflow declares them, then the spec's own
+/// (already typed, they win).
+fn job_inputs(spec: &JobSpec, workflow: &Workflow) -> serde_json::Map<String, Json> {
+    let event_name = spec
+        .github
+        .get("event_name")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    let event = spec.github.get("event").cloned().unwrap_or(Json::Null);
+    let mut inputs = super::inputs::resolve(workflow, event_name, &event);
+    inputs.extend(spec.inputs.clone());
+    inputs
 }
 
 /// Sets the contexts that name paths of the job environment (`github`, `gitea`, `runner`); called
@@ -343,10 +360,12 @@ pub fn builtin_env(
         ("GITHUB_ACTIONS", "true"),
         ("GITEA_ACTIONS", "true"),
         ("GITEA_ACTIONS_RUNNER_VERSION", crate::VERSION),
-        ("ACT", "true"),
         ("RUNNER_ENVIRONMENT", "self-hosted"),
     ] {
         env.insert(key.to_string(), value.to_string());
+    }
+    if spec.act_env {
+        env.insert("ACT".into(), "true".into());
     }
     let github = state.scope.context_json("github");
     for key in [

@@ -37,6 +37,7 @@ mod contexts;
 pub mod event;
 pub mod expr;
 mod hash_files;
+pub mod inputs;
 mod job;
 pub mod line_batch;
 mod log_checkpoint;

@@ -31,6 +31,8 @@ pub struct JobSpec {
     pub vars: IndexMap<String, String>,
     /// Secret values are masked in every log line.
     pub secrets: IndexMap<String, String>,
+    /// Inputs a caller supplies already typed (a reusable workflow's `with:`); they win over the
+    /// event payload's `inputs`, which the executor types by the workflow's declarations.
     pub inputs: serde_json::Map<String, Json>,
     /// The matrix combination; `None` takes the workflow's matrix if it has exactly one combination
     /// (Gitea sends one-element arrays).
@@ -53,6 +55,8 @@ pub struct JobSpec {
     /// this long for its log to be delivered (see
     /// [`event::LogCheckpoint`](super::event::LogCheckpoint)); `None`: no wait.
     pub log_delivery_wait: Option<Duration>,
+    /// Give steps `ACT=true`, as act does (`runner.set_act_env`, default true).
+    pub act_env: bool,
 }
 
 /// How remote actions (`uses: owner/repo@ref`) are fetched and docker actions built.
@@ -131,6 +135,7 @@ impl JobSpec {
             actions: ActionSettings::local_default(),
             mask_secrets: true,
             log_delivery_wait: None,
+            act_env: true,
         }
     }
 }

@@ -106,6 +106,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(dir: &RunnerDir, args: &[&str]) -> Daemon {
+        Daemon::start_with_env(dir, args, &[]).await
+    }
+
+    /// [`Daemon::start`] with more environment variables for the daemon process.
+    pub async fn start_with_env(dir: &RunnerDir, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log_path = dir.path().join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -119,6 +124,7 @@ impl Daemon {
             .arg(dir.config_path())
             .arg("daemon")
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))

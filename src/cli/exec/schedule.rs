@@ -25,7 +25,10 @@ const DEFAULT_MAX_PARALLEL: usize = 4;
 /// What every job of one `exec` run shares.
 pub struct RunContext<'a> {
     pub args: &'a ExecArgs,
+    /// With `-i -self-hosted`: the engine for the jobs that name a `container:`, when reachable.
     pub docker: Option<&'a docker::DockerSession>,
+    /// `-i -self-hosted`: jobs run on the host unless they name a `container:`.
+    pub on_host: bool,
     pub base: &'a JobSpec,
     pub cancel: &'a CancellationToken,
 }
@@ -134,7 +137,9 @@ async fn run_planned_job(
                 if run.args.dryrun {
                     return (dry_run(file, &leg_spec, &label), IndexMap::new());
                 }
-                let (result, outputs) = run_one(run, leg_spec, &label, legs_cancel).await;
+                let in_container = file.workflow.jobs[&leg_spec.job_id].container.is_some();
+                let (result, outputs) =
+                    run_one(run, leg_spec, &label, in_container, legs_cancel).await;
                 if result == Conclusion::Failure && plan.fail_fast && n_legs > 1 {
                     if !legs_cancel.is_cancelled() {
                         println!("[{label}] failed: cancelling the other legs (fail-fast)");
@@ -174,6 +179,7 @@ async fn run_one(
     run: &RunContext<'_>,
     spec: JobSpec,
     label: &str,
+    in_container: bool,
     cancel: &CancellationToken,
 ) -> (Conclusion, IndexMap<String, String>) {
     let (events, received) = mpsc::channel(256);
@@ -183,7 +189,10 @@ async fn run_one(
         print::Format::Text
     };
     let printer = tokio::spawn(print::print_events(received, label.to_string(), format));
-    let result = match run.docker {
+    // A job `container:` runs in Docker even with `-self-hosted`, as upstream's act does; without
+    // an engine the host backend refuses it.
+    let docker = run.docker.filter(|_| in_container || !run.on_host);
+    let result = match docker {
         None => {
             let mut backend = HostBackend::new(&std::env::temp_dir());
             run_job(spec, &mut backend, events, cancel.clone()).await

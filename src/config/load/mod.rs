@@ -136,6 +136,7 @@ impl Config {
         let metrics = read_metrics(&mut reader, &mut top);
         let health_check = read_health_check(&mut reader, &mut top);
         reader.finish(top);
+        super::not_acted_on::warn_not_acted_on(&mut reader, &root);
         if !reader.problems.is_empty() {
             return Err(ConfigError::Invalid(reader.problems));
         }

@@ -22,30 +22,17 @@ use crate::executor::line_batch::LineBatch;
 
 use super::{
     Backend, BackendError, EnvironmentPaths, ExecEnd, ExecRequest, ExitStatus, JobContainers,
-    NewFile, OutputLines, Stream, WorkspaceHasher,
+    NewFile, OutputLines, PROXY_VARIABLES, Stream, WorkspaceHasher,
 };
 
 /// How long a process group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long output is still read after the main process exited (a background child may hold the pipe).
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_millis(500);
-/// Runner variables a job process may see; everything else is left out on purpose.
+/// Runner variables a job process may see (and [`PROXY_VARIABLES`]); everything else is left out
+/// on purpose.
 const INHERITED_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "LANG",
-    "LANGUAGE",
-    "TZ",
-    "TERM",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM",
 ];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -55,8 +42,6 @@ pub struct HostBackend {
     root: PathBuf,
     paths: EnvironmentPaths,
     base_env: BTreeMap<String, String>,
-    /// Containers the workflow asked for, which this backend cannot provide; reported in `prepare`.
-    ignored_containers: Vec<String>,
     /// Process groups started, killed at cleanup in case a step left something running.
     process_groups: Mutex<Vec<i32>>,
 }
@@ -72,7 +57,11 @@ impl HostBackend {
             tool_cache: root.join("tool_cache"),
         };
         let mut base_env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(key, _)| INHERITED_ENV.contains(&key.as_str()) || key.starts_with("LC_"))
+            .filter(|(key, _)| {
+                INHERITED_ENV.contains(&key.as_str())
+                    || PROXY_VARIABLES.contains(&key.as_str())
+                    || key.starts_with("LC_")
+            })
             .collect();
         base_env
             .entry("PATH".to_string())
@@ -81,7 +70,6 @@ impl HostBackend {
             root,
             paths,
             base_env,
-            ignored_containers: Vec::new(),
             process_groups: Mutex::new(Vec::new()),
         }
     }
@@ -120,15 +108,28 @@ impl Backend for HostBackend {
         "Linux"
     }
 
+    /// A job that names containers never runs here as if it did not: the caller routes a job
+    /// `container:` to Docker when it can, and whatever reaches the host is refused.
     fn configure(&mut self, containers: JobContainers) -> Result<(), BackendError> {
-        if let Some(container) = containers.job {
-            self.ignored_containers
-                .push(format!("container `{}`", container.image));
+        let mut wanted: Vec<String> = containers
+            .job
+            .iter()
+            .map(|container| format!("`container: {}`", container.image))
+            .collect();
+        wanted.extend(
+            containers
+                .services
+                .iter()
+                .map(|(id, _)| format!("service `{id}`")),
+        );
+        if wanted.is_empty() {
+            return Ok(());
         }
-        for (id, _) in containers.services {
-            self.ignored_containers.push(format!("service `{id}`"));
-        }
-        Ok(())
+        Err(BackendError::Policy(format!(
+            "the job runs on the host, which runs no containers, but it asks for {}; run it on a \
+             docker label, or give the runner Docker so that a job `container:` runs there",
+            wanted.join(" and ")
+        )))
     }
 
     fn base_env(&self) -> BTreeMap<String, String> {
@@ -142,7 +143,7 @@ impl Backend for HostBackend {
         }))
     }
 
-    async fn prepare(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {
+    async fn prepare(&mut self, _log: &mpsc::Sender<String>) -> Result<(), BackendError> {
         for dir in [
             &self.paths.workspace,
             &self.paths.temp,
@@ -154,13 +155,6 @@ impl Backend for HostBackend {
         }
         // The task directory may receive secrets (command files, scripts): owner only.
         set_mode(&self.root, 0o700).await?;
-        for ignored in &self.ignored_containers {
-            let _ = log
-                .send(format!(
-                    "warning: the host backend runs no containers; {ignored} is ignored"
-                ))
-                .await;
-        }
         Ok(())
     }
 

@@ -75,6 +75,16 @@ impl From<ExitStatus> for ExecEnd {
     }
 }
 
+/// The runner's proxy variables, which jobs get on either backend.
+pub const PROXY_VARIABLES: [&str; 6] = [
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
+
 /// Errors a backend reports; the executor turns them into failed steps or jobs.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

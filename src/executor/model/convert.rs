@@ -123,9 +123,9 @@ pub(super) fn env_map(node: Option<&Node>, what: &str) -> Result<EnvMap> {
 pub(super) fn workflow(root: &Node) -> Result<Workflow> {
     let mut fields = Fields::new(root, "workflow")?;
     let name = opt_string(fields.take("name"), "name")?.map(|name| name.value);
-    let on = match fields.take("on") {
-        None => Vec::new(),
-        Some(node) => events(node)?,
+    let (on, trigger_inputs) = match fields.take("on") {
+        None => (Vec::new(), Default::default()),
+        Some(node) => (events(node)?, super::trigger_inputs::trigger_inputs(node)),
     };
     let env = env_map(fields.take("env"), "env")?;
     let defaults = defaults(fields.take("defaults"), "defaults")?;
@@ -164,6 +164,7 @@ pub(super) fn workflow(root: &Node) -> Result<Workflow> {
     Ok(Workflow {
         name,
         on,
+        trigger_inputs,
         env,
         defaults,
         jobs,

@@ -7,6 +7,7 @@
 pub mod action;
 mod convert;
 pub mod matrix;
+pub mod trigger_inputs;
 pub mod yaml;
 
 use std::fmt;
@@ -39,6 +40,8 @@ pub struct Workflow {
     pub name: Option<String>,
     /// Event names the workflow triggers on (`on:` as a string, list or map).
     pub on: Vec<String>,
+    /// The inputs `workflow_dispatch` and `workflow_call` declare, by event.
+    pub trigger_inputs: trigger_inputs::TriggerInputs,
     pub env: EnvMap,
     pub defaults: RunDefaults,
     /// Jobs in written order, by id.

@@ -35,8 +35,14 @@ pub fn job_container_body(
     spec: &JobContainerSpec<'_>,
 ) -> Result<ContainerCreateBody, BackendError> {
     let config = spec.config;
-    let mut env: Vec<String> = config
-        .env
+    let service_ids: Vec<&str> = config
+        .services
+        .iter()
+        .map(|service| service.id.as_str())
+        .collect();
+    let mut env_map = super::proxy::job_proxy_env(&config.proxy_env, &service_ids);
+    env_map.extend(config.env.clone());
+    let mut env: Vec<String> = env_map
         .iter()
         .map(|(key, value)| format!("{key}={value}"))
         .collect();
@@ -289,12 +295,13 @@ mod tests {
             runner_options: String::new(),
             job_options: String::new(),
             env: BTreeMap::from([(String::from("NODE_ENV"), String::from("test"))]),
+            proxy_env: BTreeMap::new(),
             volumes: Vec::new(),
             ports: vec![String::from("8080:80")],
             services: Vec::new(),
             network: None,
             network_pool: None,
-            privileged_allowed: false,
+            privileged: false,
             valid_volumes: Vec::new(),
             force_pull: false,
             docker_socket: Some(String::from("/var/run/docker.sock")),
@@ -314,9 +321,7 @@ mod tests {
     #[test]
     fn job_container_create_body() {
         let config = config();
-        let policy = OptionsPolicy {
-            privileged_allowed: false,
-        };
+        let policy = OptionsPolicy { privileged: false };
         let runner = ContainerOptions::parse("--add-host gitea.local:10.0.0.1", policy).unwrap();
         let job =
             ContainerOptions::parse("-e FROM_OPTIONS=1 --cpus 1.5 --health-cmd 'true'", policy)
@@ -352,15 +357,10 @@ mod tests {
     }
 
     #[test]
-    fn privileged_allowed_reaches_the_host_config() {
+    fn privileged_reaches_the_host_config() {
         let config = config();
-        let options = ContainerOptions::parse(
-            "--privileged",
-            OptionsPolicy {
-                privileged_allowed: true,
-            },
-        )
-        .unwrap();
+        let options =
+            ContainerOptions::parse("--privileged", OptionsPolicy { privileged: true }).unwrap();
         let labels = HashMap::new();
         let body = job_container_body(&JobContainerSpec {
             config: &config,
@@ -373,5 +373,66 @@ mod tests {
         .unwrap();
         assert_eq!(body.host_config.unwrap().privileged, Some(true));
         assert!(body.networking_config.is_none());
+    }
+
+    #[test]
+    fn a_privileged_runner_makes_the_job_and_its_services_privileged() {
+        use crate::executor::backend::docker::ServiceConfig;
+        use crate::executor::backend::docker::services::{ServicePlan, service_body};
+        let policy = OptionsPolicy { privileged: true };
+        let options = ContainerOptions::parse("", policy).unwrap();
+        let labels = HashMap::new();
+        let job = job_container_body(&JobContainerSpec {
+            config: &config(),
+            options: [&options, &options],
+            volumes: &[],
+            network: "net",
+            aliases_allowed: false,
+            labels: &labels,
+        })
+        .unwrap();
+        assert_eq!(job.host_config.unwrap().privileged, Some(true));
+        let plan = ServicePlan {
+            name: String::from("svc"),
+            config: ServiceConfig {
+                id: String::from("dind"),
+                image: String::from("docker:dind"),
+                credentials: None,
+                env: BTreeMap::new(),
+                ports: Vec::new(),
+                volumes: Vec::new(),
+                options: String::new(),
+                cmd: Vec::new(),
+            },
+            options: ContainerOptions::parse("", policy).unwrap(),
+            volumes: Vec::new(),
+        };
+        let service = service_body(&plan, "net", true, &labels).unwrap();
+        assert_eq!(service.host_config.unwrap().privileged, Some(true));
+    }
+
+    #[test]
+    fn proxy_variables_reach_the_job_container_under_its_env() {
+        let mut config = config();
+        config.proxy_env = BTreeMap::from([
+            (String::from("HTTP_PROXY"), String::from("http://p:3128")),
+            (String::from("NODE_ENV"), String::from("from-runner")),
+        ]);
+        let labels = HashMap::new();
+        let body = job_container_body(&JobContainerSpec {
+            config: &config,
+            options: [&ContainerOptions::default(), &ContainerOptions::default()],
+            volumes: &[],
+            network: "net",
+            aliases_allowed: false,
+            labels: &labels,
+        })
+        .unwrap();
+        let env = body.env.unwrap();
+        assert!(
+            env.contains(&String::from("HTTP_PROXY=http://p:3128")),
+            "{env:?}"
+        );
+        assert!(env.contains(&String::from("NODE_ENV=test")), "{env:?}");
     }
 }

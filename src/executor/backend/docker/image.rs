@@ -150,13 +150,7 @@ mod tests {
     use crate::executor::backend::docker::options::OptionsPolicy;
 
     fn options(text: &str) -> ContainerOptions {
-        ContainerOptions::parse(
-            text,
-            OptionsPolicy {
-                privileged_allowed: false,
-            },
-        )
-        .unwrap()
+        ContainerOptions::parse(text, OptionsPolicy { privileged: false }).unwrap()
     }
 
     #[test]

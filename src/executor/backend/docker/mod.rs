@@ -22,6 +22,7 @@ mod network;
 pub mod network_pool;
 pub mod options;
 pub mod orphans;
+pub mod proxy;
 mod services;
 mod step_container;
 pub mod volumes;
@@ -103,6 +104,8 @@ pub struct DockerJobConfig {
     pub job_options: String,
     /// The workflow's `container.env`.
     pub env: BTreeMap<String, String>,
+    /// The runner's proxy variables ([`proxy::runner_proxy_env`]), under the workflow's env.
+    pub proxy_env: BTreeMap<String, String>,
     /// The workflow's `container.volumes`.
     pub volumes: Vec<String>,
     /// The workflow's `container.ports`.
@@ -114,8 +117,9 @@ pub struct DockerJobConfig {
     /// Where a job without `network` takes a pre-created network from; when it is `None` or has
     /// none ready, the job creates its own.
     pub network_pool: Option<NetworkPool>,
-    /// `container.privileged`.
-    pub privileged_allowed: bool,
+    /// `container.privileged`: job, service and step containers run privileged, and workflows
+    /// may use host-escape options.
+    pub privileged: bool,
     /// `container.valid_volumes` globs.
     pub valid_volumes: Vec<String>,
     /// `container.force_pull`.
@@ -227,7 +231,7 @@ impl DockerBackend {
         log_warnings: &mut Vec<String>,
     ) -> Result<ContainerOptions, BackendError> {
         let policy = OptionsPolicy {
-            privileged_allowed: self.config.privileged_allowed,
+            privileged: self.config.privileged,
         };
         let parsed = ContainerOptions::parse(options, policy)?;
         log_warnings.extend(parsed.warnings.iter().cloned());
@@ -529,6 +533,7 @@ impl Backend for DockerBackend {
             temp: &temp,
             labels: self.labels(),
             pull_timeout: self.config.pull_timeout,
+            privileged: self.config.privileged,
         };
         step_container::run(job, request, output, cancel).await
     }

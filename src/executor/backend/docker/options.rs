@@ -3,9 +3,10 @@
 //! the runner's policy and applied to a create body. Pure code, no I/O.
 //!
 //! Policy (Gitea's act): `--name` and `--network` are ignored (the runner names and connects the
-//! container); `--privileged` is refused unless `container.privileged` allows it; the host-escape
-//! flags upstream strips (`--pid`, `--cap-add`, `--device`, ...) are dropped with a warning unless
-//! privileged is allowed; volumes go through `container.valid_volumes` later, with the job's own.
+//! container); `container.privileged` makes every container privileged and keeps the host-escape
+//! flags; without it `--privileged` and the host-escape flags upstream strips (`--pid`,
+//! `--cap-add`, `--device`, ...) are dropped with a warning for the job's log; volumes go through
+//! `container.valid_volumes` later, with the job's own.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -105,8 +106,8 @@ pub struct ContainerOptions {
 /// What the runner allows.
 #[derive(Debug, Clone, Copy)]
 pub struct OptionsPolicy {
-    /// `container.privileged`.
-    pub privileged_allowed: bool,
+    /// `container.privileged`: the container runs privileged, and host-escape flags are kept.
+    pub privileged: bool,
 }
 
 impl ContainerOptions {
@@ -115,7 +116,10 @@ impl ContainerOptions {
         let words = expand_bundles(shell_words::split(options).map_err(|err| {
             BackendError::Policy(format!("cannot split container options: {err}"))
         })?);
-        let mut parsed = ContainerOptions::default();
+        let mut parsed = ContainerOptions {
+            privileged: policy.privileged,
+            ..ContainerOptions::default()
+        };
         let mut idx = 0;
         while idx < words.len() {
             let word = &words[idx];
@@ -137,23 +141,20 @@ impl ContainerOptions {
                     "container option `{flag}` needs a value"
                 )));
             };
-            if !policy.privileged_allowed && HOST_ESCAPE_FLAGS.contains(&flag.as_str()) {
+            if !policy.privileged
+                && (flag == "--privileged" || HOST_ESCAPE_FLAGS.contains(&flag.as_str()))
+            {
                 parsed.warnings.push(format!(
-                    "container option `{flag}` ignored: privileged containers are not allowed"
+                    "container option `{flag}` ignored: this runner does not allow privileged containers (container.privileged is false)"
                 ));
                 continue;
             }
-            parsed.apply_flag(&flag, value, policy)?;
+            parsed.apply_flag(&flag, value)?;
         }
         Ok(parsed)
     }
 
-    fn apply_flag(
-        &mut self,
-        flag: &str,
-        value: String,
-        policy: OptionsPolicy,
-    ) -> Result<(), BackendError> {
+    fn apply_flag(&mut self, flag: &str, value: String) -> Result<(), BackendError> {
         match flag {
             "--env" => {
                 if value.contains('=') {
@@ -171,14 +172,7 @@ impl ContainerOptions {
             "--publish" => self.publish.push(value),
             "--expose" => self.expose.push(value),
             "--label" => self.labels.push(value),
-            "--privileged" => {
-                if !policy.privileged_allowed {
-                    return Err(BackendError::Policy(String::from(
-                        "`--privileged` is not allowed by this runner (container.privileged is false)",
-                    )));
-                }
-                self.privileged = true;
-            }
+            "--privileged" => self.privileged = true,
             "--user" => self.user = Some(value),
             "--workdir" => self.workdir = Some(value),
             "--hostname" => self.hostname = Some(value),
@@ -555,17 +549,19 @@ fn parse_size(flag: &str, value: &str) -> Result<i64, BackendError> {
 mod tests {
     use super::*;
 
-    const STRICT: OptionsPolicy = OptionsPolicy {
-        privileged_allowed: false,
-    };
-    const LOOSE: OptionsPolicy = OptionsPolicy {
-        privileged_allowed: true,
-    };
+    const STRICT: OptionsPolicy = OptionsPolicy { privileged: false };
+    const LOOSE: OptionsPolicy = OptionsPolicy { privileged: true };
 
     #[test]
-    fn privileged_is_refused_unless_allowed() {
-        let err = ContainerOptions::parse("--privileged", STRICT).unwrap_err();
-        assert!(matches!(err, BackendError::Policy(_)), "{err}");
+    fn privileged_is_dropped_with_a_warning_unless_allowed() {
+        let refused = ContainerOptions::parse("--privileged", STRICT).unwrap();
+        assert!(!refused.privileged);
+        assert_eq!(refused.warnings.len(), 1);
+        assert!(
+            refused.warnings[0].contains("`--privileged` ignored"),
+            "{:?}",
+            refused.warnings
+        );
         assert!(
             ContainerOptions::parse("--privileged", LOOSE)
                 .unwrap()
@@ -576,6 +572,14 @@ mod tests {
                 .unwrap()
                 .privileged
         );
+    }
+
+    #[test]
+    fn a_privileged_runner_makes_every_container_privileged() {
+        let parsed = ContainerOptions::parse("", LOOSE).unwrap();
+        assert!(parsed.privileged);
+        assert!(parsed.warnings.is_empty());
+        assert!(!ContainerOptions::parse("", STRICT).unwrap().privileged);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct JobSide<'a> {
     pub temp: &'a str,
     pub labels: HashMap<String, String>,
     pub pull_timeout: std::time::Duration,
+    /// `container.privileged`: step containers run privileged too, as the job's do.
+    pub privileged: bool,
 }
 
 /// Runs one step container to its end and returns how it ended.
@@ -94,6 +96,7 @@ pub async fn run(
         host_config: Some(HostConfig {
             network_mode: Some(format!("container:{}", job.job_container)),
             volumes_from: Some(vec![job.job_container.to_string()]),
+            privileged: job.privileged.then_some(true),
             ..Default::default()
         }),
         ..Default::default()
