@@ -160,9 +160,7 @@ mod tests {
 
     #[test]
     fn a_written_key_that_is_not_acted_on_is_warned_about_at_its_line() {
-        let env = LoadEnv {
-            home: "/home/runner".into(),
-        };
+        let env = LoadEnv::with_home("/home/runner");
         let text = "runner:\n  capacity: 2\n  allocate_pty: true\n";
         let loaded = Config::from_yaml(text, Path::new("config.yaml"), &env).unwrap();
         let warning = loaded
