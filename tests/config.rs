@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use act_runner::config::{
-    Config, ConfigError, DockerHost, EXAMPLE_CONFIG, Label, LoadEnv, Loaded, LogLevel,
+    Config, ConfigError, DockerHost, EXAMPLE_CONFIG, Label, LoadEnv, LoadedConfig, LogLevel,
     NOT_ACTED_ON, RpcProtocol, ToolCacheMode,
 };
 
@@ -90,7 +90,7 @@ fn env() -> LoadEnv {
 }
 
 #[track_caller]
-fn load(text: &str) -> Loaded {
+fn load(text: &str) -> LoadedConfig {
     match Config::from_yaml(text, Path::new("config.yaml"), &env()) {
         Ok(loaded) => loaded,
         Err(error) => panic!("{error}"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use act_runner::client::Method;
 use act_runner::metrics::labels::allowed_values;
 use act_runner::metrics::{
-    FetchOutcome, JobStatus, LabelValue, Metrics, MetricsError, MetricsServer, ReloadResult,
+    FetchOutcome, JobOutcome, LabelValue, Metrics, MetricsError, MetricsServer, ReloadResult,
     ReportResult, RunnerInfo, ServerLimits,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -122,7 +122,7 @@ fn drive_every_metric(metrics: &Metrics) {
     ] {
         metrics.client_error(method);
     }
-    for status in JobStatus::ALL {
+    for status in JobOutcome::ALL {
         metrics.job_started();
         metrics.job_finished(*status, Duration::from_secs(90));
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use act_runner::client::Method;
 use act_runner::metrics::{
-    FetchOutcome, JobStatus, Metrics, MetricsServer, ReportResult, RunnerInfo, ServerLimits,
+    FetchOutcome, JobOutcome, Metrics, MetricsServer, ReportResult, RunnerInfo, ServerLimits,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -101,7 +101,7 @@ async fn simulate_job(metrics: Metrics, stop: Arc<AtomicBool>, n_updates: Arc<At
             if round.is_multiple_of(50) {
                 metrics.client_error(Method::UpdateLog);
                 metrics.job_started();
-                metrics.job_finished(JobStatus::Success, Duration::from_secs(round % 4000));
+                metrics.job_finished(JobOutcome::Success, Duration::from_secs(round % 4000));
             }
         }
         n_updates.fetch_add(100 * 4, Ordering::Relaxed);

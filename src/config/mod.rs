@@ -37,7 +37,7 @@ pub use labels::{
     DEFAULT_LABELS, Label, LabelError, LabelSchema, Platform, label_names, labels_require_docker,
     pick_platform,
 };
-pub use load::{LoadEnv, Loaded};
+pub use load::{LoadEnv, LoadedConfig};
 pub use model::*;
 pub use not_acted_on::{NOT_ACTED_ON, NotActedOn, not_acted_on};
 pub use registration::{

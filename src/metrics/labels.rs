@@ -92,9 +92,9 @@ impl LabelValue for ReloadResult {
 /// A job's final status (`act_runner_job_total{status}`).
 ///
 /// The same strings serve as `GITEA_JOB_RESULT` and the job log trailer, so the daemon should take
-/// them from [`JobStatus::as_label`] rather than spell them again.
+/// them from [`JobOutcome::as_label`] rather than spell them again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobStatus {
+pub enum JobOutcome {
     Success,
     Failure,
     Cancelled,
@@ -103,7 +103,7 @@ pub enum JobStatus {
     Unknown,
 }
 
-impl JobStatus {
+impl JobOutcome {
     /// The one result-to-label mapping, from the numeric value of `runner.v1.Result`
     /// (0 unspecified, 1 success, 2 failure, 3 cancelled, 4 skipped). Anything else is `Unknown`.
     /// Takes the number rather than the generated enum because proto types stop at `daemon`.
@@ -118,7 +118,7 @@ impl JobStatus {
     }
 }
 
-impl From<Conclusion> for JobStatus {
+impl From<Conclusion> for JobOutcome {
     fn from(conclusion: Conclusion) -> Self {
         match conclusion {
             Conclusion::Success => Self::Success,
@@ -129,7 +129,7 @@ impl From<Conclusion> for JobStatus {
     }
 }
 
-impl LabelValue for JobStatus {
+impl LabelValue for JobOutcome {
     const LABEL: &'static str = "status";
     const ALL: &'static [Self] = &[
         Self::Success,
@@ -188,7 +188,7 @@ pub fn allowed_values(family: &str, label: &str) -> Option<Vec<&'static str>> {
             Some(all::<ReportResult>())
         }
         ("act_runner_config_reloads_total", ReloadResult::LABEL) => Some(all::<ReloadResult>()),
-        ("act_runner_job_total", JobStatus::LABEL) => Some(all::<JobStatus>()),
+        ("act_runner_job_total", JobOutcome::LABEL) => Some(all::<JobOutcome>()),
         ("act_runner_client_errors_total", MethodLabel::LABEL) => Some(all::<MethodLabel>()),
         _ => None,
     }
@@ -202,22 +202,22 @@ mod tests {
     #[test]
     fn job_status_mapping_follows_the_proto_numbers_and_unknown_catches_the_rest() {
         let cases = [
-            (ProtoResult::Unspecified as i32, JobStatus::Unknown),
-            (ProtoResult::Success as i32, JobStatus::Success),
-            (ProtoResult::Failure as i32, JobStatus::Failure),
-            (ProtoResult::Cancelled as i32, JobStatus::Cancelled),
-            (ProtoResult::Skipped as i32, JobStatus::Skipped),
-            (99, JobStatus::Unknown),
-            (-1, JobStatus::Unknown),
+            (ProtoResult::Unspecified as i32, JobOutcome::Unknown),
+            (ProtoResult::Success as i32, JobOutcome::Success),
+            (ProtoResult::Failure as i32, JobOutcome::Failure),
+            (ProtoResult::Cancelled as i32, JobOutcome::Cancelled),
+            (ProtoResult::Skipped as i32, JobOutcome::Skipped),
+            (99, JobOutcome::Unknown),
+            (-1, JobOutcome::Unknown),
         ];
         for (code, expected) in cases {
-            assert_eq!(JobStatus::from_result_code(code), expected, "code {code}");
+            assert_eq!(JobOutcome::from_result_code(code), expected, "code {code}");
         }
     }
 
     #[test]
     fn label_strings_are_the_upstream_ones() {
-        let statuses: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_label()).collect();
+        let statuses: Vec<_> = JobOutcome::ALL.iter().map(|s| s.as_label()).collect();
         assert_eq!(
             statuses,
             ["success", "failure", "cancelled", "skipped", "unknown"]

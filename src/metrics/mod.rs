@@ -29,7 +29,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use act_runner::metrics::{FetchOutcome, JobStatus, Metrics, RunnerInfo};
+//! use act_runner::metrics::{FetchOutcome, JobOutcome, Metrics, RunnerInfo};
 //!
 //! let metrics = Metrics::new(RunnerInfo {
 //!     name: "runner-1".into(),
@@ -38,7 +38,7 @@
 //! });
 //! metrics.fetch_observed(FetchOutcome::Task, Some(Duration::from_millis(40)));
 //! metrics.job_started();
-//! metrics.job_finished(JobStatus::from_result_code(1), Duration::from_secs(12));
+//! metrics.job_finished(JobOutcome::from_result_code(1), Duration::from_secs(12));
 //! assert!(metrics.render().unwrap().contains(r#"act_runner_job_total{status="success"} 1"#));
 //! ```
 
@@ -56,7 +56,7 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::time::Instant;
 
 use crate::client::Method;
-pub use labels::{FetchOutcome, JobStatus, LabelValue, MethodLabel, ReloadResult, ReportResult};
+pub use labels::{FetchOutcome, JobOutcome, LabelValue, MethodLabel, ReloadResult, ReportResult};
 pub use readiness::{ReadinessProbe, ReadinessVerdict};
 pub use registry::{FETCH_BUCKETS, JOB_BUCKETS, REPORT_BUCKETS};
 pub use server::{MetricsServer, ServerLimits, bind, choose_listener};
@@ -190,7 +190,7 @@ impl Metrics {
 
     /// A job ended and its reporter closed: counts it by status, observes its duration (from the
     /// start of the run to after the close) and lowers `job_running`.
-    pub fn job_finished(&self, status: JobStatus, duration: Duration) {
+    pub fn job_finished(&self, status: JobOutcome, duration: Duration) {
         let defs = &self.inner.defs;
         defs.job_total.with_label_values(&[status.as_label()]).inc();
         defs.job_duration_seconds.observe(duration.as_secs_f64());
@@ -357,7 +357,7 @@ mod tests {
             sample(&text, "act_runner_job_capacity_utilization_ratio"),
             0.0
         );
-        metrics.job_finished(JobStatus::Unknown, Duration::from_secs(3));
+        metrics.job_finished(JobOutcome::Unknown, Duration::from_secs(3));
         let text = metrics.render().unwrap();
         assert_eq!(sample(&text, "act_runner_job_running"), 0.0);
         assert_eq!(
@@ -407,7 +407,7 @@ mod tests {
     #[test]
     fn buckets_are_the_specified_ones() {
         let metrics = metrics();
-        metrics.job_finished(JobStatus::Success, Duration::from_secs(5000));
+        metrics.job_finished(JobOutcome::Success, Duration::from_secs(5000));
         let text = metrics.render().unwrap();
         let les = |family: &str| -> Vec<String> {
             let prefix = format!("{family}_bucket{{le=\"");

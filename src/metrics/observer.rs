@@ -6,7 +6,7 @@
 
 use crate::daemon::observe::{self, DaemonEvent, Observer};
 
-use super::{FetchOutcome, JobStatus, Metrics, ReportResult};
+use super::{FetchOutcome, JobOutcome, Metrics, ReportResult};
 
 impl Observer for Metrics {
     fn observe(&self, event: &DaemonEvent) {
@@ -26,7 +26,7 @@ impl Observer for Metrics {
             DaemonEvent::JobFinished {
                 result, duration, ..
             } => {
-                let status = result.map_or(JobStatus::Unknown, JobStatus::from);
+                let status = result.map_or(JobOutcome::Unknown, JobOutcome::from);
                 self.job_finished(status, *duration);
             }
             DaemonEvent::ReportLog { outcome, duration } => {

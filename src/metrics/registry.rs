@@ -12,7 +12,9 @@ use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use super::labels::{FetchOutcome, JobStatus, LabelValue, MethodLabel, ReloadResult, ReportResult};
+use super::labels::{
+    FetchOutcome, JobOutcome, LabelValue, MethodLabel, ReloadResult, ReportResult,
+};
 
 const NAMESPACE: &str = "act_runner";
 
@@ -111,7 +113,7 @@ impl Definitions {
                 "client_errors_total",
                 "Runner API RPC errors by method.",
             ),
-            job_total: labelled_counter::<JobStatus>("job_total", "Jobs by final status."),
+            job_total: labelled_counter::<JobOutcome>("job_total", "Jobs by final status."),
             job_duration_seconds: Histogram::with_opts(histogram_opts(
                 "job_duration_seconds",
                 "Job duration in seconds.",

@@ -22,7 +22,7 @@ use services::{read_cache, read_container, read_health_check, read_host, read_me
 
 /// A configuration and what the user should be warned about.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub struct LoadedConfig {
     pub config: Config,
     /// Unknown keys, clamped values, deprecated keys. The caller logs them.
     pub warnings: Vec<ConfigWarning>,
@@ -85,12 +85,12 @@ impl LoadEnv {
 
 impl Config {
     /// Loads `path`, or every default when `None` (upstream reads no file without `-c`).
-    pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+    pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
         Config::load_with(path, &LoadEnv::from_process())
     }
 
     /// [`Config::load`] with an explicit environment.
-    pub fn load_with(path: Option<&Path>, env: &LoadEnv) -> Result<Loaded, ConfigError> {
+    pub fn load_with(path: Option<&Path>, env: &LoadEnv) -> Result<LoadedConfig, ConfigError> {
         match path {
             None => Config::from_yaml("", Path::new("(defaults)"), env),
             Some(path) => {
@@ -116,7 +116,11 @@ impl Config {
     }
 
     /// Parses `text` as if read from `source` (used in messages).
-    pub fn from_yaml(text: &str, source: &Path, env: &LoadEnv) -> Result<Loaded, ConfigError> {
+    pub fn from_yaml(
+        text: &str,
+        source: &Path,
+        env: &LoadEnv,
+    ) -> Result<LoadedConfig, ConfigError> {
         let root = yaml::parse(text).map_err(|error| {
             let position = error.position.unwrap_or_default();
             ConfigError::Syntax {
@@ -140,7 +144,7 @@ impl Config {
         if !reader.problems.is_empty() {
             return Err(ConfigError::Invalid(reader.problems));
         }
-        Ok(Loaded {
+        Ok(LoadedConfig {
             config: Config {
                 log,
                 runner,

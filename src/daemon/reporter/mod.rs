@@ -2,7 +2,7 @@
 //! delivery.
 //!
 //! Two loops per task share one [`Shared`] state behind a std mutex (never held across `.await`):
-//! - *ingest* reads [`JobEvent`]s, updates the [`state::JobState`] and appends each log row to the
+//! - *ingest* reads [`JobEvent`]s, updates the [`state::TaskReport`] and appends each log row to the
 //!   task's [`spool`](crate::daemon::spool). It never waits on the network, so a step printing fast
 //!   is slowed by nothing but the disk.
 //! - *delivery* ([`delivery`]) sends rows from the spool as upstream batches them
@@ -38,7 +38,7 @@ use crate::client::proto::runner::LogRow;
 use crate::daemon::observe::Observer;
 use crate::daemon::spool::{SpoolError, SpoolRecord, SpoolRoot, TaskSpool};
 use crate::executor::event::{Conclusion, JobEvent, LogCheckpoint, LogLines};
-use state::JobState;
+use state::TaskReport;
 
 /// Gitea's cap is not documented; 1 MiB keeps each `log_indexes` rewrite and request bounded.
 pub const MAX_UPDATE_LOG_BYTES: usize = 1024 * 1024;
@@ -92,7 +92,7 @@ pub struct Reporter {
 
 /// State shared by ingest and delivery.
 struct Shared {
-    job: JobState,
+    job: TaskReport,
     spool: TaskSpool,
     acked_rows: u64,
     acked_bytes: u64,
@@ -140,7 +140,7 @@ impl Reporter {
     ) -> Result<Reporter, SpoolError> {
         let deliver_until = SystemTime::now() + settings.delivery_timeout.saturating_mul(2);
         let record = SpoolRecord {
-            job: JobState::new(task_id),
+            job: TaskReport::new(task_id),
             acked_rows: 0,
             acked_bytes: 0,
             log_finished: false,

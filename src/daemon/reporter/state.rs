@@ -58,7 +58,7 @@ pub struct OutputRecord {
 
 /// Everything the reporter knows about a task besides its log rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobState {
+pub struct TaskReport {
     pub task_id: i64,
     /// A `proto::Result` value; 0 until the job finished.
     pub result: i32,
@@ -101,9 +101,9 @@ pub fn conclusion_of(code: i32) -> Option<Conclusion> {
     }
 }
 
-impl JobState {
-    pub fn new(task_id: i64) -> JobState {
-        JobState {
+impl TaskReport {
+    pub fn new(task_id: i64) -> TaskReport {
+        TaskReport {
             task_id,
             result: 0,
             started_at: None,
@@ -338,7 +338,7 @@ mod tests {
     }
 
     /// Applies events, numbering rows as the spool would; returns the spooled contents.
-    fn run(state: &mut JobState, events: Vec<JobEvent>) -> Vec<String> {
+    fn run(state: &mut TaskReport, events: Vec<JobEvent>) -> Vec<String> {
         let mut rows = Vec::new();
         for event in events {
             if let Some(log) = state.apply(event, rows.len() as u64).log {
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn steps_get_contiguous_ranges_and_job_lines_stay_outside() {
-        let mut state = JobState::new(9);
+        let mut state = TaskReport::new(9);
         let rows = run(
             &mut state,
             vec![
@@ -417,7 +417,7 @@ mod tests {
 
     #[test]
     fn heartbeats_never_carry_the_result() {
-        let mut state = JobState::new(1);
+        let mut state = TaskReport::new(1);
         state.finish(Conclusion::Success, at(1));
         let heartbeat = state.to_proto(false);
         assert_eq!(heartbeat.result, 0);
@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn finishing_cancels_unfinished_steps_and_keeps_the_first_result() {
-        let mut state = JobState::new(1);
+        let mut state = TaskReport::new(1);
         run(
             &mut state,
             vec![
@@ -453,7 +453,7 @@ mod tests {
 
     #[test]
     fn outputs_first_value_wins_and_oversized_ones_are_dropped() {
-        let mut state = JobState::new(1);
+        let mut state = TaskReport::new(1);
         let mut first = IndexMap::new();
         first.insert("a".to_string(), "1".to_string());
         first.insert("k".repeat(256), "x".to_string());
@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_skipped_step_without_start_gets_an_empty_range_at_the_current_row() {
-        let mut state = JobState::new(1);
+        let mut state = TaskReport::new(1);
         state.apply(
             JobEvent::JobStarted {
                 at: at(0),
@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn long_rows_are_cut_at_64_kib_on_a_char_boundary() {
-        let mut state = JobState::new(1);
+        let mut state = TaskReport::new(1);
         let long = format!("a{}", "é".repeat(40 * 1024));
         let rows = run(&mut state, vec![log(0, None, &long)]);
         assert!(rows[0].len() <= MAX_ROW_BYTES && rows[0].len() > MAX_ROW_BYTES - 2);
@@ -503,7 +503,7 @@ mod tests {
 
     #[test]
     fn state_survives_a_json_round_trip() {
-        let mut state = JobState::new(3);
+        let mut state = TaskReport::new(3);
         run(
             &mut state,
             vec![
@@ -519,7 +519,7 @@ mod tests {
             ],
         );
         let json = serde_json::to_string(&state).unwrap();
-        let back: JobState = serde_json::from_str(&json).unwrap();
+        let back: TaskReport = serde_json::from_str(&json).unwrap();
         assert_eq!(back, state);
     }
 }

@@ -782,7 +782,7 @@ async fn a_spool_of_a_job_that_never_finished_is_delivered_as_failed() {
     let root = SpoolRoot::new(temp.path());
     {
         // What a daemon killed mid-job leaves: rows, a state without result, half of them acked.
-        let mut job = JobState::new(42);
+        let mut job = TaskReport::new(42);
         job.apply(
             JobEvent::JobStarted {
                 at: now(),

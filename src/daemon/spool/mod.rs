@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::proto::runner::LogRow;
 use crate::client::{RowBuffer, frame};
-use crate::daemon::reporter::state::JobState;
+use crate::daemon::reporter::state::TaskReport;
 
 mod marks;
 mod recover;
@@ -67,7 +67,7 @@ pub enum SpoolError {
 /// The persisted part of a task's delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpoolRecord {
-    pub job: JobState,
+    pub job: TaskReport,
     /// Rows Gitea acknowledged (`ack_index`), and where the first unacknowledged row starts in `log`.
     pub acked_rows: u64,
     pub acked_bytes: u64,

@@ -15,7 +15,7 @@ fn row(n: usize) -> LogRow {
 
 fn record(task_id: i64) -> SpoolRecord {
     SpoolRecord {
-        job: JobState::new(task_id),
+        job: TaskReport::new(task_id),
         acked_rows: 0,
         acked_bytes: 0,
         log_finished: false,
