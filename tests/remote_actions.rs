@@ -73,7 +73,7 @@ impl Fixture {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .args([
             "-c",
@@ -100,7 +100,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A bare repository at `bare` holding `source` as one commit on `main`, tagged `v1` (annotated).
-fn bare_repository(source: &Path, bare: &Path) -> String {
+pub fn bare_repository(source: &Path, bare: &Path) -> String {
     let work = tempfile::tempdir().unwrap();
     copy_tree(source, work.path());
     git(work.path(), &["init", "-q"]);

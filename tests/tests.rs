@@ -16,6 +16,7 @@ mod docker_step_container;
 mod exec_workflows;
 mod executor;
 mod expr;
+mod instance_actions;
 mod metrics;
 mod register;
 mod remote_actions;

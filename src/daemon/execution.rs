@@ -29,7 +29,7 @@ use crate::executor::backend::docker::{
 };
 use crate::executor::backend::host::HostBackend;
 use crate::executor::event::{Conclusion, JobEvent, LogLines};
-use crate::executor::{JobSpec, run_job};
+use crate::executor::{JobSpec, TrustedGitServer, run_job};
 
 /// Beyond `runner.timeout`, how long the executor gets to end a job it was told to cancel.
 const CANCEL_GRACE: Duration = Duration::from_secs(120);
@@ -196,7 +196,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
         job_cancel: CancellationToken,
     ) {
         let mut spec = task::job_spec(task, summary, &snapshot.runner);
-        apply_runner_config(&mut spec, &snapshot.config);
+        apply_runner_config(&mut spec, &snapshot.config, &snapshot.runner);
         let platform =
             match pick_platform(&snapshot.labels, summary.runs_on.iter().map(String::as_str))
                 .unwrap_or_else(|| snapshot.fallback.clone())
@@ -463,8 +463,11 @@ pub fn state_dir(runner_file: &std::path::Path) -> PathBuf {
 /// Where the job's remote actions come from and live, as upstream's runner configures act: the
 /// default actions URL from the task (after `runner.github_mirror`; GitHub when the server sends
 /// none), the cache in `host.workdir_parent`, `runner.action_shallow_clone`,
-/// `cache.offline_mode` and `container.force_rebuild`; and `runner.set_act_env`.
-fn apply_runner_config(spec: &mut JobSpec, config: &Config) {
+/// `cache.offline_mode` and `container.force_rebuild`; `runner.set_act_env`; and the task's own
+/// instance as the one git server its token is for: the runner's address and the instance's
+/// `server_url` (its ROOT_URL, which may differ behind a proxy), so private actions and instances
+/// that require sign-in work, with `runner.insecure` for TLS toward it alone.
+fn apply_runner_config(spec: &mut JobSpec, config: &Config, runner: &RunnerContext) {
     if let Some(url) = spec
         .github
         .get("gitea_default_actions_url")
@@ -478,6 +481,21 @@ fn apply_runner_config(spec: &mut JobSpec, config: &Config) {
     spec.actions.offline = config.cache.offline_mode;
     spec.actions.force_rebuild = config.container.force_rebuild;
     spec.act_env = config.runner.set_act_env;
+    let text = |key: &str| {
+        spec.github
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    let base_urls = std::iter::once(runner.address.clone())
+        .chain(text("server_url"))
+        .collect();
+    spec.actions.trusted_server = Some(TrustedGitServer {
+        base_urls,
+        token: text("token").unwrap_or_default(),
+        insecure: config.runner.insecure,
+    });
 }
 
 #[cfg(test)]
@@ -490,19 +508,44 @@ mod tests {
         let mut config = Config::defaults(&env);
         config.runner.action_shallow_clone = false;
         config.cache.offline_mode = true;
+        config.runner.insecure = true;
+        let runner = RunnerContext {
+            name: "r".into(),
+            uuid: "u".into(),
+            address: "http://gitea.internal:3000".into(),
+            envs: Default::default(),
+            timeout: Duration::from_secs(60),
+            server_capabilities: String::new(),
+            github_mirror: None,
+            cache_url: None,
+        };
         let mut spec = JobSpec::new(String::new(), String::new(), String::new());
-        spec.github.insert(
-            "gitea_default_actions_url".into(),
-            serde_json::Value::String("https://gitea.example".into()),
-        );
-        apply_runner_config(&mut spec, &config);
+        for (key, value) in [
+            ("gitea_default_actions_url", "https://gitea.example"),
+            ("server_url", "https://gitea.example/"),
+            ("token", "task-token"),
+        ] {
+            spec.github
+                .insert(key.into(), serde_json::Value::String(value.into()));
+        }
+        apply_runner_config(&mut spec, &config, &runner);
         assert_eq!(spec.actions.default_url, "https://gitea.example");
         assert_eq!(spec.actions.cache_dir, config.host.workdir_parent);
         assert!(!spec.actions.shallow);
         assert!(spec.actions.offline);
+        let server = spec.actions.trusted_server.unwrap();
+        assert_eq!(
+            server.base_urls,
+            ["http://gitea.internal:3000", "https://gitea.example/"]
+        );
+        assert_eq!(server.token, "task-token");
+        assert!(server.insecure);
 
         let mut spec = JobSpec::new(String::new(), String::new(), String::new());
-        apply_runner_config(&mut spec, &config);
+        apply_runner_config(&mut spec, &config, &runner);
         assert_eq!(spec.actions.default_url, "https://github.com");
+        let server = spec.actions.trusted_server.unwrap();
+        assert_eq!(server.base_urls, ["http://gitea.internal:3000"]);
+        assert!(server.token.is_empty());
     }
 }

@@ -52,6 +52,6 @@ mod step;
 
 pub use job::run_job;
 pub use spec::{
-    ActionSettings, DEFAULT_ACTIONS_URL, JobSpec, MatrixPlan, NeedResult, check_workflow,
-    conclusion_name, matrix_plan,
+    ActionSettings, DEFAULT_ACTIONS_URL, JobSpec, MatrixPlan, NeedResult, TrustedGitServer,
+    check_workflow, conclusion_name, matrix_plan,
 };

@@ -73,6 +73,31 @@ pub struct ActionSettings {
     pub offline: bool,
     /// Rebuild docker actions' images even when present (`--rebuild`, `container.force_rebuild`).
     pub force_rebuild: bool,
+    /// The one git server the job's token is for (the daemon: the task's own instance); `None`
+    /// fetches everything anonymously.
+    pub trusted_server: Option<TrustedGitServer>,
+}
+
+/// A git server fetched from with the job's token and TLS policy. Only URLs under one of
+/// `base_urls` (same scheme, host and port, path below) get either; `Debug` hides the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrustedGitServer {
+    /// The server's base URLs (`https://gitea.example/`, or with a sub-path).
+    pub base_urls: Vec<String>,
+    /// Sent as HTTP basic authentication (`x-access-token:<token>`); empty sends none.
+    pub token: String,
+    /// Skip TLS certificate verification toward the server (`runner.insecure`).
+    pub insecure: bool,
+}
+
+impl fmt::Debug for TrustedGitServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustedGitServer")
+            .field("base_urls", &self.base_urls)
+            .field("has_token", &!self.token.is_empty())
+            .field("insecure", &self.insecure)
+            .finish()
+    }
 }
 
 impl ActionSettings {
@@ -94,6 +119,7 @@ impl ActionSettings {
             shallow: true,
             offline: false,
             force_rebuild: false,
+            trusted_server: None,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! cache, one directory per `sha256(uses)` (as Gitea's act does). A full commit SHA already checked
 //! out there is used without touching the network; a branch or tag is fetched again (depth 1 unless
 //! `shallow` is off) and checked out only when it moved. Short SHAs are refused with upstream's
-//! error. No token is ever added to a URL, and messages carry the URL without credentials.
+//! error. A URL on the trusted git server is fetched with the job's token and TLS policy, which
+//! reach `git` through its environment ([`super::trust`]); no token is ever added to a URL, and
+//! messages carry the URL without credentials.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::reference::{RemoteAction, redact_url};
+use super::trust;
 use crate::executor::spec::ActionSettings;
 
 /// Bound on one `git` command (a fetch of a large action over a slow link included).
@@ -61,6 +64,11 @@ pub async fn fetch(
     let _held = lock.lock().await;
     let git = Git {
         url: action.url.clone(),
+        config_env: trust::git_config_env(
+            settings.trusted_server.as_ref(),
+            &action.url,
+            trust::inherited_config_count(),
+        ),
         cancel: cancel.clone(),
     };
     let cached = dir.join(".git").is_dir();
@@ -176,6 +184,8 @@ async fn checkout(
 /// Runs `git` for one action URL: no prompts, bounded, killed on cancellation.
 struct Git {
     url: String,
+    /// `GIT_CONFIG_*` carrying the token and TLS policy when `url` is on the trusted server.
+    config_env: Vec<(String, String)>,
     cancel: CancellationToken,
 }
 
@@ -186,6 +196,9 @@ impl Git {
             .args(args)
             .current_dir(dir)
             .env("GIT_TERMINAL_PROMPT", "0")
+            .envs(self.config_env.iter().map(|(key, value)| (key, value)))
+            // A `GIT_TRACE_CURL` the runner was started with must not print the header.
+            .env("GIT_TRACE_REDACT", "1")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         let shown = redact_url(&self.url);

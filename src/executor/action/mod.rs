@@ -17,6 +17,7 @@ mod docker;
 mod fetch;
 mod post;
 mod reference;
+mod trust;
 
 use std::collections::HashMap;
 use std::future::Future;

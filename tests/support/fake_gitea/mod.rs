@@ -57,6 +57,7 @@
 mod admin;
 mod connect;
 mod faults;
+pub mod git_http;
 mod serve;
 mod service;
 mod state;
@@ -103,6 +104,10 @@ pub struct FakeOptions {
     pub admin_api: bool,
     pub connect_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    /// Serve the bare repositories under this directory as `/<owner>/<repo>` over git smart
+    /// HTTP on the Connect port, to the token of a running task only (Gitea's rule for private
+    /// repositories).
+    pub git_root: Option<std::path::PathBuf>,
 }
 
 impl Default for FakeOptions {
@@ -118,6 +123,7 @@ impl Default for FakeOptions {
             admin_api: false,
             connect_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            git_root: None,
         }
     }
 }
@@ -192,6 +198,8 @@ pub struct FakeGitea {
     connect_addr: SocketAddr,
     grpc_addr: SocketAddr,
     shutdown: CancellationToken,
+    /// The git server of `FakeOptions::git_root`.
+    git: Option<git_http::GitHttp>,
 }
 
 impl Drop for FakeGitea {
@@ -228,6 +236,19 @@ impl FakeGitea {
         if shared.options.admin_api {
             connect_router = connect_router.merge(admin::router(shared.clone()));
         }
+        let git = shared.options.git_root.as_deref().map(|root| {
+            let state = shared.clone();
+            let running_task_token: git_http::TokenCheck =
+                Arc::new(move |token: &str| {
+                    state.lock_state().tasks.values().any(|task| {
+                        task.status == state::TaskStatus::Running && task.token == token
+                    })
+                });
+            git_http::GitHttp::new(root, Some(running_task_token))
+        });
+        if let Some(git) = &git {
+            connect_router = connect_router.merge(git.router());
+        }
         let connect_app: serve::App = BoxCloneService::new(connect_router);
         let grpc_routes = tonic::service::Routes::new(RunnerServiceServer::new(service.clone()))
             .add_service(PingServiceServer::new(service))
@@ -257,6 +278,7 @@ impl FakeGitea {
             connect_addr,
             grpc_addr,
             shutdown,
+            git,
         })
     }
 
@@ -268,6 +290,14 @@ impl FakeGitea {
     /// The instance URL for the gRPC transport (h2c).
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc_addr)
+    }
+
+    /// The git requests served so far (path and `Authorization` header), with `git_root`.
+    pub fn git_requests(&self) -> Vec<(String, String)> {
+        self.git
+            .as_ref()
+            .map(git_http::GitHttp::requests)
+            .unwrap_or_default()
     }
 
     pub fn connect_addr(&self) -> SocketAddr {
@@ -322,6 +352,15 @@ impl FakeGitea {
 
     pub fn enqueue_task(&self, spec: TaskSpec) -> i64 {
         self.shared.lock_state().enqueue(spec)
+    }
+
+    /// The task's token (`GITEA_TOKEN`), for tests that check where it went.
+    pub fn task_token(&self, task_id: i64) -> Option<String> {
+        self.shared
+            .lock_state()
+            .tasks
+            .get(&task_id)
+            .map(|task| task.token.clone())
     }
 
     pub fn tasks_version(&self) -> i64 {
