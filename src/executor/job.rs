@@ -254,12 +254,8 @@ async fn run_started<B: Backend>(
     // Job `if`: a skipped or failed need skips the job unless a status function says otherwise.
     let (status, all_needs_succeeded) = needs_status(spec);
     scope.status = status;
-    let uses_status_function = job.condition.as_ref().is_some_and(|condition| {
-        let text = condition.value.to_ascii_lowercase();
-        ["success(", "failure(", "always(", "cancelled("]
-            .iter()
-            .any(|name| text.contains(name))
-    });
+    let uses_status_function =
+        scope.condition_uses_status_function(job.condition.as_ref(), "if")?;
     let run_it = if !uses_status_function && !all_needs_succeeded {
         false
     } else {

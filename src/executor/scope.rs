@@ -95,6 +95,19 @@ impl Scope {
         }
     }
 
+    /// Whether an `if:` calls a status function (an absent one does not).
+    pub fn condition_uses_status_function(
+        &self,
+        field: Option<&Located<String>>,
+        what: &str,
+    ) -> Result<bool, FieldError> {
+        match field {
+            None => Ok(false),
+            Some(field) => expr::if_uses_status_function(&field.value)
+                .map_err(|error| self.fail(field, what, &error)),
+        }
+    }
+
     /// A boolean field such as `continue-on-error` (`true`/`false` or an expression).
     pub fn boolean(&self, field: Option<&Located<String>>, what: &str) -> Result<bool, FieldError> {
         let Some(field) = field else { return Ok(false) };

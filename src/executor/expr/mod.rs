@@ -68,27 +68,58 @@ pub fn evaluate(source: &str, ctx: &EvalContext) -> Result<Value, ExprError> {
 /// `${{ }}` is a string, true when not empty (as on GitHub). Error positions are relative to
 /// `source`.
 pub fn evaluate_if(source: &str, ctx: &EvalContext) -> Result<bool, ExprError> {
+    let success = matches!(ctx.status, JobStatus::Success);
+    match parse_if(source)? {
+        IfCondition::Empty => Ok(success),
+        IfCondition::Text => Ok(success && !interpolate(source, ctx)?.is_empty()),
+        IfCondition::Expression { root, text, base } => {
+            if !root.uses_status_function() && !success {
+                return Ok(false);
+            }
+            let value = eval::evaluate_expr(&root, text, ctx)
+                .map_err(|error| error.within(source, base))?;
+            Ok(value.is_truthy())
+        }
+    }
+}
+
+/// Whether an `if:` value calls a status function, so that it is not read as
+/// `success() && (...)`. Error positions are relative to `source`.
+pub fn if_uses_status_function(source: &str) -> Result<bool, ExprError> {
+    Ok(match parse_if(source)? {
+        IfCondition::Expression { root, .. } => root.uses_status_function(),
+        IfCondition::Empty | IfCondition::Text => false,
+    })
+}
+
+/// An `if:` value as written: empty, one expression (with or without `${{ }}`), or text mixed
+/// with `${{ }}`, which is a string.
+enum IfCondition<'a> {
+    Empty,
+    Text,
+    Expression {
+        root: ast::Expr,
+        text: &'a str,
+        base: usize,
+    },
+}
+
+fn parse_if(source: &str) -> Result<IfCondition<'_>, ExprError> {
     let trimmed = source.trim();
     let trimmed_offset = source.len() - source.trim_start().len();
-    let success = matches!(ctx.status, JobStatus::Success);
     if trimmed.is_empty() {
-        return Ok(success);
+        return Ok(IfCondition::Empty);
     }
     let embedded = template::find_embedded(source)?;
-    let (expression, base) = match embedded.as_slice() {
+    let (text, base) = match embedded.as_slice() {
         [] => (trimmed, trimmed_offset),
         [only] if only.start == trimmed_offset && only.end == trimmed_offset + trimmed.len() => {
             (&source[only.inner.start..only.inner.end], only.inner.start)
         }
-        _ => return Ok(success && !interpolate(source, ctx)?.is_empty()),
+        _ => return Ok(IfCondition::Text),
     };
-    let root = parse(expression).map_err(|error| error.within(source, base))?;
-    if !root.uses_status_function() && !success {
-        return Ok(false);
-    }
-    let value =
-        eval::evaluate_expr(&root, expression, ctx).map_err(|error| error.within(source, base))?;
-    Ok(value.is_truthy())
+    let root = parse(text).map_err(|error| error.within(source, base))?;
+    Ok(IfCondition::Expression { root, text, base })
 }
 
 /// Replaces every `${{ expr }}` in `template` by the expression's value as a string

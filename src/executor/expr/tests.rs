@@ -58,6 +58,24 @@ fn if_without_status_function_is_false_after_a_failure() {
 }
 
 #[test]
+fn status_functions_are_found_in_the_syntax_tree_not_the_text() {
+    for (source, uses) in [
+        ("${{ failure() }}", true),
+        ("always() || false", true),
+        ("${{ !contains('always()', 'x') }}", false),
+        ("'success()' == 'x'", false),
+        ("run ${{ always() }} text", false),
+        ("", false),
+    ] {
+        assert_eq!(
+            super::if_uses_status_function(source).unwrap(),
+            uses,
+            "{source}"
+        );
+    }
+}
+
+#[test]
 fn interpolate_value_keeps_the_type_of_a_lone_expression() {
     let value = with_ctx(JobStatus::Success, |ctx| {
         interpolate_value(" ${{ matrix.n }} ", ctx)
