@@ -98,6 +98,36 @@ fn corrupt_registration_exits_77_naming_the_file() {
     assert!(text.contains(".runner is corrupt"), "{text}");
 }
 
+/// Issue 22: a config file that is a FIFO, or a `.runner` that is `/dev/zero`, is refused at once
+/// with the usual exit code instead of hanging the runner or growing it without end.
+#[test]
+fn a_fifo_config_or_a_device_registration_is_refused_at_once() {
+    let scratch = Scratch::new();
+    let fifo = scratch.file("config.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let output = scratch
+        .act_runner()
+        .args(["-c", "config.yaml", "daemon"])
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(text.contains("not a regular file"), "{text}");
+
+    let scratch = Scratch::new();
+    std::os::unix::fs::symlink("/dev/zero", scratch.file(".runner")).unwrap();
+    let output = scratch
+        .act_runner()
+        .arg("daemon")
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(77), "{text}");
+    assert!(text.contains("not a regular file"), "{text}");
+}
+
 #[test]
 fn missing_config_file_exits_78() {
     let scratch = Scratch::new();

@@ -8,6 +8,7 @@ mod config_keys;
 mod daemon;
 mod daemon_docker;
 mod daemon_faults;
+mod daemon_hostile;
 mod daemon_job_values;
 mod daemon_reload;
 mod docker_backend;

@@ -18,7 +18,7 @@ use crate::client::proto::runner::RegisterRequest;
 use crate::client::{Client, ClientError, ClientSettings, RunnerApi};
 use crate::config::{
     Config, DEFAULT_LABELS, Label, LockError, REQUEST_TIMEOUT, Registration, RegistrationLock,
-    Secret,
+    Secret, small_file,
 };
 
 use super::CliError;
@@ -261,7 +261,7 @@ pub fn resolve_token(sources: &TokenSources<'_>) -> anyhow::Result<Option<Secret
         .token_file
         .filter(|path| !path.as_os_str().is_empty())
     {
-        let text = std::fs::read_to_string(path)
+        let text = small_file::read_to_string(path)
             .with_context(|| format!("cannot read the token file: {}", path.display()))?;
         return Ok(Some(Secret::new(text.trim())).filter(|token| !token.is_empty()));
     }
@@ -282,7 +282,7 @@ pub fn resolve_token(sources: &TokenSources<'_>) -> anyhow::Result<Option<Secret
     }
     if let Some(dir) = &sources.credentials_dir {
         let path = dir.join(TOKEN_CREDENTIAL);
-        match std::fs::read_to_string(&path) {
+        match small_file::read_to_string(&path) {
             Ok(text) => return Ok(Some(Secret::new(text.trim())).filter(|token| !token.is_empty())),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => {

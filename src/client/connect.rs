@@ -88,8 +88,8 @@ impl ConnectTransport {
                     .get(CAPABILITIES_HEADER)
                     .and_then(|value| value.to_str().ok()),
             );
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((http_status, content_type, capabilities, body))
+            let body = read_bounded(response, method.max_reply_bytes()).await?;
+            Ok::<_, BodyError>((http_status, content_type, capabilities, body))
         };
         let (http_status, content_type, capabilities, body) =
             match tokio::time::timeout(timeout, send).await {
@@ -100,18 +100,27 @@ impl ConnectTransport {
                         timeout,
                     });
                 }
-                Ok(Err(error)) if error.is_timeout() => {
+                Ok(Err(BodyError::Http(error))) if error.is_timeout() => {
                     return Err(ClientError::DeadlineExceeded {
                         method,
                         url,
                         timeout,
                     });
                 }
-                Ok(Err(error)) => {
+                Ok(Err(BodyError::Http(error))) => {
                     return Err(ClientError::Transport {
                         method,
                         message: error_chain(&error.without_url()),
                         url,
+                    });
+                }
+                Ok(Err(BodyError::TooLarge { limit })) => {
+                    return Err(ClientError::Decode {
+                        method,
+                        url,
+                        message: format!(
+                            "the reply is larger than {limit} bytes (decompressed); refused"
+                        ),
                     });
                 }
                 Ok(Ok(reply)) => reply,
@@ -130,6 +139,40 @@ impl ConnectTransport {
         let (code, message) = error_code_and_message(http_status.as_u16(), content_type, &body);
         Err(status::classify(method, &url, timeout, &code, message))
     }
+}
+
+/// Why a reply's body was not read.
+enum BodyError {
+    Http(reqwest::Error),
+    /// The body (as decompressed) passed `limit` bytes: reading stopped there.
+    TooLarge {
+        limit: usize,
+    },
+}
+
+impl From<reqwest::Error> for BodyError {
+    fn from(error: reqwest::Error) -> BodyError {
+        BodyError::Http(error)
+    }
+}
+
+/// Reads the body chunk by chunk, so a small gzip that inflates a thousandfold stops at `limit`
+/// instead of being held whole.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// `{instance without trailing /}/api/actions`, validated as an http(s) URL.

@@ -99,7 +99,8 @@ impl GrpcTransport {
         let mut grpc = tonic::client::Grpc::new(PathPrefix {
             inner: channel,
             prefix: self.prefix.clone(),
-        });
+        })
+        .max_decoding_message_size(method.max_reply_bytes());
         let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
         let exchange = async {
             grpc.ready().await.map_err(|error| {

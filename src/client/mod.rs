@@ -94,6 +94,11 @@ fn capabilities_text(value: Option<&str>) -> String {
     value.map(str::trim).unwrap_or_default().to_owned()
 }
 
+/// The most a FetchTask reply may take, decompressed.
+pub const MAX_FETCH_TASK_REPLY_BYTES: usize = 64 * 1024 * 1024;
+/// The most any other reply (or any error body) may take, decompressed.
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
 /// The RPC a [`ClientError`] came from; also the `method` label of `act_runner_client_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
@@ -144,6 +149,15 @@ impl Method {
     /// The inverse of [`Method::path`].
     pub fn from_path(path: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|method| method.path() == path)
+    }
+
+    /// The most bytes a reply to the RPC may take once decompressed: a task carries a workflow
+    /// and its context, every other reply is small. A larger reply is refused, not read.
+    pub fn max_reply_bytes(self) -> usize {
+        match self {
+            Method::FetchTask => MAX_FETCH_TASK_REPLY_BYTES,
+            _ => MAX_REPLY_BYTES,
+        }
     }
 
     /// Whether the RPC carries the runner's `x-runner-uuid` / `x-runner-token` headers.

@@ -28,6 +28,7 @@ mod reader;
 mod registration;
 mod secret;
 mod size;
+pub mod small_file;
 mod yaml;
 
 pub use dotenv::{DotenvError, parse_dotenv};

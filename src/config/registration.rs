@@ -87,10 +87,17 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(
 impl Registration {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Registration, RegistrationError> {
-        let text = fs::read(path).map_err(|source| match source.kind() {
+        let text = super::small_file::read(path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => RegistrationError::NotFound {
                 path: path.to_owned(),
             },
+            // Not a regular file, or far too large to be one: as broken as bad JSON.
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
+                RegistrationError::Corrupt {
+                    path: path.to_owned(),
+                    reason: source.to_string(),
+                }
+            }
             _ => RegistrationError::Read {
                 path: path.to_owned(),
                 source,

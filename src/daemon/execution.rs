@@ -154,23 +154,8 @@ impl<A: RunnerApi + 'static> Execution<A> {
             capacity: self.admission.capacity(),
         });
         tracing::info!("task started");
-        let events = reporter.events();
-        match summary {
-            Ok(summary) => {
-                setup_lines(&events, &snapshot, &summary).await;
-                self.execute(&task, &summary, &snapshot, events, job_cancel)
-                    .await;
-            }
-            Err(error) => {
-                send_line(&events, &format!("::error::{error}")).await;
-                let _ = events
-                    .send(JobEvent::JobFinished {
-                        at: SystemTime::now(),
-                        result: Conclusion::Failure,
-                    })
-                    .await;
-            }
-        }
+        self.drive(&task, summary, &snapshot, reporter.events(), job_cancel)
+            .await;
         let finished = reporter.finish().await;
         self.unmark_live(task_id);
         tracing::info!(
@@ -185,6 +170,27 @@ impl<A: RunnerApi + 'static> Execution<A> {
             running: self.admission.running().saturating_sub(1),
             capacity: self.admission.capacity(),
         });
+    }
+
+    /// Feeds the reporter every event of the task. It owns `events`, so whichever way it
+    /// returns, the sender is gone: the reporter's finish waits for the last sender to drop, and
+    /// one kept alive past this point would hold the task (and its slot) forever.
+    async fn drive(
+        &self,
+        task: &Task,
+        summary: Result<TaskSummary, TaskError>,
+        snapshot: &ExecutionConfig,
+        events: mpsc::Sender<JobEvent>,
+        job_cancel: CancellationToken,
+    ) {
+        match summary {
+            Ok(summary) => {
+                setup_lines(&events, snapshot, &summary).await;
+                self.execute(task, &summary, snapshot, events, job_cancel)
+                    .await;
+            }
+            Err(error) => refuse(&events, &error.to_string()).await,
+        }
     }
 
     async fn execute(

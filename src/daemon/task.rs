@@ -23,6 +23,8 @@ use crate::executor::{JobSpec, NeedResult};
 pub enum TaskError {
     #[error("the task has no workflow payload")]
     NoPayload,
+    #[error("the workflow payload has {0} bytes, larger than the 16 MiB a job may have")]
+    PayloadTooLarge(usize),
     #[error("the workflow payload is not valid YAML: {0}")]
     Payload(String),
     #[error("the workflow payload must hold exactly one job, found {found:?}")]
@@ -93,6 +95,9 @@ pub fn summarize(task: &Task) -> Result<TaskSummary, TaskError> {
         .workflow_payload
         .as_deref()
         .ok_or(TaskError::NoPayload)?;
+    if payload.len() > 16 << 20 {
+        return Err(TaskError::PayloadTooLarge(payload.len()));
+    }
     let (job_id, job) = single_job(payload)?;
     let job_name = match job.get("name") {
         Some(Json::String(name)) if !name.is_empty() => name.clone(),
@@ -133,16 +138,11 @@ fn single_job(payload: &[u8]) -> Result<(String, Map<String, Json>), TaskError> 
         .and_then(Json::as_object)
         .cloned()
         .unwrap_or_default();
-    if jobs.len() != 1 {
-        return Err(TaskError::JobCount {
-            found: jobs.keys().cloned().collect(),
-        });
+    let found: Vec<String> = jobs.keys().cloned().collect();
+    match (found.len(), jobs.into_iter().next()) {
+        (1, Some((job_id, job))) => Ok((job_id, job.as_object().cloned().unwrap_or_default())),
+        _ => Err(TaskError::JobCount { found }),
     }
-    let (job_id, job) = jobs
-        .into_iter()
-        .next()
-        .expect("exactly one job, checked above");
-    Ok((job_id, job.as_object().cloned().unwrap_or_default()))
 }
 
 /// The executor's input for a task.

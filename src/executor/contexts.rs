@@ -218,8 +218,13 @@ pub fn expand_matrix(job: &Job, scope: &Scope) -> Result<Vec<matrix::Combination
             )
         }
     };
-    let combinations = matrix::expand(&dimensions, &include, &exclude)
-        .map_err(|message| FieldError(format!("{}:{at}: {message}", scope_file(scope))))?;
+    let combinations = matrix::expand(&dimensions, &include, &exclude).map_err(|error| {
+        let message = match error {
+            matrix::MatrixError::TooMany(_) => format!("Strategy for job '{}' {error}", job.id),
+            matrix::MatrixError::UnknownExcludeKey(_) => error.to_string(),
+        };
+        FieldError(format!("{}:{at}: {message}", scope_file(scope)))
+    })?;
     if combinations.is_empty() {
         return Err(FieldError(format!(
             "{}:{at}: strategy.matrix: the matrix has no combinations",

@@ -114,11 +114,11 @@ pub async fn run_job<B: Backend>(
         masker: Masker::new(),
     };
     if spec.mask_secrets {
-        for secret in spec.secrets.values().chain(spec.masks.iter()) {
-            emitter.masker.add(secret);
-        }
-        if let Some(Json::String(token)) = spec.github.get("token") {
-            emitter.masker.add(token);
+        let token = spec.github.get("token").and_then(Json::as_str);
+        let secrets = spec.secrets.values().chain(&spec.masks).map(String::as_str);
+        emitter.masker.add_all(token.into_iter().chain(secrets));
+        if emitter.masker.n_refused() > 0 {
+            emitter.log(None, &super::masking::cap_warning()).await;
         }
     }
     let result = run_parsed(&spec, backend, &mut emitter, &cancel).await;
@@ -302,7 +302,7 @@ async fn run_started<B: Backend>(
         .chain(containers.services.iter().map(|(_, service)| service))
         .filter_map(|container| container.credentials.as_ref())
     {
-        emitter.masker.add(&credentials.password);
+        let _ = emitter.masker.add(&credentials.password);
     }
 
     let deadline = Instant::now() + job_timeout;

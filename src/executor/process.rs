@@ -20,6 +20,7 @@ use super::commands::{self, CommandProcessor, Effect};
 use super::event::Conclusion;
 use super::job::{Emitter, JobState};
 use super::line_batch::LineBatch;
+use super::masking;
 use super::step::{BodyResult, temp_dir};
 
 /// How long output still arriving after a command ended is waited for.
@@ -383,7 +384,11 @@ async fn handle_line(
     let processed = processor.process(line);
     for effect in processed.effects {
         match effect {
-            Effect::AddMask(value) => emitter.masker.add(&value),
+            Effect::AddMask(value) => {
+                if !emitter.masker.add(&value) && emitter.masker.n_refused() == 1 {
+                    emitter.log(step_idx, &masking::cap_warning()).await;
+                }
+            }
             Effect::SetOutput { name, value } => {
                 sinks.outputs.insert(name, value);
             }

@@ -89,7 +89,7 @@ impl Credentials {
             return Ok(None);
         };
         let path = directory.join(name);
-        match std::fs::read_to_string(&path) {
+        match crate::config::small_file::read_to_string(&path) {
             Ok(text) => Ok(Some(Credential(text.trim().to_owned()))),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(CredentialError::Read {

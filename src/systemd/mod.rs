@@ -3,7 +3,8 @@
 //! whether a job runs. Every piece is a no-op when its variable (`NOTIFY_SOCKET`, `LISTEN_FDS`,
 //! `WATCHDOG_USEC`, `CREDENTIALS_DIRECTORY`) is absent.
 //!
-//! May use: `daemon::observe` (the event vocabulary, in `observer` only). Never: `client`,
+//! May use: `daemon::observe` (the event vocabulary, in `observer` only), `config::small_file`
+//! (bounded reads of credentials). Never: `client`,
 //! the rest of `daemon`, `executor`, `metrics`.
 //!
 //! # How the daemon wires it (API boundary)

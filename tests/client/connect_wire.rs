@@ -111,6 +111,65 @@ async fn a_garbled_reply_is_a_decode_error() {
     .unwrap();
 }
 
+/// Issue 22: a reply that inflates past its RPC's cap is refused while it is read, for FetchTask
+/// (64 MiB) and for the rest (1 MiB); one under the cap still decodes.
+#[tokio::test]
+async fn a_reply_inflating_past_its_cap_is_refused() {
+    tokio::time::timeout(CASE_LIMIT, async {
+        let gitea = FakeGitea::start(FakeOptions::default()).await.unwrap();
+        let (uuid, token) = gitea.register_runner("r", &["x"], false);
+        let client = Client::new(ClientSettings {
+            instance: gitea.connect_url(),
+            protocol: Protocol::Connect,
+            insecure: false,
+            timeout: Duration::from_secs(20),
+            credentials: Some(Credentials { uuid, token }),
+        })
+        .unwrap();
+        let refused = |error: ClientError, method: Method| match error {
+            ClientError::Decode {
+                method: actual,
+                message,
+                ..
+            } => {
+                assert_eq!(actual, method);
+                assert!(message.contains("larger than"), "{message}");
+            }
+            other => panic!("expected a Decode error, got {other:?}"),
+        };
+        gitea.set_faults(
+            Method::FetchTask,
+            Faults::always(InjectedError::GzipBomb { mebibytes: 65 }),
+        );
+        let error = client
+            .fetch_task(FetchTaskRequest::default())
+            .await
+            .unwrap_err();
+        refused(error, Method::FetchTask);
+        gitea.set_faults(
+            Method::Ping,
+            Faults::always(InjectedError::GzipBomb { mebibytes: 2 }),
+        );
+        refused(
+            client.ping(PingRequest::default()).await.unwrap_err(),
+            Method::Ping,
+        );
+        // Under the cap the body is read whole and fails only as a message (zeros are none).
+        gitea.set_faults(
+            Method::FetchTask,
+            Faults::always(InjectedError::GzipBomb { mebibytes: 2 }),
+        );
+        match client.fetch_task(FetchTaskRequest::default()).await {
+            Err(ClientError::Decode { message, .. }) => {
+                assert!(!message.contains("larger than"), "{message}")
+            }
+            other => panic!("expected a Decode error, got {other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn wrong_content_type_is_415_and_unknown_path_is_plain_404() {
     tokio::time::timeout(CASE_LIMIT, async {

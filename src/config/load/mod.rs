@@ -3,8 +3,6 @@
 //! invalid values are all collected and returned together. Reads the files the configuration
 //! names (`runner.env_file`, `cache.external_secret_file`) and nothing else.
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +10,7 @@ use super::duration::GoDuration;
 use super::error::{ConfigError, ConfigWarning};
 use super::model::Config;
 use super::reader::{At, Reader};
+use super::small_file;
 use super::yaml;
 
 mod runner;
@@ -94,14 +93,11 @@ impl Config {
         match path {
             None => Config::from_yaml("", Path::new("(defaults)"), env),
             Some(path) => {
-                let text = fs::read(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                let text = String::from_utf8(text).map_err(|_| ConfigError::Read {
-                    path: path.to_owned(),
-                    source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
-                })?;
+                let text =
+                    small_file::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })?;
                 Config::from_yaml(&text, path, env)
             }
         }

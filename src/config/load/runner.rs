@@ -1,6 +1,5 @@
 //! Reading the `log:` and `runner:` sections, with upstream's defaults and clamps.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use crate::config::dotenv::parse_dotenv;
 use crate::config::labels::Label;
 use crate::config::model::*;
 use crate::config::reader::{Fields, Reader};
+use crate::config::small_file;
 
 pub(super) fn read_log(reader: &mut Reader<'_>, top: &mut Fields<'_>) -> LogConfig {
     let mut fields = reader.section(top, "log");
@@ -73,7 +73,7 @@ pub(super) fn read_runner(reader: &mut Reader<'_>, top: &mut Fields<'_>) -> Runn
         let path = Path::new(&env_file.value);
         // Upstream ignores a missing file (and a directory) silently; a parse error is fatal.
         if path.is_file() {
-            match fs::read_to_string(path) {
+            match small_file::read_to_string(path) {
                 Ok(text) => match parse_dotenv(&text) {
                     Ok(vars) => envs.extend(vars),
                     Err(error) => reader.problem(

@@ -1,14 +1,14 @@
 //! Reading the `cache:`, `container:`, `host:`, `metrics:` and `health_check:` sections.
 
-use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{LoadEnv, off_when_non_positive, positive_or};
 use crate::config::model::*;
 use crate::config::reader::{Fields, Reader};
 use crate::config::secret::Secret;
+use crate::config::small_file;
 
 pub(super) fn read_cache(
     reader: &mut Reader<'_>,
@@ -45,7 +45,7 @@ pub(super) fn read_cache(
                 "set either cache.external_secret or cache.external_secret_file, not both",
             );
         } else {
-            match fs::read_to_string(&file.value) {
+            match small_file::read_to_string(Path::new(&file.value)) {
                 Ok(text) if text.trim().is_empty() => {
                     reader.problem(
                         &file.path,

@@ -96,6 +96,11 @@ struct Shared {
     spool: TaskSpool,
     acked_rows: u64,
     acked_bytes: u64,
+    /// The most rows Gitea can hold: those sent in this run, or for a recovered spool every row
+    /// it holds (the run before may have sent them all). An `ack_index` beyond it is a lie.
+    sent_rows: u64,
+    /// An `ack_index` beyond `sent_rows` was logged (once per task: a lying server lies often).
+    warned_ack_beyond_sent: bool,
     log_finished: bool,
     /// When the oldest row not yet sent arrived (drives `log_report_max_latency`).
     first_unsent_at: Option<Instant>,
@@ -237,6 +242,7 @@ impl Core {
         exit: CancellationToken,
     ) -> Core {
         let pending = spool.rows() > record.acked_rows;
+        let spool_rows = spool.rows();
         let urgent = record.log_finished || pending || record.job.is_finished();
         Core {
             task_id: record.job.task_id,
@@ -245,6 +251,8 @@ impl Core {
                 spool,
                 acked_rows: record.acked_rows,
                 acked_bytes: record.acked_bytes,
+                sent_rows: spool_rows,
+                warned_ack_beyond_sent: false,
                 log_finished: record.log_finished,
                 first_unsent_at: pending.then(Instant::now),
                 // A recovered task has something to say at once; a new one waits for its events.

@@ -111,6 +111,10 @@ pub(super) async fn send_log<A: RunnerApi>(
         end_byte,
         ..
     } = prepared;
+    {
+        let mut shared = core.lock();
+        shared.sent_rows = shared.sent_rows.max(from_row + n_rows);
+    }
     let sending = async {
         let started = Instant::now();
         let answer = call(core, Method::UpdateLog, api.update_log(request)).await;
@@ -175,14 +179,31 @@ struct SentRows<'a> {
 }
 
 /// The rows and the log offset Gitea's `ack_index` stands for: any row it has not stored is sent
-/// again, from wherever that is in the spool.
+/// again, from wherever that is in the spool. An `ack_index` past every row ever sent is a
+/// protocol error: it is logged once and taken as acknowledging what was sent, so the rows it
+/// claims are still delivered.
 async fn acked_position(core: &Core, ack: u64, sent: &SentRows<'_>) -> Result<(u64, u64), Failure> {
-    let (reader, end_rows, end_bytes) = {
-        let shared = core.lock();
+    let (reader, end_rows, end_bytes, ack) = {
+        let mut shared = core.lock();
+        let ack = if ack > shared.sent_rows {
+            if !shared.warned_ack_beyond_sent {
+                shared.warned_ack_beyond_sent = true;
+                tracing::error!(
+                    task_id = core.task_id,
+                    ack,
+                    sent = shared.sent_rows,
+                    "protocol error: Gitea acknowledged log rows it was never sent; keeping them"
+                );
+            }
+            shared.sent_rows
+        } else {
+            ack
+        };
         (
             shared.spool.reader(),
             shared.spool.rows(),
             shared.spool.bytes(),
+            ack,
         )
     };
     let ack_bytes = if ack < sent.from_row {

@@ -45,6 +45,8 @@ struct Inner {
     lose_final_answer: bool,
     /// Stores at most this many rows of each UpdateLog (a partial ack).
     store_at_most: Option<usize>,
+    /// Answers an `ack_index` this many rows past what it stored (a lying server).
+    ack_beyond: i64,
     rng: rand::rngs::StdRng,
     calls: Vec<Call>,
 }
@@ -77,6 +79,7 @@ impl MemoryGitea {
                 unauthenticated_after_final: false,
                 lose_final_answer: false,
                 store_at_most: None,
+                ack_beyond: 0,
                 rng: rand::rngs::StdRng::seed_from_u64(7),
                 calls: Vec::new(),
             }),
@@ -174,7 +177,7 @@ impl RunnerApi for MemoryGitea {
                 inner.archived = true;
             }
         }
-        let ack_index = inner.rows.len() as i64;
+        let ack_index = inner.rows.len() as i64 + inner.ack_beyond;
         match fault {
             Fault::AnswerLost => Err(ClientError::DeadlineExceeded {
                 method: Method::UpdateLog,
@@ -578,6 +581,34 @@ async fn a_burst_goes_in_few_requests_of_at_most_one_mib() {
         // ~11 MB of rows: about a dozen full requests plus the first batch.
         assert!(sizes.len() <= 30, "{} requests", sizes.len());
     });
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ack_index_beyond_the_rows_sent_skips_no_row() {
+    // Issue 22: a server answering 400 rows more than it was sent must not make the spool skip
+    // the rows not yet sent.
+    let api = MemoryGitea::new();
+    api.with(|inner| inner.ack_beyond = 400);
+    let run = start(&api);
+    for n in 0..13 {
+        run.events
+            .send(line(None, format!("early {n}")))
+            .await
+            .unwrap();
+    }
+    // The first rows go out alone before the rest arrive.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(api.contents().len() >= 13, "{:?}", api.contents());
+    let producer = produce_lines(run.events.clone(), 400, "late".into());
+    drop(run.events);
+    bounded(producer).await.unwrap();
+    assert_eq!(
+        bounded(run.reporter.finish()).await.delivery,
+        Delivery::Delivered
+    );
+    let mut expected: Vec<String> = (0..13).map(|n| format!("early {n}")).collect();
+    expected.extend((0..400).map(|n| format!("{n} late")));
+    assert_eq!(without_sentinel(api.contents()), expected);
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,8 @@
 //! May use: `value`, `mod` (for `EvalContext` and `JobStatus`).
 
 use super::value::{
-    Value, contains_ignore_case, ends_with_ignore_case, loose_equals, starts_with_ignore_case,
+    MAX_VALUE_BYTES, Value, contains_ignore_case, ends_with_ignore_case, loose_equals,
+    starts_with_ignore_case,
 };
 use super::{EvalContext, JobStatus};
 
@@ -148,8 +149,14 @@ impl Function {
             Function::Format => {
                 format(&arg(0).to_scalar_string(), &args[1.min(args.len())..]).map(Value::String)
             }
-            Function::Join => Ok(Value::String(join(arg(0), args.get(1)))),
-            Function::ToJson => Ok(Value::String(arg(0).to_pretty_json())),
+            Function::Join => join(arg(0), args.get(1)).map(Value::String),
+            Function::ToJson => {
+                let json = arg(0).to_pretty_json();
+                if json.len() > MAX_VALUE_BYTES {
+                    return Err(too_large(self));
+                }
+                Ok(Value::String(json))
+            }
             Function::FromJson => from_json(&arg(0).to_scalar_string()),
             Function::HashFiles => {
                 let Some(hash_files) = ctx.hash_files else {
@@ -187,20 +194,43 @@ fn contains(search: &Value, item: &Value) -> bool {
     }
 }
 
+/// The error of a function whose result would pass [`MAX_VALUE_BYTES`].
+fn too_large(function: Function) -> String {
+    format!(
+        "{}() would build a value larger than {MAX_VALUE_BYTES} bytes, the most an expression may produce",
+        function.name()
+    )
+}
+
+/// Appends `piece` unless that makes `out` pass [`MAX_VALUE_BYTES`]: checked before the copy,
+/// so a result that would not fit is never allocated.
+fn push_bounded(out: &mut String, piece: &str, function: Function) -> Result<(), String> {
+    if out.len() + piece.len() > MAX_VALUE_BYTES {
+        return Err(too_large(function));
+    }
+    out.push_str(piece);
+    Ok(())
+}
+
 /// `join(array, separator = ',')`: array elements converted to strings and joined; a scalar is
 /// converted itself, an object gives `''`. A separator that is not a scalar is ignored.
-fn join(array: &Value, separator: Option<&Value>) -> String {
+fn join(array: &Value, separator: Option<&Value>) -> Result<String, String> {
     let separator = separator
         .filter(|separator| is_scalar(separator))
         .map_or_else(|| ",".to_owned(), Value::to_scalar_string);
     match array {
-        Value::Array(items) => items
-            .iter()
-            .map(Value::to_scalar_string)
-            .collect::<Vec<_>>()
-            .join(&separator),
-        Value::Object(_) => String::new(),
-        scalar => scalar.to_scalar_string(),
+        Value::Array(items) => {
+            let mut out = String::new();
+            for (item_idx, item) in items.iter().enumerate() {
+                if item_idx > 0 {
+                    push_bounded(&mut out, &separator, Function::Join)?;
+                }
+                push_bounded(&mut out, &item.to_scalar_string(), Function::Join)?;
+            }
+            Ok(out)
+        }
+        Value::Object(_) => Ok(String::new()),
+        scalar => Ok(scalar.to_scalar_string()),
     }
 }
 
@@ -230,7 +260,7 @@ fn format(template: &str, args: &[Value]) -> Result<String, String> {
                         "The following format string references more arguments than were supplied: {template}"
                     ));
                 };
-                out.push_str(&arg.to_scalar_string());
+                push_bounded(&mut out, &arg.to_scalar_string(), Function::Format)?;
             }
             '}' if chars.peek().map(|(_, next)| *next) == Some('}') => {
                 chars.next();
@@ -260,6 +290,24 @@ mod tests {
             assert_eq!(Function::lookup(name), Some(*function));
             assert_eq!(Function::lookup(&name.to_uppercase()), Some(*function));
         }
+    }
+
+    #[test]
+    fn format_and_join_stop_at_the_value_bound_before_building_it() {
+        let big = Value::String("a".repeat(MAX_VALUE_BYTES / 2 + 1));
+        let error = format("{0}{0}", std::slice::from_ref(&big)).unwrap_err();
+        assert!(
+            error.contains("format() would build a value larger than"),
+            "{error}"
+        );
+        assert_eq!(
+            format("{0}", std::slice::from_ref(&big)).unwrap().len(),
+            MAX_VALUE_BYTES / 2 + 1
+        );
+        let error = join(&Value::Array(vec![big.clone(), big.clone()]), None).unwrap_err();
+        assert!(error.contains("join()"), "{error}");
+        let pair = Value::Array(vec![Value::String("x".into()), Value::String("y".into())]);
+        assert_eq!(join(&pair, None).unwrap(), "x,y");
     }
 
     #[test]

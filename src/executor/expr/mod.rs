@@ -128,8 +128,24 @@ pub fn interpolate(template: &str, ctx: &EvalContext) -> Result<String, ExprErro
     let mut out = String::with_capacity(template.len());
     let mut copied_to = 0;
     for embedded in template::find_embedded(template)? {
-        out.push_str(&template[copied_to..embedded.start]);
-        out.push_str(&evaluate_embedded(template, embedded, ctx)?.to_display_string());
+        let value = evaluate_embedded(template, embedded, ctx)?.to_display_string();
+        let literal = &template[copied_to..embedded.start];
+        if out.len() + literal.len() + value.len() > value::MAX_VALUE_BYTES {
+            return Err(ExprError::new(
+                ExprErrorKind::Evaluation,
+                format!(
+                    "the template would build a value larger than {} bytes, the most an expression may produce",
+                    value::MAX_VALUE_BYTES
+                ),
+                Span {
+                    start: embedded.start,
+                    end: embedded.end,
+                },
+                template,
+            ));
+        }
+        out.push_str(literal);
+        out.push_str(&value);
         copied_to = embedded.end;
     }
     out.push_str(&template[copied_to..]);

@@ -101,3 +101,32 @@ fn interpolation_errors_are_positioned_in_the_template() {
         "2:20: expected an expression\n  x ${{ matrix.os == }}\n                     ^"
     );
 }
+
+/// Issue 22: forty nested doublings would build a terabyte; evaluation stops at the value bound
+/// with an evaluation error instead of allocating it.
+#[test]
+fn nested_format_doublings_fail_at_the_value_bound() {
+    let mut expression = "'ab'".to_owned();
+    for _ in 0..40 {
+        expression = format!("format('{{0}}{{0}}', {expression})");
+    }
+    let error = with_ctx(JobStatus::Success, |ctx| evaluate(&expression, ctx)).unwrap_err();
+    assert_eq!(error.kind, ExprErrorKind::Evaluation);
+    assert!(
+        error.message.contains("larger than 10485760 bytes"),
+        "{error}"
+    );
+
+    let template = format!("${{{{ {expression} }}}}");
+    let error = with_ctx(JobStatus::Success, |ctx| interpolate(&template, ctx)).unwrap_err();
+    assert_eq!(error.kind, ExprErrorKind::Evaluation);
+
+    // Each 2 MiB piece fits, six of them would not.
+    let piece = "format('{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}', format('{0}{0}{0}{0}{0}{0}{0}{0}', 'a')))))))";
+    let template = format!("${{{{ {piece} }}}}").repeat(6);
+    let error = with_ctx(JobStatus::Success, |ctx| interpolate(&template, ctx)).unwrap_err();
+    assert!(
+        error.message.contains("the template would build"),
+        "{error}"
+    );
+}

@@ -7,6 +7,11 @@ use std::fmt::Write as _;
 
 use indexmap::IndexMap;
 
+/// The most bytes a string an expression builds (`format`, `join`, `toJSON`, a `${{ }}`
+/// template) may take: far more than any workflow needs, far less than what doubling `format`
+/// calls reach. Past it evaluation fails with an error instead of allocating.
+pub const MAX_VALUE_BYTES: usize = 10 * 1024 * 1024;
+
 /// A value an expression can produce or read from a context.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

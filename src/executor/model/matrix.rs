@@ -8,17 +8,58 @@ use serde_json::Value;
 /// One combination: dimension name to value, in dimension order.
 pub type Combination = IndexMap<String, Value>;
 
-/// Expands a matrix whose dimensions are already evaluated.
+/// GitHub's limit on the configurations one matrix produces.
+pub const MAX_CONFIGURATIONS: usize = 256;
+
+/// The most combinations a product may have before `exclude` is applied. Past it the matrix is
+/// refused unexpanded (excludes would have to remove all but a sliver of it); below it, expanding
+/// costs a few megabytes at most and the exact count is checked against [`MAX_CONFIGURATIONS`].
+const MAX_PRODUCT: usize = MAX_CONFIGURATIONS * MAX_CONFIGURATIONS;
+
+/// Why a matrix cannot be expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatrixError {
+    UnknownExcludeKey(String),
+    /// More configurations than [`MAX_CONFIGURATIONS`] (the product of the dimensions when it
+    /// was too large to expand).
+    TooMany(usize),
+}
+
+impl std::fmt::Display for MatrixError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MatrixError::UnknownExcludeKey(key) => {
+                write!(f, "matrix.exclude: unknown key `{key}`")
+            }
+            MatrixError::TooMany(n) => write!(
+                f,
+                "produced {n} configurations which exceeds the maximum of {MAX_CONFIGURATIONS} configurations"
+            ),
+        }
+    }
+}
+
+/// Expands a matrix whose dimensions are already evaluated; refuses one of more than
+/// [`MAX_CONFIGURATIONS`] configurations, a large product before anything is allocated.
 pub fn expand(
     dimensions: &IndexMap<String, Vec<Value>>,
     include: &[Combination],
     exclude: &[Combination],
-) -> Result<Vec<Combination>, String> {
+) -> Result<Vec<Combination>, MatrixError> {
     for entry in exclude {
         for key in entry.keys() {
             if !dimensions.contains_key(key) {
-                return Err(format!("matrix.exclude: unknown key `{key}`"));
+                return Err(MatrixError::UnknownExcludeKey(key.clone()));
             }
+        }
+    }
+    if !dimensions.is_empty() {
+        let product = dimensions
+            .values()
+            .try_fold(1usize, |product, values| product.checked_mul(values.len()))
+            .unwrap_or(usize::MAX);
+        if product > MAX_PRODUCT {
+            return Err(MatrixError::TooMany(product));
         }
     }
     let mut combinations: Vec<Combination> = Vec::new();
@@ -66,6 +107,9 @@ pub fn expand(
         }
     }
     combinations.extend(appended);
+    if combinations.len() > MAX_CONFIGURATIONS {
+        return Err(MatrixError::TooMany(combinations.len()));
+    }
     Ok(combinations)
 }
 
@@ -80,6 +124,35 @@ mod tests {
 
     fn dims(value: Value) -> IndexMap<String, Vec<Value>> {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn more_than_256_configurations_are_refused_before_expanding() {
+        let axis: Vec<Value> = (0..256).map(|n| json!(n)).collect();
+        let mut dimensions = IndexMap::new();
+        for name in ["a", "b", "c"] {
+            dimensions.insert(name.to_owned(), axis.clone());
+        }
+        // 16.7 million legs would take gigabytes; the refusal is immediate.
+        assert_eq!(
+            expand(&dimensions, &[], &[]).unwrap_err().to_string(),
+            "produced 16777216 configurations which exceeds the maximum of 256 configurations"
+        );
+        let exactly: IndexMap<String, Vec<Value>> = [("a".to_owned(), axis.clone())].into();
+        assert_eq!(expand(&exactly, &[], &[]).unwrap().len(), 256);
+        let one_more = [combination(json!({"a": "extra"}))];
+        assert_eq!(
+            expand(&exactly, &one_more, &[]).unwrap_err(),
+            MatrixError::TooMany(257)
+        );
+        // Excludes count: 2 × 256 minus 256 is within the limit.
+        let two: IndexMap<String, Vec<Value>> = [
+            ("a".to_owned(), axis),
+            ("b".to_owned(), vec![json!(0), json!(1)]),
+        ]
+        .into();
+        let without_one = [combination(json!({"b": 1}))];
+        assert_eq!(expand(&two, &[], &without_one).unwrap().len(), 256);
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum InjectedError {
     ProxyStatus(u16),
     /// Connect only: HTTP 200 `application/proto` whose body is not a valid message.
     GarbledBody,
+    /// Connect only: HTTP 200 whose gzip body inflates to this many MiB of zeros (a decompression
+    /// bomb: about 1 KiB on the wire per MiB).
+    GzipBomb { mebibytes: usize },
 }
 
 /// A "never answered" call gives up after this, so even a hung fake is bounded.

@@ -138,7 +138,29 @@ fn injected_error(wire: Wire, error: InjectedError) -> Response<Body> {
             );
             return response;
         }
-        InjectedError::GarbledBody => tonic::Status::internal("injected fault: garbled body"),
+        InjectedError::GzipBomb { mebibytes } if wire == Wire::Connect => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            let zeros = vec![0u8; 1024 * 1024];
+            for _ in 0..mebibytes {
+                std::io::Write::write_all(&mut encoder, &zeros).expect("gzip into memory");
+            }
+            let compressed = encoder.finish().expect("gzip into memory");
+            let mut response = Response::new(Body::from(compressed));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/proto"),
+            );
+            headers.insert(
+                header::CONTENT_ENCODING,
+                http::HeaderValue::from_static("gzip"),
+            );
+            return response;
+        }
+        InjectedError::GarbledBody | InjectedError::GzipBomb { .. } => {
+            tonic::Status::internal("injected fault: garbled body")
+        }
         InjectedError::Unavailable => tonic::Status::unavailable("injected fault: try later"),
         InjectedError::GiteaInternal => tonic::Status::unknown(
             "rpc error: code = Internal desc = injected fault: database is locked",

@@ -14,8 +14,9 @@ use sha2::Digest;
 /// A job waiting in the fake's queue, built from a workflow file.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
-    /// The single-job workflow sent as `workflow_payload` (YAML, `needs` erased).
-    pub workflow_payload: String,
+    /// The single-job workflow sent as `workflow_payload` (YAML, `needs` erased), or any bytes a
+    /// hostile server might send instead ([`TaskSpec::from_payload`]).
+    pub workflow_payload: Vec<u8>,
     /// The job's YAML key.
     pub job_id: String,
     /// `runs-on` labels; a runner picks the job only if it has all of them.
@@ -85,8 +86,9 @@ impl TaskSpec {
                 single.insert(key.to_owned(), value.clone());
             }
         }
-        let workflow_payload =
-            serde_saphyr::to_string(&Value::Object(single)).map_err(|error| error.to_string())?;
+        let workflow_payload = serde_saphyr::to_string(&Value::Object(single))
+            .map_err(|error| error.to_string())?
+            .into_bytes();
         Ok(TaskSpec {
             workflow_payload,
             job_id: job_id.to_owned(),
@@ -97,6 +99,21 @@ impl TaskSpec {
             needs: BTreeMap::new(),
             context: Map::new(),
         })
+    }
+
+    /// A task whose payload is `payload` as given, whatever it holds (no job, two jobs, invalid
+    /// UTF-8): what a broken or hostile server sends. It runs on a runner with `runs_on`.
+    pub fn from_payload(payload: Vec<u8>, runs_on: &[&str]) -> TaskSpec {
+        TaskSpec {
+            workflow_payload: payload,
+            job_id: "job".to_owned(),
+            runs_on: runs_on.iter().map(|label| (*label).to_owned()).collect(),
+            n_steps: 0,
+            secrets: BTreeMap::new(),
+            vars: BTreeMap::new(),
+            needs: BTreeMap::new(),
+            context: Map::new(),
+        }
     }
 
     /// Replaces the `runs-on` labels (the example binary's `--labels`).
@@ -178,7 +195,7 @@ pub fn build_task(spec: &TaskSpec, pick: &PickContext<'_>) -> Task {
         .collect();
     Task {
         id: pick.task_id,
-        workflow_payload: Some(spec.workflow_payload.clone().into_bytes()),
+        workflow_payload: Some(spec.workflow_payload.clone()),
         context: Some(struct_from_json(&context_json(spec, pick))),
         secrets,
         needs,
