@@ -1,6 +1,7 @@
 //! The one integration test binary (ripgrep's layout): each module is one room's tests, in
 //! `tests/<name>.rs`; shared test code lives in `tests/support/`.
 
+mod cache;
 mod cli;
 mod client;
 mod config;

@@ -25,6 +25,16 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
     ("src/metrics/", &["crate::systemd", "crate::config"]),
     (
+        "src/cache/",
+        &[
+            "crate::daemon",
+            "crate::executor",
+            "crate::client",
+            "crate::metrics",
+            "crate::systemd",
+        ],
+    ),
+    (
         "src/config/",
         &[
             "crate::client",
