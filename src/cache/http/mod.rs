@@ -177,15 +177,20 @@ fn outcome_of(err: &CacheError) -> Outcome {
     }
 }
 
-/// `{"message": ...}` with `status`, the shape the toolkit's HTTP client reads errors from.
-/// Server errors are logged and answered without their detail (it names local paths).
-fn error_response(err: &CacheError, status: StatusCode) -> Response {
-    let message = if status.is_server_error() {
+/// The message a client sees for `err`: server errors are logged and answered without their
+/// detail (it names local paths).
+fn public_message(err: &CacheError, status: StatusCode) -> String {
+    if status.is_server_error() {
         tracing::error!(error = %err, "cache request failed");
         "internal cache server error".to_owned()
     } else {
         err.to_string()
-    };
+    }
+}
+
+/// `{"message": ...}` with `status`, the shape the toolkit's HTTP client reads errors from.
+fn error_response(err: &CacheError, status: StatusCode) -> Response {
+    let message = public_message(err, status);
     let mut response = (
         status,
         axum::Json(serde_json::json!({ "message": message })),
@@ -200,22 +205,27 @@ fn error_response(err: &CacheError, status: StatusCode) -> Response {
     response
 }
 
+/// Counts a finished request by its outcome (or its error's).
+fn count(
+    server: &CacheServer,
+    op: Op,
+    result: Result<(Outcome, Response), CacheError>,
+) -> Result<Response, CacheError> {
+    let outcome = match &result {
+        Ok((outcome, _)) => *outcome,
+        Err(err) => outcome_of(err),
+    };
+    server.counters.request(op, outcome);
+    result.map(|(_, response)| response)
+}
+
 /// Counts a finished request and turns its error, if any, into the v1 error response.
 fn finish(
     server: &CacheServer,
     op: Op,
     result: Result<(Outcome, Response), CacheError>,
 ) -> Response {
-    match result {
-        Ok((outcome, response)) => {
-            server.counters.request(op, outcome);
-            response
-        }
-        Err(err) => {
-            server.counters.request(op, outcome_of(&err));
-            error_response(&err, status_of(&err))
-        }
-    }
+    count(server, op, result).unwrap_or_else(|err| error_response(&err, status_of(&err)))
 }
 
 /// The task's access from `Authorization: Bearer <ACTIONS_RUNTIME_TOKEN>`.

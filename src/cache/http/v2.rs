@@ -24,8 +24,8 @@ use super::super::signing::Purpose;
 use super::super::stats::{Op, Outcome};
 use super::v1::ARTIFACTS_PATH;
 use super::{
-    access, content_length, finish, json_body, outcome_of, parse_id, signature_of, signed_url,
-    status_of,
+    access, content_length, count, finish, json_body, parse_id, public_message, signature_of,
+    signed_url, status_of,
 };
 
 /// Where `signed_upload_url` points, below the base URL.
@@ -99,31 +99,18 @@ pub(super) async fn twirp(
             );
         }
     };
-    match result {
-        Ok((outcome, response)) => {
-            server.counters.request(op, outcome);
-            response
-        }
-        Err(err) => {
-            server.counters.request(op, outcome_of(&err));
-            let status = status_of(&err);
-            let code = match status {
-                StatusCode::UNAUTHORIZED => "unauthenticated",
-                StatusCode::FORBIDDEN => "permission_denied",
-                StatusCode::NOT_FOUND => "not_found",
-                StatusCode::CONFLICT => "already_exists",
-                status if status.is_server_error() => "internal",
-                _ => "invalid_argument",
-            };
-            let message = if status.is_server_error() {
-                tracing::error!(error = %err, "cache request failed");
-                "internal cache server error".to_owned()
-            } else {
-                err.to_string()
-            };
-            twirp_error(status, code, &message)
-        }
-    }
+    count(&server, op, result).unwrap_or_else(|err| {
+        let status = status_of(&err);
+        let code = match status {
+            StatusCode::UNAUTHORIZED => "unauthenticated",
+            StatusCode::FORBIDDEN => "permission_denied",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "already_exists",
+            status if status.is_server_error() => "internal",
+            _ => "invalid_argument",
+        };
+        twirp_error(status, code, &public_message(&err, status))
+    })
 }
 
 fn twirp_error(status: StatusCode, code: &str, message: &str) -> Response {
