@@ -381,12 +381,13 @@ async fn a_shell_step_reports_its_end_itself_and_the_report_never_reaches_the_lo
                 command_dir_empty: true
             }
         );
-        let stderr: Vec<_> = lines
+        // The step's stderr joins its stdout, so the lines keep the order they were written in.
+        let stdout: Vec<_> = lines
             .iter()
-            .filter(|(_, stream, _)| *stream == Stream::Stderr)
+            .filter(|(_, stream, _)| *stream == Stream::Stdout)
             .map(|(_, _, line)| line.as_str())
             .collect();
-        assert_eq!(stderr, ["err", "no newline"]);
+        assert_eq!(stdout, ["out", "err", "no newline"]);
         assert_eq!(texts(&lines).len(), 3, "{lines:?}");
 
         let writes = "echo name=value >> /tmp/act/commands/step/set_output";

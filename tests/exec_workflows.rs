@@ -4,6 +4,8 @@
 //! - `expect: success|failure` (default success): the exit code of `exec`;
 //! - `backends: host docker` (default both): where the workflow is meaningful;
 //! - `args: ...`: extra `exec` flags (split like a shell);
+//! - `directory: path`: the working tree (`-C`), relative to `tests/workflows/` (default: an empty
+//!   temporary directory);
 //! - `setenv: K=V`: an environment variable for `exec` (`\n` in V is a newline);
 //! - `output-contains: text` / `output-lacks: text`: checks on stdout plus stderr;
 //! - `output-order: text` (repeated): each text appears after the previous one.
@@ -20,6 +22,7 @@ struct Expectations {
     success: bool,
     backends: Vec<String>,
     args: Vec<String>,
+    directory: Option<PathBuf>,
     setenv: Vec<(String, String)>,
     contains: Vec<String>,
     lacks: Vec<String>,
@@ -32,6 +35,7 @@ fn expectations(path: &Path) -> Expectations {
         success: true,
         backends: vec!["host".into(), "docker".into()],
         args: Vec::new(),
+        directory: None,
         setenv: Vec::new(),
         contains: Vec::new(),
         lacks: Vec::new(),
@@ -48,6 +52,7 @@ fn expectations(path: &Path) -> Expectations {
                 expectations.backends = value.split_whitespace().map(String::from).collect()
             }
             "args" => expectations.args.extend(shell_words::split(value).unwrap()),
+            "directory" => expectations.directory = Some(workflows_dir().join(value)),
             "setenv" => {
                 let (name, value) = value.split_once('=').unwrap();
                 expectations
@@ -101,7 +106,7 @@ pub fn run_workflow_with(
         .arg("-W")
         .arg(path)
         .arg("-C")
-        .arg(work_dir.path())
+        .arg(expectations.directory.as_deref().unwrap_or(work_dir.path()))
         .args(image_args)
         .args(&expectations.args)
         .timeout(RUN_LIMIT);
@@ -249,6 +254,49 @@ fn host_label_jobs_with_containers_run_in_docker_or_fail_saying_why() {
             "host",
             &["-i", "-self-hosted"],
             2,
+        );
+    }
+}
+
+#[test]
+fn exec_copies_the_working_tree_without_what_git_ignores_unless_told() {
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    let git = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(git.success());
+    std::fs::write(root.join(".gitignore"), "ignored.txt\n").unwrap();
+    std::fs::write(root.join("ignored.txt"), "left out").unwrap();
+    std::fs::write(root.join("kept.txt"), "copied").unwrap();
+    std::fs::write(
+        root.join("check.yml"),
+        "on: push\njobs:\n  tree:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          \
+         test \"$(cat kept.txt)\" = copied\n          test -d .git\n          \
+         if [ \"$WANT_IGNORED\" = yes ]; then test -f ignored.txt; else test ! -e ignored.txt; fi\n",
+    )
+    .unwrap();
+    for (flags, want_ignored) in [
+        (&[][..], "no"),
+        (&["--use-gitignore"][..], "no"),
+        (&["--use-gitignore=false"][..], "yes"),
+    ] {
+        let output = assert_cmd::Command::cargo_bin("act_runner")
+            .unwrap()
+            .args(["exec", "-i", "-self-hosted", "-W", "check.yml", "-C"])
+            .arg(root)
+            .args(flags)
+            .args(["--env", &format!("WANT_IGNORED={want_ignored}")])
+            .timeout(RUN_LIMIT)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{flags:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 const TEST_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `yaml`'s job `job` and returns its result and every event.
-async fn run(spec: JobSpec, cancel: CancellationToken) -> (Conclusion, Vec<JobEvent>) {
+pub async fn run(spec: JobSpec, cancel: CancellationToken) -> (Conclusion, Vec<JobEvent>) {
     let parent = tempfile::tempdir().unwrap();
     let mut backend = HostBackend::new(parent.path());
     let (events, mut received) = mpsc::channel(1024);
@@ -31,11 +31,11 @@ async fn run(spec: JobSpec, cancel: CancellationToken) -> (Conclusion, Vec<JobEv
     (result, events)
 }
 
-fn spec(yaml: &str) -> JobSpec {
+pub fn spec(yaml: &str) -> JobSpec {
     JobSpec::new(yaml.to_string(), "test.yml".to_string(), "job".to_string())
 }
 
-fn log_lines(events: &[JobEvent]) -> Vec<String> {
+pub fn log_lines(events: &[JobEvent]) -> Vec<String> {
     events
         .iter()
         .flat_map(|event| match event {

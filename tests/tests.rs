@@ -17,6 +17,7 @@ mod docker_network_pool;
 mod docker_step_container;
 mod exec_workflows;
 mod executor;
+mod executor_semantics;
 mod expr;
 mod instance_actions;
 mod metrics;

@@ -1,7 +1,7 @@
 //! `act_runner exec`: runs workflows locally, without Gitea. Finds the workflow files, plans jobs in
 //! `needs` order with each matrix expanded, runs every job through the executor on the host
-//! (`-i -self-hosted`) or in Docker, prints the log with step boundaries, and exits 0 only if every
-//! job succeeded (or was skipped).
+//! (`-i -self-hosted`) or in Docker with the working tree (`-C`) copied into its workspace, prints
+//! the log with step boundaries, and exits 0 only if every job succeeded (or was skipped).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::event::Conclusion;
 use crate::executor::model::Workflow;
-use crate::executor::{JobSpec, check_workflow, plan};
+use crate::executor::{JobSpec, LocalTree, check_workflow, plan};
 
 mod docker;
 mod print;
@@ -107,6 +107,14 @@ pub struct ExecArgs {
     /// Plan and print the jobs and their steps without running anything.
     #[arg(short = 'n', long = "dryrun")]
     pub dryrun: bool,
+    /// Run `actions/checkout` of this repository instead of copying the working tree for it.
+    #[arg(long = "no-skip-checkout")]
+    pub no_skip_checkout: bool,
+    /// Leave what `.gitignore` ignores out of the working tree copied into the workspace
+    /// (`--use-gitignore=false` copies everything).
+    #[arg(long = "use-gitignore", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub use_gitignore: bool,
 }
 
 /// Runs the command.
@@ -450,6 +458,13 @@ fn base_spec(args: &ExecArgs, directory: &Path, event: &str) -> anyhow::Result<J
     spec.actions.force_rebuild = args.rebuild;
     spec.runner_name = String::from("act-runner-exec");
     spec.mask_secrets = !args.insecure_secrets;
+    // The working tree is copied into every job's workspace, as upstream's `exec` does.
+    spec.local_tree = Some(LocalTree {
+        root: std::fs::canonicalize(directory)
+            .with_context(|| format!("cannot read {}", directory.display()))?,
+        use_gitignore: args.use_gitignore,
+        skip_checkout: !args.no_skip_checkout,
+    });
     Ok(spec)
 }
 

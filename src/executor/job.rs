@@ -19,10 +19,12 @@ use super::contexts;
 use super::event::{Conclusion, JobEvent, LogLines, PlannedStep};
 use super::expr::{JobStatus, Value};
 use super::line_batch::LineBatch;
+use super::local_tree;
 use super::log_checkpoint;
 use super::masking::Masker;
 use super::model::{self, Container, Job, Workflow};
 use super::scope::{self, FieldError, Scope};
+use super::shell;
 pub use super::spec::{JobSpec, conclusion_name};
 use super::step;
 
@@ -97,6 +99,8 @@ pub struct JobState {
     pub post_steps: Vec<action::PostStep>,
     /// What each step's pre stage saved (`STATE_*` of its main stage), by step index.
     pub pre_states: std::collections::HashMap<usize, IndexMap<String, String>>,
+    /// `exec`'s working tree, copied into the workspace (see [`local_tree`]).
+    pub local_tree: Option<local_tree::LocalTree>,
     /// Files written together with the next process's own (the event payload): one archive
     /// call fewer before the first step.
     pub pending_files: Vec<NewFile>,
@@ -315,18 +319,7 @@ async fn run_started<B: Backend>(
         base_env: BTreeMap::new(),
         running: RunningContainers::default(),
         steps_context: serde_json::Map::new(),
-        shell_defaults: model::RunDefaults {
-            shell: job
-                .defaults
-                .shell
-                .clone()
-                .or_else(|| workflow.defaults.shell.clone()),
-            working_directory: job
-                .defaults
-                .working_directory
-                .clone()
-                .or_else(|| workflow.defaults.working_directory.clone()),
-        },
+        shell_defaults: shell::run_defaults(workflow, job),
         step_debug: contexts::flag(spec, "ACTIONS_STEP_DEBUG"),
         allow_unsecure_commands: contexts::flag(spec, "ACTIONS_ALLOW_UNSECURE_COMMANDS"),
         deadline,
@@ -337,6 +330,7 @@ async fn run_started<B: Backend>(
         post_steps: Vec::new(),
         pre_states: std::collections::HashMap::new(),
         pending_files: Vec::new(),
+        local_tree: spec.local_tree.clone(),
     };
 
     let prepared = prepare(backend, containers, emitter, cancel, deadline).await;
@@ -345,6 +339,7 @@ async fn run_started<B: Backend>(
             contexts::fill_paths(spec, workflow, job, backend.paths(), &mut state.scope);
             state.base_env = backend.base_env();
             state.running = backend.running_containers();
+            shell::container_default(&mut state.shell_defaults, job, &state.running);
             state.scope.set("job", job_context(&state));
             if let Some(hasher) = backend.workspace_hasher() {
                 state.scope.set_hash_files(hasher);
@@ -438,12 +433,16 @@ async fn run_steps<B: Backend>(
     emitter: &mut Emitter,
     cancel: &CancellationToken,
 ) -> Conclusion {
-    match step::event_file(state, backend) {
-        Ok(file) => state.pending_files.push(file),
-        Err(error) => {
-            emitter.log(None, &format!("::error::{error}")).await;
-            return Conclusion::Failure;
+    let ready = match step::event_file(state, backend) {
+        Ok(file) => {
+            state.pending_files.push(file);
+            local_tree::copy_to_workspace(state, backend).await
         }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = ready {
+        emitter.log(None, &format!("::error::{error}")).await;
+        return Conclusion::Failure;
     }
     let mut job_failed = !action::run_pre_steps(job, state, backend, emitter, cancel).await;
     if job_failed {

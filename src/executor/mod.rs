@@ -40,6 +40,7 @@ mod hash_files;
 pub mod inputs;
 mod job;
 pub mod line_batch;
+mod local_tree;
 mod log_checkpoint;
 pub mod masking;
 pub mod model;
@@ -51,6 +52,7 @@ mod spec;
 mod step;
 
 pub use job::run_job;
+pub use local_tree::LocalTree;
 pub use spec::{
     ActionSettings, DEFAULT_ACTIONS_URL, JobSpec, MatrixPlan, NeedResult, TrustedGitServer,
     check_workflow, conclusion_name, matrix_plan,

@@ -29,6 +29,8 @@ const OUTPUT_TAIL_LIMIT: Duration = Duration::from_secs(2);
 /// backend may get ahead of the step.
 const OUTPUT_CHANNEL_CAPACITY: usize = 16;
 const FILE_COMMANDS_DIR: &str = "_runner_file_commands";
+/// Enables the deprecated `set-env` and `add-path` commands when `true`.
+const ALLOW_UNSECURE_COMMANDS: &str = "ACTIONS_ALLOW_UNSECURE_COMMANDS";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The environment files of one step, as paths inside the job environment, alone in their
@@ -160,6 +162,12 @@ pub async fn execute<B: Backend>(
 
     let mut env = step_environment(state, &step_env, &files);
     env.extend(command.extra_env);
+    // As on GitHub, the variable counts from the runner's settings or from any `env:` the step
+    // sees (workflow, job, step, `GITHUB_ENV`).
+    let allow_unsecure_commands = state.allow_unsecure_commands
+        || env
+            .get(ALLOW_UNSECURE_COMMANDS)
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
     let remaining = state.deadline.saturating_duration_since(Instant::now());
     let timeout = step_timeout.map_or(remaining, |step_timeout| step_timeout.min(remaining));
     let job_deadline_binds = step_timeout.is_none_or(|step_timeout| remaining <= step_timeout);
@@ -179,7 +187,7 @@ pub async fn execute<B: Backend>(
         command_dir: Some(files.dir.clone()),
     };
 
-    let mut processor = CommandProcessor::new(state.step_debug, state.allow_unsecure_commands);
+    let mut processor = CommandProcessor::new(state.step_debug, allow_unsecure_commands);
     let mut outputs = IndexMap::new();
     let mut saved_state = IndexMap::new();
     let (tx, mut rx) = mpsc::channel::<OutputLines>(OUTPUT_CHANNEL_CAPACITY);

@@ -108,6 +108,12 @@ impl Scope {
         }
     }
 
+    /// A `post-if`, evaluated as written (its implied status check is `always()`).
+    pub fn post_condition(&self, field: &Located<String>, what: &str) -> Result<bool, FieldError> {
+        expr::evaluate_post_if(&field.value, &self.ctx())
+            .map_err(|error| self.fail(field, what, &error))
+    }
+
     /// A boolean field such as `continue-on-error` (`true`/`false` or an expression).
     pub fn boolean(&self, field: Option<&Located<String>>, what: &str) -> Result<bool, FieldError> {
         let Some(field) = field else { return Ok(false) };

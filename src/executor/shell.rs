@@ -1,6 +1,9 @@
 //! Shells of `run:` steps: turning `shell:` (or its absence) into a command template whose `{0}` is the
 //! script path, plus the script's file extension and the wrapping some shells need.
 
+use super::backend::RunningContainers;
+use super::model::{Job, Located, Pos, RunDefaults, Workflow};
+
 /// The default shell: `bash -e {0}`, or `sh -e {0}` where there is no bash. The choice is made
 /// by `sh` inside the job at the step's own start, so no separate probe exec delays the first step.
 const DEFAULT_DISPATCH: &str =
@@ -8,6 +11,34 @@ const DEFAULT_DISPATCH: &str =
 /// `shell: python`: `python {0}`, or `python3 {0}` where there is no `python`.
 const PYTHON_DISPATCH: &str =
     "if command -v python >/dev/null 2>&1; then exec python \"$0\"; fi; exec python3 \"$0\"";
+
+/// The `defaults.run` of a job's `run:` steps: the job's own, else the workflow's.
+pub fn run_defaults(workflow: &Workflow, job: &Job) -> RunDefaults {
+    RunDefaults {
+        shell: job
+            .defaults
+            .shell
+            .clone()
+            .or_else(|| workflow.defaults.shell.clone()),
+        working_directory: job
+            .defaults
+            .working_directory
+            .clone()
+            .or_else(|| workflow.defaults.working_directory.clone()),
+    }
+}
+
+/// In a job's `container:` a `run:` step without `shell:` runs `sh -e {0}`, as on GitHub
+/// (actions/runner#1533); elsewhere (the host, which runs no container, or the runner's own
+/// image) the default stays `bash -e {0}` with its `sh` fallback.
+pub fn container_default(defaults: &mut RunDefaults, job: &Job, running: &RunningContainers) {
+    if job.container.is_some() && running.job.is_some() {
+        defaults.shell.get_or_insert_with(|| Located {
+            value: String::from("sh"),
+            at: Pos::default(),
+        });
+    }
+}
 
 /// How to run a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +197,44 @@ mod tests {
         let shell = resolve(Some("pwsh")).unwrap();
         assert_eq!(shell.argv("/s"), ["pwsh", "-command", ". '/s'"]);
         assert!(shell.script("x").starts_with("$ErrorActionPreference"));
+    }
+
+    #[test]
+    fn a_job_container_defaults_to_sh_unless_defaults_say_otherwise() {
+        let workflow = |defaults: &str| {
+            Workflow::parse(&format!(
+                "on: push\n{defaults}jobs:\n  c:\n    container: img\n    steps: [{{run: x}}]\n  \
+                 plain:\n    steps: [{{run: x}}]\n"
+            ))
+            .unwrap()
+        };
+        let in_docker = RunningContainers {
+            job: Some(Default::default()),
+            services: Vec::new(),
+        };
+        let default_shell = |workflow: &Workflow, job_id: &str, running: &RunningContainers| {
+            let job = &workflow.jobs[job_id];
+            let mut defaults = run_defaults(workflow, job);
+            container_default(&mut defaults, job, running);
+            defaults.shell.map(|shell| shell.value)
+        };
+        let plain = workflow("");
+        assert_eq!(
+            default_shell(&plain, "c", &in_docker).as_deref(),
+            Some("sh")
+        );
+        assert_eq!(argv(Some("sh")), ["sh", "-e", "/s"]);
+        assert_eq!(default_shell(&plain, "plain", &in_docker), None);
+        assert_eq!(
+            default_shell(&plain, "c", &RunningContainers::default()),
+            None,
+            "host"
+        );
+        let configured = workflow("defaults:\n  run:\n    shell: bash\n");
+        assert_eq!(
+            default_shell(&configured, "c", &in_docker).as_deref(),
+            Some("bash")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::Value as Json;
 
 use super::contexts;
 use super::event::Conclusion;
+use super::local_tree::LocalTree;
 use super::model::Workflow;
 use super::scope::{self, Scope};
 
@@ -57,6 +58,9 @@ pub struct JobSpec {
     pub log_delivery_wait: Option<Duration>,
     /// Give steps `ACT=true`, as act does (`runner.set_act_env`, default true).
     pub act_env: bool,
+    /// `exec`'s working tree, copied into the workspace before the first step; `None` (the
+    /// daemon) copies nothing.
+    pub local_tree: Option<LocalTree>,
 }
 
 /// How remote actions (`uses: owner/repo@ref`) are fetched and docker actions built.
@@ -162,6 +166,7 @@ impl JobSpec {
             mask_secrets: true,
             log_delivery_wait: None,
             act_env: true,
+            local_tree: None,
         }
     }
 }

@@ -222,6 +222,7 @@ fn clone_spec(base: &JobSpec) -> JobSpec {
     spec.masks = base.masks.clone();
     spec.mask_secrets = base.mask_secrets;
     spec.actions = base.actions.clone();
+    spec.local_tree = base.local_tree.clone();
     spec
 }
 

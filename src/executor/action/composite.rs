@@ -1,7 +1,8 @@
-//! Composite actions: the action's steps run with their own `steps` and `inputs` contexts (restored
-//! afterwards), a failing step skips the rest unless a status function says otherwise, outputs are
-//! mapped back even after a failure, and `GITHUB_ENV`/`GITHUB_PATH` changes stay with the job.
-//! A nested `uses:` goes back through [`super::run`], one level deeper.
+//! Composite actions: the action's steps run with their own `steps` and `inputs` contexts and
+//! `github.action_path` (restored afterwards), a failing step skips the rest unless a status
+//! function says otherwise, outputs are mapped back even after a failure, and
+//! `GITHUB_ENV`/`GITHUB_PATH` changes stay with the job. A nested `uses:` goes back through
+//! [`super::run`], one level deeper.
 
 use indexmap::IndexMap;
 use serde_json::json;
@@ -34,8 +35,10 @@ pub async fn run<B: Backend>(
     let saved_steps = state.scope.contexts.get("steps").cloned();
     let saved_inputs = state.scope.contexts.get("inputs").cloned();
     let saved_status = state.scope.status;
+    let saved_action_path = set_action_path(state, &loaded.dir);
     state.scope.set("inputs", Value::from(json!(loaded.inputs)));
     let result = run_steps(call, steps, loaded, &nested_env, state, emitter).await;
+    set_action_path(state, &saved_action_path);
     if let Some(saved) = saved_steps {
         state.scope.set("steps", saved);
     }
@@ -44,6 +47,18 @@ pub async fn run<B: Backend>(
     }
     state.scope.status = saved_status;
     result
+}
+
+/// Sets `github.action_path` (the action's steps see their own directory there, as in
+/// `GITHUB_ACTION_PATH`) and returns the value it replaces.
+fn set_action_path(state: &mut JobState, dir: &str) -> String {
+    let Some(Value::Object(github)) = state.scope.contexts.get_mut("github") else {
+        return String::new();
+    };
+    match github.insert("action_path".into(), Value::from(dir)) {
+        Some(Value::String(previous)) => previous,
+        _ => String::new(),
+    }
 }
 
 async fn run_steps<B: Backend>(

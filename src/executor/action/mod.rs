@@ -28,7 +28,9 @@ use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{Backend, BuildContext};
+use super::event::Conclusion;
 use super::job::{Emitter, JobState};
+use super::local_tree::{self, LocalTree};
 use super::model::Step;
 use super::model::action::{Action, Runs};
 use super::step::{self, BodyResult, StepCommand};
@@ -131,6 +133,16 @@ async fn run_unboxed<B: Backend>(
     if let ActionRef::Docker(image) = &reference {
         return docker::run_image_step(call, step, image, step_env, state, emitter).await;
     }
+    if let Some((tree, dest)) = local_checkout(call.backend, step, &uses, state)? {
+        let note = format!("The local working tree is copied instead of running {uses}");
+        emitter.log(Some(call.step_idx), &note).await;
+        local_tree::copy_into(&tree, call.backend, &dest).await?;
+        return Ok(BodyResult {
+            outcome: Conclusion::Success,
+            outputs: IndexMap::new(),
+            state: IndexMap::new(),
+        });
+    }
     let loaded = load(call, step, &uses, &reference, state).await?;
     for name in &loaded.missing_inputs {
         let warning = format!("::warning::Input required and not supplied: {name}");
@@ -186,6 +198,35 @@ async fn run_unboxed<B: Backend>(
             docker::run_action(call, step, &loaded, runs, step_env, state, emitter).await
         }
     }
+}
+
+/// For `exec` (see [`local_tree`]): the tree and where it goes when this step is an
+/// `actions/checkout` of the repository being run, which copies the tree instead of running.
+fn local_checkout<B: Backend>(
+    backend: &B,
+    step: &Step,
+    uses: &str,
+    state: &JobState,
+) -> Result<Option<(LocalTree, String)>, String> {
+    let Some(tree) = state.local_tree.as_ref().filter(|tree| tree.skip_checkout) else {
+        return Ok(None);
+    };
+    let github = state.scope.context_json("github");
+    let own = |key: &str| {
+        github
+            .get(key)
+            .and_then(|value| value.as_str())
+            .unwrap_or("")
+    };
+    let with = with_values(step, state)?;
+    if !local_tree::is_own_checkout(uses, &with, own("repository"), own("ref")) {
+        return Ok(None);
+    }
+    let dest = match with.get("path").map(|path| path.trim()) {
+        Some(path) if !path.is_empty() => path.to_string(),
+        _ => backend.paths().workspace.to_string_lossy().into_owned(),
+    };
+    Ok(Some((tree.clone(), dest)))
 }
 
 /// `STATE_<name>` for what a step saved.

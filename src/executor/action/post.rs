@@ -1,9 +1,9 @@
 //! The `pre` and `post` stages of actions. `pre` (remote node actions' `pre`, docker actions'
 //! `pre-entrypoint`) runs for every step before the first main step; `post` (node `post`, docker
 //! `post-entrypoint`) is registered when a main step ran and runs after the last one, in reverse
-//! order, with `post-if` (default `always()`), the main step's `STATE_*`, and a grace period after
-//! cancellation. Their lines go to the job-level log (Gitea keeps pre/post out of step logs);
-//! a failing pre or post step fails the job.
+//! order, with `post-if` (default `always()`; evaluated as written, with no implied `success()`),
+//! the main step's `STATE_*`, and a grace period after cancellation. Their lines go to the
+//! job-level log (Gitea keeps pre/post out of step logs); a failing pre or post step fails the job.
 
 use std::time::Duration;
 
@@ -59,18 +59,30 @@ impl PostStep {
     }
 }
 
+/// Which stage a condition belongs to: a `pre-if` implies `success()` unless it calls a status
+/// function, a `post-if` is evaluated as written.
+#[derive(Clone, Copy)]
+enum Stage {
+    Pre,
+    Post,
+}
+
 /// `pre-if` or `post-if` (absent: `always()`); `None` when it cannot be evaluated (logged).
 async fn stage_condition(
     state: &JobState,
     emitter: &Emitter,
     condition: Option<Located<String>>,
-    what: &str,
+    stage: Stage,
 ) -> Option<bool> {
     let condition = condition.unwrap_or_else(|| Located {
         value: String::from("always()"),
         at: Pos::default(),
     });
-    match state.scope.condition(Some(&condition), what) {
+    let holds = match stage {
+        Stage::Pre => state.scope.condition(Some(&condition), "pre-if"),
+        Stage::Post => state.scope.post_condition(&condition, "post-if"),
+    };
+    match holds {
         Ok(holds) => Some(holds),
         Err(error) => {
             emitter.log(None, &format!("::error::{}", error.0)).await;
@@ -101,6 +113,12 @@ pub async fn run_pre_steps<B: Backend>(
         if !matches!(reference, ActionRef::Remote(_)) {
             continue; // Local actions have no pre stage (upstream reads them at main time).
         }
+        if matches!(
+            super::local_checkout(backend, step, &uses, state),
+            Ok(Some(_))
+        ) {
+            continue; // `exec` copies its tree instead of running this checkout.
+        }
         let call = Call {
             step_idx,
             backend,
@@ -125,7 +143,7 @@ pub async fn run_pre_steps<B: Backend>(
             }
             _ => continue,
         };
-        match stage_condition(state, emitter, condition, "pre-if").await {
+        match stage_condition(state, emitter, condition, Stage::Pre).await {
             Some(true) => {}
             Some(false) => continue,
             None => {
@@ -189,7 +207,7 @@ pub async fn run_post_steps<B: Backend>(
     for post in posts.into_iter().rev() {
         state.scope.status = job_status;
         contexts::set_env_context(state, &post.step_env);
-        match stage_condition(state, emitter, post.condition.clone(), "post-if").await {
+        match stage_condition(state, emitter, post.condition.clone(), Stage::Post).await {
             Some(true) => {}
             Some(false) => continue,
             None => {

@@ -6,6 +6,7 @@
 //! timeout; groups still alive at `cleanup` (background processes a step left) are killed too.
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -14,12 +15,14 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::line_batch::LineBatch;
 
+use super::tree_copy::copy_entries;
 use super::{
     Backend, BackendError, EnvironmentPaths, ExecEnd, ExecRequest, ExitStatus, JobContainers,
     NewFile, OutputLines, PROXY_VARIABLES, Stream, WorkspaceHasher,
@@ -175,6 +178,8 @@ impl Backend for HostBackend {
             None => self.paths.workspace.clone(),
         };
         self.write_files(request.files).await?;
+        let (output_reader, stdout, stderr) =
+            output_pipe().map_err(io_error(String::from("cannot create the output pipe")))?;
         let mut command = Command::new(program);
         command
             .args(args)
@@ -182,11 +187,14 @@ impl Backend for HostBackend {
             .envs(&request.env)
             .current_dir(&working_dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = command.spawn().map_err(io_error(format!(
+        let spawned = command.spawn();
+        // The command holds the pipe's write ends: the output ends only once it lets them go.
+        drop(command);
+        let mut child = spawned.map_err(io_error(format!(
             "cannot start `{program}` in {}",
             working_dir.display()
         )))?;
@@ -195,14 +203,7 @@ impl Backend for HostBackend {
             groups.push(pgid);
         }
 
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let readers = async {
-            tokio::join!(
-                forward_lines(stdout, Stream::Stdout, &output),
-                forward_lines(stderr, Stream::Stderr, &output)
-            )
-        };
+        let readers = forward_lines(Some(output_reader), Stream::Stdout, &output);
         tokio::pin!(readers);
         let mut readers_done = false;
 
@@ -318,6 +319,22 @@ impl Backend for HostBackend {
         Ok(host_dir.to_string_lossy().into_owned())
     }
 
+    async fn import_files(
+        &self,
+        root: &Path,
+        relative: Vec<PathBuf>,
+        path: &str,
+    ) -> Result<(), BackendError> {
+        let source = root.to_path_buf();
+        let dest = self.resolve(path);
+        tokio::task::spawn_blocking(move || copy_entries(&source, &relative, &dest))
+            .await
+            .map_err(|error| BackendError::Io {
+                context: format!("copying {}", root.display()),
+                source: std::io::Error::other(error.to_string()),
+            })?
+    }
+
     async fn cleanup(&mut self) -> Result<(), BackendError> {
         let groups = self
             .process_groups
@@ -347,6 +364,16 @@ async fn set_mode(path: &Path, mode: u32) -> Result<(), BackendError> {
             "cannot set the mode of {}",
             path.display()
         )))
+}
+
+/// One pipe for a process's stdout and stderr (as `2>&1` does): the lines arrive in the order
+/// the process wrote them, whichever stream each went to, so an `add-mask` printed on one stream
+/// covers a line printed right after it on the other. Two pipes read apart give no such order.
+fn output_pipe() -> std::io::Result<(pipe::Receiver, Stdio, Stdio)> {
+    let (reader, writer) = std::io::pipe()?;
+    let stderr = writer.try_clone()?;
+    let reader = pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
+    Ok((reader, Stdio::from(writer), Stdio::from(stderr)))
 }
 
 /// SIGTERM to the whole group, then SIGKILL if the leader is still there after the grace.

@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod host;
+mod tree_copy;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -265,6 +266,15 @@ pub trait Backend: Send + Sync {
         host_dir: &Path,
         path: &str,
     ) -> impl Future<Output = Result<String, BackendError>> + Send;
+    /// Copies the entries `relative` (files, and symlinks as links) of the host directory `root`
+    /// under the directory `path` of the environment, creating directories on the way: how `exec`
+    /// puts its working tree into the workspace.
+    fn import_files(
+        &self,
+        root: &Path,
+        relative: Vec<PathBuf>,
+        path: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Builds the image of a docker action (`runs.image: Dockerfile`) unless `tag` exists already
     /// (or always, with `request.force`). Backends without containers refuse (the default).
     fn build_image(

@@ -68,12 +68,24 @@ pub fn evaluate(source: &str, ctx: &EvalContext) -> Result<Value, ExprError> {
 /// `${{ }}` is a string, true when not empty (as on GitHub). Error positions are relative to
 /// `source`.
 pub fn evaluate_if(source: &str, ctx: &EvalContext) -> Result<bool, ExprError> {
-    let success = matches!(ctx.status, JobStatus::Success);
+    evaluate_condition(source, ctx, matches!(ctx.status, JobStatus::Success))
+}
+
+/// Evaluates a `post-if` as written: like [`evaluate_if`], but the status check a condition
+/// without a status function implies is `always()`, not `success()` (as upstream evaluates the
+/// post stage of an action).
+pub fn evaluate_post_if(source: &str, ctx: &EvalContext) -> Result<bool, ExprError> {
+    evaluate_condition(source, ctx, true)
+}
+
+/// A condition whose implied status check (applied unless it calls a status function) gave
+/// `implied`.
+fn evaluate_condition(source: &str, ctx: &EvalContext, implied: bool) -> Result<bool, ExprError> {
     match parse_if(source)? {
-        IfCondition::Empty => Ok(success),
-        IfCondition::Text => Ok(success && !interpolate(source, ctx)?.is_empty()),
+        IfCondition::Empty => Ok(implied),
+        IfCondition::Text => Ok(implied && !interpolate(source, ctx)?.is_empty()),
         IfCondition::Expression { root, text, base } => {
-            if !root.uses_status_function() && !success {
+            if !root.uses_status_function() && !implied {
                 return Ok(false);
             }
             let value = eval::evaluate_expr(&root, text, ctx)
@@ -123,12 +135,12 @@ fn parse_if(source: &str) -> Result<IfCondition<'_>, ExprError> {
 }
 
 /// Replaces every `${{ expr }}` in `template` by the expression's value as a string
-/// ([`Value::to_display_string`]). Error positions are relative to `template`.
+/// ([`Value::to_scalar_string`]). Error positions are relative to `template`.
 pub fn interpolate(template: &str, ctx: &EvalContext) -> Result<String, ExprError> {
     let mut out = String::with_capacity(template.len());
     let mut copied_to = 0;
     for embedded in template::find_embedded(template)? {
-        let value = evaluate_embedded(template, embedded, ctx)?.to_display_string();
+        let value = evaluate_embedded(template, embedded, ctx)?.to_scalar_string();
         let literal = &template[copied_to..embedded.start];
         if out.len() + literal.len() + value.len() > value::MAX_VALUE_BYTES {
             return Err(ExprError::new(

@@ -130,3 +130,35 @@ fn nested_format_doublings_fail_at_the_value_bound() {
         "{error}"
     );
 }
+
+#[test]
+fn arrays_and_objects_interpolate_as_their_kind() {
+    let text = with_ctx(JobStatus::Success, |ctx| {
+        interpolate(
+            "${{ fromJSON('[1]') }} ${{ matrix }} ${{ toJSON(fromJSON('[1]')) }}",
+            ctx,
+        )
+    })
+    .unwrap();
+    assert_eq!(text, "Array Object [\n  1\n]");
+}
+
+#[test]
+fn post_if_is_evaluated_as_written() {
+    // After a failure: no implied success(), and the default (empty) holds.
+    let failed = |source| with_ctx(JobStatus::Failure, |ctx| evaluate_post_if(source, ctx));
+    assert!(failed("matrix.os == 'debian'").unwrap());
+    assert!(failed("${{ matrix.n == 3 }}").unwrap());
+    assert!(failed("").unwrap());
+    assert!(!failed("success()").unwrap());
+    assert!(failed("always()").unwrap());
+    assert!(!failed("matrix.os == 'alpine'").unwrap());
+    // The same conditions as `if:` imply success().
+    assert!(
+        !with_ctx(JobStatus::Failure, |ctx| evaluate_if(
+            "matrix.os == 'debian'",
+            ctx
+        ))
+        .unwrap()
+    );
+}

@@ -36,17 +36,9 @@ impl Value {
         }
     }
 
-    /// The string interpolation writes for this value: `null` → `""`, numbers as JavaScript prints
-    /// them (`1.0` → `1`, `1e+21`), arrays and objects as the pretty JSON `toJSON` gives.
-    pub fn to_display_string(&self) -> String {
-        match self {
-            Value::Array(_) | Value::Object(_) => self.to_pretty_json(),
-            scalar => scalar.to_scalar_string(),
-        }
-    }
-
-    /// The string conversion the functions (`format`, `join`, `contains`, ...) apply: like
-    /// [`Value::to_display_string`] for scalars, but an array is `Array` and an object `Object`.
+    /// The string conversion interpolation and the functions (`format`, `join`, `contains`, ...)
+    /// apply: `null` → `""`, numbers as JavaScript prints them (`1.0` → `1`, `1e+21`), an array
+    /// `Array` and an object `Object`, as GitHub's evaluator writes them (`toJSON` gives the JSON).
     pub fn to_scalar_string(&self) -> String {
         match self {
             Value::Null => String::new(),

@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = error.to_string();
     }
     if let Ok(value) = expr::evaluate(source, &ctx) {
-        let _ = value.to_display_string();
+        let _ = value.to_scalar_string();
         let _ = value.to_pretty_json();
     }
     let _ = expr::evaluate_if(source, &ctx);

@@ -80,6 +80,31 @@ pub async fn pack_dir(host_dir: &std::path::Path, prefix: &str) -> Result<Vec<u8
     })
 }
 
+/// A tar archive of the entries `relative` of `root` (files, and symlinks as links), each under
+/// `prefix`.
+pub async fn pack_entries(
+    root: &std::path::Path,
+    relative: Vec<std::path::PathBuf>,
+    prefix: &str,
+) -> Result<Vec<u8>, BackendError> {
+    let prefix = std::path::PathBuf::from(prefix);
+    let source = root.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(false);
+        for entry in relative {
+            builder.append_path_with_name(source.join(&entry), prefix.join(&entry))?;
+        }
+        builder.into_inner()
+    })
+    .await
+    .map_err(|error| BackendError::Docker(format!("packing {}: {error}", root.display())))?
+    .map_err(|source| BackendError::Io {
+        context: format!("cannot pack {}", root.display()),
+        source,
+    })
+}
+
 /// Copies the directory `path` from the container `from` to the same place in `to`, streamed
 /// from one archive call into the other: a workspace of any size passes without being held in
 /// memory. A missing directory copies nothing.

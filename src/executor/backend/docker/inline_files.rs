@@ -18,6 +18,11 @@
 //! the output ([`take_report`]) and so needs neither an `inspect` call for the exit code nor an
 //! archive read of command files the step left empty: a step costs its exec and nothing after.
 //! The marker is random per exec, so no output can carry it by chance.
+//!
+//! The step's stderr goes into its stdout (`2>&1`): Docker copies an exec's two streams apart,
+//! so lines of the two could reach the runner in another order than written, and an `add-mask`
+//! on one stream would not cover a line printed right after it on the other. One stream keeps
+//! the order; the wrapping `sh`'s own report stays on stderr.
 
 use crate::executor::backend::NewFile;
 use crate::executor::line_batch::LineBatch;
@@ -31,12 +36,12 @@ const MAX_TOTAL_BYTES: usize = 256 * 1024;
 /// exist. Exit status 125 (with the shell's own message) when a file cannot be written.
 const WRITE_FILES: &str =
     r#"while [ "$1" != -- ]; do printf %s "$2" > "$1" || exit 125; shift 2; done; shift"#;
-/// Then runs the rest in its place.
-const THEN_EXEC: &str = r#"; exec "$@""#;
+/// Then runs the rest in its place, its stderr into its stdout (see the module's documentation).
+const THEN_EXEC: &str = r#"; exec "$@" 2>&1"#;
 /// Or takes the marker and the command directory, runs the rest as a child and reports (see the
 /// module's documentation). `[ -s ]` is true for any non-empty file and for a directory, so a
 /// `0` means that reading the directory back would find no non-empty regular file.
-const THEN_REPORT: &str = r#"; m=$1; c=$2; shift 2; "$@"; s=$?; f=0; for p in "$c"/* "$c"/.[!.]*; do [ -s "$p" ] && f=1; done; printf '%s %s %s\n' "$m" "$s" "$f" >&2; exit "$s""#;
+const THEN_REPORT: &str = r#"; m=$1; c=$2; shift 2; "$@" 2>&1; s=$?; f=0; for p in "$c"/* "$c"/.[!.]*; do [ -s "$p" ] && f=1; done; printf '%s %s %s\n' "$m" "$s" "$f" >&2; exit "$s""#;
 
 /// What the wrapping `sh` reports when the step's process has ended: the random `marker` that
 /// starts its line, and the command directory whose entries it checks.
@@ -343,9 +348,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (code, stdout, stderr) = run_reporting(dir.path(), "echo out; echo err >&2; exit 3");
         assert_eq!(code, Some(3), "the exec still ends with the step's status");
-        assert_eq!(stdout, "out\n");
+        assert_eq!(stdout, "out\nerr\n");
         let (kept, reported) = take_report(stderr, MARKER);
-        assert_eq!(kept.iter().collect::<Vec<_>>(), ["err"]);
+        assert!(kept.is_empty(), "{kept:?}");
         let reported = reported.expect("a report on stderr");
         assert_eq!(reported.status, 3);
         assert!(!reported.command_files_written);
@@ -390,12 +395,23 @@ mod tests {
     }
 
     #[test]
-    fn stderr_ending_without_a_newline_keeps_its_last_line() {
+    fn the_steps_stderr_joins_its_stdout_in_the_order_written() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, _, stderr) = run_reporting(dir.path(), "echo first >&2; printf 'no newline' >&2");
+        let step = "echo ::add-mask::x; echo first >&2; echo second; printf 'no newline' >&2";
+        let (_, stdout, stderr) = run_reporting(dir.path(), step);
+        assert_eq!(stdout, "::add-mask::x\nfirst\nsecond\nno newline");
         let (kept, reported) = take_report(stderr, MARKER);
-        assert_eq!(kept.iter().collect::<Vec<_>>(), ["first", "no newline"]);
+        assert!(kept.is_empty(), "{kept:?}");
         assert_eq!(reported.unwrap().status, 0);
+        // Without a report, too.
+        let files = [file(&format!("{}/f", dir.path().display()), "")];
+        let wrapped = wrap(&argv(&["sh", "-c", "echo a >&2; echo b"]), &files, None).unwrap();
+        let output = Command::new(&wrapped[0])
+            .args(&wrapped[1..])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "a\nb\n");
+        assert!(output.stderr.is_empty());
     }
 
     #[test]

@@ -510,6 +510,18 @@ impl Backend for DockerBackend {
         Ok(path.to_string())
     }
 
+    async fn import_files(
+        &self,
+        root: &Path,
+        relative: Vec<PathBuf>,
+        path: &str,
+    ) -> Result<(), BackendError> {
+        let container = self.job_container()?;
+        let path = resolve_path(&self.config.workspace, path);
+        let archive = files::pack_entries(root, relative, path.trim_matches('/')).await?;
+        files::upload_archive(&self.docker, container, "/", archive).await
+    }
+
     async fn build_image(
         &self,
         request: BuildRequest,
