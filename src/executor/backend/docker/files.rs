@@ -66,18 +66,10 @@ pub async fn upload_dir(
 pub async fn pack_dir(host_dir: &std::path::Path, prefix: &str) -> Result<Vec<u8>, BackendError> {
     let prefix = prefix.to_string();
     let source = host_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut builder = tar::Builder::new(Vec::new());
-        builder.follow_symlinks(false);
-        builder.append_dir_all(&prefix, &source)?;
-        builder.into_inner()
+    pack(host_dir, move |builder| {
+        builder.append_dir_all(&prefix, &source)
     })
     .await
-    .map_err(|error| BackendError::Docker(format!("packing {}: {error}", host_dir.display())))?
-    .map_err(|source| BackendError::Io {
-        context: format!("cannot pack {}", host_dir.display()),
-        source,
-    })
 }
 
 /// A tar archive of the entries `relative` of `root` (files, and symlinks as links), each under
@@ -89,19 +81,30 @@ pub async fn pack_entries(
 ) -> Result<Vec<u8>, BackendError> {
     let prefix = std::path::PathBuf::from(prefix);
     let source = root.to_path_buf();
+    pack(root, move |builder| {
+        relative.iter().try_for_each(|entry| {
+            builder.append_path_with_name(source.join(entry), prefix.join(entry))
+        })
+    })
+    .await
+}
+
+/// An archive `fill` builds (symlinks kept as links) off the runtime; `source` names it in errors.
+async fn pack(
+    source: &std::path::Path,
+    fill: impl FnOnce(&mut tar::Builder<Vec<u8>>) -> std::io::Result<()> + Send + 'static,
+) -> Result<Vec<u8>, BackendError> {
     tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut builder = tar::Builder::new(Vec::new());
         builder.follow_symlinks(false);
-        for entry in relative {
-            builder.append_path_with_name(source.join(&entry), prefix.join(&entry))?;
-        }
+        fill(&mut builder)?;
         builder.into_inner()
     })
     .await
-    .map_err(|error| BackendError::Docker(format!("packing {}: {error}", root.display())))?
-    .map_err(|source| BackendError::Io {
-        context: format!("cannot pack {}", root.display()),
-        source,
+    .map_err(|error| BackendError::Docker(format!("packing {}: {error}", source.display())))?
+    .map_err(|error| BackendError::Io {
+        context: format!("cannot pack {}", source.display()),
+        source: error,
     })
 }
 
