@@ -59,6 +59,7 @@ pub fn job_config(image: &str) -> DockerJobConfig {
         ports: Vec::new(),
         services: Vec::new(),
         network: None,
+        network_ip: Default::default(),
         network_pool: None,
         privileged: false,
         valid_volumes: Vec::new(),
@@ -622,14 +623,46 @@ async fn containers_and_network_carry_runner_and_task_labels() {
 }
 
 #[tokio::test]
-async fn privileged_option_is_refused_unless_the_runner_allows_it() {
+async fn privileged_option_is_dropped_with_a_warning_unless_the_runner_allows_it() {
     with_docker(|docker| async move {
         let mut config = job_config(BUSYBOX_IMAGE);
         config.job_options = String::from("--privileged");
-        let (mut backend, result, _) = prepared(&docker, config.clone()).await;
-        assert!(matches!(result, Err(BackendError::Policy(_))), "{result:?}");
-        let err = result.unwrap_err().to_string();
-        assert!(err.contains("--privileged"), "{err}");
+        let (mut backend, result, log) = prepared(&docker, config.clone()).await;
+        result.unwrap();
+        let warnings: Vec<&String> = log
+            .iter()
+            .filter(|line| line.contains("`--privileged` ignored"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{log:?}");
+        let container = docker
+            .inspect_container(backend.container_name(), None)
+            .await
+            .unwrap();
+        assert_ne!(container.host_config.unwrap().privileged, Some(true));
+        backend.cleanup().await.unwrap();
+        assert_all_gone(&docker, &backend).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn network_create_options_reach_the_job_network() {
+    with_docker(|docker| async move {
+        let mut config = job_config(BUSYBOX_IMAGE);
+        config.network_ip.enable_ipv6 = Some(true);
+        let (mut backend, result, _) = prepared(&docker, config).await;
+        // An engine without an IPv6 address pool refuses the network, naming IPv6: either way the
+        // option reached Docker.
+        match result {
+            Ok(()) => {
+                let network = docker
+                    .inspect_network(&backend.network_name(), None)
+                    .await
+                    .unwrap();
+                assert_eq!(network.enable_ipv6, Some(true));
+            }
+            Err(error) => assert!(error.to_string().contains("IPv6"), "{error}"),
+        }
         backend.cleanup().await.unwrap();
         assert_all_gone(&docker, &backend).await;
     })

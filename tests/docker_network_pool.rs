@@ -156,7 +156,7 @@ async fn a_taken_network_is_replaced_only_when_the_job_asks() {
 async fn a_one_job_pool_never_replaces_its_spare() {
     with_docker(|docker| async move {
         let runner = unique("runner");
-        let pool = NetworkPool::for_one_job(docker.clone(), &runner);
+        let pool = NetworkPool::for_one_job(docker.clone(), &runner, Default::default());
         wait_ready(&pool, 1).await;
         let taken = pool.take().expect("a ready network");
         pool.replenish(Some(BUSYBOX_IMAGE));
@@ -180,7 +180,7 @@ async fn a_job_that_comes_while_the_spare_is_being_created_waits_for_it() {
     with_docker(|docker| async move {
         let runner = unique("runner");
         // As when a task is waiting at the daemon's start: the job comes before its spare is ready.
-        let pool = NetworkPool::for_one_job(docker.clone(), &runner);
+        let pool = NetworkPool::for_one_job(docker.clone(), &runner, Default::default());
         assert_eq!(pool.n_ready(), 0, "a network create takes longer than this");
         let mut config = job_config(BUSYBOX_IMAGE);
         config.network_pool = Some(pool.clone());
@@ -234,7 +234,7 @@ async fn a_plain_job_runs_in_a_sandbox_namespace_and_one_with_ports_or_a_dead_sa
  {
     with_docker(|docker| async move {
         let runner = unique("runner");
-        let pool = NetworkPool::with_sandboxes(docker.clone(), &runner, 1);
+        let pool = NetworkPool::with_sandboxes(docker.clone(), &runner, Default::default(), 1);
         wait_ready(&pool, 1).await;
         // The pool learns the image from a job, and its replacements get sandboxes.
         let config = |ports: Vec<String>| {

@@ -61,14 +61,6 @@ pub const NOT_ACTED_ON: &[NotActedOn] = &[
         reason: "job hooks do not run",
     },
     NotActedOn {
-        key: "container.network_create_options.enable_ipv4",
-        reason: "networks are created with Docker's defaults",
-    },
-    NotActedOn {
-        key: "container.network_create_options.enable_ipv6",
-        reason: "networks are created with Docker's defaults",
-    },
-    NotActedOn {
         key: "container.bind_workdir",
         reason: "workspaces stay inside the job container",
     },

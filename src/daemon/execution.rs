@@ -25,7 +25,7 @@ use crate::daemon::reporter::{Reporter, ReporterSettings};
 use crate::daemon::spool::SpoolRoot;
 use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
 use crate::executor::backend::docker::{
-    self, DockerBackend, DockerJobConfig, JobIdentity, NetworkPool,
+    self, DockerBackend, DockerJobConfig, IpFamilies, JobIdentity, NetworkPool,
 };
 use crate::executor::backend::host::HostBackend;
 use crate::executor::event::{Conclusion, JobEvent, LogLines};
@@ -378,6 +378,7 @@ fn docker_job_config(
         ports: Vec::new(),
         services: Vec::new(),
         network: container.network.clone(),
+        network_ip: ip_families(&container.network_create_options),
         network_pool: docker.network_pool.clone(),
         privileged: container.privileged,
         valid_volumes: container.valid_volumes.clone(),
@@ -393,6 +394,14 @@ fn docker_job_config(
         max_lifetime: snapshot.runner.timeout,
         service_ready_timeout: container.service_ready_timeout,
         pull_timeout: snapshot.runner.timeout,
+    }
+}
+
+/// `container.network_create_options` for the networks the runner creates.
+pub fn ip_families(network_create_options: &crate::config::NetworkCreateOptions) -> IpFamilies {
+    IpFamilies {
+        enable_ipv4: network_create_options.enable_ipv4,
+        enable_ipv6: network_create_options.enable_ipv6,
     }
 }
 

@@ -18,7 +18,9 @@ use tokio_util::task::TaskTracker;
 use crate::client::proto::runner::DeclareRequest;
 use crate::client::{ClientError, RunnerApi};
 use crate::config::label_names;
-use crate::daemon::execution::{DockerAccess, Execution, ExecutionConfig, reporter_settings};
+use crate::daemon::execution::{
+    DockerAccess, Execution, ExecutionConfig, ip_families, reporter_settings,
+};
 use crate::daemon::observe::{DaemonEvent, Observer};
 use crate::daemon::poller::{Admission, PollEnd, PollMode, Poller, PollerSettings};
 use crate::daemon::reporter::{self, Delivery};
@@ -127,12 +129,13 @@ pub async fn serve<A: RunnerApi + 'static>(
     let (settings_tx, settings_rx) = watch::channel(poller_settings(&config));
     let admission = Admission::new(config.config.runner.capacity);
     // Started after the orphan sweep, which would take its spares for orphans.
+    let ip = ip_families(&config.config.container.network_create_options);
     let network_pool = docker.as_ref().map(|docker| {
         if once {
-            return NetworkPool::for_one_job(docker.docker.clone(), &config.runner.uuid);
+            return NetworkPool::for_one_job(docker.docker.clone(), &config.runner.uuid, ip);
         }
         let size = config.config.runner.capacity.clamp(1, NETWORK_POOL_MAX);
-        NetworkPool::with_sandboxes(docker.docker.clone(), &config.runner.uuid, size)
+        NetworkPool::with_sandboxes(docker.docker.clone(), &config.runner.uuid, ip, size)
     });
     let docker = docker.map(|docker| DockerAccess {
         network_pool: network_pool.clone(),

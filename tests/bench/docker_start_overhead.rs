@@ -74,7 +74,7 @@ async fn main() {
     // The backend as the daemon runs it: with spare job networks created when it starts (their
     // replacement is created in the background while the next job starts, and timed with it).
     let pools = Pools {
-        sandboxes: NetworkPool::with_sandboxes(docker.clone(), "bench", 2),
+        sandboxes: NetworkPool::with_sandboxes(docker.clone(), "bench", Default::default(), 2),
         bare: NetworkPool::start(docker.clone(), "bench", 2),
     };
     let kinds = [
@@ -210,6 +210,7 @@ fn job_config(image: &str, pool: Option<&NetworkPool>) -> DockerJobConfig {
         ports: Vec::new(),
         services: Vec::new(),
         network: None,
+        network_ip: Default::default(),
         network_pool: pool.cloned(),
         privileged: false,
         valid_volumes: Vec::new(),

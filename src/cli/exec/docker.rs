@@ -105,6 +105,7 @@ fn job_config(
         ports: Vec::new(),
         services: Vec::new(),
         network: args.network.clone(),
+        network_ip: Default::default(),
         network_pool,
         privileged: args.privileged,
         valid_volumes,

@@ -300,6 +300,7 @@ mod tests {
             ports: vec![String::from("8080:80")],
             services: Vec::new(),
             network: None,
+            network_ip: Default::default(),
             network_pool: None,
             privileged: false,
             valid_volumes: Vec::new(),

@@ -48,6 +48,7 @@ use options::{ContainerOptions, OptionsPolicy};
 use volumes::{VolumePolicy, VolumeSpec};
 
 pub use container::job_container_body;
+pub use network::IpFamilies;
 
 /// Label naming the runner (its UUID from `.runner`); upstream puts it on networks it creates.
 pub const LABEL_RUNNER_UUID: &str = "com.gitea.runner.uuid";
@@ -114,6 +115,8 @@ pub struct DockerJobConfig {
     /// `container.network`: `None` creates (and later removes) a network for the job;
     /// `host`, `bridge` or a name are used as they are.
     pub network: Option<String>,
+    /// `container.network_create_options`, for a network the job creates itself.
+    pub network_ip: IpFamilies,
     /// Where a job without `network` takes a pre-created network from; when it is `None` or has
     /// none ready, the job creates its own.
     pub network_pool: Option<NetworkPool>,
@@ -324,7 +327,9 @@ impl DockerBackend {
         }));
         let network_create = async {
             match (&config.network, from_pool) {
-                (None, false) => network::create(docker, &network, &labels).await,
+                (None, false) => {
+                    network::create(docker, &network, &labels, config.network_ip).await
+                }
                 _ => Ok(()),
             }
         };

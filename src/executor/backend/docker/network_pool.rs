@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::network::IpFamilies;
 use super::{LABEL_RUNNER_UUID, container, network};
 
 /// How long a sandbox waits for its job before it exits.
@@ -62,6 +63,8 @@ pub struct NetworkPool {
 struct Inner {
     docker: Docker,
     runner_uuid: String,
+    /// `container.network_create_options`.
+    ip: IpFamilies,
     /// Spare networks, oldest first.
     ready: Mutex<VecDeque<Spare>>,
     /// The image sandboxes are made of: the last one a job ran (so it is present and has
@@ -94,23 +97,37 @@ impl NetworkPool {
     /// Starts a pool of `size` networks for the runner `runner_uuid`; they are created in the
     /// background (call from inside a tokio runtime).
     pub fn start(docker: Docker, runner_uuid: &str, size: usize) -> NetworkPool {
-        NetworkPool::new(docker, runner_uuid, size, false, true)
+        NetworkPool::new(
+            docker,
+            runner_uuid,
+            IpFamilies::default(),
+            size,
+            false,
+            true,
+        )
     }
 
-    /// Like [`NetworkPool::start`], and spares made after a job ran get a sandbox container.
-    pub fn with_sandboxes(docker: Docker, runner_uuid: &str, size: usize) -> NetworkPool {
-        NetworkPool::new(docker, runner_uuid, size, true, true)
+    /// Like [`NetworkPool::start`], with `container.network_create_options`, and spares made after
+    /// a job ran get a sandbox container.
+    pub fn with_sandboxes(
+        docker: Docker,
+        runner_uuid: &str,
+        ip: IpFamilies,
+        size: usize,
+    ) -> NetworkPool {
+        NetworkPool::new(docker, runner_uuid, ip, size, true, true)
     }
 
     /// One spare network for the one job of a daemon that then exits; [`NetworkPool::replenish`]
     /// creates nothing.
-    pub fn for_one_job(docker: Docker, runner_uuid: &str) -> NetworkPool {
-        NetworkPool::new(docker, runner_uuid, 1, false, false)
+    pub fn for_one_job(docker: Docker, runner_uuid: &str, ip: IpFamilies) -> NetworkPool {
+        NetworkPool::new(docker, runner_uuid, ip, 1, false, false)
     }
 
     fn new(
         docker: Docker,
         runner_uuid: &str,
+        ip: IpFamilies,
         size: usize,
         sandboxes: bool,
         replaces: bool,
@@ -119,6 +136,7 @@ impl NetworkPool {
             inner: Arc::new(Inner {
                 docker,
                 runner_uuid: runner_uuid.to_string(),
+                ip,
                 ready: Mutex::new(VecDeque::new()),
                 sandbox_image: Mutex::new(None),
                 owed: AtomicUsize::new(0),
@@ -209,7 +227,7 @@ impl NetworkPool {
                 (LABEL_RUNNER_UUID.to_string(), inner.runner_uuid.clone()),
                 (LABEL_NETWORK_POOL.to_string(), String::from("true")),
             ]);
-            if let Err(error) = network::create(&inner.docker, &name, &labels).await {
+            if let Err(error) = network::create(&inner.docker, &name, &labels, inner.ip).await {
                 tracing::warn!(error = %error, "cannot create a spare job network; jobs create their own");
                 return;
             }
