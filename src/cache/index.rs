@@ -89,6 +89,24 @@ impl Index {
         Ok(replaced)
     }
 
+    /// Inserts many committed entries in one durable transaction (the benchmark's index fill).
+    pub fn insert_batch(&self, rows: &[(EntryName, Record)]) -> Result<(), CacheError> {
+        let txn = self.db.begin_write().map_err(CacheError::index)?;
+        {
+            let mut entries = txn.open_table(ENTRIES).map_err(CacheError::index)?;
+            let mut ids = txn.open_table(IDS).map_err(CacheError::index)?;
+            for (name, record) in rows {
+                let composite = encode_name(name);
+                entries
+                    .insert(composite.as_slice(), encode_record(*record).as_slice())
+                    .map_err(CacheError::index)?;
+                ids.insert(record.id, composite.as_slice())
+                    .map_err(CacheError::index)?;
+            }
+        }
+        txn.commit().map_err(CacheError::index)
+    }
+
     /// The newest entry of `repository` in `scope` whose key is `key` (exact) or starts with it
     /// (`prefix`), with exactly `version`.
     pub fn find(

@@ -214,6 +214,59 @@ impl CacheServer {
         &self.settings
     }
 
+    /// Fills the index with `n` one-byte entries `<key_prefix><i>` of `repository` on `scope`
+    /// (blob files included, so every row still names a complete blob). For the lookup
+    /// benchmark (`packaging/bench/cache.sh`), which needs an index of 100k entries faster than
+    /// 100k separate commits would build it.
+    #[doc(hidden)]
+    pub async fn fill_for_benchmark(
+        &self,
+        repository: &str,
+        scope: &str,
+        key_prefix: &str,
+        version: &str,
+        n: u64,
+    ) -> Result<(), CacheError> {
+        let first_id = self
+            .next_id
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let now = entries::now_us();
+        let rows: Vec<(index::EntryName, index::Record)> = (0..n)
+            .map(|i| {
+                let name = index::EntryName {
+                    repository: repository.to_owned(),
+                    scope: scope.to_owned(),
+                    key: format!("{key_prefix}{i}"),
+                    version: version.to_owned(),
+                };
+                let record = index::Record {
+                    id: first_id + i,
+                    size: 1,
+                    created_us: now + i,
+                    accessed_us: now + i,
+                };
+                (name, record)
+            })
+            .collect();
+        let store = self.store.clone();
+        let index = self.index.clone();
+        let rows = self
+            .blocking(move || {
+                for (_, record) in &rows {
+                    let path = store.blob_path(record.id);
+                    std::fs::write(&path, b"x").map_err(|err| CacheError::io(&path, err))?;
+                }
+                index.insert_batch(&rows)?;
+                Ok(rows)
+            })
+            .await?;
+        let mut totals = self.totals();
+        for (name, record) in &rows {
+            totals.add(&name.repository, record.size);
+        }
+        Ok(())
+    }
+
     fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
         self.totals.lock().unwrap_or_else(PoisonError::into_inner)
     }

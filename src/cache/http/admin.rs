@@ -65,7 +65,9 @@ fn check_secret(server: &CacheServer, headers: &HeaderMap) -> Option<Response> {
         Some(sent) if secrets_equal(sent, secret.expose()) => None,
         _ => {
             server.counters.request(Op::Grant, Outcome::Denied);
-            let err = CacheError::Unauthorized;
+            let err = CacheError::Invalid(
+                "the grant endpoints need Authorization: Bearer <cache.external_secret>".into(),
+            );
             Some(error_response(&err, StatusCode::UNAUTHORIZED))
         }
     }
