@@ -78,3 +78,33 @@ async fn a_payload_with_two_jobs_frees_the_slot() {
     let payload = "on: push\njobs:\n  a:\n    runs-on: host-test\n  b:\n    runs-on: host-test\n";
     bad_payload_frees_the_slot(payload.as_bytes().to_vec(), "exactly one job").await;
 }
+
+/// Issue 22: a job output holding a secret is not sent to Gitea; the log says which was skipped.
+#[tokio::test]
+async fn a_job_output_holding_a_secret_is_dropped_with_a_warning() {
+    bounded(async {
+        let gitea = start_fake().await;
+        let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let workflow = "on: push\njobs:\n  out:\n    runs-on: host-test\n    outputs:\n      leaked: v-${{ secrets.MY_SECRET }}\n      plain: ${{ steps.s.outputs.plain }}\n    steps:\n      - id: s\n        run: echo plain=fine >> \"$GITHUB_OUTPUT\"\n";
+        let task_id = gitea.enqueue_task(
+            TaskSpec::from_workflow(workflow)
+                .unwrap()
+                .with_secret("MY_SECRET", "hunter2-secret"),
+        );
+        let task = daemon.wait_final(&gitea, task_id).await;
+        assert_eq!(task.result, TaskResult::Success, "{}", daemon.log());
+        assert_eq!(
+            gitea.task_outputs(task_id),
+            [("plain".to_string(), "fine".to_string())]
+        );
+        let rows = gitea.task_log_lines(task_id);
+        assert!(
+            rows.iter()
+                .any(|row| row.contains("Skip output 'leaked' since it may contain secret.")),
+            "{rows:#?}"
+        );
+        daemon.stop().await;
+    })
+    .await;
+}

@@ -285,3 +285,38 @@ async fn without_a_limit_no_checkpoint_is_sent() {
     assert_eq!(result, Conclusion::Success);
     assert!(!has_checkpoint(&events));
 }
+
+/// Issue 22: output without a newline leaves in rows of at most 64 KiB on the host backend (as on
+/// Docker), none lost; a command file past its bound fails the step and names the file.
+#[tokio::test]
+async fn host_output_and_command_files_are_bounded() {
+    let (result, events) = run(
+        spec("on: push\njobs:\n  job:\n    steps:\n      - run: head -c 2000000 /dev/zero | tr '\\0' x\n"),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(result, Conclusion::Success);
+    let long: Vec<String> = log_lines(&events)
+        .into_iter()
+        .filter(|line| line.starts_with("xxx"))
+        .collect();
+    assert!(
+        long.iter().all(|line| line.len() <= 64 * 1024),
+        "a row over 64 KiB"
+    );
+    assert_eq!(long.iter().map(String::len).sum::<usize>(), 2_000_000);
+
+    let (result, events) = run(
+        spec("on: push\njobs:\n  job:\n    steps:\n      - run: truncate -s 65M \"$GITHUB_ENV\"\n"),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(result, Conclusion::Failure);
+    let lines = log_lines(&events);
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("is larger than 67108864 bytes")),
+        "{lines:#?}"
+    );
+}

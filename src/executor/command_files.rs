@@ -2,6 +2,17 @@
 //! what a step wrote. `NAME=value` or the multi-line `NAME<<DELIMITER` ... `DELIMITER` form; whichever
 //! of `=` and `<<` comes first on the line decides. A leading UTF-8 BOM is skipped.
 
+/// Variables a step may not set for the steps after it (through `GITHUB_ENV` or `set-env`), as
+/// GitHub's runner refuses them: `NODE_OPTIONS` would run code inside every later Node action.
+pub const REFUSED_ENV: &[&str] = &["NODE_OPTIONS"];
+
+/// Whether `name` is one of [`REFUSED_ENV`] (in any case, as environment names on Windows).
+pub fn is_refused_env(name: &str) -> bool {
+    REFUSED_ENV
+        .iter()
+        .any(|refused| refused.eq_ignore_ascii_case(name))
+}
+
 /// Why an environment file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandFileError {

@@ -507,6 +507,11 @@ async fn job_outputs(
     let mut outputs = IndexMap::new();
     for (name, field) in &job.outputs {
         match state.scope.string(field, &format!("outputs.{name}")) {
+            Ok(value) if emitter.masker.holds_masked(&value) => {
+                let warning =
+                    format!("::warning::Skip output '{name}' since it may contain secret.");
+                emitter.log(None, &warning).await;
+            }
             Ok(value) => {
                 outputs.insert(name.clone(), value);
             }

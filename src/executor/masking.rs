@@ -207,6 +207,13 @@ impl Masker {
         masked
     }
 
+    /// Whether `text` holds any masked string (a job output that does is not sent, as on GitHub).
+    pub fn holds_masked(&self, text: &str) -> bool {
+        self.levels
+            .iter()
+            .any(|level| level.automaton.is_match(text))
+    }
+
     /// How many values [`Masker::add`] refused for the cap.
     pub fn n_refused(&self) -> usize {
         self.n_refused

@@ -241,7 +241,7 @@ pub async fn execute<B: Backend>(
     );
     let files_result = match command_dir_empty {
         true => Ok(()),
-        false => apply_command_files(&files, state, backend, sinks).await,
+        false => apply_command_files(&files, state, backend, sinks, (emitter, step_idx)).await,
     };
 
     let outcome = match status.map(|end| end.status) {
@@ -403,6 +403,12 @@ async fn handle_line(
             Effect::SaveState { name, value } => {
                 sinks.saved_state.insert(name, value);
             }
+            Effect::SetEnv { name, .. } if command_files::is_refused_env(&name) => {
+                let error = format!(
+                    "::error::Can't update {name} environment variable using ::set-env:: command."
+                );
+                emitter.log(step_idx, &error).await;
+            }
             Effect::SetEnv { name, value } => {
                 state.env.insert(name, value);
             }
@@ -428,6 +434,7 @@ async fn apply_command_files<B: Backend>(
     state: &mut JobState,
     backend: &B,
     sinks: Sinks<'_>,
+    (emitter, step_idx): (&Emitter, Option<usize>),
 ) -> Result<(), String> {
     let describe = |name: &str, error: CommandFileError| format!("{name}: {error}");
     let written = backend
@@ -438,6 +445,13 @@ async fn apply_command_files<B: Backend>(
     for (name, value) in
         command_files::parse_key_values(&env_text).map_err(|error| describe("GITHUB_ENV", error))?
     {
+        if command_files::is_refused_env(&name) {
+            let error = format!(
+                "::error::Can't store {name} output parameter using '$GITHUB_ENV' command."
+            );
+            emitter.log(step_idx, &error).await;
+            continue;
+        }
         state.env.insert(name, value);
     }
     let output_text = file_text(&written, &files.output);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -22,10 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::line_batch::LineBatch;
 
+use super::docker::lines::{MAX_LINE_BYTES, utf8_cut};
 use super::tree_copy::copy_entries;
 use super::{
     Backend, BackendError, EnvironmentPaths, ExecEnd, ExecRequest, ExitStatus, JobContainers,
-    NewFile, OutputLines, PROXY_VARIABLES, Stream, WorkspaceHasher,
+    MAX_COMMAND_FILE_BYTES, NewFile, OutputLines, PROXY_VARIABLES, Stream, WorkspaceHasher,
+    command_file_too_large,
 };
 
 /// How long a process group gets between SIGTERM and SIGKILL.
@@ -291,12 +293,20 @@ impl Backend for HostBackend {
                 continue;
             }
             let path = entry.path();
-            let contents = tokio::fs::read(&path)
+            let read_error = |source| BackendError::Io {
+                context: format!("cannot read {}", path.display()),
+                source,
+            };
+            let mut contents = Vec::new();
+            let file = tokio::fs::File::open(&path).await.map_err(read_error)?;
+            // At most one byte past the bound is read, whatever the step keeps writing.
+            file.take(MAX_COMMAND_FILE_BYTES + 1)
+                .read_to_end(&mut contents)
                 .await
-                .map_err(|source| BackendError::Io {
-                    context: format!("cannot read {}", path.display()),
-                    source,
-                })?;
+                .map_err(read_error)?;
+            if contents.len() as u64 > MAX_COMMAND_FILE_BYTES {
+                return Err(command_file_too_large(&path.to_string_lossy()));
+            }
             files.insert(entry.file_name().to_string_lossy().into_owned(), contents);
         }
         Ok(files)
@@ -392,7 +402,8 @@ async fn kill_group(pgid: i32, child: &mut tokio::process::Child) {
 }
 
 /// Forwards the complete lines of each read as one batch; `\n` ends a line and a `\r` before it is
-/// dropped; the unterminated rest is sent when the stream ends.
+/// dropped; the unterminated rest is sent when the stream ends, or in pieces of
+/// [`MAX_LINE_BYTES`] while it passes that.
 async fn forward_lines(
     reader: Option<impl AsyncRead + Unpin>,
     stream: Stream,
@@ -400,7 +411,7 @@ async fn forward_lines(
 ) {
     let Some(reader) = reader else { return };
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let mut partial = Vec::new();
+    let mut partial: Vec<u8> = Vec::new();
     loop {
         let available = match reader.fill_buf().await {
             Ok([]) | Err(_) => break,
@@ -420,6 +431,13 @@ async fn forward_lines(
             rest = &rest[pos + 1..];
         }
         partial.extend_from_slice(rest);
+        // An unterminated line past the limit leaves in pieces, as on the Docker side, so output
+        // without a newline cannot grow the buffer without end.
+        while partial.len() > MAX_LINE_BYTES {
+            let cut = utf8_cut(&partial, MAX_LINE_BYTES);
+            push_line(&mut lines, &partial[..cut]);
+            partial.drain(..cut);
+        }
         reader.consume(n_read);
         if !lines.is_empty() && output.send(OutputLines { stream, lines }).await.is_err() {
             return;

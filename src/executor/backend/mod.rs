@@ -101,6 +101,19 @@ pub enum BackendError {
     Policy(String),
 }
 
+/// The most a file [`Backend::read_dir_files`] returns may hold: a step's environment files
+/// (`GITHUB_ENV`, `GITHUB_OUTPUT`, ...) are far smaller, and a step writing gigabytes there must
+/// fail, not take the runner's memory.
+pub const MAX_COMMAND_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The error of a file past [`MAX_COMMAND_FILE_BYTES`].
+pub fn command_file_too_large(path: &str) -> BackendError {
+    BackendError::Io {
+        context: format!("{path} is larger than {MAX_COMMAND_FILE_BYTES} bytes"),
+        source: std::io::ErrorKind::FileTooLarge.into(),
+    }
+}
+
 /// A file to create inside the environment.
 #[derive(Debug, Clone)]
 pub struct NewFile {
@@ -248,7 +261,8 @@ pub trait Backend: Send + Sync {
         files: Vec<NewFile>,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// The regular files directly inside the directory `dir`, by name; empty when `dir` does not
-    /// exist. A step's environment files are read back this way, in one call.
+    /// exist. A step's environment files are read back this way, in one call. A file past
+    /// [`MAX_COMMAND_FILE_BYTES`] is an error.
     fn read_dir_files(
         &self,
         dir: &str,

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use super::{API_TIMEOUT, bounded, describe, is_not_found};
-use crate::executor::backend::{BackendError, NewFile};
+use crate::executor::backend::{
+    BackendError, MAX_COMMAND_FILE_BYTES, NewFile, command_file_too_large,
+};
 
 /// Largest file `read` returns; command files (`GITHUB_ENV`, ...) are far smaller.
 pub const MAX_READ_BYTES: usize = 256 * 1024 * 1024;
@@ -278,6 +280,9 @@ fn dir_entries(archive: &[u8], dir: &str) -> Result<BTreeMap<String, Vec<u8>>, B
             continue;
         };
         let name = name.as_os_str().to_string_lossy().into_owned();
+        if entry.header().size().map_err(io_error)? > MAX_COMMAND_FILE_BYTES {
+            return Err(command_file_too_large(&format!("{dir}/{name}")));
+        }
         let mut contents = Vec::new();
         entry.read_to_end(&mut contents).map_err(io_error)?;
         files.insert(name, contents);

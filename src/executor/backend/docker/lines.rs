@@ -191,7 +191,7 @@ fn zero_bytes(word: u64) -> u64 {
 }
 
 /// The largest cut `<= limit` that does not split a UTF-8 sequence (or `limit` for invalid data).
-fn utf8_cut(bytes: &[u8], limit: usize) -> usize {
+pub(in crate::executor::backend) fn utf8_cut(bytes: &[u8], limit: usize) -> usize {
     let mut cut = limit;
     // A continuation byte is 0b10xx_xxxx; step back at most 3 to the start of its sequence.
     while cut > 0 && limit - cut < 4 && (bytes[cut] & 0b1100_0000) == 0b1000_0000 {

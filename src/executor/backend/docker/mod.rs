@@ -16,7 +16,7 @@ mod files;
 mod hash;
 mod image;
 mod inline_files;
-mod lines;
+pub(in crate::executor::backend) mod lines;
 mod names;
 mod network;
 pub mod network_pool;
