@@ -1,13 +1,19 @@
 #!/bin/bash
-# System test of the Debian package in a clean Debian 12 root (the nspawn harness), one booted
-# machine for the whole flow of the README: apt install (user, directories, modes, man page,
-# completions, docs, units enabled, socket listening, service held back until registered), then
-# with the fake Gitea on the host's loopback (the machine shares the host's network) register as
-# the act-runner user, start (READY, idle StatusText), scrape /metrics through
-# act-runner-metrics.socket, run a task on the host backend and one on the docker backend (the
-# host's engine socket bound in), find the task's fields in the journal, restart while a client
-# scrapes in a loop (no scrape lost), upgrade (the service restarts, the registration stays),
-# remove (config and registration stay), purge (they go, no unit left behind).
+# System test of the Debian package in a minimal Debian 12 root (the nspawn harness's
+# `nspawn_minimal_root`: debootstrap --variant=minbase plus systemd to boot, nothing else, so the
+# package has only what it pulls in), one booted machine for the whole flow of the README: apt
+# install (user, directories, modes, man page, completions, docs, units enabled, socket
+# listening, service held back until registered), then with the fake Gitea on the host's
+# loopback (the machine shares the host's network; scrapes and queries run on the host) register
+# as the act-runner user from / (the packaged config names the registration file), start (READY,
+# idle StatusText), scrape /metrics through act-runner-metrics.socket, run a task on the host
+# backend and one on the docker backend (the host's engine socket bound in), find the task's
+# fields in the journal, reload, a stop that sticks (the socket goes down with it, no scrape
+# starts the runner again) and a start that brings both back, restart while a client scrapes in
+# a loop (no scrape lost), a second runner through act-runner@b2 set up as the README says (a
+# host task and a docker task, its paths under /var/lib/act-runner/b2), upgrade (the service
+# restarts, the registration stays), remove (config and registration stay), purge (they go, no
+# unit left behind).
 #
 # Usage: packaging/deb-system-test.sh   (root; needs the host's Docker engine with the image
 # act-runner-test/debian:12, tests/setup.d/20-docker-images.sh builds it). Builds the package
@@ -30,6 +36,8 @@ check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; f
 need() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; exit 1; fi; }
 contains() { grep -q -- "$2" <<<"$1"; }
 inside() { nspawn_run "$NAME" "$@"; }
+# The machine shares the host's network: scrapes run on the host (the root has no curl).
+scrape() { curl -sS --max-time 10 http://127.0.0.1:9101/metrics; }
 show() { inside systemctl show -P "$2" "$1"; }
 apt_inside() { inside env DEBIAN_FRONTEND=noninteractive apt-get "$@" -y -qq -o=Dpkg::Use-Pty=0; }
 # wait_until SECONDS COMMAND...: polls COMMAND (5 times a second) until it succeeds.
@@ -49,7 +57,8 @@ on_exit() {
     local status=$?
     if [ "$status" -ne 0 ] || [ "$n_failed" -ne 0 ]; then
         echo "---- journal of act-runner (last 60 entries)"
-        inside journalctl -u act-runner.service -u act-runner-metrics.socket -n 60 --no-pager 2>&1 || true
+        inside journalctl -u act-runner.service -u act-runner-metrics.socket -u act-runner@b2.service \
+            -n 60 --no-pager 2>&1 || true
         echo "---- fake Gitea log (last 20 lines)"
         tail -n 20 "$work/gitea.log" 2>/dev/null || true
     fi
@@ -108,20 +117,27 @@ gitea_url() { sed -n 's/^connect: //p' "$work/gitea.log" | grep .; }
 need "the fake Gitea is up" wait_until 30 gitea_url
 url=$(gitea_url)
 
-# --- one machine for everything below, with the host's engine socket bound in
+# --- one machine for everything below, booted from the minimal root, with the host's engine
+# socket bound in
+NSPAWN_ROOT=$(nspawn_minimal_root)
+export NSPAWN_ROOT
 nspawn_boot "$NAME" --bind="$DOCKER_SOCKET:/run/docker.sock"
+for tool in /bin/kill /usr/bin/curl /usr/bin/dbus-daemon; do
+    need "the root is minimal: no $tool" inside test ! -e "$tool"
+done
 need "the machine shares the host's network namespace" \
     [ "$(readlink "/proc/$(nspawn_leader "$NAME")/ns/net")" = "$(readlink /proc/self/ns/net)" ]
-need "the machine reaches the fake Gitea on the host's loopback ($url)" \
-    inside curl -sf --max-time 10 -o /dev/null "$url/_fake/runners"
+need "the fake Gitea answers on the loopback the machine shares ($url)" \
+    curl -sf --max-time 10 -o /dev/null "$url/_fake/runners"
 # As on a host where Docker was installed first: group docker owns the engine's socket (its gid
 # is the host's, the machine shares the host's user ids).
 docker_gid=$(stat -c %g "$DOCKER_SOCKET")
 need "group docker (gid $docker_gid, the socket's) is created" inside groupadd --system --gid "$docker_gid" docker
 nspawn_copy_in "$NAME" "$first" "/tmp/$(basename "$first")"
 nspawn_copy_in "$NAME" "$second" "/tmp/$(basename "$second")"
-# No `apt-get update`: the root's lists are cached, and every dependency is already in it. Docker
-# (recommended) is the host's engine here, so recommends are not installed.
+# No `apt-get update`: the root has no package lists, so the package installs only if every
+# dependency is already there (minbase and systemd). Docker (recommended) is the host's engine
+# here, so recommends are not installed.
 need "apt install ./$(basename "$first") resolves its dependencies and installs" \
     apt_inside install --no-install-recommends "/tmp/$(basename "$first")"
 
@@ -132,7 +148,10 @@ check "/etc/act-runner/config.yaml 0640 root:act-runner" [ "$(inside stat -c '%a
 check "the service and the socket are enabled" inside systemctl is-enabled --quiet act-runner.service act-runner-metrics.socket
 # A prerequisite of the checks below: another test holding the host's 127.0.0.1:9101 (the machine
 # shares the host's network) would answer the scrapes instead.
-need "the socket unit listens on 127.0.0.1:9101" inside sh -c 'systemctl is-active --quiet act-runner-metrics.socket && ss -ltn | grep -q "127.0.0.1:9101 "'
+socket_listens() {
+    inside systemctl is-active --quiet act-runner-metrics.socket && ss -Hltn 'sport = :9101' | grep -q '127.0.0.1:9101 '
+}
+need "the socket unit listens on 127.0.0.1:9101" socket_listens
 check "the service waits for a registration (condition unmet, not failed)" \
     [ "$(show act-runner.service ConditionResult)" = no ]
 check "man act_runner is installed" inside test -s /usr/share/man/man1/act_runner.1.gz
@@ -145,9 +164,10 @@ exposure=$(inside systemd-analyze security act-runner.service | sed -n 's/.*Over
 echo "systemd-analyze security act-runner.service: exposure $exposure"
 check "exposure $exposure is at most 3.0" awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 3.0) }'
 
-# --- register as the service user, into its state directory (the README's command)
+# --- register as the service user (the README's command), from a directory it cannot write: the
+# packaged config names /var/lib/act-runner/.runner
 labels="deb-host:host,deb-docker:docker://$IMAGE"
-need "act_runner register as act-runner" inside runuser -u act-runner -- sh -c "cd /var/lib/act-runner &&
+need "act_runner register as act-runner, from /" inside runuser -u act-runner -- sh -c "cd / &&
     act_runner register --no-interactive --config /etc/act-runner/config.yaml --instance '$url' \
         --token '$TOKEN' --name deb-test --labels '$labels'"
 check ".runner is the service user's, readable by it only" \
@@ -160,13 +180,15 @@ check "active (READY=1 reached systemd), NotifyAccess=main" \
     [ "$(show act-runner.service ActiveState)/$(show act-runner.service NotifyAccess)" = active/main ]
 idle() { [ "$(show act-runner.service StatusText)" = "idle 0/1" ]; }
 check "StatusText: idle 0/1" wait_until 10 idle
-metrics=$(inside curl -sS --max-time 10 http://127.0.0.1:9101/metrics || true)
+metrics=$(scrape || true)
 check "GET 127.0.0.1:9101/metrics answers act_runner_* metrics" contains "$metrics" '^act_runner_capacity 1'
 
 # The shipped config leaves metrics.enabled off: the daemon serves only what systemd handed it.
-listeners=$(inside ss -Hltnp 'sport = :9101')
+# (Seen from the host: the machine's PID 1 has the host's PID of its leader.)
+listeners=$(ss -Hltnp 'sport = :9101')
 one_shared_listener() {
-    [ "$(wc -l <<<"$listeners")" = 1 ] && contains "$listeners" '"systemd",pid=1,' && contains "$listeners" '"act_runner"'
+    [ "$(wc -l <<<"$listeners")" = 1 ] && contains "$listeners" "\"systemd\",pid=$(nspawn_leader "$NAME")," &&
+        contains "$listeners" '"act_runner"'
 }
 check "the one listener on :9101 is the socket unit's, shared with act_runner ($listeners)" one_shared_listener
 
@@ -209,15 +231,42 @@ n_host=$(inside journalctl -u act-runner.service "TASK_ID=$host_task" -o cat --n
 check "journalctl -u act-runner TASK_ID=$host_task: $n_host entries" [ "$n_host" -ge 2 ]
 check "back to idle after both tasks" wait_until 10 idle
 
+# --- reload: the unit's ExecReload= runs with nothing but the shell (no /bin/kill in this root)
+reloads() { scrape | sed -n 's/^act_runner_config_reloads_total{result="success"} //p'; }
+reloads_before=$(reloads)
+check "systemctl reload act-runner" inside systemctl reload act-runner.service
+reloaded() { [ "$(reloads)" = $((${reloads_before:-0} + 1)) ]; }
+check "the reload reached the runner (config_reloads_total{result=success} ${reloads_before:-0} -> +1)" \
+    wait_until 10 reloaded
+check "still active after the reload" [ "$(show act-runner.service ActiveState)" = active ]
+
+# --- a stop sticks: the socket goes down with the service, so no scrape starts it again; a start
+# brings both back
+check "systemctl stop act-runner" inside systemctl stop act-runner.service
+socket_state=$(show act-runner-metrics.socket ActiveState)
+check "the stop took the socket down too ($socket_state)" [ "$socket_state" = inactive ]
+scrape_refused() { ! curl -s --max-time 5 -o /dev/null http://127.0.0.1:9101/metrics; }
+check "a scrape after the stop is refused" scrape_refused
+sleep 3
+check "the runner stays stopped after a scrape" [ "$(show act-runner.service ActiveState)" = inactive ]
+check "systemctl start act-runner" inside systemctl start act-runner.service
+both_active() {
+    [ "$(show act-runner.service ActiveState)/$(show act-runner-metrics.socket ActiveState)" = active/active ]
+}
+check "the start brought the service and the socket back" both_active
+metrics=$(scrape || true)
+check "scrapes are served again" contains "$metrics" '^act_runner_capacity 1'
+
 # --- restart (3 times) while a client scrapes in a loop: connections wait in the socket's backlog. Each
 # scrape is logged as "start_ns end_ns ok|lost", to count those that overlapped the restart.
-inside rm -f /tmp/stop-scraping
-nspawn_sh "$NAME" 'end=$(($(date +%s) + 60))
-    while [ ! -e /tmp/stop-scraping ] && [ "$(date +%s)" -lt "$end" ]; do
+(
+    end=$(($(date +%s) + 60))
+    while [ ! -e "$work/stop-scraping" ] && [ "$(date +%s)" -lt "$end" ]; do
         start=$(date +%s%N)
         if curl -sf --max-time 20 -o /dev/null http://127.0.0.1:9101/metrics; then r=ok; else r=lost; fi
         echo "$start $(date +%s%N) $r"
-    done' >"$work/scrapes" 2>&1 &
+    done
+) >"$work/scrapes" 2>&1 &
 scraper=$!
 sleep 1
 pid_before=$(show act-runner.service MainPID)
@@ -228,7 +277,7 @@ for _ in 1 2 3; do
     echo "$restart_started $restart_ended" >>"$work/restarts"
     sleep 0.5
 done
-inside touch /tmp/stop-scraping
+touch "$work/stop-scraping"
 wait "$scraper" || true
 pid_after=$(show act-runner.service MainPID)
 attempted=$(grep -c . "$work/scrapes" || true)
@@ -244,6 +293,44 @@ check "restarted (MainPID $pid_before -> $pid_after), active again" restarted
 no_scrape_lost() { [ "$during" -gt 0 ] && [ "$succeeded" = "$attempted" ]; }
 grep ' lost$' "$work/scrapes" | sed 's/^/lost scrape (start_ns end_ns): /' || true
 check "no scrape lost across the restarts ($succeeded of $attempted, $during during a restart)" no_scrape_lost
+
+# --- a second runner through the template unit, set up as the README says
+nspawn_sh "$NAME" "install -d -o root -g act-runner -m 0750 /etc/act-runner/b2
+    sed 's|/var/lib/act-runner/.runner|/var/lib/act-runner/b2/.runner|' /etc/act-runner/config.yaml \
+        >/etc/act-runner/b2/config.yaml
+    install -d -o act-runner -g act-runner -m 0750 /var/lib/act-runner/b2"
+need "act_runner register b2 as act-runner" inside runuser -u act-runner -- sh -c "cd / &&
+    act_runner register --no-interactive --config /etc/act-runner/b2/config.yaml --instance '$url' \
+        --token '$TOKEN' --name b2 --labels 'b2-host:host,b2-docker:docker://$IMAGE'"
+check "b2's registration is in its own directory" inside test -f /var/lib/act-runner/b2/.runner
+need "systemctl enable --now act-runner@b2" inside systemctl enable --now act-runner@b2.service
+check "act-runner@b2 is active" [ "$(show act-runner@b2.service ActiveState)" = active ]
+b2_host_task=$(enqueue b2-host 'on: push
+jobs:
+  build:
+    runs-on: b2-host
+    steps:
+      - run: echo "b2 host job as $(id -un) in $PWD, HOME=$HOME"')
+b2_docker_task=$(enqueue b2-docker 'on: push
+jobs:
+  build:
+    runs-on: b2-docker
+    steps:
+      - run: echo "b2 in container: $(test -f /.dockerenv && echo yes)"')
+wait_until 120 final "$b2_host_task" || true
+wait_until 180 final "$b2_docker_task" || true
+b2_host_result=$(task_json "$b2_host_task" | jq -r .status)
+b2_host_line=$(logs_of "$b2_host_task" | grep '^b2 host job as' || true)
+b2_host_ok() {
+    [ "$b2_host_result" = success ] &&
+        contains "$b2_host_line" '^b2 host job as act-runner in /var/lib/act-runner/b2/.*, HOME=/var/lib/act-runner/b2$'
+}
+check "b2 host task $b2_host_task: $b2_host_result, '$b2_host_line'" b2_host_ok
+b2_docker_result=$(task_json "$b2_docker_task" | jq -r .status)
+b2_docker_line=$(logs_of "$b2_docker_task" | grep '^b2 in container:' || true)
+check "b2 docker task $b2_docker_task: $b2_docker_result, '$b2_docker_line'" \
+    [ "$b2_docker_result/$b2_docker_line" = "success/b2 in container: yes" ]
+check "systemctl disable --now act-runner@b2" inside systemctl disable --now act-runner@b2.service
 
 # --- upgrade: the service restarts on the new version and keeps its registration
 invocation_before=$(show act-runner.service InvocationID)

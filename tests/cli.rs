@@ -430,3 +430,121 @@ fn completion_scripts_come_from_the_clap_definition() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", output_text(&output));
 }
+
+fn save_registration(path: &Path, labels: &[&str]) {
+    Registration {
+        id: 1,
+        uuid: "8c1e1b1a-0000-4000-8000-000000000001".into(),
+        name: "n".into(),
+        token: Secret::new("0123456789abcdef0123456789abcdef01234567"),
+        address: "http://127.0.0.1:1/".into(),
+        labels: labels.iter().map(|label| label.to_string()).collect(),
+        ephemeral: false,
+    }
+    .save(path)
+    .unwrap();
+}
+
+/// Issue 23: `.runner` holds the runner's identity; a copy others may read or write, or a symbolic
+/// link, is warned about at start. (The label from the environment is invalid, so the daemon
+/// stops with 78 right after the checks, before it contacts anyone.)
+#[test]
+fn a_registration_others_may_read_or_a_symlink_is_warned_about_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new();
+    let real = scratch.file("real.runner");
+    save_registration(&real, &["a:host"]);
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&real, scratch.file(".runner")).unwrap();
+    let output = scratch
+        .act_runner()
+        .arg("daemon")
+        .env("GITEA_RUNNER_LABELS", ":host")
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(text.contains(".runner is a symbolic link (to "), "{text}");
+    assert!(text.contains(".runner has mode 0644"), "{text}");
+    assert!(text.contains("chmod 600"), "{text}");
+    assert!(!text.contains("0123456789abcdef"), "{text}");
+}
+
+/// Issue 23: a `.runner` that is a directory is no registration (77); a `runner.file` with a NUL
+/// byte is an invalid configuration (78). Neither is a runtime failure (1).
+#[test]
+fn a_registration_directory_exits_77_and_a_path_with_nul_exits_78() {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.file(".runner")).unwrap();
+    let output = scratch.act_runner().arg("daemon").output().unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(77), "{text}");
+    assert!(text.contains(".runner is corrupt: not a regular file"), "{text}");
+
+    scratch.write("c.yaml", "runner:\n  file: \"a\\0b\"\n");
+    for command in [&["daemon"][..], &["register", "--no-interactive"]] {
+        let output = scratch
+            .act_runner()
+            .args(["-c", "c.yaml"])
+            .args(command)
+            .output()
+            .unwrap();
+        let text = output_text(&output);
+        assert_eq!(output.status.code(), Some(78), "{command:?}: {text}");
+        assert!(
+            text.contains("c.yaml:2:9: `runner.file`: a path cannot contain a NUL byte"),
+            "{command:?}: {text}"
+        );
+    }
+}
+
+/// Issue 23: a label with an empty name or an unknown scheme is refused with 78, at register
+/// (before any request: the instance is unreachable) and at daemon start, wherever it comes from.
+#[test]
+fn labels_with_an_empty_name_or_an_unknown_scheme_exit_78() {
+    let scratch = Scratch::new();
+    for labels in [":host", "ok:host,ubuntu:dokcer://node:18"] {
+        let output = scratch
+            .act_runner()
+            .args([
+                "register",
+                "--no-interactive",
+                "--instance",
+                "http://127.0.0.1:1/",
+            ])
+            .args(["--token", "t", "--labels", labels])
+            .output()
+            .unwrap();
+        let text = output_text(&output);
+        assert_eq!(output.status.code(), Some(78), "{labels}: {text}");
+        assert!(text.contains("invalid label"), "{labels}: {text}");
+    }
+    // From the environment, from the registration file, from the config.
+    save_registration(&scratch.file(".runner"), &["a:host"]);
+    let output = scratch
+        .act_runner()
+        .arg("daemon")
+        .env("GITEA_RUNNER_LABELS", "a:host, :docker://node:18")
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(text.contains("--labels (or GITEA_RUNNER_LABELS): invalid label \":docker://node:18\": the label has an empty name"), "{text}");
+    save_registration(&scratch.file(".runner"), &["a:host", ":host"]);
+    let output = scratch.act_runner().arg("daemon").output().unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(text.contains(".runner: invalid label \":host\""), "{text}");
+    scratch.write("c.yaml", "runner:\n  labels: [\"x:vm://img\"]\n");
+    let output = scratch
+        .act_runner()
+        .args(["-c", "c.yaml", "daemon"])
+        .output()
+        .unwrap();
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(
+        text.contains("`runner.labels[0]`: \"x:vm://img\": unknown scheme `vm`"),
+        "{text}"
+    );
+}

@@ -173,3 +173,32 @@ async fn a_host_label_job_with_a_container_runs_in_docker_with_the_runners_proxy
     })
     .await;
 }
+
+/// Issue 23: a runner whose labels are all `host` keeps no spare Docker networks, even though
+/// the engine answers (it is probed for jobs no label matches).
+#[tokio::test]
+async fn a_host_only_runner_creates_no_docker_network() {
+    if !docker_ready().await {
+        return;
+    }
+    bounded(async {
+        let gitea = start_fake().await;
+        let dir = RunnerDir::register(&gitea, "host-only:host", "").await;
+        let registration: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(".runner")).unwrap())
+                .unwrap();
+        let uuid = registration["uuid"].as_str().unwrap().to_string();
+        let daemon = Daemon::start(&dir, &[]).await;
+        let workflow = "on: push\njobs:\n  build:\n    runs-on: host-only\n    steps:\n      - run: echo on the host\n";
+        let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap());
+        let task = daemon.wait_final(&gitea, task_id).await;
+        assert_eq!(task.result, TaskResult::Success, "{}", daemon.log());
+        // Spares are created at start and after each job: give them time to show up.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let filter = format!("label=com.gitea.runner.uuid={uuid}");
+        let networks = docker(&["network", "ls", "-q", "--filter", &filter]).await;
+        daemon.stop().await;
+        assert!(networks.is_empty(), "networks of a host-only runner: {networks}");
+    })
+    .await;
+}

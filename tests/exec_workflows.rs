@@ -1,7 +1,7 @@
 //! Workflow conformance: every file under `tests/workflows/` (and `tests/workflows/invalid/`) runs
 //! through `act_runner exec`. Each workflow checks itself (a step exits 1 on a mismatch); a header
 //! of `# key: value` comment lines tells the harness what else to expect:
-//! - `expect: success|failure` (default success): the exit code of `exec`;
+//! - `expect: success|failure|invalid` (default success): the exit code of `exec` (0, 1 or 78);
 //! - `backends: host docker` (default both): where the workflow is meaningful;
 //! - `args: ...`: extra `exec` flags (split like a shell);
 //! - `directory: path`: the working tree (`-C`), relative to `tests/workflows/` (default: an empty
@@ -19,7 +19,8 @@ use std::time::Duration;
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 struct Expectations {
-    success: bool,
+    /// The exit code `exec` must end with.
+    code: i32,
     backends: Vec<String>,
     args: Vec<String>,
     directory: Option<PathBuf>,
@@ -32,7 +33,7 @@ struct Expectations {
 fn expectations(path: &Path) -> Expectations {
     let text = std::fs::read_to_string(path).unwrap();
     let mut expectations = Expectations {
-        success: true,
+        code: 0,
         backends: vec!["host".into(), "docker".into()],
         args: Vec::new(),
         directory: None,
@@ -47,7 +48,14 @@ fn expectations(path: &Path) -> Expectations {
         };
         let value = value.trim();
         match key.trim() {
-            "expect" => expectations.success = value == "success",
+            "expect" => {
+                expectations.code = match value {
+                    "success" => 0,
+                    "failure" => 1,
+                    "invalid" => 78,
+                    other => panic!("{}: unknown expectation {other:?}", path.display()),
+                }
+            }
             "backends" => {
                 expectations.backends = value.split_whitespace().map(String::from).collect()
             }
@@ -125,20 +133,10 @@ pub fn run_workflow_with(
         String::from_utf8_lossy(&output.stderr)
     );
     let mut problems = Vec::new();
-    if output.status.success() != expectations.success {
+    if output.status.code() != Some(expectations.code) {
         problems.push(format!(
-            "expected {}, exit status {:?}",
-            if expectations.success {
-                "success"
-            } else {
-                "failure"
-            },
-            output.status.code()
-        ));
-    }
-    if output.status.code().is_none_or(|code| code > 1) {
-        problems.push(format!(
-            "exit status {:?} (a crash or a timeout?)",
+            "expected exit status {}, got {:?} (none: a crash or a timeout?)",
+            expectations.code,
             output.status.code()
         ));
     }

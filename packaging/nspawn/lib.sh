@@ -3,6 +3,9 @@
 #
 # Source this file, then:
 #   nspawn_base_root              path of the cached root (debootstrapped on first use, ~1 min)
+#   nspawn_minimal_root           path of a second cached root with nothing but minbase and systemd
+#                                 (to boot): a package tested there gets only what it pulls in
+#   NSPAWN_ROOT=DIR               boot DIR instead of the base root
 #   nspawn_boot NAME [ARGS...]    boot a throw-away container (tmpfs overlay over the cached root;
 #                                 host network, so it reaches the host's loopback); ARGS go to nspawn
 #   nspawn_run NAME CMD...        run CMD inside (clean environment, root); exit status is CMD's
@@ -28,13 +31,19 @@ NSPAWN_MIRROR=${NSPAWN_MIRROR:-http://deb.debian.org/debian}
 # non-root service's delay inhibitor only through polkit), curl for scrapes, jq for
 # `journalctl -o json`, iproute2 for ss.
 NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,polkitd,curl,ca-certificates,iproute2,procps,jq
+# The minimal root: an init to boot with, nothing else (no procps, no D-Bus, no curl).
+NSPAWN_MINIMAL_PACKAGES=systemd,systemd-sysv
 NSPAWN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 nspawn__log() { echo "nspawn: $*" >&2; }
 
-nspawn_base_root() {
-    local key dir
-    key=$(printf '%s %s' "$NSPAWN_SUITE" "$NSPAWN_PACKAGES" | sha256sum | cut -c1-12)
+nspawn_base_root() { nspawn__root "$NSPAWN_PACKAGES"; }
+nspawn_minimal_root() { nspawn__root "$NSPAWN_MINIMAL_PACKAGES"; }
+
+# nspawn__root PACKAGES: the cached minbase root with PACKAGES, keyed by suite and packages.
+nspawn__root() {
+    local packages=$1 key dir
+    key=$(printf '%s %s' "$NSPAWN_SUITE" "$packages" | sha256sum | cut -c1-12)
     dir="$NSPAWN_CACHE/$NSPAWN_SUITE-$key"
     if [ ! -x "$dir/usr/lib/systemd/systemd" ]; then
         mkdir -p "$NSPAWN_CACHE"
@@ -43,7 +52,7 @@ nspawn_base_root() {
             if [ ! -x "$dir/usr/lib/systemd/systemd" ]; then
                 nspawn__log "debootstrapping $NSPAWN_SUITE into $dir (cached for later runs)"
                 rm -rf "$dir.tmp"
-                debootstrap --variant=minbase --include="$NSPAWN_PACKAGES" \
+                debootstrap --variant=minbase --include="$packages" \
                     "$NSPAWN_SUITE" "$dir.tmp" "$NSPAWN_MIRROR" >"$NSPAWN_CACHE/debootstrap.log" 2>&1 ||
                     { nspawn__log "debootstrap failed, see $NSPAWN_CACHE/debootstrap.log"; exit 1; }
                 # No getty on the console: nothing reads it.
@@ -71,7 +80,7 @@ nspawn_leader() {
 nspawn_boot() {
     local name=$1 root leader state
     shift
-    root=$(nspawn_base_root) || return 1
+    root=${NSPAWN_ROOT:-$(nspawn_base_root)} || return 1
     mkdir -p "$NSPAWN_STATE"
     if [ -f "$NSPAWN_STATE/$name.pid" ]; then
         nspawn_stop "$name"

@@ -63,6 +63,9 @@ pub fn start_checks(config_path: Option<&Path>) -> anyhow::Result<Started> {
     let log = super::logging::init(loaded.config.log.level, loaded.config.log.journald);
     super::log_config_warnings(&loaded.warnings);
     tracing::info!("Starting runner daemon");
+    for warning in crate::config::registration_exposure(&loaded.config.runner.file) {
+        tracing::warn!("{warning}");
+    }
     let registration = match Registration::load(&loaded.config.runner.file) {
         Ok(registration) => registration,
         Err(RegistrationError::NotFound { path }) => {
@@ -128,7 +131,7 @@ async fn run_daemon(
         }
     };
 
-    let labels = resolve_labels(args.labels.as_deref(), &config, &registration);
+    let labels = resolve_labels(args.labels.as_deref(), &config, &registration)?;
     if labels.is_empty() {
         tracing::warn!("no labels configured, runner may not be able to pick up jobs");
     }
@@ -291,8 +294,13 @@ async fn run_daemon(
     }
 }
 
-/// The flag (or `GITEA_RUNNER_LABELS`), else `runner.labels`, else the `.runner` labels.
-fn resolve_labels(flag: Option<&str>, config: &Config, registration: &Registration) -> Vec<Label> {
+/// The flag (or `GITEA_RUNNER_LABELS`), else `runner.labels`, else the `.runner` labels. A label
+/// that does not parse (empty name, unknown scheme) is refused rather than declared to Gitea.
+fn resolve_labels(
+    flag: Option<&str>,
+    config: &Config,
+    registration: &Registration,
+) -> Result<Vec<Label>, CliError> {
     let from_flag: Vec<&str> = flag
         .unwrap_or_default()
         .split(',')
@@ -300,21 +308,31 @@ fn resolve_labels(flag: Option<&str>, config: &Config, registration: &Registrati
         .filter(|label| !label.is_empty())
         .collect();
     if !from_flag.is_empty() {
-        return from_flag
-            .into_iter()
-            .filter_map(|text| match Label::parse(text) {
-                Ok(label) => Some(label),
-                Err(error) => {
-                    tracing::warn!(label = %text, error = %error, "ignoring an invalid label");
-                    None
-                }
-            })
-            .collect();
+        return parse_labels(from_flag, "--labels (or GITEA_RUNNER_LABELS)");
     }
     if !config.runner.labels.is_empty() {
-        return config.runner.labels.clone();
+        return Ok(config.runner.labels.clone());
     }
-    registration.parsed_labels()
+    let stored = registration
+        .labels
+        .iter()
+        .map(String::as_str)
+        .filter(|label| !label.is_empty());
+    parse_labels(stored, &config.runner.file.display().to_string())
+}
+
+fn parse_labels<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+    source: &str,
+) -> Result<Vec<Label>, CliError> {
+    texts
+        .into_iter()
+        .map(|text| {
+            Label::parse(text).map_err(|error| {
+                CliError::InvalidInput(format!("{source}: invalid label {text:?}: {error}"))
+            })
+        })
+        .collect()
 }
 
 fn execution_config(
@@ -491,11 +509,19 @@ async fn reload(controls: &mpsc::Sender<Control>, context: &SignalContext) {
             super::log_config_warnings(&loaded.warnings);
             apply_log_level(&context.log, loaded.config.log.level);
             let config = Arc::new(loaded.config);
-            let labels = resolve_labels(
+            let labels = match resolve_labels(
                 context.label_flag.as_deref(),
                 &config,
                 &context.registration,
-            );
+            ) {
+                Ok(labels) => labels,
+                Err(error) => {
+                    tracing::error!(error = %error, "the new labels are invalid; keeping the running configuration");
+                    context.metrics.config_reload(ReloadResult::Failure);
+                    context.notifier.reloaded();
+                    return;
+                }
+            };
             let capacity = config.runner.capacity;
             let new = execution_config(
                 config,

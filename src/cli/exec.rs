@@ -1,13 +1,14 @@
 //! `act_runner exec`: runs workflows locally, without Gitea. Finds the workflow files, plans jobs in
 //! `needs` order with each matrix expanded, runs every job through the executor on the host
 //! (`-i -self-hosted`) or in Docker with the working tree (`-C`) copied into its workspace, prints
-//! the log with step boundaries, and exits 0 only if every job succeeded (or was skipped).
+//! the log with step boundaries, and exits 0 only if every job succeeded (or was skipped), 1 if
+//! one failed, 78 if a workflow is invalid.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use indexmap::IndexMap;
 use serde_json::{Value as Json, json};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::executor::event::Conclusion;
 use crate::executor::model::Workflow;
 use crate::executor::{JobSpec, LocalTree, check_workflow, plan};
+
+use super::{CliError, EXIT_INVALID_CONFIG};
 
 mod docker;
 mod print;
@@ -144,7 +147,11 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     collect_workflow_files(&workflows_path, !args.no_recurse, &mut files)?;
     files.sort();
     if files.is_empty() {
-        bail!("no workflow files in {}", workflows_path.display());
+        return Err(CliError::InvalidInput(format!(
+            "no workflow files in {}",
+            workflows_path.display()
+        ))
+        .into());
     }
     let mut workflows = Vec::new();
     let mut invalid = false;
@@ -169,7 +176,7 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if invalid {
-        return Ok(ExitCode::from(1));
+        return Ok(ExitCode::from(EXIT_INVALID_CONFIG));
     }
 
     let event = match &args.event {
@@ -224,7 +231,8 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             }
             None => continue,
         };
-        let stages = plan::stages(&file.workflow, &jobs).with_context(|| file.display.clone())?;
+        let stages = plan::stages(&file.workflow, &jobs)
+            .map_err(|error| CliError::InvalidInput(format!("{}: {error:#}", file.display)))?;
         let planned: Vec<String> = stages.0.into_iter().flatten().collect();
         let results = schedule::run_workflow(&run, file, planned).await;
         n_ran += results.len();
@@ -236,10 +244,11 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         docker.shutdown().await;
     }
     if n_ran == 0 {
-        match &args.job {
-            Some(job) => bail!("there is no job `{job}` in the workflows"),
-            None => bail!("no workflow runs on event `{event}`"),
-        }
+        let message = match &args.job {
+            Some(job) => format!("there is no job `{job}` in the workflows"),
+            None => format!("no workflow runs on event `{event}`"),
+        };
+        return Err(CliError::InvalidInput(message).into());
     }
     Ok(if all_ok {
         ExitCode::SUCCESS

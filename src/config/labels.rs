@@ -1,5 +1,7 @@
 //! Runner labels: `name`, `name:host`, `name:docker://image`, and opaque labels whose schema is
-//! unknown (`pool:e57e…`), which behave as host labels and round-trip unchanged.
+//! unknown (`pool:e57e…`), which behave as host labels and round-trip unchanged. A label with an
+//! empty name (`:host`) or a URL-shaped unknown scheme (`ubuntu:dokcer://node:18`) is refused:
+//! upstream would declare either to Gitea, where no `runs-on` can ever use it as meant.
 //! Register and Declare send only [`Label::name`]; the `.runner` file keeps [`Label`]'s full
 //! `Display` form. Pure; imports nothing outside `std`.
 
@@ -26,10 +28,19 @@ pub struct Label {
     pub opaque: bool,
 }
 
-/// Why a label does not parse. Only the empty label is invalid.
+/// Why a label does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("empty label")]
-pub struct LabelError;
+pub enum LabelError {
+    /// The whole label is empty (skipped with a warning, as upstream does).
+    #[error("empty label")]
+    Empty,
+    /// Nothing before the first colon (`:host`, `:docker://node:18`).
+    #[error("the label has an empty name (write `name:{schema}`)")]
+    EmptyName { schema: String },
+    /// `name:scheme://…` with a scheme other than `docker` (a typo such as `dokcer`).
+    #[error("unknown scheme `{scheme}` (valid: `name`, `name:host`, `name:docker://image`)")]
+    UnknownScheme { scheme: String },
+}
 
 impl Label {
     /// Parses `name[:schema[:arg]]`, splitting on the first two colons.
@@ -42,15 +53,26 @@ impl Label {
     /// ```
     pub fn parse(input: &str) -> Result<Label, LabelError> {
         if input.is_empty() {
-            return Err(LabelError);
+            return Err(LabelError::Empty);
         }
         let mut parts = input.splitn(3, ':');
         let name = parts.next().unwrap_or_default();
         let schema = parts.next();
         let arg = parts.next().unwrap_or_default();
+        if name.is_empty() {
+            return Err(LabelError::EmptyName {
+                schema: schema.unwrap_or_default().to_owned(),
+            });
+        }
         let schema = match schema {
             None | Some("host") => LabelSchema::Host,
             Some("docker") => LabelSchema::Docker,
+            // `scheme://…` is where a docker label's scheme belongs: any other is a mistake.
+            Some(scheme) if arg.starts_with("//") => {
+                return Err(LabelError::UnknownScheme {
+                    scheme: scheme.to_owned(),
+                });
+            }
             Some(_) => {
                 return Ok(Label {
                     name: input.to_owned(),
@@ -203,7 +225,24 @@ mod tests {
         check("name:docker", "name", Docker, "", false, "name:docker");
         // Spaces are kept: `host ` is an unknown schema, so the label is opaque.
         check(" a:host ", " a:host ", Host, "", true, " a:host ");
-        assert_eq!(Label::parse(""), Err(LabelError));
+        assert_eq!(Label::parse(""), Err(LabelError::Empty));
+    }
+
+    #[test]
+    fn an_empty_name_or_an_unknown_url_scheme_is_refused() {
+        for (input, message) in [
+            (":host", "the label has an empty name (write `name:host`)"),
+            (":", "the label has an empty name"),
+            (":docker://node:18", "empty name (write `name:docker`)"),
+            (
+                "ubuntu:dokcer://node:18",
+                "unknown scheme `dokcer` (valid: `name`, `name:host`, `name:docker://image`)",
+            ),
+            ("vm:podman://img", "unknown scheme `podman`"),
+        ] {
+            let error = Label::parse(input).unwrap_err();
+            assert!(error.to_string().contains(message), "{input}: {error}");
+        }
     }
 
     #[test]

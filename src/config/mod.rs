@@ -43,7 +43,7 @@ pub use model::*;
 pub use not_acted_on::{NOT_ACTED_ON, NotActedOn, not_acted_on};
 pub use registration::{
     LockError, REGISTRATION_WARNING, Registration, RegistrationError, RegistrationLock,
-    write_atomically,
+    registration_exposure, write_atomically,
 };
 pub use secret::Secret;
 pub use size::{SizeError, parse_size};

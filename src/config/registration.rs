@@ -198,6 +198,40 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
     result
 }
 
+/// What makes the registration file at `path` unsafe to keep as it is: its token is the runner's
+/// identity, so a file others may read or write, or a symbolic link (whose target, and whoever
+/// may change where it points, decides what the runner loads), is worth a warning at start.
+/// Nothing is reported for a file that cannot be inspected; loading it reports that.
+pub fn registration_exposure(path: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut warnings = Vec::new();
+    if let Ok(link) = fs::symlink_metadata(path)
+        && link.file_type().is_symlink()
+    {
+        let target =
+            fs::read_link(path).map_or_else(|_| "?".to_owned(), |t| t.display().to_string());
+        warnings.push(format!(
+            "{} is a symbolic link (to {target}): keep the registration a regular file in a \
+             directory only the runner's user can write",
+            path.display()
+        ));
+    }
+    if let Ok(metadata) = fs::metadata(path)
+        && metadata.is_file()
+    {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{} has mode {mode:04o}: other users may read or change the runner token; \
+                 run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    warnings
+}
+
 /// An exclusive advisory lock on `<runner.file>.lock`, held while one process uses the
 /// registration; released when dropped (the fd closes).
 #[derive(Debug)]
@@ -337,6 +371,40 @@ mod tests {
             );
             assert!(error.to_string().contains("/srv/x/.runner"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_directory_is_a_corrupt_registration() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Registration::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(error, RegistrationError::Corrupt { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn a_loose_mode_or_a_symlink_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".runner");
+        sample().save(&path).unwrap();
+        assert_eq!(registration_exposure(&path), Vec::<String>::new());
+        for (mode, shown) in [(0o640, "0640"), (0o602, "0602"), (0o644, "0644")] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let warnings = registration_exposure(&path);
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].contains(&format!("has mode {shown}")),
+                "{warnings:?}"
+            );
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let warnings = registration_exposure(&link);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("is a symbolic link"), "{warnings:?}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::proto::runner::DeclareRequest;
 use crate::client::{ClientError, RunnerApi};
-use crate::config::label_names;
+use crate::config::{label_names, labels_require_docker};
 use crate::daemon::execution::{
     DockerAccess, Execution, ExecutionConfig, ip_families, reporter_settings,
 };
@@ -128,9 +128,12 @@ pub async fn serve<A: RunnerApi + 'static>(
     let shutdown_timeout = config.config.runner.shutdown_timeout;
     let (settings_tx, settings_rx) = watch::channel(poller_settings(&config));
     let admission = Admission::new(config.config.runner.capacity);
-    // Started after the orphan sweep, which would take its spares for orphans.
+    // Started after the orphan sweep, which would take its spares for orphans. Only for docker
+    // labels: a host-only runner reaches Docker just for the rare job no label matches
+    // (`runner.default_image`), which creates its own network instead of keeping spares.
     let ip = ip_families(&config.config.container.network_create_options);
-    let network_pool = docker.as_ref().map(|docker| {
+    let pool_wanted = labels_require_docker(&config.labels);
+    let network_pool = docker.as_ref().filter(|_| pool_wanted).map(|docker| {
         if once {
             return NetworkPool::for_one_job(docker.docker.clone(), &config.runner.uuid, ip);
         }

@@ -42,6 +42,7 @@
 //! assert!(metrics.render().unwrap().contains(r#"act_runner_job_total{status="success"} 1"#));
 //! ```
 
+mod idle;
 pub mod labels;
 mod observer;
 pub mod readiness;

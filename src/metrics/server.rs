@@ -9,7 +9,9 @@
 //! `axum::serve` cannot set a header-read timeout, so a silent client would hold a connection
 //! forever; this module runs its own accept loop on hyper's HTTP/1 builder with a timer instead
 //! (see [`ServerLimits`] for every bound). It serves on a listener it is given (socket activation)
-//! or one [`bind`] made. May use: `super` (the registry, the probe), `axum`, `hyper`, `tower`.
+//! or one [`bind`] made. When every connection slot is taken, the connection idle longest is closed
+//! to make room (`super::idle`). May use: `super` (the registry, the probe, `idle`), `axum`,
+//! `hyper`, `tower`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,13 +24,14 @@ use axum::routing::any;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::timeout::{RequestBodyDeadlineLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
 use tracing::{debug, info, warn};
 
+use super::idle::{Eviction, IdleConnections};
 use super::{CONTENT_TYPE, Metrics, MetricsError};
 
 /// Every bound the server enforces. [`ServerLimits::HARDENED`] holds the values the product uses.
@@ -49,6 +52,11 @@ pub struct ServerLimits {
     pub max_connection_lifetime: Duration,
     /// On shutdown, how long open connections get to finish before they are dropped.
     pub shutdown_grace: Duration,
+    /// When every connection slot is taken, the connection idle longest is closed to make room,
+    /// once it has been idle this long (a client accepted a moment ago may not be read yet).
+    /// Without this, idle clients hold the slots until their header-read timeouts and a scrape
+    /// waits in the backlog behind them, past Prometheus's 10 s scrape timeout.
+    pub evict_idle_after: Duration,
 }
 
 impl ServerLimits {
@@ -62,6 +70,7 @@ impl ServerLimits {
         max_concurrent_requests: 64,
         max_connection_lifetime: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(5),
+        evict_idle_after: Duration::from_millis(250),
     };
 }
 
@@ -183,17 +192,21 @@ async fn serve_hardened(
         .max_headers(MAX_REQUEST_HEADERS);
     let builder = Arc::new(builder);
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
+    let idle_connections = Arc::new(IdleConnections::default());
     let connections = TaskTracker::new();
     // Cancelled when the shutdown grace is over: remaining connections are dropped.
     let force_close = CancellationToken::new();
 
     loop {
-        let slot = tokio::select! {
-            slot = connection_slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_closed) => break, // never closed; treated as shutdown
-            },
-            () = shutdown.cancelled() => break,
+        let Some(slot) = free_slot(
+            &connection_slots,
+            &idle_connections,
+            limits.evict_idle_after,
+            &shutdown,
+        )
+        .await
+        else {
+            break;
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -211,10 +224,22 @@ async fn serve_hardened(
         // Holds a permit once the connection's first request arrived (see the shutdown below).
         let request_seen = Arc::new(Notify::new());
         let seen = Arc::clone(&request_seen);
-        let service = TowerToHyperService::new(service.clone().map_request(move |request| {
-            seen.notify_one();
-            request
-        }));
+        let entry = Arc::new(idle_connections.register());
+        let evicted = entry.evicted.clone();
+        let (started, ended) = (Arc::clone(&entry), entry);
+        let service = TowerToHyperService::new(
+            service
+                .clone()
+                .map_request(move |request| {
+                    seen.notify_one();
+                    started.request_started();
+                    request
+                })
+                .map_response(move |response| {
+                    ended.request_ended();
+                    response
+                }),
+        );
         let shutdown = shutdown.clone();
         let force_close = force_close.clone();
         let limits = limits.clone();
@@ -245,6 +270,7 @@ async fn serve_hardened(
                     }
                 }
                 () = tokio::time::sleep(limits.max_connection_lifetime) => {}
+                () = evicted.cancelled() => {}
             }
             connection.as_mut().graceful_shutdown();
             tokio::select! {
@@ -266,6 +292,40 @@ async fn serve_hardened(
         force_close.cancel();
         // Each task returns as soon as it sees `force_close`; the bound only guards a bug.
         let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
+    }
+}
+
+/// A connection slot: a free one, else the one an idle connection gives up when it is closed
+/// ([`IdleConnections::evict_oldest`]). `None` once `shutdown` is cancelled.
+async fn free_slot(
+    slots: &Arc<Semaphore>,
+    idle_connections: &IdleConnections,
+    evict_idle_after: Duration,
+    shutdown: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+            return Some(slot);
+        }
+        // After an eviction the slot comes back as that connection closes; otherwise look again
+        // when the oldest idle connection is old enough, or a busy one may have become idle.
+        let look_again = match idle_connections.evict_oldest(evict_idle_after) {
+            Eviction::Evicted => None,
+            Eviction::NotBefore(at) => Some(at),
+            Eviction::NoneIdle => Some(tokio::time::Instant::now() + evict_idle_after),
+        };
+        tokio::select! {
+            slot = Arc::clone(slots).acquire_owned() => return slot.ok(), // never closed
+            () = sleep_until_or_forever(look_again) => {}
+            () = shutdown.cancelled() => return None,
+        }
+    }
+}
+
+async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -318,6 +378,7 @@ mod tests {
             max_concurrent_requests: 4,
             max_connection_lifetime: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(1),
+            evict_idle_after: Duration::from_millis(50),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -439,6 +500,41 @@ mod tests {
             closed.await.is_ok(),
             "the idle connection is closed at once"
         );
+    }
+
+    /// Issue 23: idle clients holding every slot do not make a scrape wait for their timeouts.
+    #[tokio::test]
+    async fn idle_connections_holding_every_slot_give_way_to_a_scrape() {
+        let router = Router::new().route("/metrics", any(|| async { "up 1" }));
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            max_connections: 4,
+            max_concurrent_requests: 4,
+            max_connection_lifetime: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(1),
+            evict_idle_after: Duration::from_millis(50),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve_hardened(listener, router, limits, shutdown.clone()));
+        let mut idle = Vec::new();
+        for _ in 0..40 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // The scrape's own connection, accepted after idle ones were closed, is read and answered.
+        let (answer, waited) = exchange(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("up 1"), "{answer}");
+        // Without eviction: 30 s (the header-read timeout of the idle ones) at least.
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        shutdown.cancel();
     }
 
     #[test]

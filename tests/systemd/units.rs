@@ -139,3 +139,130 @@ fn the_cache_socket_and_service_name_each_other() {
     assert!(rules.contains("systemd/act-runner-cache.service"));
     assert!(rules.contains("systemd/act-runner-cache.socket"));
 }
+
+/// `Key=value` lines of a unit file, in order (comments and section headers left out).
+fn directives(unit: &str) -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("systemd")
+        .join(unit);
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.starts_with('['))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+fn values<'a>(directives: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    directives
+        .iter()
+        .filter(|(name, _)| name == key)
+        .map(|(_, value)| value.as_str())
+        .collect()
+}
+
+/// Issue 23: on a minimal Debian (minbase plus what the package pulls in) every command a unit
+/// runs must exist: the runner itself, or the shell every Debian system has (`/bin/kill` comes
+/// from procps, which the package does not depend on).
+#[test]
+fn every_unit_command_is_the_runner_or_the_shell() {
+    for unit in UNITS {
+        for (key, value) in directives(unit) {
+            if !key.starts_with("Exec") {
+                continue;
+            }
+            let program = value
+                .trim_start_matches(['-', '@', ':', '+', '!'])
+                .split_whitespace()
+                .next()
+                .unwrap_or_default();
+            assert!(
+                ["/usr/bin/act_runner", "/bin/sh"].contains(&program),
+                "{unit}: {key}={value} needs {program}, which the package does not pull in"
+            );
+        }
+    }
+}
+
+/// Issue 23: `systemctl stop act-runner` sticks (the stop goes down to the socket, so no scrape
+/// starts the runner again), `systemctl start` brings both back, and a restart (not a stop)
+/// leaves the socket listening.
+#[test]
+fn a_stop_goes_down_to_the_socket_and_a_start_brings_it_up() {
+    let service = directives("act-runner.service");
+    let socket = "act-runner-metrics.socket";
+    assert_eq!(values(&service, "PropagatesStopTo"), [socket]);
+    assert!(values(&service, "Wants").contains(&socket));
+    assert!(
+        values(&service, "After")
+            .iter()
+            .any(|v| v.split_whitespace().any(|u| u == socket))
+    );
+    // PartOf=/BindsTo= would also restart or stop the socket on a restart, losing the backlog.
+    let socket_directives = directives(socket);
+    for key in ["PartOf", "BindsTo", "StopPropagatedFrom"] {
+        assert!(
+            values(&socket_directives, key).is_empty(),
+            "{socket}: {key}="
+        );
+    }
+}
+
+/// Issue 23: every default path of a runner lands in a directory its unit may write: for an
+/// instance of the template, its own state or cache directory (not the user's home, which is the
+/// default unit's and read-only there).
+#[test]
+fn every_default_path_lands_in_the_units_own_writable_directories() {
+    let sysusers = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/act-runner.sysusers"),
+    )
+    .unwrap();
+    let user_home = sysusers
+        .lines()
+        .find(|line| line.starts_with("u act-runner "))
+        .and_then(|line| line.split_whitespace().find(|word| word.starts_with('/')))
+        .unwrap()
+        .to_owned();
+    for (unit, instance) in [("act-runner.service", ""), ("act-runner@.service", "b2")] {
+        let unit_directives = directives(unit);
+        let expand = |value: &str| value.replace("%i", instance);
+        let one = |key: &str| {
+            let found = values(&unit_directives, key);
+            assert_eq!(found.len(), 1, "{unit}: {key}= {found:?}");
+            expand(found[0])
+        };
+        let home = values(&unit_directives, "Environment")
+            .iter()
+            .find_map(|value| value.strip_prefix("HOME="))
+            .map_or_else(|| user_home.clone(), expand);
+        let writable = [
+            PathBuf::from("/var/lib").join(one("StateDirectory")),
+            PathBuf::from("/var/cache").join(one("CacheDirectory")),
+        ];
+        let working_directory = PathBuf::from(one("WorkingDirectory"));
+        let env = act_runner::config::LoadEnv {
+            home: PathBuf::from(&home),
+        };
+        let config = act_runner::config::Config::load_with(None, &env)
+            .unwrap()
+            .config;
+        let runner_file = working_directory.join(&config.runner.file);
+        let defaults = [
+            ("runner.file", runner_file.clone()),
+            (
+                "the spool",
+                act_runner::daemon::execution::state_dir(&runner_file),
+            ),
+            ("cache.dir", config.cache.dir.clone()),
+            ("host.workdir_parent", config.host.workdir_parent.clone()),
+        ];
+        for (what, path) in defaults {
+            assert!(
+                writable.iter().any(|dir| path.starts_with(dir)),
+                "{unit} (instance {instance:?}): {what} defaults to {}, outside {writable:?}",
+                path.display()
+            );
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{off_when_non_positive, positive_or};
 use crate::config::dotenv::parse_dotenv;
-use crate::config::labels::Label;
+use crate::config::labels::{Label, LabelError};
 use crate::config::model::*;
 use crate::config::reader::{Fields, Reader};
 use crate::config::small_file;
@@ -58,10 +58,19 @@ pub(super) fn read_log(reader: &mut Reader<'_>, top: &mut Fields<'_>) -> LogConf
 
 pub(super) fn read_runner(reader: &mut Reader<'_>, top: &mut Fields<'_>) -> RunnerConfig {
     let mut fields = reader.section(top, "runner");
-    let file = reader.non_empty_string(&mut fields, "file").map_or_else(
-        || PathBuf::from(".runner"),
-        |file| PathBuf::from(file.value),
-    );
+    let file = match reader.non_empty_string(&mut fields, "file") {
+        None => PathBuf::from(".runner"),
+        // No system call takes such a path: refused here rather than failing at the first read.
+        Some(file) if file.value.contains('\0') => {
+            reader.problem(
+                &file.path,
+                file.position,
+                "a path cannot contain a NUL byte",
+            );
+            PathBuf::from(".runner")
+        }
+        Some(file) => PathBuf::from(file.value),
+    };
     let capacity = reader
         .int(&mut fields, "capacity", i64::MIN.into(), i64::MAX.into())
         .and_then(|capacity| usize::try_from(capacity.value).ok())
@@ -174,10 +183,15 @@ pub(super) fn read_runner(reader: &mut Reader<'_>, top: &mut Fields<'_>) -> Runn
     for text in reader.strings(&mut fields, "labels") {
         match Label::parse(&text.value) {
             Ok(label) => labels.push(label),
-            Err(error) => reader.warn(
+            Err(error @ LabelError::Empty) => reader.warn(
                 &text.path,
                 text.position,
                 format!("{error}, it will be skipped"),
+            ),
+            Err(error) => reader.problem(
+                &text.path,
+                text.position,
+                format!("{:?}: {error}", text.value),
             ),
         }
     }
