@@ -184,7 +184,9 @@ async fn sigterm_with_zero_grace_cancels_the_job_and_still_reports_it() {
         let gitea = start_fake().await;
         let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
         let mut daemon = Daemon::start(&dir, &[]).await;
-        let workflow = "on: push\njobs:\n  long:\n    runs-on: host-test\n    steps:\n      - run: |\n          echo started\n          sleep 300\n";
+        // Issue 23: the steps a cancelled job still runs on GitHub (`always()`, `cancelled()`)
+        // run here too; the others are skipped.
+        let workflow = "on: push\njobs:\n  long:\n    runs-on: host-test\n    steps:\n      - run: |\n          echo started\n          sleep 300\n      - run: echo NOT-RUN\n      - if: always()\n        run: echo ALWAYS-RAN\n      - if: cancelled()\n        run: echo CANCELLED-RAN\n      - if: failure()\n        run: echo FAILURE-NOT-RUN\n";
         let task_id = gitea.enqueue_task(TaskSpec::from_workflow(workflow).unwrap());
         daemon.wait_for_line(&gitea, task_id, "started").await;
         daemon.signal(nix::sys::signal::Signal::SIGTERM);
@@ -193,6 +195,15 @@ async fn sigterm_with_zero_grace_cancels_the_job_and_still_reports_it() {
         let task = gitea.task_state(task_id).unwrap();
         assert_eq!(task.result, TaskResult::Cancelled, "{}", daemon.log());
         assert!(gitea.log_archived(task_id));
+        let rows = gitea.task_log_lines(task_id);
+        for (line, ran) in [
+            ("NOT-RUN", false),
+            ("ALWAYS-RAN", true),
+            ("CANCELLED-RAN", true),
+            ("FAILURE-NOT-RUN", false),
+        ] {
+            assert_eq!(rows.iter().any(|row| row == line), ran, "{line}: {rows:#?}");
+        }
     })
     .await;
 }

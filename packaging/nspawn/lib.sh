@@ -3,8 +3,9 @@
 #
 # Source this file, then:
 #   nspawn_base_root              path of the cached root (debootstrapped on first use, ~1 min)
-#   nspawn_minimal_root           path of a second cached root with nothing but minbase and systemd
-#                                 (to boot): a package tested there gets only what it pulls in
+#   nspawn_minimal_root           path of a second cached root with nothing but minbase, systemd
+#                                 (to boot) and the package's own Depends: (debian/control): a
+#                                 package tested there gets only what it pulls in
 #   NSPAWN_ROOT=DIR               boot DIR instead of the base root
 #   nspawn_boot NAME [ARGS...]    boot a throw-away container (tmpfs overlay over the cached root;
 #                                 host network, so it reaches the host's loopback); ARGS go to nspawn
@@ -38,7 +39,21 @@ NSPAWN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 nspawn__log() { echo "nspawn: $*" >&2; }
 
 nspawn_base_root() { nspawn__root "$NSPAWN_PACKAGES"; }
-nspawn_minimal_root() { nspawn__root "$NSPAWN_MINIMAL_PACKAGES"; }
+nspawn_minimal_root() {
+    local depends
+    depends=$(nspawn__package_depends) || return 1
+    nspawn__root "$NSPAWN_MINIMAL_PACKAGES${depends:+,$depends}"
+}
+
+# The packages debian/control's Depends: names (the first of alternatives, no versions); the
+# substitution variables are left out: ${shlibs:Depends} is in minbase, ${misc:Depends} is systemd.
+# The root has no package lists, so the package installs there only if these are its Depends.
+nspawn__package_depends() {
+    local control
+    control="$(dirname "${BASH_SOURCE[0]}")/../../debian/control"
+    sed -n '/^Package: act-runner$/,/^$/s/^Depends: //p' "$control" | tr ',' '\n' |
+        sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' | grep -v -e '^$' -e '^\$' | paste -sd, -
+}
 
 # nspawn__root PACKAGES: the cached minbase root with PACKAGES, keyed by suite and packages.
 nspawn__root() {

@@ -32,6 +32,9 @@ use super::step;
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
 /// Bound on the backend's clean-up (containers, networks, directories).
 const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
+/// How long the steps that run on a cancelled job (`if: always()`, `if: cancelled()`) get in
+/// all, as GitHub's `cancel-timeout-minutes` default (the post steps get their own grace).
+const CANCELLED_STEPS_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// Sends events, masking log lines first. Sending never fails the job: a gone receiver only
 /// means nobody listens any more.
@@ -448,7 +451,20 @@ async fn run_steps<B: Backend>(
     if job_failed {
         state.scope.status = JobStatus::Failure;
     }
+    // Once the job is cancelled, steps whose `if` holds on a cancelled job (`always()`,
+    // `cancelled()`) still run, as on GitHub, on a token of their own and within a grace.
+    let mut after_cancel: Option<CancellationToken> = None;
     for (step_idx, step) in job.steps.iter().enumerate() {
+        if (state.cancelled || cancel.is_cancelled()) && !state.timed_out {
+            state.cancelled = true;
+            let grace = after_cancel.get_or_insert_with(|| {
+                state.deadline = Instant::now() + CANCELLED_STEPS_GRACE;
+                CancellationToken::new()
+            });
+            state.scope.status = JobStatus::Cancelled;
+            step::run_step(step_idx, step, state, backend, emitter, grace).await;
+            continue;
+        }
         if state.cancelled || state.timed_out {
             emitter
                 .send(JobEvent::StepStarted {
