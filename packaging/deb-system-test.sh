@@ -310,13 +310,15 @@ jobs:
   build:
     runs-on: b2-host
     steps:
-      - run: echo "b2 host job as $(id -un) in $PWD, HOME=$HOME"')
+      - run: |
+          echo "b2 host job as $(id -un) in $PWD, HOME=$HOME"')
 b2_docker_task=$(enqueue b2-docker 'on: push
 jobs:
   build:
     runs-on: b2-docker
     steps:
-      - run: echo "b2 in container: $(test -f /.dockerenv && echo yes)"')
+      - run: |
+          echo "b2 in container: $(test -f /.dockerenv && echo yes)"')
 wait_until 120 final "$b2_host_task" || true
 wait_until 180 final "$b2_docker_task" || true
 b2_host_result=$(task_json "$b2_host_task" | jq -r .status)
