@@ -32,9 +32,6 @@ use super::step;
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
 /// Bound on the backend's clean-up (containers, networks, directories).
 const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
-/// How long the steps that run on a cancelled job (`if: always()`, `if: cancelled()`) get in
-/// all, as GitHub's `cancel-timeout-minutes` default (the post steps get their own grace).
-const CANCELLED_STEPS_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// Sends events, masking log lines first. Sending never fails the job: a gone receiver only
 /// means nobody listens any more.
@@ -348,7 +345,7 @@ async fn run_started<B: Backend>(
                 state.scope.set_hash_files(hasher);
             }
             state.builtin_env = contexts::builtin_env(spec, &state, backend.paths(), backend.os());
-            run_steps(job, &mut state, backend, emitter, cancel).await
+            step::run_steps(job, &mut state, backend, emitter, cancel).await
         }
         Err(PrepareEnd::Cancelled) => Conclusion::Cancelled,
         Err(PrepareEnd::TimedOut) => {
@@ -426,88 +423,6 @@ async fn prepare<B: Backend>(
         Err(error) => Err(PrepareEnd::Failed(format!(
             "setting up the job failed: {error}"
         ))),
-    }
-}
-
-async fn run_steps<B: Backend>(
-    job: &Job,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
-) -> Conclusion {
-    let ready = match step::event_file(state, backend) {
-        Ok(file) => {
-            state.pending_files.push(file);
-            local_tree::copy_to_workspace(state, backend).await
-        }
-        Err(error) => Err(error),
-    };
-    if let Err(error) = ready {
-        emitter.log(None, &format!("::error::{error}")).await;
-        return Conclusion::Failure;
-    }
-    let mut job_failed = !action::run_pre_steps(job, state, backend, emitter, cancel).await;
-    if job_failed {
-        state.scope.status = JobStatus::Failure;
-    }
-    // Once the job is cancelled, steps whose `if` holds on a cancelled job (`always()`,
-    // `cancelled()`) still run, as on GitHub, on a token of their own and within a grace.
-    let mut after_cancel: Option<CancellationToken> = None;
-    for (step_idx, step) in job.steps.iter().enumerate() {
-        if (state.cancelled || cancel.is_cancelled()) && !state.timed_out {
-            state.cancelled = true;
-            let grace = after_cancel.get_or_insert_with(|| {
-                state.deadline = Instant::now() + CANCELLED_STEPS_GRACE;
-                CancellationToken::new()
-            });
-            state.scope.status = JobStatus::Cancelled;
-            step::run_step(step_idx, step, state, backend, emitter, grace).await;
-            continue;
-        }
-        if state.cancelled || state.timed_out {
-            emitter
-                .send(JobEvent::StepStarted {
-                    step_idx,
-                    at: SystemTime::now(),
-                })
-                .await;
-            emitter
-                .send(JobEvent::StepFinished {
-                    step_idx,
-                    at: SystemTime::now(),
-                    outcome: Conclusion::Skipped,
-                    conclusion: Conclusion::Skipped,
-                })
-                .await;
-            continue;
-        }
-        let (_, conclusion) = step::run_step(step_idx, step, state, backend, emitter, cancel).await;
-        if conclusion == Conclusion::Failure {
-            job_failed = true;
-            state.scope.status = JobStatus::Failure;
-        }
-    }
-    let status = if state.cancelled {
-        JobStatus::Cancelled
-    } else if job_failed || state.timed_out {
-        JobStatus::Failure
-    } else {
-        JobStatus::Success
-    };
-    let (cancelled, timed_out) = (state.cancelled, state.timed_out);
-    if !action::run_post_steps(state, backend, emitter, cancel, status).await {
-        job_failed = true;
-    }
-    // Post steps run in a grace period; the job's own end stays what it was.
-    state.cancelled = cancelled;
-    state.timed_out = timed_out;
-    if cancelled {
-        Conclusion::Cancelled
-    } else if job_failed || timed_out {
-        Conclusion::Failure
-    } else {
-        Conclusion::Success
     }
 }
 

@@ -1,21 +1,111 @@
-//! Running one step: its `if`, env, shell and script, the output stream through workflow commands and
-//! masking, the environment files afterwards, and outcome versus conclusion.
+//! Running the job's steps in order (and, once the job is cancelled, only those whose `if` holds
+//! on a cancelled job), and one step: its `if`, env, shell and script, the output stream through
+//! workflow commands and masking, the environment files afterwards, and outcome versus conclusion.
 
 use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
 use serde_json::json;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::action;
+use super::local_tree;
 use super::backend::{Backend, NewFile};
 use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
-use super::expr::Value;
+use super::expr::{JobStatus, Value};
 use super::job::{Emitter, JobState, conclusion_name, job_context};
-use super::model::Step;
+use super::model::{Job, Step};
 pub use super::process::{StepCommand, StepContainer, execute};
 use super::shell;
+
+/// How long the steps that run on a cancelled job (`if: always()`, `if: cancelled()`) get in
+/// all, as GitHub's `cancel-timeout-minutes` default (the post steps get their own grace).
+const CANCELLED_STEPS_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// Pre steps, the job's steps, then post steps; the job's conclusion.
+pub async fn run_steps<B: Backend>(
+    job: &Job,
+    state: &mut JobState,
+    backend: &B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+) -> Conclusion {
+    let ready = match event_file(state, backend) {
+        Ok(file) => {
+            state.pending_files.push(file);
+            local_tree::copy_to_workspace(state, backend).await
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = ready {
+        emitter.log(None, &format!("::error::{error}")).await;
+        return Conclusion::Failure;
+    }
+    let mut job_failed = !action::run_pre_steps(job, state, backend, emitter, cancel).await;
+    if job_failed {
+        state.scope.status = JobStatus::Failure;
+    }
+    // Once the job is cancelled, steps whose `if` holds on a cancelled job (`always()`,
+    // `cancelled()`) still run, as on GitHub, on a token of their own and within a grace.
+    let mut after_cancel: Option<CancellationToken> = None;
+    for (step_idx, step) in job.steps.iter().enumerate() {
+        if (state.cancelled || cancel.is_cancelled()) && !state.timed_out {
+            state.cancelled = true;
+            let grace = after_cancel.get_or_insert_with(|| {
+                state.deadline = Instant::now() + CANCELLED_STEPS_GRACE;
+                CancellationToken::new()
+            });
+            state.scope.status = JobStatus::Cancelled;
+            run_step(step_idx, step, state, backend, emitter, grace).await;
+            continue;
+        }
+        if state.cancelled || state.timed_out {
+            emitter
+                .send(JobEvent::StepStarted {
+                    step_idx,
+                    at: SystemTime::now(),
+                })
+                .await;
+            emitter
+                .send(JobEvent::StepFinished {
+                    step_idx,
+                    at: SystemTime::now(),
+                    outcome: Conclusion::Skipped,
+                    conclusion: Conclusion::Skipped,
+                })
+                .await;
+            continue;
+        }
+        let (_, conclusion) = run_step(step_idx, step, state, backend, emitter, cancel).await;
+        if conclusion == Conclusion::Failure {
+            job_failed = true;
+            state.scope.status = JobStatus::Failure;
+        }
+    }
+    let status = if state.cancelled {
+        JobStatus::Cancelled
+    } else if job_failed || state.timed_out {
+        JobStatus::Failure
+    } else {
+        JobStatus::Success
+    };
+    let (cancelled, timed_out) = (state.cancelled, state.timed_out);
+    if !action::run_post_steps(state, backend, emitter, cancel, status).await {
+        job_failed = true;
+    }
+    // Post steps run in a grace period; the job's own end stays what it was.
+    state.cancelled = cancelled;
+    state.timed_out = timed_out;
+    if cancelled {
+        Conclusion::Cancelled
+    } else if job_failed || timed_out {
+        Conclusion::Failure
+    } else {
+        Conclusion::Success
+    }
+}
 
 pub(super) fn temp_dir<B: Backend>(backend: &B) -> String {
     backend.paths().temp.to_string_lossy().into_owned()

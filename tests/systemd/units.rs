@@ -241,8 +241,11 @@ fn every_default_path_lands_in_the_units_own_writable_directories() {
             PathBuf::from("/var/cache").join(one("CacheDirectory")),
         ];
         let working_directory = PathBuf::from(one("WorkingDirectory"));
+        // systemd sets STATE_DIRECTORY= from StateDirectory=.
         let env = act_runner::config::LoadEnv {
             home: PathBuf::from(&home),
+            state_directory: Some(writable[0].clone()),
+            xdg_cache_home: None,
         };
         let config = act_runner::config::Config::load_with(None, &env)
             .unwrap()
