@@ -445,6 +445,17 @@ fn save_registration(path: &Path, labels: &[&str]) {
     .unwrap();
 }
 
+/// Runs `act_runner ARGS` in `scratch` with `env` set: the exit code and everything it printed.
+fn exit_and_text(scratch: &Scratch, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = scratch.act_runner();
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    (output.status.code(), output_text(&output))
+}
+
 /// Issue 23: `.runner` holds the runner's identity; a copy others may read or write, or a symbolic
 /// link, is warned about at start. (The label from the environment is invalid, so the daemon
 /// stops with 78 right after the checks, before it contacts anyone.)
@@ -456,14 +467,8 @@ fn a_registration_others_may_read_or_a_symlink_is_warned_about_at_start() {
     save_registration(&real, &["a:host"]);
     std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::symlink(&real, scratch.file(".runner")).unwrap();
-    let output = scratch
-        .act_runner()
-        .arg("daemon")
-        .env("GITEA_RUNNER_LABELS", ":host")
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
+    let (code, text) = exit_and_text(&scratch, &["daemon"], &[("GITEA_RUNNER_LABELS", ":host")]);
+    assert_eq!(code, Some(78), "{text}");
     assert!(text.contains(".runner is a symbolic link (to "), "{text}");
     assert!(text.contains(".runner has mode 0644"), "{text}");
     assert!(text.contains("chmod 600"), "{text}");
@@ -476,21 +481,17 @@ fn a_registration_others_may_read_or_a_symlink_is_warned_about_at_start() {
 fn a_registration_directory_exits_77_and_a_path_with_nul_exits_78() {
     let scratch = Scratch::new();
     std::fs::create_dir(scratch.file(".runner")).unwrap();
-    let output = scratch.act_runner().arg("daemon").output().unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(77), "{text}");
+    let (code, text) = exit_and_text(&scratch, &["daemon"], &[]);
+    assert_eq!(code, Some(77), "{text}");
     assert!(text.contains(".runner is corrupt: not a regular file"), "{text}");
 
     scratch.write("c.yaml", "runner:\n  file: \"a\\0b\"\n");
-    for command in [&["daemon"][..], &["register", "--no-interactive"]] {
-        let output = scratch
-            .act_runner()
-            .args(["-c", "c.yaml"])
-            .args(command)
-            .output()
-            .unwrap();
-        let text = output_text(&output);
-        assert_eq!(output.status.code(), Some(78), "{command:?}: {text}");
+    for command in [
+        &["-c", "c.yaml", "daemon"][..],
+        &["-c", "c.yaml", "register", "--no-interactive"],
+    ] {
+        let (code, text) = exit_and_text(&scratch, command, &[]);
+        assert_eq!(code, Some(78), "{command:?}: {text}");
         assert!(
             text.contains("c.yaml:2:9: `runner.file`: a path cannot contain a NUL byte"),
             "{command:?}: {text}"
@@ -504,45 +505,36 @@ fn a_registration_directory_exits_77_and_a_path_with_nul_exits_78() {
 fn labels_with_an_empty_name_or_an_unknown_scheme_exit_78() {
     let scratch = Scratch::new();
     for labels in [":host", "ok:host,ubuntu:dokcer://node:18"] {
-        let output = scratch
-            .act_runner()
-            .args([
-                "register",
-                "--no-interactive",
-                "--instance",
-                "http://127.0.0.1:1/",
-            ])
-            .args(["--token", "t", "--labels", labels])
-            .output()
-            .unwrap();
-        let text = output_text(&output);
-        assert_eq!(output.status.code(), Some(78), "{labels}: {text}");
+        let register = [
+            "register",
+            "--no-interactive",
+            "--instance",
+            "http://127.0.0.1:1/",
+            "--token",
+            "t",
+            "--labels",
+            labels,
+        ];
+        let (code, text) = exit_and_text(&scratch, &register, &[]);
+        assert_eq!(code, Some(78), "{labels}: {text}");
         assert!(text.contains("invalid label"), "{labels}: {text}");
     }
     // From the environment, from the registration file, from the config.
     save_registration(&scratch.file(".runner"), &["a:host"]);
-    let output = scratch
-        .act_runner()
-        .arg("daemon")
-        .env("GITEA_RUNNER_LABELS", "a:host, :docker://node:18")
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
-    assert!(text.contains("--labels (or GITEA_RUNNER_LABELS): invalid label \":docker://node:18\": the label has an empty name"), "{text}");
+    let env = [("GITEA_RUNNER_LABELS", "a:host, :docker://node:18")];
+    let (code, text) = exit_and_text(&scratch, &["daemon"], &env);
+    assert_eq!(code, Some(78), "{text}");
+    assert!(
+        text.contains("--labels (or GITEA_RUNNER_LABELS): invalid label \":docker://node:18\": the label has an empty name"),
+        "{text}"
+    );
     save_registration(&scratch.file(".runner"), &["a:host", ":host"]);
-    let output = scratch.act_runner().arg("daemon").output().unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
+    let (code, text) = exit_and_text(&scratch, &["daemon"], &[]);
+    assert_eq!(code, Some(78), "{text}");
     assert!(text.contains(".runner: invalid label \":host\""), "{text}");
     scratch.write("c.yaml", "runner:\n  labels: [\"x:vm://img\"]\n");
-    let output = scratch
-        .act_runner()
-        .args(["-c", "c.yaml", "daemon"])
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
+    let (code, text) = exit_and_text(&scratch, &["-c", "c.yaml", "daemon"], &[]);
+    assert_eq!(code, Some(78), "{text}");
     assert!(
         text.contains("`runner.labels[0]`: \"x:vm://img\": unknown scheme `vm`"),
         "{text}"

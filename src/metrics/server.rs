@@ -368,18 +368,23 @@ mod tests {
 
     use super::*;
 
-    /// Serves `router` with every bound shortened, so the tests run in a few seconds.
+    /// Every bound shortened, so the tests run in a few seconds.
+    const SHORT_LIMITS: ServerLimits = ServerLimits {
+        header_read_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(1),
+        max_connections: 4,
+        max_concurrent_requests: 4,
+        max_connection_lifetime: Duration::from_secs(2),
+        shutdown_grace: Duration::from_secs(1),
+        evict_idle_after: Duration::from_millis(50),
+    };
+
     async fn serve_for_test(router: Router) -> (SocketAddr, CancellationToken) {
-        let limits = ServerLimits {
-            header_read_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-            max_connections: 4,
-            max_concurrent_requests: 4,
-            max_connection_lifetime: Duration::from_secs(2),
-            shutdown_grace: Duration::from_secs(1),
-            evict_idle_after: Duration::from_millis(50),
-        };
+        serve_with(router, SHORT_LIMITS).await
+    }
+
+    async fn serve_with(router: Router, limits: ServerLimits) -> (SocketAddr, CancellationToken) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -508,18 +513,10 @@ mod tests {
         let router = Router::new().route("/metrics", any(|| async { "up 1" }));
         let limits = ServerLimits {
             header_read_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-            max_connections: 4,
-            max_concurrent_requests: 4,
             max_connection_lifetime: Duration::from_secs(60),
-            shutdown_grace: Duration::from_secs(1),
-            evict_idle_after: Duration::from_millis(50),
+            ..SHORT_LIMITS
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(serve_hardened(listener, router, limits, shutdown.clone()));
+        let (addr, shutdown) = serve_with(router, limits).await;
         let mut idle = Vec::new();
         for _ in 0..40 {
             idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
