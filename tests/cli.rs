@@ -483,7 +483,10 @@ fn a_registration_directory_exits_77_and_a_path_with_nul_exits_78() {
     std::fs::create_dir(scratch.file(".runner")).unwrap();
     let (code, text) = exit_and_text(&scratch, &["daemon"], &[]);
     assert_eq!(code, Some(77), "{text}");
-    assert!(text.contains(".runner is corrupt: not a regular file"), "{text}");
+    assert!(
+        text.contains(".runner is corrupt: not a regular file"),
+        "{text}"
+    );
 
     scratch.write("c.yaml", "runner:\n  file: \"a\\0b\"\n");
     for command in [
