@@ -10,12 +10,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::action;
-use super::local_tree;
 use super::backend::{Backend, NewFile};
 use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
 use super::expr::{JobStatus, Value};
 use super::job::{Emitter, JobState, conclusion_name, job_context};
+use super::local_tree;
 use super::model::{Job, Step};
 pub use super::process::{StepCommand, StepContainer, execute};
 use super::shell;
