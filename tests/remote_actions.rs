@@ -115,7 +115,7 @@ pub fn bare_repository(source: &Path, bare: &Path) -> String {
     git(work.path(), &["rev-parse", "HEAD"])
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.unwrap();
         let target = to.join(entry.path().strip_prefix(from).unwrap());

@@ -2,6 +2,7 @@
 //! `tests/<name>.rs`; shared test code lives in `tests/support/`.
 
 mod cache;
+mod cache_e2e;
 mod cli;
 mod client;
 mod config;

@@ -19,6 +19,7 @@ use crate::config::{
     Config, DockerHost, Label, Platform, REQUEST_TIMEOUT, Registration, RegistrationError,
     RegistrationLock, labels_require_docker,
 };
+use crate::daemon::cache_access::CacheAccess;
 use crate::daemon::execution::{DockerAccess, ExecutionConfig, state_dir};
 use crate::daemon::observe::{FanOut, Observer};
 use crate::daemon::service::{self, Control, Outcome, Setup};
@@ -160,6 +161,17 @@ async fn run_daemon(
         readiness_grace: config.metrics.readiness_grace,
     });
     metrics.docker_up(docker.is_some());
+    let cache = super::cache_service::start(
+        &config.cache,
+        super::cache_service::settings(&config),
+        docker.is_some(),
+        config.container.network.as_deref(),
+    )
+    .await;
+    if let Some(server) = cache.as_ref().and_then(|cache| cache.server.clone()) {
+        metrics.watch_cache(Arc::new(super::cache_metrics::ServerStats(server)));
+    }
+    let cache_access = cache.as_ref().map(|cache| cache.access.clone());
     let metrics_shutdown = CancellationToken::new();
     let metrics_task = start_metrics(&config, &metrics, &mut inherited, &metrics_shutdown)?;
     latches.metrics_listener.release();
@@ -228,6 +240,7 @@ async fn run_daemon(
         &registration,
         labels,
         docker.is_some(),
+        cache_access.clone(),
     );
     let (ready_tx, ready_rx) = oneshot::channel();
     let setup = Setup {
@@ -250,6 +263,7 @@ async fn run_daemon(
             metrics: metrics.clone(),
             board: Arc::clone(&board),
             docker_available: setup.docker.is_some(),
+            cache: cache_access,
             shutdown_timeout: config.runner.shutdown_timeout,
             log,
             logind_shutdown,
@@ -273,6 +287,9 @@ async fn run_daemon(
     metrics_shutdown.cancel();
     if let Some(task) = metrics_task {
         let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+    }
+    if let Some(cache) = cache {
+        cache.stop().await;
     }
     match outcome? {
         Outcome::Stopped(drained) => {
@@ -340,6 +357,7 @@ fn execution_config(
     registration: &Registration,
     labels: Vec<Label>,
     docker_available: bool,
+    cache: Option<CacheAccess>,
 ) -> ExecutionConfig {
     let fallback = if docker_available {
         Platform::Docker {
@@ -357,11 +375,11 @@ fn execution_config(
             timeout: config.runner.timeout,
             server_capabilities: String::new(),
             github_mirror: config.runner.github_mirror.clone(),
-            cache_url: None,
         },
         labels,
         fallback,
         ephemeral: registration.ephemeral,
+        cache,
         config,
     }
 }
@@ -422,7 +440,7 @@ async fn probe_docker(config: &Config) -> Option<DockerAccess> {
 }
 
 /// Serves `/metrics` on the inherited listener, or on `metrics.addr` when enabled.
-fn start_metrics(
+pub(super) fn start_metrics(
     config: &Config,
     metrics: &Metrics,
     inherited: &mut crate::systemd::Inherited,
@@ -462,6 +480,9 @@ struct SignalContext {
     board: Arc<StatusBoard>,
     /// Whether Docker was reached at start (a reload does not connect to it again).
     docker_available: bool,
+    /// The cache service started with the daemon (a reload keeps it: `cache.*` changes need a
+    /// restart).
+    cache: Option<CacheAccess>,
     shutdown_timeout: Duration,
     log: super::logging::LogControl,
     /// Cancelled when logind announces a shutdown (`PrepareForShutdown`).
@@ -528,6 +549,7 @@ async fn reload(controls: &mpsc::Sender<Control>, context: &SignalContext) {
                 &context.registration,
                 labels,
                 context.docker_available,
+                context.cache.clone(),
             );
             if controls.send(Control::Reload(Box::new(new))).await.is_ok() {
                 context.metrics.set_capacity(capacity);

@@ -20,6 +20,7 @@ use crate::executor::{JobSpec, LocalTree, check_workflow, plan};
 use super::{CliError, EXIT_INVALID_CONFIG};
 
 mod docker;
+mod exec_cache;
 mod print;
 mod schedule;
 
@@ -189,7 +190,7 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let base = base_spec(&args, &directory, &event)?;
+    let mut base = base_spec(&args, &directory, &event)?;
     let on_host = args.image == SELF_HOSTED;
     let any_container = workflows.iter().any(|file| {
         file.workflow
@@ -204,6 +205,17 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         docker::DockerSession::connect(&args).await.ok()
     } else {
         Some(docker::DockerSession::connect(&args).await?)
+    };
+    let cache = if args.dryrun {
+        None
+    } else {
+        exec_cache::start(
+            &mut base,
+            docker.is_some(),
+            on_host,
+            args.network.as_deref(),
+        )
+        .await
     };
     let cancel = CancellationToken::new();
     let on_interrupt = cancel.clone();
@@ -242,6 +254,9 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(docker) = &docker {
         docker.shutdown().await;
+    }
+    if let Some(cache) = cache {
+        cache.stop().await;
     }
     if n_ran == 0 {
         let message = match &args.job {

@@ -10,7 +10,10 @@
 //!
 //! May use every room; no other room uses `cli`.
 
+pub mod cache_admin;
+mod cache_metrics;
 pub mod cache_server;
+pub mod cache_service;
 pub mod completion;
 pub mod daemon;
 pub mod exec;
@@ -59,6 +62,9 @@ pub enum Command {
     GenerateConfig(generate_config::GenerateConfigArgs),
     /// Serve the actions/cache API on its own.
     CacheServer(cache_server::CacheServerArgs),
+    /// List or delete the entries of the actions cache in `cache.dir`.
+    #[command(subcommand)]
+    Cache(cache_admin::CacheArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
 }
@@ -91,7 +97,8 @@ pub fn main(inherited: crate::systemd::Inherited) -> ExitCode {
         Command::Daemon(args) => daemon::run(cli.config, args, inherited),
         Command::Exec(args) => exec::run(cli.config, *args),
         Command::GenerateConfig(args) => generate_config::run(args),
-        Command::CacheServer(args) => cache_server::run(cli.config, args),
+        Command::CacheServer(args) => cache_server::run(cli.config, args, inherited),
+        Command::Cache(args) => cache_admin::run(cli.config, args),
         Command::Completion(args) => completion::run(args),
     };
     match outcome {

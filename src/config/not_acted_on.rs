@@ -16,8 +16,6 @@ pub struct NotActedOn {
     pub reason: &'static str,
 }
 
-const CACHE_SERVER: &str = "the embedded cache server is not built yet";
-
 /// Every key that is read but not acted on yet.
 pub const NOT_ACTED_ON: &[NotActedOn] = &[
     NotActedOn {
@@ -63,54 +61,6 @@ pub const NOT_ACTED_ON: &[NotActedOn] = &[
     NotActedOn {
         key: "container.bind_workdir",
         reason: "workspaces stay inside the job container",
-    },
-    NotActedOn {
-        key: "cache.enabled",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.dir",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.host",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.port",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.external_server",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.external_secret",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.external_secret_file",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.v2",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.retention",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.repo_size_limit",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.size_limit",
-        reason: CACHE_SERVER,
-    },
-    NotActedOn {
-        key: "cache.sweep_interval",
-        reason: CACHE_SERVER,
     },
 ];
 

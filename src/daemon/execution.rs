@@ -19,6 +19,7 @@ use tracing::Instrument as _;
 use crate::client::RunnerApi;
 use crate::client::proto::runner::Task;
 use crate::config::{Config, Label, Platform, pick_platform};
+use crate::daemon::cache_access::{self, CacheAccess};
 use crate::daemon::observe::{DaemonEvent, Observer};
 use crate::daemon::poller::{Admission, TaskRunner};
 use crate::daemon::reporter::{Reporter, ReporterSettings};
@@ -44,6 +45,9 @@ pub struct ExecutionConfig {
     /// Jobs whose `runs-on` matches no label run here.
     pub fallback: Platform,
     pub ephemeral: bool,
+    /// The cache service jobs are told about; `None` with `cache.enabled: false` (or when the
+    /// embedded server could not start).
+    pub cache: Option<CacheAccess>,
 }
 
 /// The Docker side, when the labels or `container.require_docker` need it.
@@ -154,8 +158,12 @@ impl<A: RunnerApi + 'static> Execution<A> {
             capacity: self.admission.capacity(),
         });
         tracing::info!("task started");
+        let cache_grant = self.grant_cache(&task, &snapshot).await;
         self.drive(&task, summary, &snapshot, reporter.events(), job_cancel)
             .await;
+        if let Some(grant) = cache_grant {
+            grant.release().await;
+        }
         let finished = reporter.finish().await;
         self.unmark_live(task_id);
         tracing::info!(
@@ -193,6 +201,24 @@ impl<A: RunnerApi + 'static> Execution<A> {
         }
     }
 
+    /// Grants the task's runtime token to the cache for the task's life (see
+    /// [`cache_access::TaskGrant`] for how every way out revokes it).
+    async fn grant_cache(
+        &self,
+        task: &Task,
+        snapshot: &ExecutionConfig,
+    ) -> Option<cache_access::TaskGrant> {
+        let cache = snapshot.cache.as_ref()?;
+        let github = task
+            .context
+            .as_ref()
+            .map(task::struct_to_json)
+            .unwrap_or_default();
+        let token = task::job_token(task, &github);
+        let grant = cache_access::grant_for(&github, task::runtime_token(&github, &token))?;
+        Some(cache.grant(grant).await)
+    }
+
     async fn execute(
         &self,
         task: &Task,
@@ -216,6 +242,12 @@ impl<A: RunnerApi + 'static> Execution<A> {
                 }
                 platform => platform,
             };
+        if let Some(cache) = &snapshot.cache
+            && let Some(url) =
+                cache.url_for(&platform, snapshot.config.container.network.as_deref())
+        {
+            spec.extra_env.extend(cache.job_env(url));
+        }
         let limit = snapshot.runner.timeout + CANCEL_GRACE;
         match platform {
             Platform::Host => {
@@ -532,7 +564,6 @@ mod tests {
             timeout: Duration::from_secs(60),
             server_capabilities: String::new(),
             github_mirror: None,
-            cache_url: None,
         };
         let mut spec = JobSpec::new(String::new(), String::new(), String::new());
         for (key, value) in [

@@ -7,15 +7,17 @@
 //! - [`spool`]: the on-disk log and state spool that survives outages and crashes.
 //! - [`task`]: Task → executor job, a pure conversion.
 //! - [`shutdown`]: the bounded drain after admission stops.
+//! - [`cache_access`]: the actions cache a task's job is told about, and its credential's grant.
 //! - [`execution`]: runs one admitted task (reporter, backend, executor); the poller's `TaskRunner`.
 //! - [`idle`]: idle maintenance, removing stale host job directories while no job runs.
 //! - [`health`]: opt-in admission (`health_check:`): free disk space and a script.
 //! - [`service`]: the lifecycle: Declare, orphans, leftover spools, poll, reload, drain.
 //!
-//! May use: `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
+//! May use: `cache` (grants), `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
 //! [`observe::DaemonEvent`]s to them).
 
 pub mod backoff;
+pub mod cache_access;
 pub mod execution;
 pub mod health;
 pub mod idle;

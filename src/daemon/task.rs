@@ -46,8 +46,6 @@ pub struct RunnerContext {
     pub server_capabilities: String,
     /// `runner.github_mirror`.
     pub github_mirror: Option<String>,
-    /// `ACTIONS_CACHE_URL` once a cache server runs.
-    pub cache_url: Option<String>,
 }
 
 impl fmt::Debug for RunnerContext {
@@ -279,18 +277,12 @@ pub fn runtime_env(
     let address = runner.address.trim_end_matches('/');
     let text = |key: &str| github.get(key).and_then(Json::as_str).unwrap_or_default();
     let mut env = IndexMap::new();
-    if let Some(cache_url) = &runner.cache_url {
-        env.insert("ACTIONS_CACHE_URL".into(), cache_url.clone());
-    }
     env.insert(
         "ACTIONS_RUNTIME_URL".into(),
         format!("{address}/api/actions_pipeline/"),
     );
     env.insert("ACTIONS_RESULTS_URL".into(), address.to_string());
-    let runtime_token = match text("gitea_runtime_token") {
-        "" => token,
-        runtime_token => runtime_token,
-    };
+    let runtime_token = runtime_token(github, token);
     if !runtime_token.is_empty() {
         env.insert("ACTIONS_RUNTIME_TOKEN".into(), runtime_token.to_string());
     }
@@ -318,6 +310,15 @@ pub fn runtime_env(
         env.insert("GITEA_RUN_ID".into(), run_id.to_string());
     }
     env
+}
+
+/// `ACTIONS_RUNTIME_TOKEN`: the context's `gitea_runtime_token`, or the task token for servers
+/// that send none. It is also the task's cache credential.
+pub fn runtime_token<'a>(github: &'a Map<String, Json>, token: &'a str) -> &'a str {
+    match github.get("gitea_runtime_token").and_then(Json::as_str) {
+        Some(runtime_token) if !runtime_token.is_empty() => runtime_token,
+        _ => token,
+    }
 }
 
 /// Values the job log must never show besides the secrets: tokens from the context.
@@ -400,7 +401,6 @@ mod tests {
             timeout: Duration::from_secs(3 * 3600),
             server_capabilities: "job-summary".into(),
             github_mirror: Some("https://mirror.test".into()),
-            cache_url: None,
         }
     }
 

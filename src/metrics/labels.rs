@@ -176,6 +176,120 @@ impl LabelValue for MethodLabel {
     }
 }
 
+/// What a request to the cache server asked (`act_runner_cache_requests_total{op}`): the v1 and
+/// v2 protocols map to the same five steps, the shared server's grant endpoint to a sixth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheOp {
+    /// Find an entry by key and prefixes (v1 `GET cache`, v2 `GetCacheEntryDownloadURL`).
+    Lookup,
+    /// Reserve a key for an upload (v1 `POST caches`, v2 `CreateCacheEntry`).
+    Reserve,
+    /// Write bytes of a reserved entry (v1 `PATCH caches/:id`, v2 blob `PUT`).
+    Upload,
+    /// Commit an upload (v1 `POST caches/:id`, v2 `FinalizeCacheEntryUpload`).
+    Commit,
+    /// Read an entry's bytes (the signed archive URL).
+    Download,
+    /// Grant or revoke a task's credential (a shared server's grant endpoint).
+    Grant,
+}
+
+impl LabelValue for CacheOp {
+    const LABEL: &'static str = "op";
+    const ALL: &'static [Self] = &[
+        Self::Lookup,
+        Self::Reserve,
+        Self::Upload,
+        Self::Commit,
+        Self::Download,
+        Self::Grant,
+    ];
+    fn as_label(self) -> &'static str {
+        match self {
+            Self::Lookup => "lookup",
+            Self::Reserve => "reserve",
+            Self::Upload => "upload",
+            Self::Commit => "commit",
+            Self::Download => "download",
+            Self::Grant => "grant",
+        }
+    }
+}
+
+/// How the cache server answered (`act_runner_cache_requests_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheResult {
+    /// A lookup that found an entry.
+    Hit,
+    /// A lookup that found nothing.
+    Miss,
+    /// Any other request done.
+    Ok,
+    /// No live credential, a forged or expired signature, a wrong shared secret.
+    Denied,
+    /// Any other refusal (bad range, size or key; a conflict; over a limit).
+    Rejected,
+    /// The server failed (disk, index).
+    Error,
+}
+
+impl LabelValue for CacheResult {
+    const LABEL: &'static str = "result";
+    const ALL: &'static [Self] = &[
+        Self::Hit,
+        Self::Miss,
+        Self::Ok,
+        Self::Denied,
+        Self::Rejected,
+        Self::Error,
+    ];
+    fn as_label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Ok => "ok",
+            Self::Denied => "denied",
+            Self::Rejected => "rejected",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Why the cache dropped an entry (`act_runner_cache_evictions_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EvictionReason {
+    /// Not used within `cache.retention`.
+    Retention,
+    /// Its repository went over `cache.repo_size_limit`.
+    RepoSizeLimit,
+    /// The cache went over `cache.size_limit`.
+    SizeLimit,
+    /// The disk went below the free-space floor.
+    DiskFloor,
+    /// `act_runner cache delete`.
+    Deleted,
+}
+
+impl LabelValue for EvictionReason {
+    const LABEL: &'static str = "reason";
+    const ALL: &'static [Self] = &[
+        Self::Retention,
+        Self::RepoSizeLimit,
+        Self::SizeLimit,
+        Self::DiskFloor,
+        Self::Deleted,
+    ];
+    fn as_label(self) -> &'static str {
+        match self {
+            Self::Retention => "retention",
+            Self::RepoSizeLimit => "repo_size_limit",
+            Self::SizeLimit => "size_limit",
+            Self::DiskFloor => "disk_floor",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
 /// Every allowed value of `label` on the family `name`, or `None` when the family has no label of
 /// that name (tests use this to check a whole scrape).
 pub fn allowed_values(family: &str, label: &str) -> Option<Vec<&'static str>> {
@@ -190,6 +304,11 @@ pub fn allowed_values(family: &str, label: &str) -> Option<Vec<&'static str>> {
         ("act_runner_config_reloads_total", ReloadResult::LABEL) => Some(all::<ReloadResult>()),
         ("act_runner_job_total", JobOutcome::LABEL) => Some(all::<JobOutcome>()),
         ("act_runner_client_errors_total", MethodLabel::LABEL) => Some(all::<MethodLabel>()),
+        ("act_runner_cache_requests_total", CacheOp::LABEL) => Some(all::<CacheOp>()),
+        ("act_runner_cache_requests_total", CacheResult::LABEL) => Some(all::<CacheResult>()),
+        ("act_runner_cache_evictions_total", EvictionReason::LABEL) => {
+            Some(all::<EvictionReason>())
+        }
         _ => None,
     }
 }

@@ -25,6 +25,7 @@
 //! | after a successful UpdateLog | [`Metrics::log_buffer_rows`] | `report_log_buffer_rows` |
 //! | any RPC error (FetchTask except Unauthenticated and deadline; UpdateLog; UpdateTask; Declare; ...) | [`Metrics::client_error`] | `client_errors_total` |
 //! | Docker ping, drain, SIGHUP, spool size | [`Metrics::docker_up`], [`Metrics::set_draining`], [`Metrics::config_reload`], [`Metrics::log_spool_bytes`] | the four extra gauges and counter |
+//! | the cache server started (daemon or `cache-server`) | [`Metrics::watch_cache`]; each scrape then reads its counters | `cache_requests_total`, `cache_evictions_total`, `cache_bytes`, `cache_entries` |
 //! | reload changed capacity | [`Metrics::set_capacity`] | `capacity`, `job_capacity_utilization_ratio` |
 //!
 //! ```
@@ -42,6 +43,7 @@
 //! assert!(metrics.render().unwrap().contains(r#"act_runner_job_total{status="success"} 1"#));
 //! ```
 
+pub mod cache;
 mod idle;
 pub mod labels;
 mod observer;
@@ -57,7 +59,11 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::time::Instant;
 
 use crate::client::Method;
-pub use labels::{FetchOutcome, JobOutcome, LabelValue, MethodLabel, ReloadResult, ReportResult};
+pub use cache::{CacheSnapshot, CacheSource};
+pub use labels::{
+    CacheOp, CacheResult, EvictionReason, FetchOutcome, JobOutcome, LabelValue, MethodLabel,
+    ReloadResult, ReportResult,
+};
 pub use readiness::{ReadinessProbe, ReadinessVerdict};
 pub use registry::{FETCH_BUCKETS, JOB_BUCKETS, REPORT_BUCKETS};
 pub use server::{MetricsServer, ServerLimits, bind, choose_listener};
@@ -131,6 +137,15 @@ impl Metrics {
         };
         metrics.set_capacity(info.capacity);
         metrics
+    }
+
+    /// Exposes the cache server's families (`act_runner_cache_*`), read from `source` at each
+    /// scrape. Called once, by whoever started the server (the daemon or `cache-server`).
+    pub fn watch_cache(&self, source: Arc<dyn CacheSource>) {
+        let collector = cache::CacheCollector::new(source);
+        if let Err(error) = self.inner.defs.registry.register(Box::new(collector)) {
+            tracing::warn!(error = %error, "the cache metrics are already registered");
+        }
     }
 
     /// The `/readyz` state. The daemon calls [`ReadinessProbe::set_started`] once it polls, and

@@ -1,0 +1,328 @@
+//! The actions cache end to end through `act_runner daemon` and the fake Gitea, with the real,
+//! unmodified `actions/cache` v3.5.0 as the client: a job saves a directory and a later job of
+//! the same repository restores the same bytes; `restore-keys` match by prefix; another
+//! repository's job misses; a feature branch restores the default branch's entry while its own
+//! save stays invisible to the default branch. On the host backend and in Docker
+//! (`act-runner-test/debian:12`). The shared `cache-server` is in `cache_e2e/shared.rs`, the v2
+//! client in `cache_e2e/v2.rs`.
+
+mod fixture;
+mod shared;
+mod v2;
+
+use std::time::Duration;
+
+use fixture::{
+    MAIN, Origin, numbers_digest, register, restore_workflow, restored, run, save_workflow, task,
+};
+
+use crate::daemon::harness::{Daemon, bounded, start_fake};
+use crate::exec_workflows::DOCKER_TEST_IMAGE;
+
+#[tokio::test]
+async fn actions_cache_saves_restores_and_scopes_entries_on_the_host() {
+    fixture::require_node();
+    bounded(async {
+        let gitea = start_fake().await;
+        let metrics_port = free_port();
+        let dir = register(&gitea, "host-test:host", "").await;
+        append_metrics(&dir, metrics_port);
+        let daemon = Daemon::start(&dir, &[]).await;
+
+        run(
+            &gitea,
+            &daemon,
+            task(&save_workflow("host-test", "deps-v1"), MAIN),
+        )
+        .await;
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(&restore_workflow("host-test", "deps-v1", ""), MAIN),
+        )
+        .await;
+        let exact = restored(&lines);
+        assert!(exact.hit && exact.restored, "{lines:#?}");
+        assert_eq!(exact.content.as_deref(), Some("cached bytes for deps-v1"));
+        assert_eq!(exact.numbers, Some(numbers_digest()));
+
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(&restore_workflow("host-test", "deps-v2", "deps-"), MAIN),
+        )
+        .await;
+        let prefix = restored(&lines);
+        assert!(
+            !prefix.hit && prefix.restored,
+            "a restore-keys prefix restores: {lines:#?}"
+        );
+        assert_eq!(prefix.content.as_deref(), Some("cached bytes for deps-v1"));
+
+        let other = Origin {
+            repository: "owner/other",
+            ..MAIN
+        };
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(&restore_workflow("host-test", "deps-v1", "deps-"), other),
+        )
+        .await;
+        let foreign = restored(&lines);
+        assert!(
+            !foreign.hit && !foreign.restored,
+            "another repository's entry leaked: {lines:#?}"
+        );
+
+        let feature = Origin {
+            git_ref: "refs/heads/feature",
+            ..MAIN
+        };
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(&restore_workflow("host-test", "deps-v1", ""), feature),
+        )
+        .await;
+        assert!(
+            restored(&lines).hit,
+            "a feature branch restores the default branch's entry: {lines:#?}"
+        );
+        run(
+            &gitea,
+            &daemon,
+            task(&save_workflow("host-test", "feature-only"), feature),
+        )
+        .await;
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(&restore_workflow("host-test", "feature-only", ""), feature),
+        )
+        .await;
+        assert!(
+            restored(&lines).hit,
+            "the feature branch sees its own save: {lines:#?}"
+        );
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(
+                &restore_workflow("host-test", "feature-only", "feature-"),
+                MAIN,
+            ),
+        )
+        .await;
+        let poisoned = restored(&lines);
+        assert!(
+            !poisoned.hit && !poisoned.restored,
+            "a feature branch's save reached main: {lines:#?}"
+        );
+
+        let metrics = scrape(metrics_port).await;
+        assert!(
+            metric_value(&metrics, "act_runner_cache_entries") >= 2.0,
+            "{metrics}"
+        );
+        assert!(
+            metric_value(&metrics, "act_runner_cache_bytes") > 0.0,
+            "{metrics}"
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with("act_runner_cache_requests_total{")
+                    && !line.ends_with(" 0")),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("act_runner_cache_evictions_total{reason="),
+            "{metrics}"
+        );
+        daemon.stop().await;
+
+        // The admin's view of the same directory once no server holds it.
+        let listed = act_runner_output(&dir, &["cache", "list", "--repo", "owner/app"]).await;
+        assert!(
+            listed.contains("deps-v1") && listed.contains("feature-only"),
+            "{listed}"
+        );
+        let other_listed =
+            act_runner_output(&dir, &["cache", "list", "--repo", "owner/other"]).await;
+        assert!(!other_listed.contains("deps-v1"), "{other_listed}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn actions_cache_saves_and_restores_in_docker_job_containers() {
+    if !crate::exec_workflows::docker_ready() {
+        return;
+    }
+    bounded(async {
+        let gitea = start_fake().await;
+        let labels = format!("docker-test:docker://{DOCKER_TEST_IMAGE}");
+        let dir = register(&gitea, &labels, "").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        run(
+            &gitea,
+            &daemon,
+            task(&save_workflow("docker-test", "docker-v1"), MAIN),
+        )
+        .await;
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(&restore_workflow("docker-test", "docker-v1", ""), MAIN),
+        )
+        .await;
+        let exact = restored(&lines);
+        assert!(exact.hit && exact.restored, "{lines:#?}");
+        assert_eq!(exact.numbers, Some(numbers_digest()));
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(
+                &restore_workflow("docker-test", "docker-v9", "docker-"),
+                MAIN,
+            ),
+        )
+        .await;
+        let prefix = restored(&lines);
+        assert!(!prefix.hit && prefix.restored, "{lines:#?}");
+        let other = Origin {
+            repository: "owner/other",
+            ..MAIN
+        };
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(
+                &restore_workflow("docker-test", "docker-v1", "docker-"),
+                other,
+            ),
+        )
+        .await;
+        assert!(!restored(&lines).restored, "{lines:#?}");
+        daemon.stop().await;
+    })
+    .await;
+}
+
+const PRINT_CACHE_ENV: &str = r#"on: push
+jobs:
+  env:
+    runs-on: host-test
+    steps:
+      - run: |
+          echo "cache-url=${ACTIONS_CACHE_URL:-none}"
+          echo "cache-v2=${ACTIONS_CACHE_SERVICE_V2:-none}"
+          echo "results-url=${ACTIONS_RESULTS_URL:-none}"
+"#;
+
+#[tokio::test]
+async fn host_jobs_get_a_loopback_cache_url_and_disabled_means_nothing_advertised() {
+    bounded(async {
+        let gitea = start_fake().await;
+        let dir = register(&gitea, "host-test:host", "  v2: true\n").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let lines = run(&gitea, &daemon, task(PRINT_CACHE_ENV, MAIN)).await;
+        let url = lines
+            .iter()
+            .find_map(|line| line.strip_prefix("cache-url="))
+            .unwrap_or_default();
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|line| line == "cache-v2=true"),
+            "{lines:#?}"
+        );
+        let results = format!("results-url={}", gitea.connect_url().trim_end_matches('/'));
+        assert!(
+            lines.contains(&results),
+            "artifacts stay on Gitea: {lines:#?}"
+        );
+        daemon.stop().await;
+
+        let gitea = start_fake().await;
+        let dir = register(&gitea, "host-test:host", "  enabled: false\n").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let lines = run(&gitea, &daemon, task(PRINT_CACHE_ENV, MAIN)).await;
+        assert!(
+            lines.iter().any(|line| line == "cache-url=none"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|line| line == "cache-v2=none"),
+            "{lines:#?}"
+        );
+        daemon.stop().await;
+    })
+    .await;
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+fn append_metrics(dir: &crate::daemon::harness::RunnerDir, port: u16) {
+    let path = dir.config_path();
+    let mut text = std::fs::read_to_string(&path).expect("read config.yaml");
+    text.push_str(&format!(
+        "metrics:\n  enabled: true\n  addr: 127.0.0.1:{port}\n"
+    ));
+    std::fs::write(&path, text).expect("write config.yaml");
+}
+
+pub async fn scrape(port: u16) -> String {
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the metrics endpoint answers");
+    response.text().await.expect("a metrics body")
+}
+
+/// The value of an unlabelled sample.
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no sample {name}: {metrics}"))
+}
+
+/// `act_runner -c <dir>/config.yaml <args>` in the runner's directory; it must succeed.
+pub async fn act_runner_output(dir: &crate::daemon::harness::RunnerDir, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_act_runner"))
+        .arg("-c")
+        .arg(dir.config_path())
+        .args(args)
+        .current_dir(dir.path())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("act_runner finishes")
+        .expect("act_runner runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "act_runner {args:?}: {text}");
+    text
+}

@@ -1,0 +1,210 @@
+//! `act_runner cache-server` as the cache of several runners: two daemons (each with its own
+//! fake Gitea) grant their tasks' tokens through it, and a save on one restores on the other; a
+//! `kill -9` of the server in the middle of an upload leaves no entry behind.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::fixture::{MAIN, restore_workflow, restored, run, save_workflow, task};
+use super::free_port;
+use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
+
+const SECRET: &str = "shared-cache-secret-for-tests";
+
+/// A running `act_runner cache-server` on a loopback port.
+pub struct CacheServer {
+    child: Child,
+    pub port: u16,
+    log: std::path::PathBuf,
+}
+
+impl CacheServer {
+    /// Starts it on `dir` (its `cache.dir`) and `port`, and waits until it accepts connections.
+    pub async fn start(dir: &Path, port: u16) -> CacheServer {
+        std::fs::create_dir_all(dir).expect("create the server's directory");
+        let config = dir.join("cache-server.yaml");
+        std::fs::write(
+            &config,
+            format!("cache:\n  host: 127.0.0.1\n  external_secret: {SECRET}\n"),
+        )
+        .expect("write the server's config");
+        let log = dir.join(format!("server-{}.log", rand_suffix()));
+        let log_file = std::fs::File::create(&log).expect("create the server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_act_runner"))
+            .arg("-c")
+            .arg(&config)
+            .arg("cache-server")
+            .arg("--dir")
+            .arg(dir.join("store"))
+            .arg("--port")
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone the log handle"))
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start act_runner cache-server");
+        let server = CacheServer { child, port, log };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cache-server did not listen on {port}:\n{}", server.log());
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn kill_hard(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as u64)
+        .unwrap_or_default()
+}
+
+fn client_section(server: &CacheServer) -> String {
+    format!(
+        "cache:\n  external_server: {}\n  external_secret: {SECRET}\n",
+        server.url()
+    )
+}
+
+#[tokio::test]
+async fn two_daemons_share_one_cache_server() {
+    super::fixture::require_node();
+    bounded(async {
+        let scratch = tempfile::tempdir().expect("a scratch directory");
+        let server = CacheServer::start(scratch.path(), free_port()).await;
+        let gitea_a = start_fake().await;
+        let gitea_b = start_fake().await;
+        let dir_a = RunnerDir::register(&gitea_a, "host-test:host", &client_section(&server)).await;
+        let dir_b = RunnerDir::register(&gitea_b, "host-test:host", &client_section(&server)).await;
+        let daemon_a = Daemon::start(&dir_a, &[]).await;
+        let daemon_b = Daemon::start(&dir_b, &[]).await;
+        run(
+            &gitea_a,
+            &daemon_a,
+            task(&save_workflow("host-test", "fleet-v1"), MAIN),
+        )
+        .await;
+        let lines = run(
+            &gitea_b,
+            &daemon_b,
+            task(&restore_workflow("host-test", "fleet-v1", ""), MAIN),
+        )
+        .await;
+        let found = restored(&lines);
+        assert!(
+            found.hit && found.restored,
+            "{lines:#?}\nserver log:\n{}",
+            server.log()
+        );
+        assert_eq!(found.content.as_deref(), Some("cached bytes for fleet-v1"));
+        daemon_a.stop().await;
+        daemon_b.stop().await;
+        server.kill_hard().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kill_9_of_the_cache_server_mid_upload_leaves_no_entry() {
+    use act_runner::cache::{Grant, RemoteGrants, TaskGrants as _};
+    use act_runner::config::Secret;
+
+    bounded(async {
+        let scratch = tempfile::tempdir().expect("a scratch directory");
+        let port = free_port();
+        let server = CacheServer::start(scratch.path(), port).await;
+        let grants =
+            RemoteGrants::new(&server.url(), Secret::new(SECRET)).expect("a control-plane client");
+        let token = "kill-9-task-token";
+        let grant = || Grant {
+            token: Secret::new(token),
+            repository: "owner/app".into(),
+            ref_name: "refs/heads/main".into(),
+            default_branch: Some("main".into()),
+            base_ref: None,
+        };
+        grants.grant(grant()).await.expect("grant the token");
+        let http = reqwest::Client::new();
+        let api = format!("{}_apis/artifactcache/", server.url());
+        let reserved: serde_json::Value = http
+            .post(format!("{api}caches"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "key": "half", "version": "v1", "cacheSize": 2048 }))
+            .send()
+            .await
+            .expect("reserve")
+            .error_for_status()
+            .expect("the reserve is accepted")
+            .json()
+            .await
+            .expect("a cacheId");
+        let id = reserved["cacheId"].as_i64().expect("a numeric cacheId");
+        http.patch(format!("{api}caches/{id}"))
+            .bearer_auth(token)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", "bytes 0-1023/*")
+            .body(vec![7u8; 1024])
+            .send()
+            .await
+            .expect("upload a chunk")
+            .error_for_status()
+            .expect("the chunk is accepted");
+        server.kill_hard().await;
+
+        let server = CacheServer::start(scratch.path(), port).await;
+        grants.grant(grant()).await.expect("grant the token again");
+        let lookup = http
+            .get(format!("{api}cache?keys=half&version=v1"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("look up");
+        assert_eq!(
+            lookup.status(),
+            204,
+            "a half upload became an entry:\n{}",
+            server.log()
+        );
+        let store = scratch.path().join("store");
+        server.kill_hard().await;
+        let config = scratch.path().join("cache-server.yaml");
+        let output = Command::new(env!("CARGO_BIN_EXE_act_runner"))
+            .arg("-c")
+            .arg(&config)
+            .args(["cache", "list", "--dir"])
+            .arg(&store)
+            .output()
+            .await
+            .expect("cache list runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!text.contains("half"), "{text}");
+    })
+    .await;
+}
