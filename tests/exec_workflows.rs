@@ -8,7 +8,9 @@
 //!   temporary directory);
 //! - `setenv: K=V`: an environment variable for `exec` (`\n` in V is a newline);
 //! - `output-contains: text` / `output-lacks: text`: checks on stdout plus stderr;
-//! - `output-order: text` (repeated): each text appears after the previous one.
+//! - `output-order: text` (repeated): each text appears after the previous one;
+//! - `copy: FROM TO` (repeated): before the run, `tests/workflows/FROM` is copied to `TO` in the
+//!   working directory (`-C`), e.g. a reusable workflow the run calls as `./TO`.
 //!
 //! A run's failures are collected and reported together, each under the workflow's file name.
 
@@ -28,6 +30,7 @@ struct Expectations {
     contains: Vec<String>,
     lacks: Vec<String>,
     order: Vec<String>,
+    copies: Vec<(String, String)>,
 }
 
 fn expectations(path: &Path) -> Expectations {
@@ -41,6 +44,7 @@ fn expectations(path: &Path) -> Expectations {
         contains: Vec::new(),
         lacks: Vec::new(),
         order: Vec::new(),
+        copies: Vec::new(),
     };
     for line in text.lines().take_while(|line| line.starts_with('#')) {
         let Some((key, value)) = line.trim_start_matches('#').trim().split_once(':') else {
@@ -70,6 +74,10 @@ fn expectations(path: &Path) -> Expectations {
             "output-contains" => expectations.contains.push(value.into()),
             "output-lacks" => expectations.lacks.push(value.into()),
             "output-order" => expectations.order.push(value.into()),
+            "copy" => {
+                let (from, to) = value.split_once(' ').unwrap();
+                expectations.copies.push((from.into(), to.trim().into()));
+            }
             _ => {}
         }
     }
@@ -107,6 +115,11 @@ pub fn run_workflow_with(
         return Ok(());
     }
     let work_dir = tempfile::tempdir().unwrap();
+    for (from, to) in &expectations.copies {
+        let target = work_dir.path().join(to);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(workflows_dir().join(from), target).unwrap();
+    }
     let mut command = assert_cmd::Command::cargo_bin("act_runner").unwrap();
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))

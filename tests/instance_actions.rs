@@ -163,3 +163,64 @@ async fn actions_on_the_instance_are_fetched_with_the_task_token_and_it_goes_now
     })
     .await;
 }
+
+/// Item 7 with the daemon: a task whose job `uses:` a workflow of its own (private) repository is
+/// run runner-side, the workflow fetched from the instance at `github.sha` with the task token;
+/// inputs, inherited secrets and outputs reach where they belong.
+#[tokio::test]
+async fn a_reusable_workflow_of_the_tasks_own_repository_runs_inside_the_task() {
+    bounded(async {
+        let repos = tempfile::tempdir().unwrap();
+        let source = tempfile::tempdir().unwrap();
+        let workflows = source.path().join(".gitea/workflows");
+        std::fs::create_dir_all(&workflows).unwrap();
+        std::fs::write(
+            workflows.join("called.yml"),
+            "on:\n  workflow_call:\n    inputs:\n      name:\n        type: string\n    outputs:\n      greeting:\n        value: ${{ jobs.greet.outputs.greeting }}\njobs:\n  greet:\n    runs-on: host-test\n    outputs:\n      greeting: ${{ steps.make.outputs.greeting }}\n    steps:\n      - id: make\n        run: |\n          echo \"called ran for ${{ inputs.name }} with ${{ secrets.MY_SECRET }}\"\n          echo \"greeting=hello ${{ inputs.name }}\" >> \"$GITHUB_OUTPUT\"\n  after:\n    needs: greet\n    runs-on: host-test\n    steps:\n      - run: test \"${{ needs.greet.outputs.greeting }}\" = \"hello daemon\"\n",
+        )
+        .unwrap();
+        let sha = bare_repository(source.path(), &repos.path().join("owner/repo"));
+        let gitea = FakeGitea::start(FakeOptions {
+            git_root: Some(repos.path().to_path_buf()),
+            ..FakeOptions::default()
+        })
+        .await
+        .unwrap();
+        gitea.add_registration_token(REGISTRATION_TOKEN);
+        let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let caller = "on: push\njobs:\n  call:\n    runs-on: host-test\n    uses: ./.gitea/workflows/called.yml\n    with:\n      name: daemon\n    secrets: inherit\n";
+        let task_id = gitea.enqueue_task(
+            TaskSpec::from_workflow(caller)
+                .unwrap()
+                .with_secret("MY_SECRET", "hunter2-secret")
+                .with_context("sha", json!(sha)),
+        );
+        let task = daemon.wait_final(&gitea, task_id).await;
+        let rows = gitea.task_log_lines(task_id);
+        assert_eq!(
+            task.result,
+            TaskResult::Success,
+            "{rows:#?}\n{}",
+            daemon.log()
+        );
+        assert!(
+            rows.iter().any(|row| row == "called ran for daemon with ***"),
+            "{rows:#?}"
+        );
+        assert!(rows.iter().all(|row| !row.contains("hunter2-secret")));
+        assert_eq!(
+            gitea.task_outputs(task_id),
+            [("greeting".to_string(), "hello daemon".to_string())]
+        );
+        let steps = task.final_state.unwrap().steps;
+        assert_eq!(steps.len(), 2, "one step per called job's step");
+        assert!(
+            steps
+                .iter()
+                .all(|step| step.result == TaskResult::Success as i32)
+        );
+        daemon.stop().await;
+    })
+    .await;
+}

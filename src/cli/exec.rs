@@ -479,6 +479,10 @@ fn base_spec(args: &ExecArgs, directory: &Path, event: &str) -> anyhow::Result<J
     }
     spec.extra_env.insert("ACT_EXEC".into(), "true".into());
     spec.actions.default_url = args.default_actions_url.clone();
+    // Reusable workflows: `./` from the working directory, `owner/repo/...@ref` from where the
+    // actions come from.
+    spec.actions.workflows_url = args.default_actions_url.clone();
+    spec.actions.repository_dir = Some(directory.to_path_buf());
     spec.actions.force_rebuild = args.rebuild;
     spec.runner_name = String::from("act-runner-exec");
     spec.mask_secrets = !args.insecure_secrets;

@@ -538,6 +538,8 @@ fn apply_runner_config(spec: &mut JobSpec, config: &Config, runner: &RunnerConte
     let base_urls = std::iter::once(runner.address.clone())
         .chain(text("server_url"))
         .collect();
+    // Reusable workflows live on the instance, as upstream's act clones them from it.
+    spec.actions.workflows_url = runner.address.clone();
     spec.actions.trusted_server = Some(TrustedGitServer {
         base_urls,
         token: text("token").unwrap_or_default(),

@@ -35,7 +35,7 @@ pub fn resolve(workflow: &Workflow, event_name: &str, event: &Json) -> Map<Strin
 }
 
 /// A value as its declaration types it; a missing one is `false`, null or `''`.
-fn typed(declaration: &InputDeclaration, value: Option<&Json>) -> Json {
+pub fn typed(declaration: &InputDeclaration, value: Option<&Json>) -> Json {
     match declaration.kind {
         InputType::Boolean => Json::Bool(match value {
             Some(Json::Bool(flag)) => *flag,

@@ -16,9 +16,8 @@ use super::backend::{
     RunningContainers,
 };
 use super::contexts;
-use super::event::{Conclusion, JobEvent, LogLines, PlannedStep};
+use super::event::{Conclusion, JobEvent, PlannedStep};
 use super::expr::{JobStatus, Value};
-use super::line_batch::LineBatch;
 use super::local_tree;
 use super::log_checkpoint;
 use super::masking::Masker;
@@ -33,42 +32,7 @@ const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
 /// Bound on the backend's clean-up (containers, networks, directories).
 const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
 
-/// Sends events, masking log lines first. Sending never fails the job: a gone receiver only
-/// means nobody listens any more.
-pub struct Emitter {
-    events: mpsc::Sender<JobEvent>,
-    pub masker: Masker,
-}
-
-impl Emitter {
-    pub async fn send(&self, event: JobEvent) {
-        let _ = self.events.send(event).await;
-    }
-
-    pub async fn log(&self, step_idx: Option<usize>, line: &str) {
-        let content = self.masker.mask(line);
-        self.send(JobEvent::Log(LogLines::one(
-            SystemTime::now(),
-            step_idx,
-            content,
-        )))
-        .await;
-    }
-
-    /// Masks and sends lines that arrived together, as one event.
-    pub async fn log_lines(&self, step_idx: Option<usize>, lines: LineBatch) {
-        if lines.is_empty() {
-            return;
-        }
-        let lines = self.masker.mask_lines(lines);
-        self.send(JobEvent::Log(LogLines {
-            at: SystemTime::now(),
-            step_idx,
-            lines,
-        }))
-        .await;
-    }
-}
+pub use super::emitter::Emitter;
 
 /// The state of a running job that steps read and update.
 pub struct JobState {
@@ -113,10 +77,7 @@ pub async fn run_job<B: Backend>(
     events: mpsc::Sender<JobEvent>,
     cancel: CancellationToken,
 ) -> Conclusion {
-    let mut emitter = Emitter {
-        events,
-        masker: Masker::new(),
-    };
+    let mut emitter = Emitter::new(events, Masker::new());
     if spec.mask_secrets {
         let token = spec.github.get("token").and_then(Json::as_str);
         let secrets = spec.secrets.values().chain(&spec.masks).map(String::as_str);
@@ -144,7 +105,7 @@ pub async fn run_job<B: Backend>(
 
 /// Removes what the job created, within [`CLEANUP_LIMIT`]. After `JobFinished`, so a failure goes
 /// to the runner's own log (with the task's fields), not to the job's.
-async fn clean_up<B: Backend>(backend: &mut B) {
+pub(super) async fn clean_up<B: Backend>(backend: &mut B) {
     match tokio::time::timeout(CLEANUP_LIMIT, backend.cleanup()).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(error = %error, "job clean-up failed"),
@@ -177,11 +138,7 @@ async fn run_parsed<B: Backend>(
         return refuse(emitter, error.0).await;
     }
     if let Some(uses) = &job.uses {
-        return refuse(emitter, format!(
-            "{file}:{}: job `{}`: reusable workflows (`uses: {}`) are not supported by this runner",
-            uses.at, job.id, uses.value
-        ))
-        .await;
+        return super::reusable::run(spec, &workflow, job, uses, backend, emitter, cancel).await;
     }
     let steps: Vec<PlannedStep> = job
         .steps
@@ -199,7 +156,12 @@ async fn run_parsed<B: Backend>(
         })
         .await;
     match run_started(spec, &workflow, job, backend, emitter, cancel).await {
-        Ok(conclusion) => conclusion,
+        Ok((conclusion, outputs)) => {
+            if let Some(outputs) = outputs {
+                emitter.send(JobEvent::Outputs(outputs)).await;
+            }
+            conclusion
+        }
         Err(error) => {
             emitter.log(None, &format!("::error::{error}")).await;
             Conclusion::Failure
@@ -208,7 +170,7 @@ async fn run_parsed<B: Backend>(
 }
 
 /// Fails a job that cannot start: an empty step list and one error line.
-async fn refuse(emitter: &Emitter, message: String) -> Conclusion {
+pub(super) async fn refuse(emitter: &Emitter, message: String) -> Conclusion {
     emitter
         .send(JobEvent::JobStarted {
             at: SystemTime::now(),
@@ -242,20 +204,9 @@ fn needs_status(spec: &JobSpec) -> (JobStatus, bool) {
     (status, all_succeeded)
 }
 
-async fn run_started<B: Backend>(
-    spec: &JobSpec,
-    workflow: &Workflow,
-    job: &Job,
-    backend: &mut B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
-) -> Result<Conclusion, FieldError> {
-    let file = spec.workflow_file.as_str();
-    let mut scope = Scope::new(file);
-    contexts::fill_static(spec, workflow, job, backend.paths(), &mut scope);
-    contexts::matrix(spec, job, &mut scope)?;
-
-    // Job `if`: a skipped or failed need skips the job unless a status function says otherwise.
+/// The job's `if`, evaluated in `scope` (left with the success status): a skipped or failed need
+/// skips the job unless a status function says otherwise.
+pub(super) fn job_runs(spec: &JobSpec, job: &Job, scope: &mut Scope) -> Result<bool, FieldError> {
     let (status, all_needs_succeeded) = needs_status(spec);
     scope.status = status;
     let uses_status_function =
@@ -265,13 +216,30 @@ async fn run_started<B: Backend>(
     } else {
         scope.condition(job.condition.as_ref(), "if")?
     };
-    if !run_it {
+    scope.status = JobStatus::Success;
+    Ok(run_it)
+}
+
+/// Runs a started job to its end: its conclusion, and its outputs unless it was cancelled.
+pub(super) async fn run_started<B: Backend>(
+    spec: &JobSpec,
+    workflow: &Workflow,
+    job: &Job,
+    backend: &mut B,
+    emitter: &mut Emitter,
+    cancel: &CancellationToken,
+) -> Result<(Conclusion, Option<IndexMap<String, String>>), FieldError> {
+    let file = spec.workflow_file.as_str();
+    let mut scope = Scope::new(file);
+    contexts::fill_static(spec, workflow, job, backend.paths(), &mut scope);
+    contexts::matrix(spec, job, &mut scope)?;
+
+    if !job_runs(spec, job, &mut scope)? {
         emitter
             .log(None, "The job was skipped: its `if` condition is false")
             .await;
-        return Ok(Conclusion::Skipped);
+        return Ok((Conclusion::Skipped, None));
     }
-    scope.status = JobStatus::Success;
 
     let continue_on_error = scope.boolean(job.continue_on_error.as_ref(), "continue-on-error")?;
     let job_timeout = scope
@@ -369,10 +337,11 @@ async fn run_started<B: Backend>(
             .await;
     }
 
-    if result != Conclusion::Cancelled {
-        let outputs = job_outputs(job, &mut state, emitter).await;
-        emitter.send(JobEvent::Outputs(outputs)).await;
-    }
+    let outputs = if result == Conclusion::Cancelled {
+        None
+    } else {
+        Some(job_outputs(job, &mut state, emitter).await)
+    };
     if result == Conclusion::Failure && continue_on_error {
         emitter
             .log(
@@ -382,7 +351,7 @@ async fn run_started<B: Backend>(
             .await;
         result = Conclusion::Success;
     }
-    Ok(result)
+    Ok((result, outputs))
 }
 
 enum PrepareEnd {

@@ -77,6 +77,12 @@ pub struct ActionSettings {
     pub offline: bool,
     /// Rebuild docker actions' images even when present (`--rebuild`, `container.force_rebuild`).
     pub force_rebuild: bool,
+    /// Base URL of reusable workflows named `owner/repo/path@ref`, and of the job's own repository
+    /// when `repository_dir` is `None` (the daemon: the instance; `exec`: `--default-actions-url`).
+    pub workflows_url: String,
+    /// The checkout `./path` reusable workflows are read from (`exec`: `-C`); `None` fetches the
+    /// job's repository (`github.repository` at `github.sha`) from `workflows_url`.
+    pub repository_dir: Option<PathBuf>,
     /// The one git server the job's token is for (the daemon: the task's own instance); `None`
     /// fetches everything anonymously.
     pub trusted_server: Option<TrustedGitServer>,
@@ -123,6 +129,8 @@ impl ActionSettings {
             shallow: true,
             offline: false,
             force_rebuild: false,
+            workflows_url: String::from(DEFAULT_ACTIONS_URL),
+            repository_dir: None,
             trusted_server: None,
         }
     }

@@ -36,7 +36,9 @@ use super::model::action::{Action, Runs};
 use super::step::{self, BodyResult, StepCommand};
 use reference::{ActionRef, RemoteAction, safe_name};
 
+pub(super) use fetch::fetch as fetch_repository;
 pub use post::{PostStep, run_post_steps, run_pre_steps};
+pub(super) use reference::{ActionRef as Reference, RemoteAction as RemoteRepository, redact_url};
 
 /// GitHub's limit on nested composite actions (`CompositeActionsMaxDepth`).
 const MAX_COMPOSITE_DEPTH: usize = 9;

@@ -123,9 +123,14 @@ pub(super) fn env_map(node: Option<&Node>, what: &str) -> Result<EnvMap> {
 pub(super) fn workflow(root: &Node) -> Result<Workflow> {
     let mut fields = Fields::new(root, "workflow")?;
     let name = opt_string(fields.take("name"), "name")?.map(|name| name.value);
-    let (on, trigger_inputs) = match fields.take("on") {
+    let on_node = fields.take("on");
+    let (on, trigger_inputs) = match on_node {
         None => (Vec::new(), Default::default()),
         Some(node) => (events(node)?, super::trigger_inputs::trigger_inputs(node)),
+    };
+    let workflow_call = match on_node {
+        None => None,
+        Some(node) => super::workflow_call::workflow_call(node)?,
     };
     let env = env_map(fields.take("env"), "env")?;
     let defaults = defaults(fields.take("defaults"), "defaults")?;
@@ -168,6 +173,7 @@ pub(super) fn workflow(root: &Node) -> Result<Workflow> {
         env,
         defaults,
         jobs,
+        workflow_call,
     })
 }
 
@@ -253,6 +259,16 @@ fn job(id: &str, node: &Node) -> Result<Job> {
     if steps.is_empty() && uses.is_none() {
         return Err(error(node.at, format!("job `{id}`: has no steps")));
     }
+    if let Some(uses) = &uses
+        && !steps.is_empty()
+    {
+        return Err(error(
+            uses.at,
+            format!("job `{id}`: `uses` (a reusable workflow) cannot be used with `steps`"),
+        ));
+    }
+    let with = env_map(fields.take("with"), "with")?;
+    let secrets = super::workflow_call::call_secrets(fields.take("secrets"))?;
     let outputs = env_map(fields.take("outputs"), "outputs")?;
     let needs = match fields.take("needs") {
         None => Vec::new(),
@@ -264,13 +280,7 @@ fn job(id: &str, node: &Node) -> Result<Job> {
     };
     let timeout_minutes = opt_string(fields.take("timeout-minutes"), "timeout-minutes")?;
     let continue_on_error = opt_string(fields.take("continue-on-error"), "continue-on-error")?;
-    fields.finish(&[
-        "permissions",
-        "concurrency",
-        "environment",
-        "with",
-        "secrets",
-    ])?;
+    fields.finish(&["permissions", "concurrency", "environment"])?;
     Ok(Job {
         id: id.to_string(),
         at: node.at,
@@ -288,6 +298,8 @@ fn job(id: &str, node: &Node) -> Result<Job> {
         timeout_minutes,
         continue_on_error,
         uses,
+        with,
+        secrets,
     })
 }
 

@@ -8,12 +8,14 @@ pub mod action;
 mod convert;
 pub mod matrix;
 pub mod trigger_inputs;
+pub mod workflow_call;
 pub mod yaml;
 
 use std::fmt;
 
 use indexmap::IndexMap;
 
+pub use workflow_call::{CallSecrets, WorkflowCall};
 pub use yaml::Pos;
 
 /// A value with the position it was written at.
@@ -46,6 +48,8 @@ pub struct Workflow {
     pub defaults: RunDefaults,
     /// Jobs in written order, by id.
     pub jobs: IndexMap<String, Job>,
+    /// `on.workflow_call` with its inputs, secrets and outputs, when `on` is a mapping holding it.
+    pub workflow_call: Option<WorkflowCall>,
 }
 
 /// `defaults.run`.
@@ -77,8 +81,12 @@ pub struct Job {
     pub timeout_minutes: Option<Located<String>>,
     /// A boolean or an expression, as written.
     pub continue_on_error: Option<Located<String>>,
-    /// A job-level `uses:` (reusable workflow): modelled so it can be refused with a clear message.
+    /// A job-level `uses:`: the reusable workflow the job runs instead of steps.
     pub uses: Option<Located<String>>,
+    /// `with:` of a job with `uses:`: the called workflow's inputs, as written.
+    pub with: IndexMap<String, Located<String>>,
+    /// `secrets:` of a job with `uses:`.
+    pub secrets: Option<CallSecrets>,
 }
 
 /// `container:` of a job, or one entry of `services:`.

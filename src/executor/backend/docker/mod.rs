@@ -159,6 +159,9 @@ struct JobResources {
 pub struct DockerBackend {
     docker: Docker,
     config: DockerJobConfig,
+    /// The configuration as constructed: each `configure` starts from it, so a backend that runs
+    /// the jobs of a called workflow one after another takes nothing from the job before.
+    initial_config: DockerJobConfig,
     instance_id: String,
     paths: EnvironmentPaths,
     resources: JobResources,
@@ -181,6 +184,7 @@ impl DockerBackend {
         };
         DockerBackend {
             docker,
+            initial_config: config.clone(),
             config,
             instance_id: uuid::Uuid::new_v4().to_string(),
             paths,
@@ -409,6 +413,7 @@ impl Backend for DockerBackend {
     }
 
     fn configure(&mut self, containers: JobContainers) -> Result<(), BackendError> {
+        self.config = self.initial_config.clone();
         if let Some(job) = containers.job {
             let ContainerSpec {
                 image,
@@ -557,6 +562,8 @@ impl Backend for DockerBackend {
 
     async fn cleanup(&mut self) -> Result<(), BackendError> {
         let resources = std::mem::take(&mut self.resources);
+        self.network = None;
+        self.running = RunningContainers::default();
         let cleanup = container::remove_job_resources(
             &self.docker,
             &resources.containers,
