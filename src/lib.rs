@@ -9,6 +9,7 @@
 //! - [`cache`]: the actions/cache server.
 //! - [`systemd`]: sd_notify, socket activation, journald, D-Bus, credentials. Observes, never drives.
 //! - [`metrics`]: the Prometheus registry and the hardened `/metrics` server. Observes, never drives.
+//! - [`sync`]: taking std locks without a panic path.
 #![forbid(unsafe_code)]
 
 pub mod cache;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod executor;
 pub mod metrics;
+pub mod sync;
 pub mod systemd;
 
 /// The version reported to Gitea and printed by `--version`.

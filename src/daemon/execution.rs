@@ -100,18 +100,11 @@ impl<A: RunnerApi + 'static> Execution<A> {
 
     /// Applies a reloaded configuration to tasks admitted from now on.
     pub fn reload(&self, config: ExecutionConfig) {
-        let mut current = match self.current.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *current = Arc::new(config);
+        *crate::sync::write(&self.current) = Arc::new(config);
     }
 
     fn snapshot(&self) -> Arc<ExecutionConfig> {
-        match self.current.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&crate::sync::read(&self.current))
     }
 
     /// Runs inside [`task_span`]: its events name the task through the span's fields.
@@ -287,10 +280,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
     }
 
     fn live_set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
-        match self.live_tasks.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.live_tasks)
     }
 }
 

@@ -125,11 +125,7 @@ async fn run_script(script: &Path, timeout: Duration) -> Result<(), String> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 #[cfg(test)]
 mod tests {

@@ -30,10 +30,7 @@ impl IdleCleanup {
     /// one, none running); returns whether it started.
     pub fn run_if_due(&self, parent: &Path, age: Duration, interval: Duration) -> bool {
         {
-            let mut last_run = self
-                .last_run
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut last_run = crate::sync::lock(&self.last_run);
             if last_run.is_some_and(|at| at.elapsed() < interval) {
                 return false;
             }

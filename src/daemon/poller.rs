@@ -148,12 +148,7 @@ impl Admission {
     }
 
     fn with_counts<T>(&self, f: impl FnOnce(&mut AdmissionCounts) -> T) -> T {
-        // A poisoned lock only means another thread panicked between two integer updates.
-        let mut counts = match self.inner.counts.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&mut counts)
+        f(&mut crate::sync::lock(&self.inner.counts))
     }
 }
 

@@ -113,10 +113,7 @@ impl ReadinessProbe {
     }
 
     fn lock(&self) -> MutexGuard<'_, ProbeState> {
-        // A panic while holding this lock leaves plain flags behind, which are still valid.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -402,11 +402,7 @@ impl Notifier {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, NotifierState> {
-        // A panic while holding this lock leaves plain data behind; keep using it.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.shared.state)
     }
 }
 

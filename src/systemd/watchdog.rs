@@ -80,9 +80,7 @@ impl Progress {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.inner)
     }
 }
 

@@ -273,11 +273,7 @@ impl Core {
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
-        // A panic while holding the lock leaves plain data behind; keep delivering it.
-        match self.shared.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.shared)
     }
 
     /// Appends a row the daemon writes itself (not from the executor).

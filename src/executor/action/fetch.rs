@@ -25,11 +25,7 @@ const GIT_LIMIT: Duration = Duration::from_secs(10 * 60);
 static DIR_LOCKS: Mutex<Option<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = Mutex::new(None);
 
 fn dir_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    let mut guard = match DIR_LOCKS.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    guard
+    crate::sync::lock(&DIR_LOCKS)
         .get_or_insert_with(HashMap::new)
         .entry(dir.to_path_buf())
         .or_default()

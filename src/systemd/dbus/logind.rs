@@ -155,9 +155,7 @@ impl ShutdownInhibitor {
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, Option<(String, Vec<zbus::OwnedFd>)>> {
-        self.lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.lock)
     }
 }
 

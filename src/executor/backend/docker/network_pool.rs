@@ -304,13 +304,7 @@ async fn remove_spare(docker: &Docker, spare: &Spare) {
     }
 }
 
-/// The locks are held for a push, a pop or a copy only; a poisoned one still holds valid values.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
+use crate::sync::lock;
 
 impl Inner {
     fn ready_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Spare>> {
