@@ -1,6 +1,7 @@
 //! The one integration test binary (ripgrep's layout): each module is one room's tests, in
 //! `tests/<name>.rs`; shared test code lives in `tests/support/`.
 
+mod artifacts;
 mod cache;
 mod cache_e2e;
 mod cli;
@@ -21,6 +22,7 @@ mod executor;
 mod executor_semantics;
 mod expr;
 mod instance_actions;
+mod job_summaries;
 mod metrics;
 mod register;
 mod remote_actions;

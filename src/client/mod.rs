@@ -26,6 +26,7 @@ mod grpc;
 pub mod proto;
 mod settings;
 mod status;
+pub mod step_summary;
 mod update_log;
 
 use std::fmt;

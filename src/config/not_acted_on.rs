@@ -31,10 +31,6 @@ pub const NOT_ACTED_ON: &[NotActedOn] = &[
         reason: "no local copy of task logs is written yet",
     },
     NotActedOn {
-        key: "runner.patch_actions",
-        reason: "actions are run as they are, without compatibility patches",
-    },
-    NotActedOn {
         key: "runner.allocate_pty",
         reason: "step processes get no pseudo-terminal",
     },

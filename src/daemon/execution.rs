@@ -25,6 +25,7 @@ use crate::daemon::poller::{Admission, TaskRunner};
 use crate::daemon::reporter::{Reporter, ReporterSettings};
 use crate::daemon::spool::SpoolRoot;
 use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
+use crate::executor::backend::Backend;
 use crate::executor::backend::docker::{
     self, DockerBackend, DockerJobConfig, IpFamilies, JobIdentity, NetworkPool,
 };
@@ -222,6 +223,12 @@ impl<A: RunnerApi + 'static> Execution<A> {
     ) {
         let mut spec = task::job_spec(task, summary, &snapshot.runner);
         apply_runner_config(&mut spec, &snapshot.config, &snapshot.runner);
+        crate::daemon::step_summaries::start(
+            &mut spec,
+            &summary.run_id,
+            &snapshot.runner.server_capabilities,
+            snapshot.config.runner.insecure,
+        );
         let platform =
             match pick_platform(&snapshot.labels, summary.runs_on.iter().map(String::as_str))
                 .unwrap_or_else(|| snapshot.fallback.clone())
@@ -245,13 +252,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
         match platform {
             Platform::Host => {
                 let mut backend = HostBackend::new(&snapshot.config.host.workdir_parent);
-                bounded_run(
-                    run_job(spec, &mut backend, events.clone(), job_cancel.clone()),
-                    limit,
-                    &job_cancel,
-                    &events,
-                )
-                .await;
+                bounded_run(spec, &mut backend, limit, &job_cancel, &events).await;
             }
             Platform::Docker { image } => {
                 let Some(docker) = &self.docker else {
@@ -260,13 +261,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
                 };
                 let config = docker_job_config(snapshot, summary, &image, docker);
                 let mut backend = DockerBackend::new(docker.docker.clone(), config);
-                bounded_run(
-                    run_job(spec, &mut backend, events.clone(), job_cancel.clone()),
-                    limit,
-                    &job_cancel,
-                    &events,
-                )
-                .await;
+                bounded_run(spec, &mut backend, limit, &job_cancel, &events).await;
             }
         }
     }
@@ -358,12 +353,14 @@ pub fn reporter_settings(config: &ExecutionConfig) -> ReporterSettings {
 
 /// Runs the executor; should it outlive `runner.timeout` plus a grace (it enforces the timeout
 /// itself), it is cancelled and given the grace again before the job is closed as failed.
-async fn bounded_run(
-    run: impl std::future::Future<Output = Conclusion>,
+async fn bounded_run<B: Backend>(
+    spec: JobSpec,
+    backend: &mut B,
     limit: Duration,
     job_cancel: &CancellationToken,
     events: &mpsc::Sender<JobEvent>,
 ) {
+    let run = run_job(spec, backend, events.clone(), job_cancel.clone());
     tokio::pin!(run);
     if tokio::time::timeout(limit, &mut run).await.is_ok() {
         return;
@@ -500,7 +497,8 @@ pub fn state_dir(runner_file: &std::path::Path) -> PathBuf {
 /// Where the job's remote actions come from and live, as upstream's runner configures act: the
 /// default actions URL from the task (after `runner.github_mirror`; GitHub when the server sends
 /// none), the cache in `host.workdir_parent`, `runner.action_shallow_clone`,
-/// `cache.offline_mode` and `container.force_rebuild`; `runner.set_act_env`; and the task's own
+/// `cache.offline_mode`, `container.force_rebuild` and `runner.patch_actions`;
+/// `runner.set_act_env`; and the task's own
 /// instance as the one git server its token is for: the runner's address and the instance's
 /// `server_url` (its ROOT_URL, which may differ behind a proxy), so private actions and instances
 /// that require sign-in work, with `runner.insecure` for TLS toward it alone.
@@ -518,6 +516,7 @@ fn apply_runner_config(spec: &mut JobSpec, config: &Config, runner: &RunnerConte
     spec.actions.offline = config.cache.offline_mode;
     spec.actions.force_rebuild = config.container.force_rebuild;
     spec.act_env = config.runner.set_act_env;
+    spec.actions.patch_actions = config.runner.patch_actions;
     let text = |key: &str| {
         spec.github
             .get(key)
@@ -571,6 +570,10 @@ mod tests {
         assert_eq!(spec.actions.cache_dir, config.host.workdir_parent);
         assert!(!spec.actions.shallow);
         assert!(spec.actions.offline);
+        assert!(
+            spec.actions.patch_actions,
+            "runner.patch_actions defaults to true"
+        );
         let server = spec.actions.trusted_server.unwrap();
         assert_eq!(
             server.base_urls,
@@ -579,8 +582,10 @@ mod tests {
         assert_eq!(server.token, "task-token");
         assert!(server.insecure);
 
+        config.runner.patch_actions = false;
         let mut spec = JobSpec::new(String::new(), String::new(), String::new());
         apply_runner_config(&mut spec, &config, &runner);
+        assert!(!spec.actions.patch_actions);
         assert_eq!(spec.actions.default_url, "https://github.com");
         let server = spec.actions.trusted_server.unwrap();
         assert_eq!(server.base_urls, ["http://gitea.internal:3000"]);

@@ -12,6 +12,7 @@
 //! - [`idle`]: idle maintenance, removing stale host job directories while no job runs.
 //! - [`health`]: opt-in admission (`health_check:`): free disk space and a script.
 //! - [`service`]: the lifecycle: Declare, orphans, leftover spools, poll, reload, drain.
+//! - [`step_summaries`]: a job's step summaries to Gitea, when it declared `job-summary`.
 //!
 //! May use: `cache` (grants), `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
 //! [`observe::DaemonEvent`]s to them).
@@ -27,4 +28,5 @@ pub mod reporter;
 pub mod service;
 pub mod shutdown;
 pub mod spool;
+pub mod step_summaries;
 pub mod task;

@@ -6,7 +6,8 @@ use indexmap::IndexMap;
 use serde_json::{Value as Json, json};
 
 use super::backend::EnvironmentPaths;
-use super::expr::Value;
+use super::event::Conclusion;
+use super::expr::{JobStatus, Value};
 use super::job::{JobSpec, JobState, conclusion_name};
 use super::model::{Dimension, Job, Matrix, Workflow, matrix};
 use super::scope::{FieldError, Scope};
@@ -423,4 +424,27 @@ pub fn set_env_context(state: &mut JobState, step_env: &IndexMap<String, String>
     let mut env = state.env.clone();
     env.extend(step_env.clone());
     state.scope.set("env", Value::from(json!(env)));
+}
+
+/// The status the job-level status functions see: the needed jobs' results.
+pub(super) fn needs_status(spec: &JobSpec) -> (JobStatus, bool) {
+    let mut status = JobStatus::Success;
+    let mut all_succeeded = true;
+    for need in spec.needs.values() {
+        match need.result {
+            Conclusion::Success => {}
+            Conclusion::Failure => {
+                status = JobStatus::Failure;
+                all_succeeded = false;
+            }
+            Conclusion::Cancelled => {
+                if status == JobStatus::Success {
+                    status = JobStatus::Cancelled;
+                }
+                all_succeeded = false;
+            }
+            Conclusion::Skipped => all_succeeded = false,
+        }
+    }
+    (status, all_succeeded)
 }

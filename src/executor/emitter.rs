@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use super::event::{JobEvent, LogLines};
 use super::line_batch::LineBatch;
 use super::masking::Masker;
+use super::summary::Summaries;
 
 /// Sends events, masking log lines first. Sending never fails the job: a gone receiver only
 /// means nobody listens any more.
@@ -17,6 +18,9 @@ pub struct Emitter {
     /// Added to every step index sent: the jobs of a called workflow number their steps after
     /// the ones before them in the caller's one log.
     pub step_offset: usize,
+    /// The steps' `GITHUB_STEP_SUMMARY` texts, by the step index the job's log uses (offset
+    /// included), so a called workflow's jobs add theirs where its steps stand.
+    pub summaries: Summaries,
 }
 
 impl Emitter {
@@ -25,6 +29,7 @@ impl Emitter {
             events,
             masker,
             step_offset: 0,
+            summaries: Summaries::default(),
         }
     }
 

@@ -26,6 +26,7 @@ use super::scope::{self, FieldError, Scope};
 use super::shell;
 pub use super::spec::{JobSpec, conclusion_name};
 use super::step;
+use super::summary::{self, Summaries};
 
 /// GitHub's default job timeout.
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
@@ -68,11 +69,13 @@ pub struct JobState {
     /// Files written together with the next process's own (the event payload): one archive
     /// call fewer before the first step.
     pub pending_files: Vec<NewFile>,
+    /// What the steps wrote to `GITHUB_STEP_SUMMARY`.
+    pub summaries: Summaries,
 }
 
 /// Runs one job to its end and returns its result; `JobFinished` is always the last event.
 pub async fn run_job<B: Backend>(
-    spec: JobSpec,
+    mut spec: JobSpec,
     backend: &mut B,
     events: mpsc::Sender<JobEvent>,
     cancel: CancellationToken,
@@ -86,8 +89,12 @@ pub async fn run_job<B: Backend>(
             emitter.log(None, &super::masking::cap_warning()).await;
         }
     }
+    let outlet = spec.summary_outlet.take();
     let result = run_parsed(&spec, backend, &mut emitter, &cancel).await;
     if result != Conclusion::Cancelled {
+        let summaries = std::mem::take(&mut emitter.summaries);
+        let masker = &emitter.masker;
+        summary::hand_out(outlet, summaries, |text| masker.mask(text), &cancel).await;
         log_checkpoint::wait_for_delivery(spec.log_delivery_wait, &emitter, &cancel).await;
     }
     emitter
@@ -181,33 +188,10 @@ pub(super) async fn refuse(emitter: &Emitter, message: String) -> Conclusion {
     Conclusion::Failure
 }
 
-/// The status the job-level status functions see: the needed jobs' results.
-fn needs_status(spec: &JobSpec) -> (JobStatus, bool) {
-    let mut status = JobStatus::Success;
-    let mut all_succeeded = true;
-    for need in spec.needs.values() {
-        match need.result {
-            Conclusion::Success => {}
-            Conclusion::Failure => {
-                status = JobStatus::Failure;
-                all_succeeded = false;
-            }
-            Conclusion::Cancelled => {
-                if status == JobStatus::Success {
-                    status = JobStatus::Cancelled;
-                }
-                all_succeeded = false;
-            }
-            Conclusion::Skipped => all_succeeded = false,
-        }
-    }
-    (status, all_succeeded)
-}
-
 /// The job's `if`, evaluated in `scope` (left with the success status): a skipped or failed need
 /// skips the job unless a status function says otherwise.
 pub(super) fn job_runs(spec: &JobSpec, job: &Job, scope: &mut Scope) -> Result<bool, FieldError> {
-    let (status, all_needs_succeeded) = needs_status(spec);
+    let (status, all_needs_succeeded) = contexts::needs_status(spec);
     scope.status = status;
     let uses_status_function =
         scope.condition_uses_status_function(job.condition.as_ref(), "if")?;
@@ -299,6 +283,7 @@ pub(super) async fn run_started<B: Backend>(
         pre_states: std::collections::HashMap::new(),
         pending_files: Vec::new(),
         local_tree: spec.local_tree.clone(),
+        summaries: Summaries::default(),
     };
 
     let prepared = prepare(backend, containers, emitter, cancel, deadline).await;
@@ -342,6 +327,10 @@ pub(super) async fn run_started<B: Backend>(
     } else {
         Some(job_outputs(job, &mut state, emitter).await)
     };
+    let offset = emitter.step_offset;
+    emitter
+        .summaries
+        .absorb(std::mem::take(&mut state.summaries), offset);
     if result == Conclusion::Failure && continue_on_error {
         emitter
             .log(

@@ -52,6 +52,7 @@ mod scope;
 mod shell;
 mod spec;
 mod step;
+pub mod summary;
 
 pub use job::run_job;
 pub use local_tree::LocalTree;

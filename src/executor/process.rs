@@ -470,5 +470,12 @@ async fn apply_command_files<B: Backend>(
     for path in command_files::parse_paths(&path_text) {
         state.extra_paths.insert(0, path);
     }
+    // Pre and post stages (no step index) have no step of their own to show a summary under.
+    if let Some(step_idx) = step_idx {
+        let name = files.summary.rsplit('/').next().unwrap_or_default();
+        if let Some(written) = written.get(name) {
+            state.summaries.add(step_idx, written);
+        }
+    }
     Ok(())
 }

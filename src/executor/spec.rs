@@ -61,6 +61,8 @@ pub struct JobSpec {
     /// `exec`'s working tree, copied into the workspace before the first step; `None` (the
     /// daemon) copies nothing.
     pub local_tree: Option<LocalTree>,
+    /// Where the steps' summaries go once the steps are done; `None`: they are dropped.
+    pub summary_outlet: Option<super::summary::SummaryOutlet>,
 }
 
 /// How remote actions (`uses: owner/repo@ref`) are fetched and docker actions built.
@@ -86,6 +88,9 @@ pub struct ActionSettings {
     /// The one git server the job's token is for (the daemon: the task's own instance); `None`
     /// fetches everything anonymously.
     pub trusted_server: Option<TrustedGitServer>,
+    /// Run remote node actions from a copy whose bundled toolkit takes this instance for
+    /// github.com (`runner.patch_actions`; see `action::patch`).
+    pub patch_actions: bool,
 }
 
 /// A git server fetched from with the job's token and TLS policy. Only URLs under one of
@@ -132,6 +137,7 @@ impl ActionSettings {
             workflows_url: String::from(DEFAULT_ACTIONS_URL),
             repository_dir: None,
             trusted_server: None,
+            patch_actions: false,
         }
     }
 }
@@ -175,6 +181,7 @@ impl JobSpec {
             log_delivery_wait: None,
             act_env: true,
             local_tree: None,
+            summary_outlet: None,
         }
     }
 }

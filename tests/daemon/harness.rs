@@ -124,6 +124,8 @@ impl Daemon {
             .arg(dir.config_path())
             .arg("daemon")
             .args(args)
+            // Each daemon its own default cache.dir: the index is locked by the process using it.
+            .env("XDG_CACHE_HOME", dir.path().join("xdg-cache"))
             .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())

@@ -119,6 +119,7 @@ impl Activated {
             .arg("-c")
             .arg(dir.config_path())
             .arg("daemon")
+            .env("XDG_CACHE_HOME", dir.path().join("xdg-cache"))
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

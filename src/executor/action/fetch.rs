@@ -24,7 +24,7 @@ const GIT_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// One fetch per cache directory at a time (two jobs of one runner using the same action).
 static DIR_LOCKS: Mutex<Option<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = Mutex::new(None);
 
-fn dir_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+pub(super) fn dir_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
     crate::sync::lock(&DIR_LOCKS)
         .get_or_insert_with(HashMap::new)
         .entry(dir.to_path_buf())

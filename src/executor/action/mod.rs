@@ -15,6 +15,8 @@
 mod composite;
 mod docker;
 mod fetch;
+mod patch;
+mod patched;
 mod post;
 mod reference;
 mod trust;
@@ -50,6 +52,8 @@ const CONTAINER_ACTIONS_DIR: &str = "/var/run/act/actions";
 pub struct ActionDirs {
     /// `uses` → (checkout root on the host, the same root as the job sees it).
     imported: HashMap<String, (PathBuf, String)>,
+    /// `uses` → what its main step's log says once about `runner.patch_actions`.
+    patch_notes: HashMap<String, String>,
 }
 
 /// The step being run and what it runs on.
@@ -146,6 +150,9 @@ async fn run_unboxed<B: Backend>(
         });
     }
     let loaded = load(call, step, &uses, &reference, state).await?;
+    if let Some(note) = state.action_dirs.patch_notes.remove(&uses) {
+        emitter.log(Some(call.step_idx), &note).await;
+    }
     for name in &loaded.missing_inputs {
         let warning = format!("::warning::Input required and not supplied: {name}");
         emitter.log(Some(call.step_idx), &warning).await;
@@ -356,6 +363,7 @@ fn join_path(root: &std::path::Path, relative: &str) -> PathBuf {
 }
 
 /// A remote action's checkout on the host and inside the job, fetched and imported once per job.
+/// A node action runs from its patched copy when `runner.patch_actions` asks for it.
 async fn remote_dirs<B: Backend>(
     call: Call<'_, B>,
     step: &Step,
@@ -366,7 +374,7 @@ async fn remote_dirs<B: Backend>(
     if let Some(dirs) = state.action_dirs.imported.get(uses) {
         return Ok(dirs.clone());
     }
-    let host_root = fetch::fetch(uses, remote, &state.actions, call.cancel)
+    let checkout = fetch::fetch(uses, remote, &state.actions, call.cancel)
         .await
         .map_err(|message| {
             format!(
@@ -377,6 +385,15 @@ async fn remote_dirs<B: Backend>(
                 reference::redact_url(&remote.url)
             )
         })?;
+    let host_root = if state.actions.patch_actions && is_node_action(&checkout, remote).await {
+        let chosen = patched::choose(uses, &checkout, &remote.path).await?;
+        if let Some(note) = chosen.note {
+            state.action_dirs.patch_notes.insert(uses.to_string(), note);
+        }
+        chosen.root
+    } else {
+        checkout
+    };
     let inside = format!("{CONTAINER_ACTIONS_DIR}/{}", safe_name(uses));
     let inside_root = call
         .backend
@@ -388,6 +405,19 @@ async fn remote_dirs<B: Backend>(
         .imported
         .insert(uses.to_string(), (host_root.clone(), inside_root.clone()));
     Ok((host_root, inside_root))
+}
+
+/// Whether the action at `remote.path` in the checkout runs with `node` (only those bundle the
+/// toolkit). An unreadable `action.yml` is reported by `load`, which reads it again.
+async fn is_node_action(checkout: &std::path::Path, remote: &RemoteAction) -> bool {
+    let dir = join_path(checkout, &remote.path);
+    match read_host_action_file(&dir, "").await {
+        Ok((_, source)) => matches!(
+            Action::parse(&source).map(|action| action.runs),
+            Ok(Runs::Node { .. })
+        ),
+        Err(_) => false,
+    }
 }
 
 async fn read_action_file<B: Backend>(

@@ -48,6 +48,11 @@
 //!   not), [`FakeGitea::gzipped_responses`], [`FakeGitea::dropped_connections`],
 //!   [`FakeGitea::last_request_headers`]`(Method)`.
 //!
+//! - Jobs' side ([`results`]): the artifact v4 service and the step summary endpoint;
+//!   [`FakeGitea::step_summaries`], [`FakeGitea::artifacts`], [`FakeGitea::set_summaries_hang`];
+//!   the `job-summary` capability is [`FakeGitea::set_declare_capabilities`]. Tasks of one run:
+//!   [`TaskSpec::with_run_id`].
+//!
 //! Out of process: `cargo run --example fake-gitea -- --help` serves this with an admin API
 //! (`tests/support/fake_gitea/admin.rs` lists its routes).
 
@@ -58,6 +63,7 @@ mod admin;
 mod connect;
 mod faults;
 pub mod git_http;
+pub mod results;
 mod serve;
 mod service;
 mod state;
@@ -138,12 +144,20 @@ pub struct Shared {
     dropped_connections: AtomicU64,
     /// The headers of the latest request per RPC (tokens included: tests check them).
     last_headers: Mutex<BTreeMap<Method, http::HeaderMap>>,
+    /// Artifacts and step summaries ([`results`]).
+    results: Mutex<results::ResultsState>,
 }
 
 impl Shared {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not wedge the fake for the others.
         self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_results(&self) -> MutexGuard<'_, results::ResultsState> {
+        self.results
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -226,13 +240,15 @@ impl FakeGitea {
             gzipped_responses: AtomicU64::new(0),
             dropped_connections: AtomicU64::new(0),
             last_headers: Mutex::new(BTreeMap::new()),
+            results: Mutex::new(results::ResultsState::default()),
         });
         let service = FakeService {
             shared: shared.clone(),
         };
         let shutdown = CancellationToken::new();
 
-        let mut connect_router = connect::router(service.clone());
+        let mut connect_router =
+            results::router(shared.clone()).merge(connect::router(service.clone()));
         if shared.options.admin_api {
             connect_router = connect_router.merge(admin::router(shared.clone()));
         }

@@ -9,7 +9,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prost_types::value::Kind;
 use serde_json::{Map, Value, json};
-use sha2::Digest;
 
 /// A job waiting in the fake's queue, built from a workflow file.
 #[derive(Debug, Clone)]
@@ -122,6 +121,13 @@ impl TaskSpec {
         self
     }
 
+    /// Makes the task one job of run `run_id` (its context's `run_id` and its runtime token).
+    pub fn with_run_id(mut self, run_id: i64) -> TaskSpec {
+        self.context
+            .insert("run_id".to_owned(), Value::String(run_id.to_string()));
+        self
+    }
+
     pub fn with_secret(mut self, name: &str, value: &str) -> TaskSpec {
         self.secrets.insert(name.to_owned(), value.to_owned());
         self
@@ -220,7 +226,7 @@ pub fn context_json(spec: &TaskSpec, pick: &PickContext<'_>) -> Map<String, Valu
         .unwrap_or("refs/heads/main")
         .to_owned();
     let ref_name = git_ref.rsplit('/').next().unwrap_or_default().to_owned();
-    let run_id = pick.task_id.to_string();
+    let run_id = run_id_of(spec, pick.task_id).to_string();
     let server_url = pick.server_url;
     let mut context = json!({
         "action": "", "action_path": "", "action_ref": "", "action_repository": "", "action_status": "",
@@ -248,7 +254,7 @@ pub fn context_json(spec: &TaskSpec, pick: &PickContext<'_>) -> Map<String, Valu
         "workflow": "ci.yml",
         "gitea_default_actions_url": "https://github.com",
         "token": pick.task_token,
-        "gitea_runtime_token": runtime_token(pick.task_id, &spec.job_id),
+        "gitea_runtime_token": runtime_token(pick.task_id, run_id_of(spec, pick.task_id), &spec.job_id),
     });
     let map = context
         .as_object_mut()
@@ -261,17 +267,31 @@ pub fn context_json(spec: &TaskSpec, pick: &PickContext<'_>) -> Map<String, Valu
     map
 }
 
-/// An HS256-shaped JWT like Gitea's ACTIONS_RUNTIME_TOKEN; runners decode, never verify it.
-fn runtime_token(task_id: i64, job_id: &str) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+/// The run a task belongs to: the spec's `run_id` (several tasks of one run), else its own id.
+pub fn run_id_of(spec: &TaskSpec, task_id: i64) -> i64 {
+    match spec.context.get("run_id") {
+        Some(Value::String(run_id)) => run_id.parse().unwrap_or(task_id),
+        Some(Value::Number(run_id)) => run_id.as_i64().unwrap_or(task_id),
+        _ => task_id,
+    }
+}
+
+/// Gitea's job id for a task: its own number, distinct from the task's and the run's so that a
+/// runner using the wrong one is caught.
+pub fn job_db_id(task_id: i64) -> i64 {
+    task_id + 10_000
+}
+
+/// An HS256 JWT like Gitea's ACTIONS_RUNTIME_TOKEN, signed with [`super::results`]'s secret;
+/// runners decode it, the fake's artifact and summary routes verify it.
+fn runtime_token(task_id: i64, run_id: i64, job_id: &str) -> String {
+    let job_db_id = job_db_id(task_id);
     let claims = json!({
-        "scp": format!("Actions.Results:{task_id}:{task_id}"),
-        "TaskID": task_id, "RunID": task_id, "JobID": task_id, "job": job_id,
+        "scp": format!("Actions.Results:{run_id}:{job_db_id}"),
+        "TaskID": task_id, "RunID": run_id, "JobID": job_db_id, "job": job_id,
         "ac": "[]", "exp": 4_102_444_800u64,
     });
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signature = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(format!("{header}.{payload}")));
-    format!("{header}.{payload}.{signature}")
+    super::results::sign_runtime_token(&claims)
 }
 
 /// JSON to `google.protobuf.Struct` (numbers become doubles, as in Gitea's context).

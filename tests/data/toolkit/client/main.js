@@ -1,0 +1,2 @@
+'use strict'
+require('./artifact-v4.js').main()
