@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -103,7 +103,7 @@ impl Grants {
     /// Registers `grant`, replacing an earlier grant of the same token.
     pub fn insert(&self, grant: &Grant) -> Result<(), CacheError> {
         check_grant(grant)?;
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut live = crate::sync::lock(&self.live);
         let digest = digest(&grant.token);
         if live.len() >= MAX_GRANTS && !live.contains_key(&digest) {
             return Err(CacheError::Invalid(format!(
@@ -116,7 +116,7 @@ impl Grants {
 
     /// Ends `token`'s access.
     pub fn remove(&self, token: &Secret) {
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut live = crate::sync::lock(&self.live);
         live.remove(&digest(token));
     }
 
@@ -126,16 +126,13 @@ impl Grants {
             return Err(CacheError::Unauthorized);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = crate::sync::lock(&self.live);
         live.get(&digest).cloned().ok_or(CacheError::Unauthorized)
     }
 
     /// Live grants.
     pub fn len(&self) -> usize {
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        crate::sync::lock(&self.live).len()
     }
 
     /// True when no grant is live.

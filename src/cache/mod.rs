@@ -30,7 +30,7 @@ mod upload;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -268,7 +268,7 @@ impl CacheServer {
     }
 
     fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
-        self.totals.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.totals)
     }
 
     /// Runs blocking index or file work off the runtime.

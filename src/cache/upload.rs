@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -69,13 +69,13 @@ pub(super) struct UploadState {
 
 impl Upload {
     pub(super) fn state(&self) -> MutexGuard<'_, UploadState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 }
 
 impl Uploads {
     fn map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Upload>>> {
-        self.by_id.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.by_id)
     }
 
     /// The upload `id`, if it belongs to `repository`; another repository's upload is as
