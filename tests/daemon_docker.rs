@@ -156,7 +156,7 @@ async fn a_host_label_job_with_a_container_runs_in_docker_with_the_runners_proxy
         ];
         let daemon = Daemon::start_with_env(&dir, &[], &env).await;
         let workflow = format!(
-            "on: push\njobs:\n  build:\n    runs-on: host-test\n    container: {IMAGE}\n    steps:\n      - run: |\n          test -n '${{{{ job.container.id }}}}'\n          case \"$GITHUB_WORKSPACE\" in /workspace/*) ;; *) exit 1 ;; esac\n          test \"$HTTPS_PROXY\" = http://proxy.invalid:3128\n          test \"$no_proxy\" = internal.invalid\n"
+            "on: push\njobs:\n  proxied:\n    runs-on: host-test\n    container: {IMAGE}\n    steps:\n      - run: |\n          test -n '${{{{ job.container.id }}}}'\n          case \"$GITHUB_WORKSPACE\" in /workspace/*) ;; *) exit 1 ;; esac\n          test \"$HTTPS_PROXY\" = http://proxy.invalid:3128\n          test \"$no_proxy\" = internal.invalid\n"
         );
         let task_id = gitea.enqueue_task(TaskSpec::from_workflow(&workflow).unwrap());
         let task = gitea
