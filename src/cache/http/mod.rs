@@ -36,8 +36,10 @@ use super::grants::Access;
 use super::signing::{Purpose, Signature};
 use super::stats::{Op, Outcome};
 
-/// Time to receive a request head; also closes idle keep-alive connections.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time to receive a request head; also closes idle keep-alive connections. Short, because a
+/// node client keeps its process alive while its keep-alive sockets are open: an action's save
+/// step ends only when the server closes them. The toolkit's requests follow each other closely.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Open connections at most; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
 /// On shutdown, how long open requests get to finish.
