@@ -1,4 +1,4 @@
-//! Values a daemon job sees that used to be silently wrong: the `inputs` context of a
+//! What a daemon job sees of its task and the runner's settings: the `inputs` context of a
 //! `workflow_dispatch` and `workflow_call` task (typed by the workflow's declarations, defaults
 //! filled), `runner.set_act_env: false`, the start-up warning for a key not acted on yet, and a
 //! host-label job naming containers on a runner without Docker (refused, saying why). A host-label
