@@ -71,7 +71,7 @@ async fn update_log_ack_zero_is_an_empty_200_body() {
             .header("content-type", "application/proto")
             .header("x-runner-uuid", uuid)
             .header("x-runner-token", token)
-            .body(vec![0x08, task_id as u8]) // UpdateLogRequest{task_id}
+            .body(update_log_request(task_id))
             .send()
             .await
             .unwrap();
@@ -296,4 +296,16 @@ async fn grpc_client_adds_the_path_prefix() {
     })
     .await
     .unwrap();
+}
+
+/// `UpdateLogRequest{task_id}` as protobuf bytes: field 1, varint.
+fn update_log_request(task_id: i64) -> Vec<u8> {
+    let mut bytes = vec![0x08];
+    let mut value = task_id as u64;
+    while value >= 0x80 {
+        bytes.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    bytes.push(value as u8);
+    bytes
 }

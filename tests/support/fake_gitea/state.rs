@@ -206,6 +206,15 @@ pub struct State {
     next_task_id: i64,
 }
 
+/// Task ids differ between fake Giteas, in one test process and across processes, because the
+/// runner names job containers after the task id: two test runs sharing a Docker engine (or two
+/// tests in one run) must not fight over `GITEA-ACTIONS-TASK-1_…`.
+fn first_task_id() -> i64 {
+    static INSTANCES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000;
+    i64::from(std::process::id()) * 1_000_000 + instance * 1000 + 1
+}
+
 const MAX_OUTPUT_KEY: usize = 255;
 const MAX_OUTPUT_VALUE: usize = 1024 * 1024;
 
@@ -224,7 +233,7 @@ impl State {
             declare_capabilities: None,
             server_url: "http://127.0.0.1/".to_owned(),
             next_runner_id: 1,
-            next_task_id: 1,
+            next_task_id: first_task_id(),
         }
     }
 
