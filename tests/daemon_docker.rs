@@ -11,10 +11,10 @@ use act_runner::client::proto::runner::Result as TaskResult;
 use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
 use crate::support::fake_gitea::TaskSpec;
 
-const IMAGE: &str = "act-runner-test/debian:12";
+pub const IMAGE: &str = "act-runner-test/debian:12";
 
 /// True when Docker and the test image are there; otherwise fails under `CI`, else says why.
-async fn docker_ready() -> bool {
+pub async fn docker_ready() -> bool {
     let inspect = tokio::process::Command::new("docker")
         .args(["image", "inspect", IMAGE])
         .stdout(std::process::Stdio::null())

@@ -14,6 +14,7 @@ mod daemon_faults;
 mod daemon_hostile;
 mod daemon_job_values;
 mod daemon_reload;
+mod daemon_scripts;
 mod docker_backend;
 mod docker_network_pool;
 mod docker_step_container;

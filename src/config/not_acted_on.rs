@@ -19,40 +19,12 @@ pub struct NotActedOn {
 /// Every key that is read but not acted on yet.
 pub const NOT_ACTED_ON: &[NotActedOn] = &[
     NotActedOn {
-        key: "log.job.dir",
-        reason: "no local copy of task logs is written yet",
-    },
-    NotActedOn {
-        key: "log.job.retention",
-        reason: "no local copy of task logs is written yet",
-    },
-    NotActedOn {
-        key: "log.job.max_size",
-        reason: "no local copy of task logs is written yet",
-    },
-    NotActedOn {
         key: "runner.allocate_pty",
         reason: "step processes get no pseudo-terminal",
     },
     NotActedOn {
         key: "runner.tool_cache_mode",
         reason: "every job gets a tool cache of its own",
-    },
-    NotActedOn {
-        key: "runner.post_task_script",
-        reason: "no script runs after a task",
-    },
-    NotActedOn {
-        key: "runner.post_task_script_timeout",
-        reason: "no script runs after a task",
-    },
-    NotActedOn {
-        key: "runner.hooks.job_started",
-        reason: "job hooks do not run",
-    },
-    NotActedOn {
-        key: "runner.hooks.job_completed",
-        reason: "job hooks do not run",
     },
     NotActedOn {
         key: "container.bind_workdir",

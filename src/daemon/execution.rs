@@ -20,8 +20,11 @@ use crate::client::RunnerApi;
 use crate::client::proto::runner::Task;
 use crate::config::{Config, Label, Platform, pick_platform};
 use crate::daemon::cache_access::{self, CacheAccess};
+use crate::daemon::job_lines::{refuse, send_line, setup_lines};
+use crate::daemon::job_log::JobLogSettings;
 use crate::daemon::observe::{DaemonEvent, Observer};
 use crate::daemon::poller::{Admission, TaskRunner};
+use crate::daemon::post_task_script::{self, FinishedTask};
 use crate::daemon::reporter::{Reporter, ReporterSettings};
 use crate::daemon::spool::SpoolRoot;
 use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
@@ -30,7 +33,8 @@ use crate::executor::backend::docker::{
     self, DockerBackend, DockerJobConfig, IpFamilies, JobIdentity, NetworkPool,
 };
 use crate::executor::backend::host::HostBackend;
-use crate::executor::event::{Conclusion, JobEvent, LogLines};
+use crate::executor::event::{Conclusion, JobEvent};
+use crate::executor::hooks::JobHooks;
 use crate::executor::{JobSpec, TrustedGitServer, run_job};
 
 /// Beyond `runner.timeout`, how long the executor gets to end a job it was told to cancel.
@@ -153,11 +157,14 @@ impl<A: RunnerApi + 'static> Execution<A> {
         });
         tracing::info!("task started");
         let cache_grant = self.grant_cache(&task, &snapshot).await;
-        self.drive(&task, summary, &snapshot, reporter.events(), job_cancel)
+        let ended = self
+            .drive(&task, summary, &snapshot, reporter.events(), job_cancel)
             .await;
         if let Some(grant) = cache_grant {
             grant.release().await;
         }
+        // Still holding the slot: host housekeeping never races the next job.
+        post_task_script::run_configured(&snapshot.config.runner, &ended).await;
         let finished = reporter.finish().await;
         self.unmark_live(task_id);
         tracing::info!(
@@ -184,14 +191,25 @@ impl<A: RunnerApi + 'static> Execution<A> {
         snapshot: &ExecutionConfig,
         events: mpsc::Sender<JobEvent>,
         job_cancel: CancellationToken,
-    ) {
+    ) -> FinishedTask {
         match summary {
             Ok(summary) => {
                 setup_lines(&events, snapshot, &summary).await;
-                self.execute(task, &summary, snapshot, events, job_cancel)
+                let (workspace, result) = self
+                    .execute(task, &summary, snapshot, events, job_cancel)
                     .await;
+                FinishedTask {
+                    task_id: task.id,
+                    workspace,
+                    result,
+                    run_id: summary.run_id,
+                    repository: summary.repository,
+                }
             }
-            Err(error) => refuse(&events, &error.to_string()).await,
+            Err(error) => {
+                refuse(&events, &error.to_string()).await;
+                FinishedTask::refused(task.id)
+            }
         }
     }
 
@@ -220,7 +238,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
         snapshot: &ExecutionConfig,
         events: mpsc::Sender<JobEvent>,
         job_cancel: CancellationToken,
-    ) {
+    ) -> (String, Option<Conclusion>) {
         let mut spec = task::job_spec(task, summary, &snapshot.runner);
         apply_runner_config(&mut spec, &snapshot.config, &snapshot.runner);
         crate::daemon::step_summaries::start(
@@ -252,16 +270,16 @@ impl<A: RunnerApi + 'static> Execution<A> {
         match platform {
             Platform::Host => {
                 let mut backend = HostBackend::new(&snapshot.config.host.workdir_parent);
-                bounded_run(spec, &mut backend, limit, &job_cancel, &events).await;
+                bounded_run(spec, &mut backend, limit, &job_cancel, &events).await
             }
             Platform::Docker { image } => {
                 let Some(docker) = &self.docker else {
                     refuse(&events, "this job needs Docker, which the runner does not use (no docker label and container.require_docker is false)").await;
-                    return;
+                    return (String::new(), Some(Conclusion::Failure));
                 };
                 let config = docker_job_config(snapshot, summary, &image, docker);
                 let mut backend = DockerBackend::new(docker.docker.clone(), config);
-                bounded_run(spec, &mut backend, limit, &job_cancel, &events).await;
+                bounded_run(spec, &mut backend, limit, &job_cancel, &events).await
             }
         }
     }
@@ -348,26 +366,30 @@ pub fn reporter_settings(config: &ExecutionConfig) -> ReporterSettings {
         report_close_timeout: runner.report_close_timeout,
         delivery_timeout: runner.timeout,
         ephemeral: config.ephemeral,
+        job_log: JobLogSettings::from_config(&config.config.log.job),
     }
 }
 
 /// Runs the executor; should it outlive `runner.timeout` plus a grace (it enforces the timeout
 /// itself), it is cancelled and given the grace again before the job is closed as failed.
+/// Returns the job's workspace and its result (`None` when it never ended).
 async fn bounded_run<B: Backend>(
     spec: JobSpec,
     backend: &mut B,
     limit: Duration,
     job_cancel: &CancellationToken,
     events: &mpsc::Sender<JobEvent>,
-) {
+) -> (String, Option<Conclusion>) {
+    let workspace = backend.paths().workspace.to_string_lossy().into_owned();
     let run = run_job(spec, backend, events.clone(), job_cancel.clone());
     tokio::pin!(run);
-    if tokio::time::timeout(limit, &mut run).await.is_ok() {
-        return;
+    if let Ok(result) = tokio::time::timeout(limit, &mut run).await {
+        return (workspace, Some(result));
     }
     tracing::error!("the job outlived runner.timeout; cancelling it");
     job_cancel.cancel();
-    if tokio::time::timeout(CANCEL_GRACE, &mut run).await.is_err() {
+    let result = tokio::time::timeout(CANCEL_GRACE, &mut run).await.ok();
+    if result.is_none() {
         send_line(events, "::error::the job did not stop after runner.timeout").await;
         let _ = events
             .send(JobEvent::JobFinished {
@@ -376,6 +398,7 @@ async fn bounded_run<B: Backend>(
             })
             .await;
     }
+    (workspace, result)
 }
 
 fn docker_job_config(
@@ -424,68 +447,6 @@ pub fn ip_families(network_create_options: &crate::config::NetworkCreateOptions)
     }
 }
 
-/// Upstream's set-up lines, before any step.
-async fn setup_lines(
-    events: &mpsc::Sender<JobEvent>,
-    snapshot: &ExecutionConfig,
-    summary: &TaskSummary,
-) {
-    let mut lines = vec![
-        format!("{}(version:{})", snapshot.runner.name, crate::VERSION),
-        "::group::Runner Information".to_string(),
-    ];
-    if !snapshot.labels.is_empty() {
-        let names: Vec<&str> = snapshot
-            .labels
-            .iter()
-            .map(|label| label.name.as_str())
-            .collect();
-        lines.push(format!("Runner labels: {}", names.join(", ")));
-    }
-    lines.push(format!("Task: {}", summary.task_id));
-    lines.push(format!("Job: {}", summary.job_id));
-    lines.push(format!("Repository: {}", summary.repository));
-    lines.push(format!("Triggered by event: {}", summary.event_name));
-    lines.push("::endgroup::".to_string());
-    lines.push("::group::Operating System".to_string());
-    if let Ok(os_release) = std::fs::read_to_string("/etc/os-release")
-        && let Some(pretty) = os_release
-            .lines()
-            .find_map(|line| line.strip_prefix("PRETTY_NAME="))
-    {
-        lines.push(pretty.trim_matches('"').to_string());
-    }
-    lines.push(format!(
-        "{}/{}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    ));
-    lines.push("::endgroup::".to_string());
-    for line in lines {
-        send_line(events, &line).await;
-    }
-}
-
-async fn send_line(events: &mpsc::Sender<JobEvent>, content: &str) {
-    let _ = events
-        .send(JobEvent::Log(LogLines::one(
-            SystemTime::now(),
-            None,
-            content,
-        )))
-        .await;
-}
-
-async fn refuse(events: &mpsc::Sender<JobEvent>, reason: &str) {
-    send_line(events, &format!("::error::{reason}")).await;
-    let _ = events
-        .send(JobEvent::JobFinished {
-            at: SystemTime::now(),
-            result: Conclusion::Failure,
-        })
-        .await;
-}
-
 /// Where a runner keeps its state: the directory of `runner.file`.
 pub fn state_dir(runner_file: &std::path::Path) -> PathBuf {
     match runner_file.parent() {
@@ -498,7 +459,7 @@ pub fn state_dir(runner_file: &std::path::Path) -> PathBuf {
 /// default actions URL from the task (after `runner.github_mirror`; GitHub when the server sends
 /// none), the cache in `host.workdir_parent`, `runner.action_shallow_clone`,
 /// `cache.offline_mode`, `container.force_rebuild` and `runner.patch_actions`;
-/// `runner.set_act_env`; and the task's own
+/// `runner.set_act_env`; `runner.hooks`; and the task's own
 /// instance as the one git server its token is for: the runner's address and the instance's
 /// `server_url` (its ROOT_URL, which may differ behind a proxy), so private actions and instances
 /// that require sign-in work, with `runner.insecure` for TLS toward it alone.
@@ -517,6 +478,25 @@ fn apply_runner_config(spec: &mut JobSpec, config: &Config, runner: &RunnerConte
     spec.actions.force_rebuild = config.container.force_rebuild;
     spec.act_env = config.runner.set_act_env;
     spec.actions.patch_actions = config.runner.patch_actions;
+    // As upstream: GitHub's variables in `runner.envs` when the keys are unset.
+    let hook = |configured: &Option<String>, variable: &str| {
+        let from_envs = config
+            .runner
+            .envs
+            .get(variable)
+            .filter(|path| !path.is_empty());
+        configured.clone().or_else(|| from_envs.cloned())
+    };
+    spec.hooks = JobHooks {
+        started: hook(
+            &config.runner.hooks.job_started,
+            "ACTIONS_RUNNER_HOOK_JOB_STARTED",
+        ),
+        completed: hook(
+            &config.runner.hooks.job_completed,
+            "ACTIONS_RUNNER_HOOK_JOB_COMPLETED",
+        ),
+    };
     let text = |key: &str| {
         spec.github
             .get(key)

@@ -10,7 +10,10 @@
 //! - [`cache_access`]: the actions cache a task's job is told about, and its credential's grant.
 //! - [`execution`]: runs one admitted task (reporter, backend, executor); the poller's `TaskRunner`.
 //! - [`idle`]: idle maintenance, removing stale host job directories while no job runs.
+//! - `job_lines`: the daemon's own lines in a task's log (set-up block, refusals).
+//! - [`job_log`]: the local copy of each task's log (`log.job.*`).
 //! - [`health`]: opt-in admission (`health_check:`): free disk space and a script.
+//! - [`post_task_script`]: `runner.post_task_script`, run on the host after each task.
 //! - [`service`]: the lifecycle: Declare, orphans, leftover spools, poll, reload, drain.
 //! - [`step_summaries`]: a job's step summaries to Gitea, when it declared `job-summary`.
 //!
@@ -22,8 +25,11 @@ pub mod cache_access;
 pub mod execution;
 pub mod health;
 pub mod idle;
+mod job_lines;
+pub mod job_log;
 pub mod observe;
 pub mod poller;
+pub mod post_task_script;
 pub mod reporter;
 pub mod service;
 pub mod shutdown;

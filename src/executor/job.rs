@@ -71,6 +71,8 @@ pub struct JobState {
     pub pending_files: Vec<NewFile>,
     /// What the steps wrote to `GITHUB_STEP_SUMMARY`.
     pub summaries: Summaries,
+    /// The administrator's hooks around the steps.
+    pub hooks: super::hooks::JobHooks,
 }
 
 /// Runs one job to its end and returns its result; `JobFinished` is always the last event.
@@ -284,6 +286,7 @@ pub(super) async fn run_started<B: Backend>(
         pending_files: Vec::new(),
         local_tree: spec.local_tree.clone(),
         summaries: Summaries::default(),
+        hooks: spec.hooks.clone(),
     };
 
     let prepared = prepare(backend, containers, emitter, cancel, deadline).await;

@@ -27,6 +27,7 @@
 //! - [`commands`], [`command_files`], [`masking`]: what happens to a step's output and files;
 //!   [`line_batch`]: the output travels as batches of lines, one per read of a stream.
 //! - [`backend`]: where steps run.
+//! - [`hooks`]: the administrator's job hooks, run before the first step and after the last.
 //! - [`plan`]: the local planner `exec` uses (jobs in `needs` order, matrix expanded).
 
 mod action;
@@ -38,6 +39,7 @@ mod emitter;
 pub mod event;
 pub mod expr;
 mod hash_files;
+pub mod hooks;
 pub mod inputs;
 mod job;
 pub mod line_batch;

@@ -490,6 +490,7 @@ fn child_spec(
     child.actions = spec.actions.clone();
     child.mask_secrets = spec.mask_secrets;
     child.act_env = spec.act_env;
+    child.hooks = spec.hooks.clone();
     child
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value as Json;
 
 use super::contexts;
 use super::event::Conclusion;
+use super::hooks::JobHooks;
 use super::local_tree::LocalTree;
 use super::model::Workflow;
 use super::scope::{self, Scope};
@@ -63,6 +64,8 @@ pub struct JobSpec {
     pub local_tree: Option<LocalTree>,
     /// Where the steps' summaries go once the steps are done; `None`: they are dropped.
     pub summary_outlet: Option<super::summary::SummaryOutlet>,
+    /// The administrator's job hooks (the daemon's `runner.hooks`); `exec` runs none.
+    pub hooks: JobHooks,
 }
 
 /// How remote actions (`uses: owner/repo@ref`) are fetched and docker actions built.
@@ -182,6 +185,7 @@ impl JobSpec {
             act_env: true,
             local_tree: None,
             summary_outlet: None,
+            hooks: JobHooks::default(),
         }
     }
 }

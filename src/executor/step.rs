@@ -1,4 +1,4 @@
-//! Running the job's steps in order (and, once the job is cancelled, only those whose `if` holds
+//! Running the job's steps in order (between the administrator's job hooks) (and, once the job is cancelled, only those whose `if` holds
 //! on a cancelled job), and one step: its `if`, env, shell and script, the output stream through
 //! workflow commands and masking, the environment files afterwards, and outcome versus conclusion.
 
@@ -14,6 +14,7 @@ use super::backend::{Backend, NewFile};
 use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
 use super::expr::{JobStatus, Value};
+use super::hooks;
 use super::job::{Emitter, JobState, conclusion_name, job_context};
 use super::local_tree;
 use super::model::{Job, Step};
@@ -43,7 +44,9 @@ pub async fn run_steps<B: Backend>(
         emitter.log(None, &format!("::error::{error}")).await;
         return Conclusion::Failure;
     }
-    let mut job_failed = !action::run_pre_steps(job, state, backend, emitter, cancel).await;
+    let hooks = state.hooks.clone();
+    let mut job_failed = !hooks::run_started(&hooks, state, backend, emitter, cancel).await
+        || !action::run_pre_steps(job, state, backend, emitter, cancel).await;
     if job_failed {
         state.scope.status = JobStatus::Failure;
     }
@@ -95,7 +98,11 @@ pub async fn run_steps<B: Backend>(
     if !action::run_post_steps(state, backend, emitter, cancel, status).await {
         job_failed = true;
     }
-    // Post steps run in a grace period; the job's own end stays what it was.
+    let interrupted = cancelled || timed_out;
+    if !hooks::run_completed(&hooks, interrupted, state, backend, emitter, cancel).await {
+        job_failed = true;
+    }
+    // Post steps and the completed hook run in a grace period; the job's own end stays what it was.
     state.cancelled = cancelled;
     state.timed_out = timed_out;
     if cancelled {

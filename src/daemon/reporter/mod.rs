@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::RunnerApi;
 use crate::client::proto::runner::LogRow;
+use crate::daemon::job_log::{JobLog, JobLogSettings};
 use crate::daemon::observe::Observer;
 use crate::daemon::spool::{SpoolError, SpoolRecord, SpoolRoot, TaskSpool};
 use crate::executor::event::{Conclusion, JobEvent, LogCheckpoint, LogLines};
@@ -61,6 +62,8 @@ pub struct ReporterSettings {
     /// An ephemeral runner is deleted by its final UpdateTask, so an "unauthenticated" answer to
     /// a retry of it means the first attempt arrived.
     pub ephemeral: bool,
+    /// `log.job.*`: where the local copy of the task's rows goes; `None` writes none.
+    pub job_log: Option<JobLogSettings>,
 }
 
 /// How a task's delivery ended.
@@ -118,6 +121,8 @@ struct Shared {
     /// Delivery stopped for this run (the log archived, delivery abandoned, the daemon exiting):
     /// checkpoints are let go at once, nothing would release them.
     delivery_stopped: bool,
+    /// The local copy of every row spooled (`log.job.*`); a recovered spool has none.
+    job_log: Option<JobLog>,
 }
 
 /// What both loops need.
@@ -152,9 +157,14 @@ impl Reporter {
             deliver_until,
         };
         let spool = spool_root.create(&record)?;
+        let job_log = settings
+            .job_log
+            .as_ref()
+            .and_then(|job_log| JobLog::open(job_log, task_id, SystemTime::now()));
         let core = Arc::new(Core::new(
             record, spool, settings, observer, job_cancel, exit,
         ));
+        core.lock().job_log = job_log;
         let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
         let ingest = tokio::spawn(ingest(Arc::clone(&core), events_rx));
         let delivery = tokio::spawn(delivery::run(api, Arc::clone(&core)));
@@ -188,9 +198,29 @@ impl Reporter {
                 Delivery::Kept
             }
         };
-        let result = state::conclusion_of(self.core.lock().job.result);
+        let (result, job_log) = {
+            let mut shared = self.core.lock();
+            (
+                state::conclusion_of(shared.job.result),
+                shared.job_log.take(),
+            )
+        };
+        if let Some(job_log) = job_log {
+            job_log.finish(&trailer(self.core.task_id, result, delivery));
+        }
         Finished { result, delivery }
     }
+}
+
+/// The local job log's last line.
+fn trailer(task_id: i64, result: Option<Conclusion>, delivery: Delivery) -> String {
+    let result = result.map_or("unknown", crate::executor::conclusion_name);
+    let delivery = match delivery {
+        Delivery::Delivered => "",
+        Delivery::Kept => ", not delivered to Gitea yet (kept in the spool for the next start)",
+        Delivery::Abandoned => ", Gitea refused the task's report",
+    };
+    format!("task {task_id} finished: {result}{delivery}")
 }
 
 /// Delivers a spool left by an earlier run (crash or exit during an outage). A task that never
@@ -263,6 +293,7 @@ impl Core {
                 warned_spool_error: false,
                 checkpoints: Vec::new(),
                 delivery_stopped: false,
+                job_log: None,
             }),
             wake: Notify::new(),
             settings,
@@ -335,6 +366,10 @@ impl Shared {
     }
 
     fn append(&mut self, task_id: i64, row: &LogRow) {
+        if let Some(job_log) = &mut self.job_log {
+            let at = row.time.and_then(|time| SystemTime::try_from(time).ok());
+            job_log.row(at.unwrap_or_else(SystemTime::now), &row.content);
+        }
         let appended = self.spool.append(row);
         self.appended(task_id, appended);
     }
@@ -342,6 +377,11 @@ impl Shared {
     /// Spools each line as a row stamped `log.at`.
     fn append_lines(&mut self, task_id: i64, log: &LogLines) {
         let text = log.lines.text();
+        if let Some(job_log) = &mut self.job_log {
+            for (start, end) in log.lines.spans() {
+                job_log.row(log.at, state::row_content(&text[start..end]));
+            }
+        }
         let appended = self.spool.append_lines(
             log.at,
             text,
@@ -419,6 +459,9 @@ async fn ingest(core: Arc<Core>, mut events: mpsc::Receiver<JobEvent>) {
         shared.release_checkpoints();
         // Hand the rows to the kernel at once: a `kill -9` of the daemon then loses nothing that
         // left the channel (one write per batch of events, not per row).
+        if let Some(job_log) = &mut shared.job_log {
+            job_log.flush();
+        }
         if let Err(error) = shared.spool.flush()
             && !shared.warned_spool_error
         {

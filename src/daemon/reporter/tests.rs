@@ -260,6 +260,7 @@ fn settings() -> ReporterSettings {
         report_close_timeout: Duration::from_secs(10),
         delivery_timeout: Duration::from_secs(3 * 3600),
         ephemeral: false,
+        job_log: None,
     }
 }
 
