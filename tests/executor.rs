@@ -1,5 +1,6 @@
 //! The executor's event contract, driven through `run_job` on the host backend: event order,
-//! masking before events leave, cancellation, and bad input as a failed job with a position.
+//! masking before events leave, cancellation (the completed job hook still runs), and bad input
+//! as a failed job with a position.
 
 use std::time::Duration;
 
@@ -105,6 +106,38 @@ async fn secrets_never_leave_unmasked() {
     assert!(!lines.contains("czNjcmV0LXRva2VuLXZhbHVl"), "{lines}");
     assert!(!lines.contains("runtime-value-99"), "{lines}");
     assert!(lines.contains("***"));
+}
+
+#[tokio::test]
+async fn the_completed_hook_still_runs_after_a_cancellation_and_its_lines_are_the_jobs() {
+    let scratch = tempfile::tempdir().unwrap();
+    let hook = scratch.path().join("completed.sh");
+    std::fs::write(&hook, "echo \"completed hook after $GITHUB_JOB\"\n").unwrap();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        trigger.cancel();
+    });
+    let mut job = spec("on: push\njobs:\n  job:\n    steps:\n      - run: sleep 60\n");
+    job.hooks.completed = Some(hook.display().to_string());
+    let (result, events) = run(job, cancel).await;
+    assert_eq!(result, Conclusion::Cancelled);
+    let hook_lines: Vec<_> = events
+        .iter()
+        .filter_map(|event| match event {
+            JobEvent::Log(log)
+                if log
+                    .lines
+                    .iter()
+                    .any(|line| line == "completed hook after job") =>
+            {
+                Some(log.step_idx)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hook_lines, [None], "{:#?}", log_lines(&events));
 }
 
 #[tokio::test]
