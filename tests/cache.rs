@@ -13,9 +13,11 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod admin_cli;
 mod evict;
 mod faults;
 mod grants;
+mod journal;
 mod v1;
 mod v2;
 
@@ -104,6 +106,7 @@ impl Harness {
                 ref_name: ref_name.into(),
                 default_branch: Some("main".into()),
                 base_ref: None,
+                lifetime: Duration::from_secs(3600),
             })
             .await
             .unwrap();

@@ -264,6 +264,59 @@ async fn host_jobs_get_a_loopback_cache_url_and_disabled_means_nothing_advertise
     .await;
 }
 
+#[tokio::test]
+async fn a_cancelled_task_s_cache_credential_is_revoked() {
+    use act_runner::client::proto::runner::Result as TaskResult;
+
+    bounded(async {
+        let gitea = start_fake().await;
+        let dir = register(&gitea, "host-test:host", "").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        // The step hands the test its cache URL and credential through files (the log masks the
+        // token), then runs until the cancel.
+        let out = dir.path().join("task-out");
+        std::fs::create_dir_all(&out).expect("create the task's output directory");
+        let workflow = format!(
+            "on: push\njobs:\n  long:\n    runs-on: host-test\n    steps:\n      - run: |\n          printf '%s' \"$ACTIONS_CACHE_URL\" >{out}/url\n          printf '%s' \"$ACTIONS_RUNTIME_TOKEN\" >{out}/token\n          echo started\n          sleep 120\n",
+            out = out.display()
+        );
+        let task_id = gitea.enqueue_task(
+            crate::support::fake_gitea::TaskSpec::from_workflow(&workflow).expect("a workflow"),
+        );
+        daemon.wait_for_line(&gitea, task_id, "started").await;
+        let url = std::fs::read_to_string(out.join("url")).expect("the cache URL");
+        let token = std::fs::read_to_string(out.join("token")).expect("the runtime token");
+        let lookup = || async {
+            reqwest::Client::new()
+                .get(format!("{url}_apis/artifactcache/cache?keys=k&version=v"))
+                .bearer_auth(&token)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .expect("the cache answers")
+                .status()
+        };
+        assert_eq!(lookup().await, 204, "the running task's credential is live");
+
+        assert!(gitea.cancel_task(task_id));
+        let task = daemon.wait_final(&gitea, task_id).await;
+        assert_eq!(task.result, TaskResult::Cancelled, "{}", daemon.log());
+        // The revoke follows the job's end; the final report may race it by a moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut status = lookup().await;
+        while status != 401 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            status = lookup().await;
+        }
+        assert_eq!(
+            status, 401,
+            "a cancelled task's credential still reaches the cache"
+        );
+        daemon.stop().await;
+    })
+    .await;
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free port")

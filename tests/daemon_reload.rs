@@ -1,6 +1,7 @@
 //! SIGHUP through the real binary: the new `log.level` applies without a restart, an invalid new
-//! configuration is refused with its file, line and key while the running one stays, and a
-//! failing `health_check` holds tasks back until a reload lifts it.
+//! configuration is refused with its file, line and key while the running one stays, a
+//! failing `health_check` holds tasks back until a reload lifts it, and changed `cache.*` keys
+//! are named as needing a restart.
 
 use std::time::Duration;
 
@@ -129,6 +130,46 @@ async fn a_failed_health_check_holds_tasks_back_until_a_reload_lifts_it() {
             daemon.log()
         );
         assert!(get(port, "/readyz").starts_with("HTTP/1.1 200"));
+        daemon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_names_the_cache_keys_that_need_a_restart() {
+    bounded(async {
+        let gitea = start_fake().await;
+        let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
+        let config = std::fs::read_to_string(dir.config_path()).unwrap();
+        let daemon = Daemon::start(&dir, &[]).await;
+        // Polling shows the signal handlers are in place (a SIGHUP before them would end it).
+        let polled = gitea
+            .wait_until(Duration::from_secs(20), |gitea| {
+                gitea.rpc_count(Method::FetchTask) >= 1
+            })
+            .await;
+        assert!(polled, "the daemon did not poll: {}", daemon.log());
+        assert!(
+            daemon.log().contains("cache server listening"),
+            "{}",
+            daemon.log()
+        );
+
+        let changed = format!("{config}cache:\n  retention: 1h\n  offline_mode: true\n");
+        std::fs::write(dir.config_path(), changed).unwrap();
+        daemon.signal(Signal::SIGHUP);
+        wait_log(&daemon, "the reload", |log| {
+            log.contains("configuration reloaded")
+        })
+        .await;
+        let log = daemon.log();
+        let line = log
+            .lines()
+            .find(|line| line.contains("the changed cache keys apply after a restart"))
+            .unwrap_or_else(|| panic!("no restart notice: {log}"));
+        // offline_mode applies to the next task; retention belongs to the running server.
+        assert!(line.contains("keys=cache.retention"), "{line}");
+        assert!(!line.contains("offline_mode"), "{line}");
         daemon.stop().await;
     })
     .await;

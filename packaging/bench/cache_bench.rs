@@ -65,6 +65,7 @@ async fn start(dir: &str) -> Res<(Arc<CacheServer>, String, CancellationToken)> 
             ref_name: REF.into(),
             default_branch: Some("main".into()),
             base_ref: None,
+            lifetime: Duration::from_secs(3600),
         })
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -5,7 +5,9 @@
 # which the container shares (checked first). The runner is registered as the act-runner user,
 # then: `systemctl start` gives active, READY and an idle StatusText; 127.0.0.1:9101 is served
 # through act-runner-metrics.socket; a host-mode task succeeds and its journal entries carry
-# TASK_ID, REPOSITORY, WORKFLOW, JOB and RUNNER_NAME; the watchdog is fed; `systemctl reload`
+# TASK_ID, REPOSITORY, WORKFLOW, JOB and RUNNER_NAME, and its save to the embedded cache is logged
+# with REPOSITORY, CACHE_REF, CACHE_KEY, CACHE_ID and CACHE_SIZE; act-runner-cache.socket starts
+# the shared cache server on the first connection, with its secret from LoadCredential=; the watchdog is fed; `systemctl reload`
 # applies a new runner.capacity; `systemctl stop` during a task drains it past TimeoutStopSec=
 # thanks to EXTEND_TIMEOUT_USEC=, and the task's final state reaches the fake; with a docker
 # label the runner waits for docker.service over D-Bus (no READY before); while a task runs
@@ -69,7 +71,7 @@ enqueue() { printf '%s' "$1" | fake --data-binary @- "$fake_url/_fake/tasks?labe
 
 report() {
     echo "--- journal of act-runner (tail) ---"
-    inside journalctl -u act-runner.service -u act-runner-metrics.socket -n 80 --no-pager || true
+    inside journalctl -u act-runner.service -u act-runner-metrics.socket -u act-runner-cache.service -n 80 --no-pager || true
     echo "--- fake Gitea log (tail) ---"
     tail -n 30 "$fake_log" || true
 }
@@ -101,6 +103,8 @@ echo "fake Gitea at $fake_url"
 
 # The package system test serves 127.0.0.1:9101 on the same (shared) network: one at a time.
 nspawn_hold_host_port 9101
+# The shared cache server's socket unit listens on 8088, on the same network.
+nspawn_hold_host_port 8088
 # The host's Docker engine, reachable in the container only once the docker.service below ran.
 DOCKER_SOCKET=$(realpath /var/run/docker.sock 2>/dev/null || echo /var/run/docker.sock)
 [ -S "$DOCKER_SOCKET" ] || { echo "no Docker engine socket on this host at $DOCKER_SOCKET"; exit 1; }
@@ -111,8 +115,10 @@ check "the container shares the host's network namespace" \
     [ "$(readlink "/proc/$(nspawn_leader "$NAME")/ns/net")" = "$(readlink /proc/self/ns/net)" ]
 check "the fake Gitea on the host's loopback answers inside the container" \
     inside curl -sS --fail --max-time 5 -o /dev/null "$fake_url/_fake/runners"
-holder=$(inside ss -Hltnp 'sport = :9101')
-[ -z "$holder" ] || { echo "127.0.0.1:9101 is already taken on this host (shared network): $holder"; exit 1; }
+for port in 9101 8088; do
+    holder=$(inside ss -Hltnp "sport = :$port")
+    [ -z "$holder" ] || { echo "port $port is already taken on this host (shared network): $holder"; exit 1; }
+done
 
 # Group docker owns the engine's socket, as on a host where Docker was installed first.
 inside groupadd --system --non-unique --gid "$(stat -c %g "$DOCKER_SOCKET")" docker
@@ -133,7 +139,8 @@ systemctl daemon-reload'
 # --- the shipped units, with the real binary, under real systemd
 check "systemd-analyze verify: every unit" inside systemd-analyze verify --man=no \
     /etc/systemd/system/act-runner.service /etc/systemd/system/act-runner-metrics.socket \
-    /etc/systemd/system/act-runner@.service
+    /etc/systemd/system/act-runner@.service /etc/systemd/system/act-runner-cache.service \
+    /etc/systemd/system/act-runner-cache.socket
 exposure=$(inside systemd-analyze security act-runner.service | sed -n 's/.*Overall exposure level for act-runner.service: \([0-9.]*\).*/\1/p')
 echo "systemd-analyze security act-runner.service: exposure $exposure"
 check "exposure $exposure is at most 3.0" awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 3.0) }'
@@ -149,8 +156,6 @@ runner:
   fetch_interval: 1s
   fetch_interval_max: 2s
 ${2:-}
-cache:
-  enabled: false
 EOF
 chgrp act-runner /etc/act-runner/config.yaml
 chmod 0640 /etc/act-runner/config.yaml"
@@ -196,6 +201,17 @@ jobs:
     runs-on: nspawn
     steps:
       - run: echo "hello from $(id -un)"
+      - name: save a cache entry through the v1 API, as actions/cache does
+        run: |
+          set -eu
+          api="${ACTIONS_CACHE_URL}_apis/artifactcache"
+          auth="Authorization: Bearer $ACTIONS_RUNTIME_TOKEN"
+          id=$(curl -sS --fail -H "$auth" -H "Content-Type: application/json" \
+            -d "{\"key\":\"nspawn-key\",\"version\":\"v1\",\"cacheSize\":5}" "$api/caches" | jq -r .cacheId)
+          curl -sS --fail -X PATCH -H "$auth" -H "Content-Type: application/octet-stream" \
+            -H "Content-Range: bytes 0-4/*" --data-binary hello "$api/caches/$id"
+          curl -sS --fail -H "$auth" -H "Content-Type: application/json" -d "{\"size\":5}" "$api/caches/$id"
+          echo "cache entry $id saved"
 ')
 wait_for 30 "task $task (host backend) finished" task_status_is "$task" success
 logs=$(task_json "$task" | jq -r '.logs[].content')
@@ -211,6 +227,12 @@ check "journal: TASK_ID=$task" [ "$(field TASK_ID)" = "$task" ]
 check "journal: REPOSITORY=owner/repo" [ "$(field REPOSITORY)" = owner/repo ]
 check "journal: WORKFLOW (the fake's ci.yml), JOB, RUNNER_NAME" \
     [ "$(echo "$entry" | jq -r '[.WORKFLOW, .JOB, .RUNNER_NAME] | join(" ")')" = "ci.yml greet $RUNNER_NAME" ]
+# The embedded cache's line for that save: the entry as journal fields.
+cache_entry=$(inside journalctl -u act-runner.service -o json --no-pager CACHE_KEY=nspawn-key |
+    jq -c 'select(.MESSAGE == "cache entry committed")' | head -n1)
+echo "cache journal entry: $cache_entry"
+check "journal: the cache commit carries REPOSITORY, CACHE_REF, CACHE_KEY, CACHE_ID and CACHE_SIZE" \
+    [ "$(echo "$cache_entry" | jq -r '[.REPOSITORY, (.CACHE_REF | startswith("refs/") | tostring), .CACHE_KEY, (.CACHE_ID | test("^[0-9]+$") | tostring), .CACHE_SIZE] | join(" ")')" = "owner/repo true nspawn-key true 5" ]
 no_lock() { ! has "$(inhibitors)" act-runner; }
 wait_for 10 "no logind inhibitor while idle" no_lock
 
@@ -218,6 +240,36 @@ task_entries=$(inside journalctl -u act-runner TASK_ID="$task" -o cat --no-pager
 check "journalctl -u act-runner TASK_ID=$task finds the task's start" has "$task_entries" '^task started$'
 check "… and its end" has "$task_entries" '^task finished$'
 check "journal: INFO maps to priority 6" [ "$(field PRIORITY)" = 6 ]
+
+# --- the shared cache server: act-runner-cache.socket holds :8088 and starts the service on the
+# first connection; the secret reaches it only as the credential cache-secret (LoadCredential=).
+cache_secret=nspawn-shared-cache-secret
+printf 'cache:\n  host: 127.0.0.1\n' >"$workdir/cache-server.yaml"
+printf '%s\n' "$cache_secret" >"$workdir/cache-secret"
+nspawn_copy_in "$NAME" "$workdir/cache-server.yaml" /etc/act-runner/cache-server.yaml 0640
+nspawn_copy_in "$NAME" "$workdir/cache-secret" /etc/act-runner/cache-secret 0600
+inside chgrp act-runner /etc/act-runner/cache-server.yaml
+inside systemctl start act-runner-cache.socket
+check "act-runner-cache.service waits for a first connection" \
+    [ "$(show act-runner-cache.service ActiveState)" = inactive ]
+grant_status=$(inside curl -sS --max-time 20 -o /dev/null -w '%{http_code}' -X POST \
+    -H "Authorization: Bearer $cache_secret" -H 'Content-Type: application/json' \
+    -d '{"token":"nspawn-shared-token","repository":"owner/repo","ref_name":"refs/heads/main","lifetime_secs":600}' \
+    http://127.0.0.1:8088/_act_runner/grants || true)
+check "a grant with the credential's secret through the socket is accepted ($grant_status)" [ "$grant_status" = 204 ]
+check "the first connection started act-runner-cache.service" \
+    [ "$(show act-runner-cache.service ActiveState)" = active ]
+lookup_status=$(inside curl -sS --max-time 10 -o /dev/null -w '%{http_code}' \
+    -H 'Authorization: Bearer nspawn-shared-token' \
+    'http://127.0.0.1:8088/_apis/artifactcache/cache?keys=k&version=v' || true)
+check "the granted token looks up (204: a miss) ($lookup_status)" [ "$lookup_status" = 204 ]
+cache_listening=$(inside journalctl -u act-runner-cache.service -o json --no-pager |
+    jq -r 'select(.MESSAGE == "cache server is listening") | .CACHE_URL' | head -n1)
+check "journal: the cache server's CACHE_URL names the socket's port ($cache_listening)" \
+    has "$cache_listening" ':8088/$'
+check "the secret stays out of the cache server's journal" \
+    eval '! has "$(inside journalctl -u act-runner-cache.service -o cat --no-pager)" "$cache_secret"'
+inside systemctl stop act-runner-cache.service act-runner-cache.socket
 
 # --- reload: a new runner.capacity, RELOADING=1 … READY=1, no restart
 pid_before=$(show act-runner.service MainPID)

@@ -178,10 +178,12 @@ impl CacheServer {
         self.counters.evicted(reason, n_removed);
         for (name, record) in &removed {
             tracing::info!(
+                repository = %name.repository,
+                cache_ref = %name.scope,
+                cache_key = %name.key,
                 cache_id = record.id,
-                repo = %name.repository,
-                size = record.size,
-                reason = reason.as_str(),
+                cache_size = record.size,
+                cache_reason = reason.as_str(),
                 "cache entry removed"
             );
         }

@@ -110,6 +110,7 @@ pub(crate) async fn sweep_loop(server: Arc<CacheServer>, shutdown: CancellationT
         if let Err(err) = server.sweep().await {
             tracing::warn!(error = %err, "cache sweep failed");
         }
+        server.grants.remove_expired();
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = shutdown.cancelled() => return,

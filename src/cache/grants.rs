@@ -1,5 +1,7 @@
 //! Who may use the cache: each task's credential (its `ACTIONS_RUNTIME_TOKEN`) is granted for the
-//! task's life and revoked at its end. A grant names the repository and ref the task runs for;
+//! task's life and revoked at its end. A grant also carries a lifetime (the task's timeout plus a
+//! margin) after which it lapses by itself, so a credential never outlives its task even when the
+//! revoke is lost (the runner crashed). A grant names the repository and ref the task runs for;
 //! [`Access`] turns it into GitHub's rule against cache poisoning: restore from the own ref, else
 //! the pull request's base branch, else the default branch; write only to the own ref.
 //!
@@ -12,6 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -23,6 +26,8 @@ use super::error::CacheError;
 pub const MAX_GRANTS: usize = 100_000;
 /// Longest repository, ref or branch name accepted in a grant.
 const MAX_NAME_BYTES: usize = 1024;
+/// Longest lifetime a grant may ask for; a runner whose task timeout is longer asks for this.
+pub const MAX_GRANT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// One task's credential and what it may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +42,8 @@ pub struct Grant {
     pub default_branch: Option<String>,
     /// For pull requests, the base branch (`github.base_ref`, e.g. `main`).
     pub base_ref: Option<String>,
+    /// How long the grant holds unless revoked first (at most [`MAX_GRANT_LIFETIME`]).
+    pub lifetime: Duration,
 }
 
 /// Registers and revokes task credentials with a cache server.
@@ -90,7 +97,15 @@ fn branch_ref(branch: &str) -> String {
 #[derive(Clone, Default)]
 pub struct Grants {
     // A std mutex: every critical section is a hash-map operation, never held across an await.
-    live: Arc<Mutex<HashMap<[u8; 32], Access>>>,
+    live: Arc<Mutex<HashMap<[u8; 32], Live>>>,
+}
+
+/// A registered credential: what it may do, and until when.
+#[derive(Debug)]
+struct Live {
+    access: Access,
+    /// Tokio's clock, so tests can pause and advance it.
+    expires: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Grants {
@@ -100,18 +115,35 @@ impl std::fmt::Debug for Grants {
 }
 
 impl Grants {
-    /// Registers `grant`, replacing an earlier grant of the same token.
+    /// Registers `grant` for its lifetime, replacing an earlier grant of the same token.
     pub fn insert(&self, grant: &Grant) -> Result<(), CacheError> {
         check_grant(grant)?;
+        let now = tokio::time::Instant::now();
         let mut live = crate::sync::lock(&self.live);
         let digest = digest(&grant.token);
+        if live.len() >= MAX_GRANTS && !live.contains_key(&digest) {
+            live.retain(|_, entry| entry.expires > now);
+        }
         if live.len() >= MAX_GRANTS && !live.contains_key(&digest) {
             return Err(CacheError::Invalid(format!(
                 "too many live cache grants (at most {MAX_GRANTS})"
             )));
         }
-        live.insert(digest, Access::from_grant(grant));
+        let entry = Live {
+            access: Access::from_grant(grant),
+            expires: now + grant.lifetime,
+        };
+        live.insert(digest, entry);
         Ok(())
+    }
+
+    /// Forgets the grants whose lifetime is over; returns how many went.
+    pub fn remove_expired(&self) -> usize {
+        let now = tokio::time::Instant::now();
+        let mut live = crate::sync::lock(&self.live);
+        let before = live.len();
+        live.retain(|_, entry| entry.expires > now);
+        before - live.len()
     }
 
     /// Ends `token`'s access.
@@ -126,11 +158,18 @@ impl Grants {
             return Err(CacheError::Unauthorized);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let live = crate::sync::lock(&self.live);
-        live.get(&digest).cloned().ok_or(CacheError::Unauthorized)
+        let mut live = crate::sync::lock(&self.live);
+        match live.get(&digest) {
+            Some(entry) if entry.expires > tokio::time::Instant::now() => Ok(entry.access.clone()),
+            Some(_) => {
+                live.remove(&digest);
+                Err(CacheError::Unauthorized)
+            }
+            None => Err(CacheError::Unauthorized),
+        }
     }
 
-    /// Live grants.
+    /// Registered grants (a lapsed one counts until a check or [`Grants::remove_expired`]).
     pub fn len(&self) -> usize {
         crate::sync::lock(&self.live).len()
     }
@@ -150,6 +189,12 @@ fn check_grant(grant: &Grant) -> Result<(), CacheError> {
         return Err(CacheError::Invalid(
             "a cache grant's token must be 8 to 8192 bytes long".into(),
         ));
+    }
+    if grant.lifetime.is_zero() || grant.lifetime > MAX_GRANT_LIFETIME {
+        return Err(CacheError::Invalid(format!(
+            "a cache grant's lifetime must be more than 0 s and at most {} s",
+            MAX_GRANT_LIFETIME.as_secs()
+        )));
     }
     let names = [
         ("repository", Some(&grant.repository)),
@@ -206,6 +251,7 @@ mod tests {
             ref_name: ref_name.into(),
             default_branch: Some("main".into()),
             base_ref: None,
+            lifetime: Duration::from_secs(3600),
         }
     }
 
@@ -262,5 +308,35 @@ mod tests {
         bad.ref_name = "refs/heads/ok".into();
         bad.token = Secret::new("short");
         assert!(grants.insert(&bad).is_err());
+        for lifetime in [Duration::ZERO, MAX_GRANT_LIFETIME + Duration::from_secs(1)] {
+            let mut bad = grant("token-123", "refs/heads/ok");
+            bad.lifetime = lifetime;
+            assert!(grants.insert(&bad).is_err(), "{lifetime:?}");
+        }
+        assert!(grants.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grant_lapses_after_its_lifetime_without_a_revoke() {
+        let grants = Grants::default();
+        let mut short = grant("token-short", "refs/heads/main");
+        short.lifetime = Duration::from_secs(600);
+        grants.insert(&short).unwrap();
+        grants
+            .insert(&grant("token-long", "refs/heads/main"))
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert!(grants.check("token-short").is_ok());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(
+            grants.check("token-short"),
+            Err(CacheError::Unauthorized)
+        ));
+        // The lapsed grant is gone, not merely refused; the longer one still holds.
+        assert_eq!(grants.len(), 1);
+        assert!(grants.check("token-long").is_ok());
+        tokio::time::advance(Duration::from_secs(3000)).await;
+        assert_eq!(grants.remove_expired(), 1);
+        assert!(grants.is_empty());
     }
 }

@@ -39,7 +39,7 @@ use crate::config::{CacheConfig, Secret};
 
 pub use entries::{DeleteSelector, EntryInfo};
 pub use error::CacheError;
-pub use grants::{Grant, Grants, LocalGrants, TaskGrants};
+pub use grants::{Grant, Grants, LocalGrants, MAX_GRANT_LIFETIME, TaskGrants};
 pub use remote::RemoteGrants;
 pub use stats::{CacheStats, EvictReason, Op, Outcome};
 

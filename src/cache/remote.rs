@@ -29,6 +29,8 @@ pub struct GrantBody {
     pub default_branch: Option<String>,
     #[serde(default)]
     pub base_ref: Option<String>,
+    /// Seconds the grant holds unless revoked first ([`Grant::lifetime`]).
+    pub lifetime_secs: u64,
 }
 
 /// The JSON of a revocation.
@@ -45,6 +47,7 @@ impl From<GrantBody> for Grant {
             ref_name: body.ref_name,
             default_branch: body.default_branch,
             base_ref: body.base_ref,
+            lifetime: Duration::from_secs(body.lifetime_secs),
         }
     }
 }
@@ -118,6 +121,7 @@ impl TaskGrants for RemoteGrants {
             ref_name: grant.ref_name,
             default_branch: grant.default_branch,
             base_ref: grant.base_ref,
+            lifetime_secs: grant.lifetime.as_secs().max(1),
         };
         let json =
             serde_json::to_string(&body).map_err(|err| CacheError::Invalid(err.to_string()))?;

@@ -327,7 +327,14 @@ impl CacheServer {
             }
             totals.add(&name.repository, size);
         }
-        tracing::info!(cache_id = id, repo = %name.repository, size, "cache entry committed");
+        tracing::info!(
+            repository = %name.repository,
+            cache_ref = %name.scope,
+            cache_key = %name.key,
+            cache_id = id,
+            cache_size = size,
+            "cache entry committed"
+        );
         self.enforce_limits(Some(&name.repository)).await?;
         Ok(id)
     }

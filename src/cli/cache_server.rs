@@ -133,8 +133,8 @@ async fn serve(config: Config, mut inherited: Inherited) -> anyhow::Result<ExitC
         .or_else(|| super::cache_service::outbound_ip().map(|ip| ip.to_string()))
         .unwrap_or_else(|| "127.0.0.1".to_owned());
     tracing::info!(
-        url = %super::cache_service::url(&host, port),
-        dir = %config.cache.dir.display(),
+        cache_url = %super::cache_service::url(&host, port),
+        cache_dir = %config.cache.dir.display(),
         "cache server is listening"
     );
     notify_state(notify.as_ref(), sd_notify::NotifyState::Ready);

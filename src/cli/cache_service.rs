@@ -155,12 +155,53 @@ async fn start_embedded(
             }
         })
     };
-    tracing::info!(addr = %listen.ip(), port, dir = %cache.dir.display(), "cache server listening");
+    tracing::info!(
+        cache_addr = %listen.ip(),
+        cache_port = port,
+        cache_dir = %cache.dir.display(),
+        "cache server listening"
+    );
     Ok(RunningCache {
         access,
         server: Some(server),
         serving: Some((serving, shutdown)),
     })
+}
+
+/// The `cache.*` keys that differ between the `running` service's settings and a reloaded
+/// `new` one. A reload applies none of them: the listener, the directory, the limits and the
+/// grant target belong to the service started with the daemon. (`cache.offline_mode` is not
+/// among them: each task reads it from the configuration it starts with.)
+pub fn restart_keys(running: &CacheConfig, new: &CacheConfig) -> Vec<&'static str> {
+    let differs = [
+        ("cache.enabled", running.enabled != new.enabled),
+        ("cache.dir", running.dir != new.dir),
+        ("cache.host", running.host != new.host),
+        ("cache.port", running.port != new.port),
+        (
+            "cache.external_server",
+            running.external_server != new.external_server,
+        ),
+        (
+            "cache.external_secret",
+            running.external_secret != new.external_secret,
+        ),
+        ("cache.v2", running.v2 != new.v2),
+        ("cache.retention", running.retention != new.retention),
+        (
+            "cache.repo_size_limit",
+            running.repo_size_limit != new.repo_size_limit,
+        ),
+        ("cache.size_limit", running.size_limit != new.size_limit),
+        (
+            "cache.sweep_interval",
+            running.sweep_interval != new.sweep_interval,
+        ),
+    ];
+    differs
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
 }
 
 /// Whether every job reaches the server on the host's loopback: no `cache.host` asks for another
@@ -201,6 +242,23 @@ mod tests {
         assert!(!loopback_is_enough(&cache, true, Some("bridge")));
         cache.host = Some("10.0.0.2".into());
         assert!(!loopback_is_enough(&cache, false, None));
+    }
+
+    #[test]
+    fn a_reload_names_every_changed_cache_key_but_offline_mode() {
+        let env = crate::config::LoadEnv::with_home("/home/runner");
+        let running = Config::defaults(&env).cache;
+        let mut new = running.clone();
+        assert!(restart_keys(&running, &new).is_empty());
+        new.offline_mode = !new.offline_mode;
+        assert!(restart_keys(&running, &new).is_empty());
+        new.port = 9999;
+        new.retention = None;
+        new.external_secret = Some(crate::config::Secret::new("changed-secret"));
+        assert_eq!(
+            restart_keys(&running, &new),
+            ["cache.port", "cache.external_secret", "cache.retention"]
+        );
     }
 
     #[test]

@@ -264,6 +264,7 @@ async fn run_daemon(
             board: Arc::clone(&board),
             docker_available: setup.docker.is_some(),
             cache: cache_access,
+            cache_config: config.cache.clone(),
             shutdown_timeout: config.runner.shutdown_timeout,
             log,
             logind_shutdown,
@@ -483,6 +484,8 @@ struct SignalContext {
     /// The cache service started with the daemon (a reload keeps it: `cache.*` changes need a
     /// restart).
     cache: Option<CacheAccess>,
+    /// The `cache:` the cache service started with, to name what a reload cannot apply.
+    cache_config: crate::config::CacheConfig,
     shutdown_timeout: Duration,
     log: super::logging::LogControl,
     /// Cancelled when logind announces a shutdown (`PrepareForShutdown`).
@@ -543,6 +546,14 @@ async fn reload(controls: &mpsc::Sender<Control>, context: &SignalContext) {
                     return;
                 }
             };
+            let restart_keys =
+                super::cache_service::restart_keys(&context.cache_config, &config.cache);
+            if !restart_keys.is_empty() {
+                tracing::warn!(
+                    keys = %restart_keys.join(", "),
+                    "reload: the running cache keeps its settings; the changed cache keys apply after a restart"
+                );
+            }
             let capacity = config.runner.capacity;
             let new = execution_config(
                 config,

@@ -10,10 +10,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
-use crate::cache::{CacheError, Grant, LocalGrants, RemoteGrants, TaskGrants as _};
+use crate::cache::{
+    CacheError, Grant, LocalGrants, MAX_GRANT_LIFETIME, RemoteGrants, TaskGrants as _,
+};
 use crate::config::{Platform, Secret};
 
 /// Where a runner's grants go: the embedded server's registry, or a shared server's grant
@@ -139,10 +142,28 @@ impl Drop for TaskGrant {
     }
 }
 
+/// Added to a task's own limit (its timeout and cancel grace) to make its grant's lifetime: the
+/// revoke after the job's last step normally comes first; the lapse is for a revoke that never
+/// comes (the runner crashed or lost the shared server).
+pub const GRANT_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// The lifetime of the grant of a task that may run for `task_limit`: that plus
+/// [`GRANT_MARGIN`], at most [`MAX_GRANT_LIFETIME`].
+pub fn grant_lifetime(task_limit: Duration) -> Duration {
+    task_limit
+        .saturating_add(GRANT_MARGIN)
+        .min(MAX_GRANT_LIFETIME)
+}
+
 /// The grant for a task's runtime token, from its `github` context: `repository`, `ref`, the
-/// event payload's `repository.default_branch` and, for pull requests, `base_ref`. `None` when
-/// the task has no token, repository or ref (nothing could then be scoped).
-pub fn grant_for(github: &Map<String, Json>, runtime_token: &str) -> Option<Grant> {
+/// event payload's `repository.default_branch` and, for pull requests, `base_ref`; it lapses
+/// after `lifetime`. `None` when the task has no token, repository or ref (nothing could then
+/// be scoped).
+pub fn grant_for(
+    github: &Map<String, Json>,
+    runtime_token: &str,
+    lifetime: Duration,
+) -> Option<Grant> {
     let text = |key: &str| {
         github
             .get(key)
@@ -168,6 +189,7 @@ pub fn grant_for(github: &Map<String, Json>, runtime_token: &str) -> Option<Gran
         ref_name,
         default_branch,
         base_ref: text("base_ref"),
+        lifetime,
     })
 }
 
@@ -189,23 +211,32 @@ mod tests {
             "base_ref": "main",
             "event": { "repository": { "default_branch": "trunk" } },
         }));
-        let grant = grant_for(&context, "runtime-jwt").unwrap();
+        let grant = grant_for(&context, "runtime-jwt", Duration::from_secs(60)).unwrap();
         assert_eq!(grant.token.expose(), "runtime-jwt");
         assert_eq!(grant.repository, "owner/repo");
         assert_eq!(grant.ref_name, "refs/pull/7/head");
         assert_eq!(grant.default_branch.as_deref(), Some("trunk"));
         assert_eq!(grant.base_ref.as_deref(), Some("main"));
+        assert_eq!(grant.lifetime, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_grant_outlives_the_task_limit_by_the_margin_and_never_the_cap() {
+        let three_hours = Duration::from_secs(3 * 3600);
+        assert_eq!(grant_lifetime(three_hours), three_hours + GRANT_MARGIN);
+        assert_eq!(grant_lifetime(Duration::MAX), MAX_GRANT_LIFETIME);
     }
 
     #[test]
     fn a_push_has_no_base_and_no_token_or_repository_means_no_grant() {
         let context =
             github(json!({ "repository": "owner/repo", "ref": "refs/heads/dev", "base_ref": "" }));
-        let grant = grant_for(&context, "jwt").unwrap();
+        let hour = Duration::from_secs(3600);
+        let grant = grant_for(&context, "jwt", hour).unwrap();
         assert_eq!(grant.base_ref, None);
         assert_eq!(grant.default_branch, None);
-        assert!(grant_for(&context, "").is_none());
-        assert!(grant_for(&github(json!({ "ref": "refs/heads/dev" })), "jwt").is_none());
-        assert!(grant_for(&github(json!({ "repository": "owner/repo" })), "jwt").is_none());
+        assert!(grant_for(&context, "", hour).is_none());
+        assert!(grant_for(&github(json!({ "ref": "refs/heads/dev" })), "jwt", hour).is_none());
+        assert!(grant_for(&github(json!({ "repository": "owner/repo" })), "jwt", hour).is_none());
     }
 }

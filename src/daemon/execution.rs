@@ -227,7 +227,10 @@ impl<A: RunnerApi + 'static> Execution<A> {
             .map(task::struct_to_json)
             .unwrap_or_default();
         let token = task::job_token(task, &github);
-        let grant = cache_access::grant_for(&github, task::runtime_token(&github, &token))?;
+        let lifetime =
+            cache_access::grant_lifetime(snapshot.runner.timeout.saturating_add(CANCEL_GRACE));
+        let grant =
+            cache_access::grant_for(&github, task::runtime_token(&github, &token), lifetime)?;
         Some(cache.grant(grant).await)
     }
 

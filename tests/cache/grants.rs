@@ -12,6 +12,7 @@ fn feature_grant(token: &str) -> Grant {
         ref_name: FEATURE.into(),
         default_branch: Some("main".into()),
         base_ref: None,
+        lifetime: Duration::from_secs(3600),
     }
 }
 
@@ -27,6 +28,21 @@ async fn a_remote_grant_lets_a_token_in_until_it_is_revoked() {
     remote.revoke(&Secret::new("token-remote-1")).await.unwrap();
     let (status, _) = harness.lookup("token-remote-1", &["remote"], VERSION).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_remote_grant_lapses_after_its_lifetime_when_no_revoke_comes() {
+    let harness = Harness::start().await;
+    let remote = RemoteGrants::new(&harness.url, Secret::new("external-secret-for-tests")).unwrap();
+    let mut grant = feature_grant("token-remote-2");
+    grant.lifetime = Duration::from_secs(1);
+    remote.grant(grant).await.unwrap();
+    let (status, _) = harness.lookup("token-remote-2", &["any"], VERSION).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = harness.lookup("token-remote-2", &["any"], VERSION).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(harness.server.grants().is_empty());
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! `act_runner cache-server` as the cache of several runners: two daemons (each with its own
 //! fake Gitea) grant their tasks' tokens through it, and a save on one restores on the other; a
-//! `kill -9` of the server in the middle of an upload leaves no entry behind.
+//! `kill -9` of the server in the middle of an upload leaves no entry behind; started by
+//! `systemd-socket-activate` as `act-runner-cache.socket` starts it, it serves on the inherited
+//! socket with the secret from its systemd credential, and serves its metrics.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -26,27 +28,29 @@ impl CacheServer {
     pub async fn start(dir: &Path, port: u16) -> CacheServer {
         std::fs::create_dir_all(dir).expect("create the server's directory");
         let config = dir.join("cache-server.yaml");
+        // The secret from a file, as an operator keeps it out of the configuration.
+        let secret_file = dir.join("cache-secret");
+        std::fs::write(&secret_file, format!("{SECRET}\n")).expect("write the secret file");
         std::fs::write(
             &config,
-            format!("cache:\n  host: 127.0.0.1\n  external_secret: {SECRET}\n"),
+            format!(
+                "cache:\n  host: 127.0.0.1\n  external_secret_file: {}\n",
+                secret_file.display()
+            ),
         )
         .expect("write the server's config");
         let log = dir.join(format!("server-{}.log", rand_suffix()));
-        let log_file = std::fs::File::create(&log).expect("create the server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_act_runner"))
-            .arg("-c")
-            .arg(&config)
-            .arg("cache-server")
-            .arg("--dir")
-            .arg(dir.join("store"))
-            .arg("--port")
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone the log handle"))
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start act_runner cache-server");
+        let child = spawn_logged(
+            Command::new(env!("CARGO_BIN_EXE_act_runner"))
+                .arg("-c")
+                .arg(&config)
+                .arg("cache-server")
+                .arg("--dir")
+                .arg(dir.join("store"))
+                .arg("--port")
+                .arg(port.to_string()),
+            &log,
+        );
         let server = CacheServer { child, port, log };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -71,6 +75,30 @@ impl CacheServer {
     pub async fn kill_hard(mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// Spawns `command` with no stdin and its output in the file `log`; killed when dropped.
+fn spawn_logged(command: &mut Command, log: &Path) -> Child {
+    let log_file = std::fs::File::create(log).expect("create the server log");
+    command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("clone the log handle"))
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"))
+}
+
+/// A grant of `token` for `owner/app` on `main`, for an hour.
+fn main_grant(token: &str) -> act_runner::cache::Grant {
+    act_runner::cache::Grant {
+        token: act_runner::config::Secret::new(token),
+        repository: "owner/app".into(),
+        ref_name: "refs/heads/main".into(),
+        default_branch: Some("main".into()),
+        base_ref: None,
+        lifetime: Duration::from_secs(3600),
     }
 }
 
@@ -128,7 +156,7 @@ async fn two_daemons_share_one_cache_server() {
 
 #[tokio::test]
 async fn kill_9_of_the_cache_server_mid_upload_leaves_no_entry() {
-    use act_runner::cache::{Grant, RemoteGrants, TaskGrants as _};
+    use act_runner::cache::{RemoteGrants, TaskGrants as _};
     use act_runner::config::Secret;
 
     bounded(async {
@@ -138,13 +166,7 @@ async fn kill_9_of_the_cache_server_mid_upload_leaves_no_entry() {
         let grants =
             RemoteGrants::new(&server.url(), Secret::new(SECRET)).expect("a control-plane client");
         let token = "kill-9-task-token";
-        let grant = || Grant {
-            token: Secret::new(token),
-            repository: "owner/app".into(),
-            ref_name: "refs/heads/main".into(),
-            default_branch: Some("main".into()),
-            base_ref: None,
-        };
+        let grant = || main_grant(token);
         grants.grant(grant()).await.expect("grant the token");
         let http = reqwest::Client::new();
         let api = format!("{}_apis/artifactcache/", server.url());
@@ -205,6 +227,106 @@ async fn kill_9_of_the_cache_server_mid_upload_leaves_no_entry() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(!text.contains("half"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_socket_activated_cache_server_takes_the_secret_credential_and_serves_metrics() {
+    use act_runner::cache::{RemoteGrants, TaskGrants as _};
+    use act_runner::config::Secret;
+
+    if !crate::systemd::require_tool("systemd-socket-activate") {
+        return;
+    }
+    bounded(async {
+        let scratch = tempfile::tempdir().expect("a scratch directory");
+        let (port, metrics_port) = (free_port(), free_port());
+        // No secret in the configuration: it comes from $CREDENTIALS_DIRECTORY/cache-secret, as
+        // LoadCredential=cache-secret:... in act-runner-cache.service provides it.
+        let config = scratch.path().join("cache-server.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "cache:\n  host: 127.0.0.1\nmetrics:\n  enabled: true\n  addr: 127.0.0.1:{metrics_port}\n"
+            ),
+        )
+        .expect("write the server's config");
+        let credentials = scratch.path().join("credentials");
+        std::fs::create_dir(&credentials).expect("create the credentials directory");
+        std::fs::write(credentials.join("cache-secret"), format!("{SECRET}\n"))
+            .expect("write the credential");
+        let log = scratch.path().join("server.log");
+        let mut activator = spawn_logged(
+            Command::new("systemd-socket-activate")
+                .arg("-l")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--fdname=cache")
+                .arg("-E")
+                .arg(format!("CREDENTIALS_DIRECTORY={}", credentials.display()))
+                .args(["-E", "PATH", "-E", "HOME"])
+                .arg(env!("CARGO_BIN_EXE_act_runner"))
+                .arg("-c")
+                .arg(&config)
+                .arg("cache-server")
+                .arg("--dir")
+                .arg(scratch.path().join("store")),
+            &log,
+        );
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+        // The first connection starts the server (systemd-socket-activate execs it then).
+        let url = format!("http://127.0.0.1:{port}/");
+        let grants = RemoteGrants::new(&url, Secret::new(SECRET)).expect("a control-plane client");
+        let token = "activated-task-token";
+        grants
+            .grant(main_grant(token))
+            .await
+            .unwrap_or_else(|err| panic!("the credential's secret is refused: {err}\n{}", read_log()));
+        let lookup = reqwest::Client::new()
+            .get(format!("{url}_apis/artifactcache/cache?keys=k&version=v"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("look up");
+        assert_eq!(lookup.status(), 204, "{}", read_log());
+        let wrong = RemoteGrants::new(&url, Secret::new("not-the-shared-secret"))
+            .expect("a control-plane client");
+        assert!(
+            wrong
+                .revoke(&Secret::new(token))
+                .await
+                .is_err_and(|err| err.to_string().contains("401")),
+            "another secret reached the grant endpoints"
+        );
+
+        let metrics = super::scrape(metrics_port).await;
+        for sample in [
+            "act_runner_cache_requests_total{op=\"grant\",result=\"ok\"} 1",
+            "act_runner_cache_requests_total{op=\"grant\",result=\"denied\"} 1",
+            "act_runner_cache_requests_total{op=\"lookup\",result=\"miss\"} 1",
+            "act_runner_cache_entries 0",
+        ] {
+            assert!(metrics.lines().any(|line| line == sample), "{sample} missing:\n{metrics}");
+        }
+
+        let pid = activator.id().expect("the server's pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM the server");
+        let status = tokio::time::timeout(Duration::from_secs(30), activator.wait())
+            .await
+            .expect("the server stops on SIGTERM")
+            .expect("its exit status");
+        let text = read_log();
+        assert!(status.success(), "{status}: {text}");
+        assert!(
+            text.contains("cache server is listening") && text.contains(&format!(":{port}/")),
+            "{text}"
+        );
+        assert!(!text.contains(SECRET) && !text.contains(token), "{text}");
     })
     .await;
 }

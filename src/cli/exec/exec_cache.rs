@@ -3,6 +3,7 @@
 //! environment, else one minted here; granted for the workflow's repository and ref, revoked when
 //! the run ends. Unless `--env` names one, `ACTIONS_RESULTS_URL` is the cache server too.
 
+use crate::cache::MAX_GRANT_LIFETIME;
 use crate::cli::cache_service::{self, RunningCache};
 use crate::config::{Config, LoadEnv, Platform};
 use crate::daemon::cache_access::{TaskGrant, grant_for};
@@ -60,7 +61,8 @@ pub async fn start(
         );
     }
     base.masks.push(token.clone());
-    let grant = match grant_for(&base.github, &token) {
+    // The server lives in this process and ends with the run: the longest lifetime is safe.
+    let grant = match grant_for(&base.github, &token, MAX_GRANT_LIFETIME) {
         Some(grant) => Some(running.access.grant(grant).await),
         None => None,
     };
