@@ -277,7 +277,7 @@ async fn a_cancelled_task_s_cache_credential_is_revoked() {
         let out = dir.path().join("task-out");
         std::fs::create_dir_all(&out).expect("create the task's output directory");
         let workflow = format!(
-            "on: push\njobs:\n  long:\n    runs-on: host-test\n    steps:\n      - run: |\n          printf '%s' \"$ACTIONS_CACHE_URL\" >{out}/url\n          printf '%s' \"$ACTIONS_RUNTIME_TOKEN\" >{out}/token\n          echo started\n          sleep 120\n",
+            "on: push\njobs:\n  long:\n    runs-on: host-test\n    steps:\n      - run: |\n          printf '%s' \"$ACTIONS_CACHE_URL\" >{out}/url\n          printf '%s' \"$ACTIONS_RUNTIME_TOKEN\" >{out}/token\n          echo started\n          for i in $(seq 1 1200); do sleep 0.1; done\n",
             out = out.display()
         );
         let task_id = gitea.enqueue_task(
@@ -301,8 +301,9 @@ async fn a_cancelled_task_s_cache_credential_is_revoked() {
         assert!(gitea.cancel_task(task_id));
         let task = daemon.wait_final(&gitea, task_id).await;
         assert_eq!(task.result, TaskResult::Cancelled, "{}", daemon.log());
-        // The revoke follows the job's end; the final report may race it by a moment.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // The fake marks the task cancelled at once; the runner learns it at its next state
+        // report (every 5 s), stops the job, then revokes: wait for that within a bound.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut status = lookup().await;
         while status != 401 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -310,7 +311,8 @@ async fn a_cancelled_task_s_cache_credential_is_revoked() {
         }
         assert_eq!(
             status, 401,
-            "a cancelled task's credential still reaches the cache"
+            "a cancelled task's credential still reaches the cache: {}",
+            daemon.log()
         );
         daemon.stop().await;
     })

@@ -71,6 +71,9 @@ async fn a_commit_and_a_removal_log_the_entry_as_journal_fields() {
     let capture = Capture::default();
     let _default =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    // Another test's thread may register a callsite while this default is being set, caching
+    // an interest computed without it; recompute once every callsite is registered.
+    tracing::callsite::rebuild_interest_cache();
     let harness = Harness::start().await;
     harness.grant("token-journal-1", REPO, MAIN).await;
     let id = harness
@@ -96,6 +99,7 @@ async fn a_commit_and_a_removal_log_the_entry_as_journal_fields() {
     };
     assert_eq!(committed, expected(None));
 
+    tracing::callsite::rebuild_interest_cache();
     let removed = harness
         .server
         .delete(act_runner::cache::DeleteSelector::Repository(REPO.into()))
