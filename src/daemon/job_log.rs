@@ -47,8 +47,10 @@ pub struct JobLog {
     file: BufWriter<File>,
     written: u64,
     max_size: Option<u64>,
-    /// The cap was reached or a write failed: only the trailer is still written.
-    stopped: bool,
+    /// The cap was reached: only the trailer is still written.
+    capped: bool,
+    /// A write failed (warned once): nothing more is written.
+    failed: bool,
 }
 
 impl JobLog {
@@ -84,7 +86,8 @@ impl JobLog {
                     file: BufWriter::new(file),
                     written: 0,
                     max_size: settings.max_size,
-                    stopped: false,
+                    capped: false,
+                    failed: false,
                 })
             }
             Err(error) => {
@@ -101,7 +104,7 @@ impl JobLog {
 
     /// Copies one row sent to Gitea.
     pub fn row(&mut self, at: SystemTime, content: &str) {
-        if self.stopped {
+        if self.capped || self.failed {
             return;
         }
         let line = format!("{} {content}", timestamp(at));
@@ -109,7 +112,7 @@ impl JobLog {
             .max_size
             .is_some_and(|max_size| self.written + line.len() as u64 + 1 > max_size);
         if cap_reached {
-            self.stopped = true;
+            self.capped = true;
             let max_size = self.max_size.unwrap_or_default();
             self.runner_line(&format!(
                 "truncated: log.job.max_size of {max_size} bytes reached"
@@ -122,15 +125,17 @@ impl JobLog {
     /// Hands what was written to the kernel (once per batch of events, as the spool does), so a
     /// killed runner leaves every row it had copied.
     pub fn flush(&mut self) {
+        if self.failed {
+            return;
+        }
         if let Err(error) = self.file.flush() {
-            self.failed(&error);
+            self.give_up(&error);
         }
     }
 
     /// Writes the trailer (past the cap on purpose: its absence means the runner died) and closes
     /// the file.
     pub fn finish(mut self, trailer: &str) {
-        self.stopped = false;
         self.runner_line(trailer);
         self.flush();
     }
@@ -142,6 +147,9 @@ impl JobLog {
 
     /// Rows reaching Gitea are single lines; the runner's own lines might not be.
     fn line(&mut self, line: &str) {
+        if self.failed {
+            return;
+        }
         let escaped = line.replace('\n', "\\n");
         let written = self
             .file
@@ -149,16 +157,14 @@ impl JobLog {
             .and_then(|()| self.file.write_all(b"\n"));
         match written {
             Ok(()) => self.written += escaped.len() as u64 + 1,
-            Err(error) => self.failed(&error),
+            Err(error) => self.give_up(&error),
         }
     }
 
     /// One warning, then nothing more: a failing write is a full disk, retrying floods the log.
-    fn failed(&mut self, error: &io::Error) {
-        if !self.stopped {
-            tracing::warn!(task_id = self.task_id, path = %self.path.display(), error = %error, "cannot write the local copy of the task's log; it stops here");
-        }
-        self.stopped = true;
+    fn give_up(&mut self, error: &io::Error) {
+        tracing::warn!(task_id = self.task_id, path = %self.path.display(), error = %error, "cannot write the local copy of the task's log; it stops here");
+        self.failed = true;
     }
 }
 
