@@ -1,7 +1,6 @@
 //! What a daemon job sees of its task and the runner's settings: the `inputs` context of a
 //! `workflow_dispatch` and `workflow_call` task (typed by the workflow's declarations, defaults
-//! filled), `runner.set_act_env: false`, the start-up warning for a key not acted on yet, and a
-//! host-label job naming containers on a runner without Docker (refused, saying why). A host-label
+//! filled), `runner.set_act_env: false`, and a host-label job naming containers on a runner without Docker (refused, saying why). A host-label
 //! job with `container:` on a runner with Docker is in `daemon_docker.rs`.
 
 use act_runner::client::proto::runner::Result as TaskResult;
@@ -62,7 +61,7 @@ jobs:
 async fn inputs_are_typed_and_defaulted_and_act_env_follows_the_config() {
     bounded(async {
         let gitea = start_fake().await;
-        let extra = "  set_act_env: false\n  allocate_pty: false\n";
+        let extra = "  set_act_env: false\n";
         let dir = RunnerDir::register(&gitea, "host-test:host", extra).await;
         let daemon = Daemon::start(&dir, &[]).await;
         let dispatch = TaskSpec::from_workflow(DISPATCH)
@@ -87,11 +86,6 @@ async fn inputs_are_typed_and_defaulted_and_act_env_follows_the_config() {
                 gitea.task_log_lines(task_id)
             );
         }
-        let log = daemon.log();
-        assert!(
-            log.contains("runner.allocate_pty") && log.contains("not acted on yet"),
-            "no start-up warning for a key not acted on:\n{log}"
-        );
         daemon.stop().await;
     })
     .await;

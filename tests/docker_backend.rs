@@ -72,6 +72,9 @@ pub fn job_config(image: &str) -> DockerJobConfig {
             task_id: 42,
         },
         workspace: String::from("/workspace/owner/repo"),
+        bind_workspace: false,
+        shared_tool_cache: false,
+        allocate_pty: false,
         max_lifetime: Duration::from_secs(600),
         service_ready_timeout: Some(Duration::from_secs(60)),
         pull_timeout: Duration::from_secs(30),
@@ -416,6 +419,51 @@ async fn a_shell_step_reports_its_end_itself_and_the_report_never_reaches_the_lo
         plain.command_dir = None;
         let (end, _) = run_to_end(&backend, plain, CancellationToken::new()).await;
         assert_eq!(end.unwrap(), ExitStatus::Exited(4).into());
+        backend.cleanup().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_allocate_pty_a_step_writes_to_a_terminal_and_ends_as_without_one() {
+    with_docker(|docker| async move {
+        let mut config = job_config(BUSYBOX_IMAGE);
+        config.allocate_pty = true;
+        let (mut backend, result, _) = prepared(&docker, config).await;
+        result.unwrap();
+        let script = "test -t 0 && test -t 1 && test -t 2 && echo terminal; echo err >&2; printf 'no newline'; exit 3";
+        let (end, lines) = run_to_end(&backend, shell_step(script), CancellationToken::new()).await;
+        assert_eq!(
+            end.unwrap(),
+            ExecEnd {
+                status: ExitStatus::Exited(3),
+                command_dir_empty: true
+            }
+        );
+        // One stream in the order written, without the terminal's `\r` and without the report.
+        let all: Vec<_> = lines.iter().map(|(_, stream, line)| (*stream, line.as_str())).collect();
+        assert_eq!(
+            all,
+            [
+                (Stream::Stdout, "terminal"),
+                (Stream::Stdout, "err"),
+                (Stream::Stdout, "no newline")
+            ]
+        );
+
+        // A child left running holds the terminal, not the step.
+        let started = Instant::now();
+        let (end, lines) =
+            run_to_end(&backend, shell_step("sleep 30 & echo started"), CancellationToken::new())
+                .await;
+        assert_eq!(end.unwrap().status, ExitStatus::Exited(0));
+        assert_eq!(texts(&lines), ["started"]);
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+
+        let mut slow = shell_step("sleep 30");
+        slow.timeout = Some(Duration::from_millis(500));
+        let (end, _) = run_to_end(&backend, slow, CancellationToken::new()).await;
+        assert_eq!(end.unwrap().status, ExitStatus::TimedOut);
         backend.cleanup().await.unwrap();
     })
     .await;

@@ -15,6 +15,7 @@ mod daemon_hostile;
 mod daemon_job_values;
 mod daemon_reload;
 mod daemon_scripts;
+mod daemon_step_keys;
 mod docker_backend;
 mod docker_network_pool;
 mod docker_step_container;

@@ -19,7 +19,10 @@ use tracing::Instrument as _;
 use crate::client::RunnerApi;
 use crate::client::proto::runner::Task;
 use crate::config::{Config, Label, Platform, pick_platform};
+use crate::daemon::backends;
+pub use crate::daemon::backends::ip_families;
 use crate::daemon::cache_access::{self, CacheAccess};
+use crate::daemon::idle::SweepRoots;
 use crate::daemon::job_lines::{refuse, send_line, setup_lines};
 use crate::daemon::job_log::JobLogSettings;
 use crate::daemon::observe::{DaemonEvent, Observer};
@@ -29,10 +32,7 @@ use crate::daemon::reporter::{Reporter, ReporterSettings};
 use crate::daemon::spool::SpoolRoot;
 use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
 use crate::executor::backend::Backend;
-use crate::executor::backend::docker::{
-    self, DockerBackend, DockerJobConfig, IpFamilies, JobIdentity, NetworkPool,
-};
-use crate::executor::backend::host::HostBackend;
+use crate::executor::backend::docker::{DockerBackend, NetworkPool};
 use crate::executor::event::{Conclusion, JobEvent};
 use crate::executor::hooks::JobHooks;
 use crate::executor::{JobSpec, TrustedGitServer, run_job};
@@ -272,7 +272,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
         let limit = snapshot.runner.timeout + CANCEL_GRACE;
         match platform {
             Platform::Host => {
-                let mut backend = HostBackend::new(&snapshot.config.host.workdir_parent);
+                let mut backend = backends::host_backend(&snapshot.config);
                 bounded_run(spec, &mut backend, limit, &job_cancel, &events).await
             }
             Platform::Docker { image } => {
@@ -280,9 +280,13 @@ impl<A: RunnerApi + 'static> Execution<A> {
                     refuse(&events, "this job needs Docker, which the runner does not use (no docker label and container.require_docker is false)").await;
                     return (String::new(), Some(Conclusion::Failure));
                 };
-                let config = docker_job_config(snapshot, summary, &image, docker);
+                let config = backends::docker_job_config(snapshot, summary, &image, docker);
                 let mut backend = DockerBackend::new(docker.docker.clone(), config);
-                bounded_run(spec, &mut backend, limit, &job_cancel, &events).await
+                let ran = bounded_run(spec, &mut backend, limit, &job_cancel, &events).await;
+                if let Some(parent) = backends::bound_workdir_parent(&snapshot.config) {
+                    backends::remove_bound_workdir(&parent, summary.task_id).await;
+                }
+                ran
             }
         }
     }
@@ -313,12 +317,11 @@ impl<A: RunnerApi + 'static> TaskRunner for Execution<A> {
         let snapshot = self.snapshot();
         // The poller asks while holding the slot the next task would take: not a running job.
         let n_running = self.admission.running().saturating_sub(1);
+        // With bound workspaces the jobs' files go to the engine's side of the file system.
+        let work_root = backends::bound_workdir_parent(&snapshot.config)
+            .unwrap_or_else(|| snapshot.config.host.workdir_parent.clone());
         self.health
-            .check(
-                &snapshot.config.health_check,
-                &snapshot.config.host.workdir_parent,
-                n_running,
-            )
+            .check(&snapshot.config.health_check, &work_root, n_running)
             .await
     }
 
@@ -331,8 +334,11 @@ impl<A: RunnerApi + 'static> TaskRunner for Execution<A> {
             return;
         };
         if self.admission.running() == 0 {
-            self.idle_cleanup
-                .run_if_due(&snapshot.config.host.workdir_parent, age, interval);
+            let roots = SweepRoots {
+                host_jobs: snapshot.config.host.workdir_parent.clone(),
+                bound_tasks: backends::bound_workdir_parent(&snapshot.config),
+            };
+            self.idle_cleanup.run_if_due(roots, age, interval);
         }
     }
 }
@@ -402,52 +408,6 @@ async fn bounded_run<B: Backend>(
             .await;
     }
     (workspace, result)
-}
-
-fn docker_job_config(
-    snapshot: &ExecutionConfig,
-    summary: &TaskSummary,
-    image: &str,
-    docker: &DockerAccess,
-) -> DockerJobConfig {
-    let container = &snapshot.config.container;
-    let workdir_parent = container.workdir_parent.trim_start_matches('/');
-    DockerJobConfig {
-        image: image.to_string(),
-        credentials: None,
-        runner_options: container.options.clone(),
-        job_options: String::new(),
-        env: Default::default(),
-        proxy_env: docker::proxy::runner_proxy_env(std::env::vars()),
-        volumes: Vec::new(),
-        ports: Vec::new(),
-        services: Vec::new(),
-        network: container.network.clone(),
-        network_ip: ip_families(&container.network_create_options),
-        network_pool: docker.network_pool.clone(),
-        privileged: container.privileged,
-        valid_volumes: container.valid_volumes.clone(),
-        force_pull: container.force_pull,
-        docker_socket: docker.socket_to_mount.clone(),
-        container_name: task::container_name(summary),
-        job_alias: summary.job_id.clone(),
-        identity: JobIdentity {
-            runner_uuid: snapshot.runner.uuid.clone(),
-            task_id: summary.task_id,
-        },
-        workspace: format!("/{workdir_parent}/{}", summary.repository),
-        max_lifetime: snapshot.runner.timeout,
-        service_ready_timeout: container.service_ready_timeout,
-        pull_timeout: snapshot.runner.timeout,
-    }
-}
-
-/// `container.network_create_options` for the networks the runner creates.
-pub fn ip_families(network_create_options: &crate::config::NetworkCreateOptions) -> IpFamilies {
-    IpFamilies {
-        enable_ipv4: network_create_options.enable_ipv4,
-        enable_ipv6: network_create_options.enable_ipv6,
-    }
 }
 
 /// Where a runner keeps its state: the directory of `runner.file`.

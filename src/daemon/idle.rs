@@ -1,8 +1,9 @@
 //! Idle maintenance (upstream's `OnIdle`): when a poll brings no task and no job runs, at most
-//! once per `runner.idle_cleanup_interval` (the first time at once), host-mode job directories
-//! (exactly 16 lowercase hex characters under `host.workdir_parent`) older than
-//! `runner.workdir_cleanup_age` are removed: what a crash or `kill -9` left behind. Either key
-//! written as `0` switches it off.
+//! once per `runner.idle_cleanup_interval` (the first time at once), job directories older than
+//! `runner.workdir_cleanup_age` are removed: what a crash or `kill -9` left behind. They are the
+//! host-mode job directories (exactly 16 lowercase hex characters under `host.workdir_parent`)
+//! and, with `container.bind_workdir`, the tasks' bound workspaces (purely numeric names, task
+//! ids, under `/<container.workdir_parent>`). Either key written as `0` switches it off.
 //!
 //! May use: std, tokio, tracing. The file-system walk runs on the blocking pool, never on the
 //! runtime's workers.
@@ -26,9 +27,9 @@ impl IdleCleanup {
         IdleCleanup::default()
     }
 
-    /// Starts a cleanup of `parent` on the blocking pool if one is due (`interval` since the last
+    /// Starts a cleanup of `roots` on the blocking pool if one is due (`interval` since the last
     /// one, none running); returns whether it started.
-    pub fn run_if_due(&self, parent: &Path, age: Duration, interval: Duration) -> bool {
+    pub fn run_if_due(&self, roots: SweepRoots, age: Duration, interval: Duration) -> bool {
         {
             let mut last_run = crate::sync::lock(&self.last_run);
             if last_run.is_some_and(|at| at.elapsed() < interval) {
@@ -39,11 +40,16 @@ impl IdleCleanup {
             }
             *last_run = Some(Instant::now());
         }
-        let parent = parent.to_owned();
         let in_progress = std::sync::Arc::clone(&self.in_progress);
         tokio::task::spawn_blocking(move || {
-            for dir in remove_stale_job_dirs(&parent, age, SystemTime::now()) {
+            let now = SystemTime::now();
+            for dir in remove_stale_dirs(&roots.host_jobs, JobDirs::Host, age, now) {
                 tracing::info!(dir = %dir.display(), "removed a stale host job directory");
+            }
+            if let Some(bound_tasks) = &roots.bound_tasks {
+                for dir in remove_stale_dirs(bound_tasks, JobDirs::BoundTask, age, now) {
+                    tracing::info!(dir = %dir.display(), "removed a stale bound task workspace");
+                }
             }
             in_progress.store(false, Ordering::Release);
         });
@@ -51,9 +57,44 @@ impl IdleCleanup {
     }
 }
 
-/// Removes the job directories under `parent` last modified more than `age` before `now`;
+/// Where an idle cleanup looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepRoots {
+    /// `host.workdir_parent`, holding host-mode job directories.
+    pub host_jobs: PathBuf,
+    /// With `container.bind_workdir`, `/<container.workdir_parent>`, holding one directory per
+    /// task.
+    pub bound_tasks: Option<PathBuf>,
+}
+
+/// Which directories of a root are the runner's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobDirs {
+    /// `HostBackend`'s: 16 lowercase hex characters.
+    Host,
+    /// A bound task workspace: the task id, digits only.
+    BoundTask,
+}
+
+impl JobDirs {
+    fn matches(self, name: &str) -> bool {
+        match self {
+            JobDirs::Host => is_job_dir_name(name),
+            JobDirs::BoundTask => {
+                !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit())
+            }
+        }
+    }
+}
+
+/// Removes the `kind` directories under `parent` last modified more than `age` before `now`;
 /// returns what it removed. Other names, files, and what cannot be read are left alone.
-pub fn remove_stale_job_dirs(parent: &Path, age: Duration, now: SystemTime) -> Vec<PathBuf> {
+pub fn remove_stale_dirs(
+    parent: &Path,
+    kind: JobDirs,
+    age: Duration,
+    now: SystemTime,
+) -> Vec<PathBuf> {
     let Some(cutoff) = now.checked_sub(age) else {
         return Vec::new();
     };
@@ -62,7 +103,10 @@ pub fn remove_stale_job_dirs(parent: &Path, age: Duration, now: SystemTime) -> V
     };
     let mut removed = Vec::new();
     for entry in entries.flatten() {
-        let is_job_dir = entry.file_name().to_str().is_some_and(is_job_dir_name);
+        let is_job_dir = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| kind.matches(name));
         let Ok(metadata) = entry.metadata() else {
             continue;
         };
@@ -74,7 +118,7 @@ pub fn remove_stale_job_dirs(parent: &Path, age: Duration, now: SystemTime) -> V
         match std::fs::remove_dir_all(&path) {
             Ok(()) => removed.push(path),
             Err(error) => {
-                tracing::warn!(dir = %path.display(), error = %error, "cannot remove a stale host job directory");
+                tracing::warn!(dir = %path.display(), error = %error, "cannot remove a stale job directory");
             }
         }
     }
@@ -121,7 +165,7 @@ mod tests {
             .unwrap();
 
         assert_eq!(
-            remove_stale_job_dirs(parent.path(), HOUR, now),
+            remove_stale_dirs(parent.path(), JobDirs::Host, HOUR, now),
             std::slice::from_ref(&stale)
         );
         assert!(!stale.exists());
@@ -134,6 +178,25 @@ mod tests {
     fn a_missing_parent_removes_nothing() {
         let parent = tempfile::tempdir().unwrap();
         let missing = parent.path().join("missing");
-        assert!(remove_stale_job_dirs(&missing, HOUR, SystemTime::now()).is_empty());
+        assert!(remove_stale_dirs(&missing, JobDirs::Host, HOUR, SystemTime::now()).is_empty());
+    }
+
+    #[test]
+    fn only_stale_task_directories_are_removed_from_bound_workspaces() {
+        let parent = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let stale = make_dir(parent.path(), "12345", now - 2 * HOUR);
+        let fresh = make_dir(parent.path(), "12346", now);
+        let not_a_task = make_dir(parent.path(), "owner", now - 2 * HOUR);
+        let host_job = make_dir(parent.path(), "0123456789abcdef", now - 2 * HOUR);
+        let mixed = make_dir(parent.path(), "123a", now - 2 * HOUR);
+
+        assert_eq!(
+            remove_stale_dirs(parent.path(), JobDirs::BoundTask, HOUR, now),
+            std::slice::from_ref(&stale)
+        );
+        for kept in [fresh, not_a_task, host_job, mixed] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`task`]: Task → executor job, a pure conversion.
 //! - [`shutdown`]: the bounded drain after admission stops.
 //! - [`cache_access`]: the actions cache a task's job is told about, and its credential's grant.
+//! - [`backends`]: the host options, Docker job config and bound workspaces of one task.
 //! - [`execution`]: runs one admitted task (reporter, backend, executor); the poller's `TaskRunner`.
 //! - [`idle`]: idle maintenance, removing stale host job directories while no job runs.
 //! - `job_lines`: the daemon's own lines in a task's log (set-up block, refusals).
@@ -20,6 +21,7 @@
 //! May use: `cache` (grants), `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts
 //! [`observe::DaemonEvent`]s to them).
 
+pub mod backends;
 pub mod backoff;
 pub mod cache_access;
 pub mod execution;

@@ -13,7 +13,8 @@ use bollard::query_parameters::{
 use super::options::{ContainerOptions, parse_ports};
 use super::volumes::VolumeSpec;
 use super::{
-    API_TIMEOUT, DockerJobConfig, LABEL_JOB_INSTANCE, bounded, describe, is_not_found, network,
+    API_TIMEOUT, DockerJobConfig, LABEL_JOB_INSTANCE, SHARED_TOOL_CACHE_VOLUME, TOOL_CACHE,
+    bounded, describe, is_not_found, network,
 };
 use crate::executor::backend::BackendError;
 
@@ -70,8 +71,15 @@ pub fn job_container_body(
     if let Some(socket) = &config.docker_socket {
         binds.push(format!("{socket}:/var/run/docker.sock"));
     }
-    // The workspace needs no volume: Docker creates the working directory at start, and the
-    // container layer goes with the container. Each volume costs time on every start.
+    if config.shared_tool_cache {
+        binds.push(format!("{SHARED_TOOL_CACHE_VOLUME}:{TOOL_CACHE}"));
+    }
+    // Otherwise the workspace needs no volume: Docker creates the working directory at start,
+    // and the container layer goes with the container. Each volume costs time on every start.
+    // A bind makes Docker create its missing source directory on the engine's host.
+    if config.bind_workspace {
+        binds.push(format!("{0}:{0}", config.workspace));
+    }
     let anonymous: Vec<String> = spec
         .volumes
         .iter()
@@ -313,6 +321,9 @@ mod tests {
                 task_id: 7,
             },
             workspace: String::from("/workspace/owner/repo"),
+            bind_workspace: false,
+            shared_tool_cache: false,
+            allocate_pty: false,
             max_lifetime: Duration::from_secs(3 * 3600),
             service_ready_timeout: None,
             pull_timeout: Duration::from_secs(600),
@@ -410,6 +421,36 @@ mod tests {
         };
         let service = service_body(&plan, "net", true, &labels).unwrap();
         assert_eq!(service.host_config.unwrap().privileged, Some(true));
+    }
+
+    #[test]
+    fn a_shared_tool_cache_and_a_bound_workspace_are_mounted_where_the_job_sees_them() {
+        let mut config = config();
+        config.shared_tool_cache = true;
+        config.bind_workspace = true;
+        config.workspace = String::from("/srv/work/7/owner/repo");
+        let labels = HashMap::new();
+        let body = job_container_body(&JobContainerSpec {
+            config: &config,
+            options: [&ContainerOptions::default(), &ContainerOptions::default()],
+            volumes: &[],
+            network: "net",
+            aliases_allowed: false,
+            labels: &labels,
+        })
+        .unwrap();
+        let binds = body.host_config.unwrap().binds.unwrap();
+        assert!(
+            binds.contains(&String::from("act-toolcache:/opt/hostedtoolcache")),
+            "{binds:?}"
+        );
+        assert!(
+            binds.contains(&String::from(
+                "/srv/work/7/owner/repo:/srv/work/7/owner/repo"
+            )),
+            "{binds:?}"
+        );
+        assert_eq!(body.working_dir.as_deref(), Some("/srv/work/7/owner/repo"));
     }
 
     #[test]

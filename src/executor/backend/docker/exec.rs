@@ -3,6 +3,19 @@
 //! `inspect_exec`, and on timeout or cancellation every process the exec started killed inside
 //! the container (not merely detached from, which would leave it running).
 //!
+//! With `runner.allocate_pty` the exec gets a terminal (`Tty`) as stdin, stdout and stderr, as
+//! upstream's act does: `test -t 1` holds and tools print colours and progress as for a person.
+//! What that means for the log: the terminal is one stream, so stdout and stderr arrive merged in
+//! the order written, which is what the wrapping `sh` does for a step without a terminal too (see
+//! `inline_files`), and an `add-mask` on one covers the other. The exec is started without `Tty`
+//! all the same, so Docker still frames the output (all of it as stdout): a raw stream has no
+//! frames, and bollard guesses them from a read's first byte, which binary output can fool. The
+//! terminal turns `\n` into `\r\n`; the line splitter ends a line at either, so the log and the
+//! masker see the same lines as without a terminal. The wrapping `sh`'s report arrives on that
+//! same stream, possibly after a step's unterminated last line, and is taken out of it as it is
+//! out of stderr otherwise. Reading stdin waits for input that never comes (no one attaches it),
+//! as it does upstream.
+//!
 //! How the kill finds the processes: each exec gets a unique `ACT_RUNNER_EXEC_ID` in its environment;
 //! children inherit it, so a root `sh` exec that scans `/proc/*/environ` for it finds the step's
 //! whole process tree, including daemons that left its process group.
@@ -32,11 +45,12 @@ const KILL_DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How long `inspect_exec` may report "running" after the output ended.
 const EXIT_CODE_WAIT: Duration = Duration::from_secs(10);
 
-/// Runs one command in `container` and forwards its output.
+/// Runs one command in `container` and forwards its output; with `terminal`, on a terminal.
 pub async fn run(
     docker: &Docker,
     container: &str,
     workspace: &str,
+    terminal: bool,
     request: ExecRequest,
     output: mpsc::Sender<OutputLines>,
     cancel: CancellationToken,
@@ -71,7 +85,11 @@ pub async fn run(
             command_dir,
         });
     let (argv, files, mut watch) = match inline_files::wrap(&request.argv, &files, report) {
-        Some(wrapped) => (wrapped, Vec::new(), report.map(ReportWatch::new)),
+        Some(wrapped) => (
+            wrapped,
+            Vec::new(),
+            report.map(|report| ReportWatch::new(report, terminal)),
+        ),
         None => (request.argv, files, None),
     };
     let create = CreateExecOptions {
@@ -81,7 +99,7 @@ pub async fn run(
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         attach_stdin: Some(false),
-        tty: Some(false),
+        tty: Some(terminal),
         ..Default::default()
     };
     let write_files = async {
@@ -148,8 +166,8 @@ pub async fn run(
     }
     for (splitter, stream) in [(&mut stdout, Stream::Stdout), (&mut stderr, Stream::Stderr)] {
         if let Some(line) = splitter.finish() {
-            let lines = match (stream, watch.as_mut()) {
-                (Stream::Stderr, Some(watch)) => watch.take_from(LineBatch::one(line)),
+            let lines = match watch.as_mut() {
+                Some(watch) if watch.stream == stream => watch.take_from(LineBatch::one(line)),
                 _ => LineBatch::one(line),
             };
             if !lines.is_empty() {
@@ -177,13 +195,20 @@ pub async fn run(
 /// Watches stderr for the wrapping `sh`'s report (see `inline_files`).
 pub(super) struct ReportWatch {
     marker: String,
+    /// Where the report comes: stderr, or with a terminal the one stream there is, stdout.
+    stream: Stream,
     seen: Option<inline_files::Reported>,
 }
 
 impl ReportWatch {
-    fn new(report: inline_files::Report) -> ReportWatch {
+    fn new(report: inline_files::Report, terminal: bool) -> ReportWatch {
         ReportWatch {
             marker: report.marker.to_string(),
+            stream: if terminal {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            },
             seen: None,
         }
     }
@@ -212,7 +237,8 @@ pub(super) async fn sleep_until_deadline(deadline: Option<Instant>) {
     }
 }
 
-/// Sends the lines `frame` completes; stderr's go through `watch` first, when there is one.
+/// Sends the lines `frame` completes; those of the stream the report comes on go through `watch`
+/// first, when there is one.
 pub(super) async fn forward(
     frame: LogOutput,
     stdout: &mut LineSplitter,
@@ -224,14 +250,12 @@ pub(super) async fn forward(
         LogOutput::StdOut { message } | LogOutput::Console { message } => {
             (stdout.push(&message), Stream::Stdout)
         }
-        LogOutput::StdErr { message } => {
-            let lines = stderr.push(&message);
-            match watch {
-                Some(watch) => (watch.take_from(lines), Stream::Stderr),
-                None => (lines, Stream::Stderr),
-            }
-        }
+        LogOutput::StdErr { message } => (stderr.push(&message), Stream::Stderr),
         LogOutput::StdIn { .. } => return,
+    };
+    let lines = match watch {
+        Some(watch) if watch.stream == stream => watch.take_from(lines),
+        _ => lines,
     };
     if !lines.is_empty() {
         // A dropped receiver means nobody wants the output; the command still runs to its end.

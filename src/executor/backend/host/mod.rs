@@ -1,28 +1,25 @@
 //! The host backend: a job's steps run as host processes in a fresh per-task directory
-//! (`workspace/`, `temp/`, `tool_cache/`). The environment is explicit: a process gets exactly what
+//! (`workspace/`, `temp/`, `tool_cache/` unless the tool cache is shared), writing to one pipe or,
+//! with `runner.allocate_pty`, a terminal (`output`). The environment is explicit: a process gets exactly what
 //! the executor passes, built on an allowlist of the runner's own variables (never systemd's
 //! `NOTIFY_SOCKET`, `LISTEN_*`, `WATCHDOG_*`, `INVOCATION_ID`, `JOURNAL_STREAM`). Each command runs in
 //! its own process group, killed as a whole (SIGTERM, then SIGKILL after a bound) on cancellation or
 //! timeout; groups still alive at `cleanup` (background processes a step left) are killed too.
 
+mod output;
+
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::net::unix::pipe;
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::line_batch::LineBatch;
-
-use super::docker::lines::{MAX_LINE_BYTES, utf8_cut};
 use super::tree_copy::copy_entries;
 use super::{
     Backend, BackendError, EnvironmentPaths, ExecEnd, ExecRequest, ExitStatus, JobContainers,
@@ -41,11 +38,23 @@ const INHERITED_ENV: &[&str] = &[
 ];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// How the host backend runs a job's steps, from the runner's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOptions {
+    /// `runner.allocate_pty`: each step runs with a terminal (see `output`).
+    pub allocate_pty: bool,
+    /// `runner.tool_cache_mode: shared`: `RUNNER_TOOL_CACHE` is this directory, kept across jobs
+    /// (upstream: `tool_cache` beside the action cache); `None` gives each job its own, removed
+    /// with the job's directory.
+    pub shared_tool_cache: Option<PathBuf>,
+}
+
 /// Runs steps as host processes under `<parent>/<random>/`.
 #[derive(Debug)]
 pub struct HostBackend {
     root: PathBuf,
     paths: EnvironmentPaths,
+    options: HostOptions,
     base_env: BTreeMap<String, String>,
     /// Process groups started, killed at cleanup in case a step left something running.
     process_groups: Mutex<Vec<i32>>,
@@ -55,11 +64,23 @@ impl HostBackend {
     /// A backend whose task directory will be created under `parent` (e.g. `host.workdir_parent`,
     /// or the system temp dir).
     pub fn new(parent: &Path) -> HostBackend {
+        let options = HostOptions {
+            allocate_pty: false,
+            shared_tool_cache: None,
+        };
+        HostBackend::with_options(parent, options)
+    }
+
+    /// [`HostBackend::new`] with the runner's settings.
+    pub fn with_options(parent: &Path, options: HostOptions) -> HostBackend {
         let root = parent.join(format!("{:016x}", rand::random::<u64>()));
         let paths = EnvironmentPaths {
             workspace: root.join("workspace"),
             temp: root.join("temp"),
-            tool_cache: root.join("tool_cache"),
+            tool_cache: options
+                .shared_tool_cache
+                .clone()
+                .unwrap_or_else(|| root.join("tool_cache")),
         };
         let mut base_env: BTreeMap<String, String> = std::env::vars()
             .filter(|(key, _)| {
@@ -74,6 +95,7 @@ impl HostBackend {
         HostBackend {
             root,
             paths,
+            options,
             base_env,
             process_groups: Mutex::new(Vec::new()),
         }
@@ -180,21 +202,22 @@ impl Backend for HostBackend {
             None => self.paths.workspace.clone(),
         };
         self.write_files(request.files).await?;
-        let (output_reader, stdout, stderr) =
-            output_pipe().map_err(io_error(String::from("cannot create the output pipe")))?;
+        let step_output = output::StepOutput::new(self.options.allocate_pty).map_err(io_error(
+            String::from("cannot create the step's output pipe or terminal"),
+        ))?;
         let mut command = Command::new(program);
         command
             .args(args)
             .env_clear()
             .envs(&request.env)
             .current_dir(&working_dir)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
+            .stdin(step_output.stdin)
+            .stdout(step_output.stdout)
+            .stderr(step_output.stderr)
             .process_group(0)
             .kill_on_drop(true);
         let spawned = command.spawn();
-        // The command holds the pipe's write ends: the output ends only once it lets them go.
+        // The command holds the output's write ends: the output ends only once it lets them go.
         drop(command);
         let mut child = spawned.map_err(io_error(format!(
             "cannot start `{program}` in {}",
@@ -205,7 +228,7 @@ impl Backend for HostBackend {
             groups.push(pgid);
         }
 
-        let readers = forward_lines(Some(output_reader), Stream::Stdout, &output);
+        let readers = output::forward_lines(Some(step_output.reader), Stream::Stdout, &output);
         tokio::pin!(readers);
         let mut readers_done = false;
 
@@ -376,16 +399,6 @@ async fn set_mode(path: &Path, mode: u32) -> Result<(), BackendError> {
         )))
 }
 
-/// One pipe for a process's stdout and stderr (as `2>&1` does): the lines arrive in the order
-/// the process wrote them, whichever stream each went to, so an `add-mask` printed on one stream
-/// covers a line printed right after it on the other. Two pipes read apart give no such order.
-fn output_pipe() -> std::io::Result<(pipe::Receiver, Stdio, Stdio)> {
-    let (reader, writer) = std::io::pipe()?;
-    let stderr = writer.try_clone()?;
-    let reader = pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
-    Ok((reader, Stdio::from(writer), Stdio::from(stderr)))
-}
-
 /// SIGTERM to the whole group, then SIGKILL if the leader is still there after the grace.
 async fn kill_group(pgid: i32, child: &mut tokio::process::Child) {
     let group = Pid::from_raw(pgid);
@@ -401,194 +414,5 @@ async fn kill_group(pgid: i32, child: &mut tokio::process::Child) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
-/// Forwards the complete lines of each read as one batch; `\n` ends a line and a `\r` before it is
-/// dropped; the unterminated rest is sent when the stream ends, or in pieces of
-/// [`MAX_LINE_BYTES`] while it passes that.
-async fn forward_lines(
-    reader: Option<impl AsyncRead + Unpin>,
-    stream: Stream,
-    output: &mpsc::Sender<OutputLines>,
-) {
-    let Some(reader) = reader else { return };
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let mut partial: Vec<u8> = Vec::new();
-    loop {
-        let available = match reader.fill_buf().await {
-            Ok([]) | Err(_) => break,
-            Ok(available) => available,
-        };
-        let n_read = available.len();
-        let mut lines = LineBatch::new();
-        let mut rest = available;
-        while let Some(pos) = memchr::memchr(b'\n', rest) {
-            if partial.is_empty() {
-                push_line(&mut lines, &rest[..pos]);
-            } else {
-                partial.extend_from_slice(&rest[..pos]);
-                push_line(&mut lines, &partial);
-                partial.clear();
-            }
-            rest = &rest[pos + 1..];
-        }
-        partial.extend_from_slice(rest);
-        // An unterminated line past the limit leaves in pieces, as on the Docker side, so output
-        // without a newline cannot grow the buffer without end.
-        while partial.len() > MAX_LINE_BYTES {
-            let cut = utf8_cut(&partial, MAX_LINE_BYTES);
-            push_line(&mut lines, &partial[..cut]);
-            partial.drain(..cut);
-        }
-        reader.consume(n_read);
-        if !lines.is_empty() && output.send(OutputLines { stream, lines }).await.is_err() {
-            return;
-        }
-    }
-    if !partial.is_empty() {
-        let mut lines = LineBatch::new();
-        push_line(&mut lines, &partial);
-        let _ = output.send(OutputLines { stream, lines }).await;
-    }
-}
-
-fn push_line(lines: &mut LineBatch, line: &[u8]) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    lines.push(&String::from_utf8_lossy(line));
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn run(
-        backend: &HostBackend,
-        script: &str,
-        timeout: Option<Duration>,
-        cancel: CancellationToken,
-    ) -> (ExitStatus, Vec<String>) {
-        let (tx, mut rx) = mpsc::channel(64);
-        let request = ExecRequest {
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-            env: backend.base_env(),
-            working_dir: None,
-            timeout,
-            files: Vec::new(),
-            command_dir: None,
-        };
-        let status =
-            tokio::time::timeout(Duration::from_secs(20), backend.exec(request, tx, cancel))
-                .await
-                .unwrap()
-                .unwrap()
-                .status;
-        let mut lines = Vec::new();
-        while let Ok(Some(output)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            let output: OutputLines = output;
-            lines.extend(output.lines.iter().map(String::from));
-        }
-        (status, lines)
-    }
-
-    async fn prepared() -> (tempfile::TempDir, HostBackend) {
-        let parent = tempfile::tempdir().unwrap();
-        let mut backend = HostBackend::new(parent.path());
-        let (tx, _rx) = mpsc::channel(8);
-        backend.prepare(&tx).await.unwrap();
-        (parent, backend)
-    }
-
-    #[tokio::test]
-    async fn output_and_exit_code_are_reported() {
-        let (_parent, backend) = prepared().await;
-        let (status, lines) = run(
-            &backend,
-            "echo one; echo two >&2; exit 3",
-            None,
-            CancellationToken::new(),
-        )
-        .await;
-        assert_eq!(status, ExitStatus::Exited(3));
-        assert!(lines.contains(&"one".to_string()) && lines.contains(&"two".to_string()));
-    }
-
-    #[tokio::test]
-    async fn environment_is_explicit() {
-        let (_parent, backend) = prepared().await;
-        let (_, lines) = run(
-            &backend,
-            "echo \"[$NOTIFY_SOCKET][$INVOCATION_ID]\"",
-            None,
-            CancellationToken::new(),
-        )
-        .await;
-        assert_eq!(lines, ["[][]"]);
-    }
-
-    #[tokio::test]
-    async fn timeout_kills_the_whole_group() {
-        let (_parent, backend) = prepared().await;
-        let marker = backend.paths().temp.join("alive");
-        let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
-        let started = tokio::time::Instant::now();
-        let (status, _) = run(
-            &backend,
-            &script,
-            Some(Duration::from_millis(300)),
-            CancellationToken::new(),
-        )
-        .await;
-        assert_eq!(status, ExitStatus::TimedOut);
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(!marker.exists(), "the background child survived the kill");
-    }
-
-    #[tokio::test]
-    async fn cancellation_stops_the_command() {
-        let (_parent, backend) = prepared().await;
-        let cancel = CancellationToken::new();
-        let trigger = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            trigger.cancel();
-        });
-        let (status, _) = run(&backend, "sleep 30", None, cancel).await;
-        assert_eq!(status, ExitStatus::Cancelled);
-    }
-
-    #[tokio::test]
-    async fn background_process_does_not_hold_the_step() {
-        let (_parent, backend) = prepared().await;
-        let started = tokio::time::Instant::now();
-        let (status, _) = run(
-            &backend,
-            "sleep 20 & echo started",
-            None,
-            CancellationToken::new(),
-        )
-        .await;
-        assert_eq!(status, ExitStatus::Exited(0));
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    #[tokio::test]
-    async fn files_round_trip_and_cleanup_removes_the_directory() {
-        let (_parent, mut backend) = prepared().await;
-        let path = backend.paths().temp.join("x/y.txt");
-        backend
-            .write_file(path.to_str().unwrap(), b"hi", 0o600)
-            .await
-            .unwrap();
-        assert_eq!(
-            backend
-                .read_file(path.to_str().unwrap())
-                .await
-                .unwrap()
-                .unwrap(),
-            b"hi"
-        );
-        assert_eq!(backend.read_file("missing").await.unwrap(), None);
-        let root = backend.root().to_path_buf();
-        backend.cleanup().await.unwrap();
-        assert!(!root.exists());
-    }
-}
+mod tests;
