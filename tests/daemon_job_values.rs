@@ -1,7 +1,8 @@
 //! What a daemon job sees of its task and the runner's settings: the `inputs` context of a
 //! `workflow_dispatch` and `workflow_call` task (typed by the workflow's declarations, defaults
-//! filled), `runner.set_act_env: false`, and a host-label job naming containers on a runner without Docker (refused, saying why). A host-label
-//! job with `container:` on a runner with Docker is in `daemon_docker.rs`.
+//! filled), `runner.set_act_env: false`, and a host-label job naming containers on a runner
+//! without Docker (refused, saying why). A host-label job with `container:` on a runner with
+//! Docker is in `daemon_docker.rs`.
 
 use act_runner::client::proto::runner::Result as TaskResult;
 use serde_json::json;
