@@ -421,7 +421,7 @@ pub fn builtin_env(
 
 /// Sets the `env` context to the job env plus a step's env.
 pub fn set_env_context(state: &mut JobState, step_env: &IndexMap<String, String>) {
-    let mut env = state.env.clone();
+    let mut env = state.env.job.clone();
     env.extend(step_env.clone());
     state.scope.set("env", Value::from(json!(env)));
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::Backend;
 use super::event::Conclusion;
-use super::job::{Emitter, JobState};
+use super::job::JobRun;
 use super::process::{StepCommand, execute};
 
 /// How long the completed hook may run after the job was cancelled or timed out (the grace post
@@ -50,26 +50,9 @@ impl HookKind {
 }
 
 /// Runs the started hook, if any; `false` when it failed (the job then fails).
-pub async fn run_started<B: Backend>(
-    hooks: &JobHooks,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
-) -> bool {
+pub async fn run_started<B: Backend>(hooks: &JobHooks, job_run: &mut JobRun<'_, B>) -> bool {
     match &hooks.started {
-        Some(path) => {
-            run_hook(
-                HookKind::Started,
-                path,
-                None,
-                state,
-                backend,
-                emitter,
-                cancel,
-            )
-            .await
-        }
+        Some(path) => run_hook(job_run, HookKind::Started, path, None).await,
         None => true,
     }
 }
@@ -79,34 +62,29 @@ pub async fn run_started<B: Backend>(
 pub async fn run_completed<B: Backend>(
     hooks: &JobHooks,
     interrupted: bool,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
+    job_run: &mut JobRun<'_, B>,
 ) -> bool {
     let Some(path) = &hooks.completed else {
         return true;
     };
     let grace = interrupted.then(|| {
-        state.deadline = Instant::now() + INTERRUPTED_GRACE;
+        job_run.state.deadline = Instant::now() + INTERRUPTED_GRACE;
         CancellationToken::new()
     });
     let timeout = interrupted.then_some(INTERRUPTED_GRACE);
-    let token = grace.as_ref().unwrap_or(cancel);
+    let token = grace.as_ref().unwrap_or(job_run.cancel);
     let kind = HookKind::Completed;
-    run_hook(kind, path, timeout, state, backend, emitter, token).await
+    run_hook(&mut job_run.with_cancel(token), kind, path, timeout).await
 }
 
 async fn run_hook<B: Backend>(
+    job_run: &mut JobRun<'_, B>,
     kind: HookKind,
     path: &str,
     timeout: Option<Duration>,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
 ) -> bool {
     let (argv, shell) = hook_command(path);
+    let emitter = &mut *job_run.emitter;
     emitter.log(None, &format!("::group::Run '{path}'")).await;
     emitter
         .log(
@@ -121,16 +99,8 @@ async fn run_hook<B: Backend>(
         emitter.log(None, &format!("shell: {shell}")).await;
     }
     let command = StepCommand::process(argv, IndexMap::new(), timeout);
-    let result = execute(
-        None,
-        command,
-        IndexMap::new(),
-        state,
-        backend,
-        emitter,
-        cancel,
-    )
-    .await;
+    let result = execute(job_run, None, command, IndexMap::new()).await;
+    let emitter = &mut *job_run.emitter;
     let succeeded = match result {
         Ok(result) => result.outcome == Conclusion::Success,
         Err(message) => {

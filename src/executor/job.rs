@@ -39,13 +39,7 @@ pub use super::emitter::Emitter;
 pub struct JobState {
     pub file: String,
     pub scope: Scope,
-    /// Workflow, job and runner env, evaluated, plus what steps added through `GITHUB_ENV`.
-    pub env: IndexMap<String, String>,
-    /// Runtime and `GITHUB_*`/`RUNNER_*` variables, applied last.
-    pub builtin_env: IndexMap<String, String>,
-    /// `GITHUB_PATH` entries, latest first.
-    pub extra_paths: Vec<String>,
-    pub base_env: BTreeMap<String, String>,
+    pub env: EnvLayers,
     /// The backend's containers, shown by `job.container` and `job.services`.
     pub running: RunningContainers,
     /// `steps.<id>` as JSON, updated after each step.
@@ -56,14 +50,8 @@ pub struct JobState {
     pub deadline: Instant,
     pub timed_out: bool,
     pub cancelled: bool,
-    /// Where remote actions come from (the spec's settings).
-    pub actions: super::ActionSettings,
-    /// Remote actions fetched for this job.
-    pub action_dirs: action::ActionDirs,
-    /// Post stages registered by main stages, run in reverse order after the last step.
-    pub post_steps: Vec<action::PostStep>,
-    /// What each step's pre stage saved (`STATE_*` of its main stage), by step index.
-    pub pre_states: std::collections::HashMap<usize, IndexMap<String, String>>,
+    /// Where actions come from, which are fetched, their pre and post stages.
+    pub actions: action::JobActions,
     /// `exec`'s working tree, copied into the workspace (see [`local_tree`]).
     pub local_tree: Option<local_tree::LocalTree>,
     /// Files written together with the next process's own (the event payload): one archive
@@ -73,6 +61,44 @@ pub struct JobState {
     pub summaries: Summaries,
     /// The administrator's hooks around the steps.
     pub hooks: super::hooks::JobHooks,
+}
+
+/// What a step process's environment is built from, lowest layer first; the step's own `env:`
+/// goes between `job` and `builtin`, `extra_paths` in front of `PATH`.
+pub struct EnvLayers {
+    /// The backend's environment (the job container's or the runner's).
+    pub base: BTreeMap<String, String>,
+    /// Workflow, job and runner env, evaluated, plus what steps added through `GITHUB_ENV`.
+    pub job: IndexMap<String, String>,
+    /// `GITHUB_PATH` entries, latest first.
+    pub extra_paths: Vec<String>,
+    /// Runtime and `GITHUB_*`/`RUNNER_*` variables, applied last.
+    pub builtin: IndexMap<String, String>,
+}
+
+/// A job between set-up and clean-up: the state its stages read and update, and what every stage
+/// runs with. Pre, main and post stages, composite actions and step processes all need the four
+/// together, so they take this one value and a new need is a field, not a parameter.
+pub struct JobRun<'a, B> {
+    pub state: &'a mut JobState,
+    pub backend: &'a B,
+    /// Where the job's events leave, masked.
+    pub emitter: &'a mut Emitter,
+    /// Cancels what runs now: the job's token, or a grace token once the job was cancelled.
+    pub cancel: &'a CancellationToken,
+}
+
+impl<B> JobRun<'_, B> {
+    /// The same job under another token: the steps that run on a cancelled job and the post
+    /// steps after an interruption get their own, so the job's cancellation does not end them.
+    pub fn with_cancel<'b>(&'b mut self, cancel: &'b CancellationToken) -> JobRun<'b, B> {
+        JobRun {
+            state: &mut *self.state,
+            backend: self.backend,
+            emitter: &mut *self.emitter,
+            cancel,
+        }
+    }
 }
 
 /// Runs one job to its end and returns its result; `JobFinished` is always the last event.
@@ -267,10 +293,12 @@ pub(super) async fn run_started<B: Backend>(
     let mut state = JobState {
         file: file.to_string(),
         scope,
-        env,
-        builtin_env: IndexMap::new(),
-        extra_paths: Vec::new(),
-        base_env: BTreeMap::new(),
+        env: EnvLayers {
+            base: BTreeMap::new(),
+            job: env,
+            extra_paths: Vec::new(),
+            builtin: IndexMap::new(),
+        },
         running: RunningContainers::default(),
         steps_context: serde_json::Map::new(),
         shell_defaults: shell::run_defaults(workflow, job),
@@ -279,10 +307,7 @@ pub(super) async fn run_started<B: Backend>(
         deadline,
         timed_out: false,
         cancelled: false,
-        actions: spec.actions.clone(),
-        action_dirs: action::ActionDirs::default(),
-        post_steps: Vec::new(),
-        pre_states: std::collections::HashMap::new(),
+        actions: action::JobActions::new(spec.actions.clone()),
         pending_files: Vec::new(),
         local_tree: spec.local_tree.clone(),
         summaries: Summaries::default(),
@@ -293,15 +318,21 @@ pub(super) async fn run_started<B: Backend>(
     let mut result = match prepared {
         Ok(()) => {
             contexts::fill_paths(spec, workflow, job, backend.paths(), &mut state.scope);
-            state.base_env = backend.base_env();
+            state.env.base = backend.base_env();
             state.running = backend.running_containers();
             shell::container_default(&mut state.shell_defaults, job, &state.running);
             state.scope.set("job", job_context(&state));
             if let Some(hasher) = backend.workspace_hasher() {
                 state.scope.set_hash_files(hasher);
             }
-            state.builtin_env = contexts::builtin_env(spec, &state, backend.paths(), backend.os());
-            step::run_steps(job, &mut state, backend, emitter, cancel).await
+            state.env.builtin = contexts::builtin_env(spec, &state, backend.paths(), backend.os());
+            let mut job_run = JobRun {
+                state: &mut state,
+                backend: &*backend,
+                emitter: &mut *emitter,
+                cancel,
+            };
+            step::run_steps(job, &mut job_run).await
         }
         Err(PrepareEnd::Cancelled) => Conclusion::Cancelled,
         Err(PrepareEnd::TimedOut) => {

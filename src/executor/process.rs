@@ -10,7 +10,6 @@ use futures_util::future::Either;
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::backend::{
     Backend, ContainerRun, ExecEnd, ExecRequest, ExitStatus, NewFile, OutputLines,
@@ -18,7 +17,7 @@ use super::backend::{
 use super::command_files::{self, CommandFileError};
 use super::commands::{self, CommandProcessor, Effect};
 use super::event::Conclusion;
-use super::job::{Emitter, JobState};
+use super::job::{Emitter, JobRun, JobState};
 use super::line_batch::LineBatch;
 use super::masking;
 use super::step::{BodyResult, temp_dir};
@@ -127,14 +126,14 @@ pub struct StepContainer {
 /// the files applied afterwards, and the outcome. Lines go to the step `step_idx`, or to the job
 /// log when `None` (pre and post stages).
 pub async fn execute<B: Backend>(
+    job_run: &mut JobRun<'_, B>,
     step_idx: Option<usize>,
     command: StepCommand,
     step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
 ) -> Result<BodyResult, String> {
+    let state = &mut *job_run.state;
+    let emitter = &mut *job_run.emitter;
+    let (backend, cancel) = (job_run.backend, job_run.cancel);
     let step_timeout = command.step_timeout;
     let temp = temp_dir(backend);
     let files = CommandFiles::new(&temp);
@@ -316,10 +315,11 @@ fn step_environment(
     step_env: &IndexMap<String, String>,
     files: &CommandFiles,
 ) -> BTreeMap<String, String> {
-    let mut env = state.base_env.clone();
+    let layers = &state.env;
+    let mut env = layers.base.clone();
     env.extend(
-        state
-            .env
+        layers
+            .job
             .iter()
             .map(|(key, value)| (key.clone(), value.clone())),
     );
@@ -328,19 +328,19 @@ fn step_environment(
             .iter()
             .map(|(key, value)| (key.clone(), value.clone())),
     );
-    if !state.extra_paths.is_empty() {
+    if !layers.extra_paths.is_empty() {
         let base = env
             .get("PATH")
             .cloned()
             .unwrap_or_else(|| DEFAULT_PATH.to_string());
-        let mut path = state.extra_paths.join(":");
+        let mut path = layers.extra_paths.join(":");
         path.push(':');
         path.push_str(&base);
         env.insert("PATH".into(), path);
     }
     env.extend(
-        state
-            .builtin_env
+        layers
+            .builtin
             .iter()
             .map(|(key, value)| (key.clone(), value.clone())),
     );
@@ -410,9 +410,9 @@ async fn handle_line(
                 emitter.log(step_idx, &error).await;
             }
             Effect::SetEnv { name, value } => {
-                state.env.insert(name, value);
+                state.env.job.insert(name, value);
             }
-            Effect::AddPath(path) => state.extra_paths.insert(0, path),
+            Effect::AddPath(path) => state.env.extra_paths.insert(0, path),
         }
     }
     for log_line in processed.log {
@@ -452,7 +452,7 @@ async fn apply_command_files<B: Backend>(
             emitter.log(step_idx, &error).await;
             continue;
         }
-        state.env.insert(name, value);
+        state.env.job.insert(name, value);
     }
     let output_text = file_text(&written, &files.output);
     for (name, value) in command_files::parse_key_values(&output_text)
@@ -468,7 +468,7 @@ async fn apply_command_files<B: Backend>(
     }
     let path_text = file_text(&written, &files.path);
     for path in command_files::parse_paths(&path_text) {
-        state.extra_paths.insert(0, path);
+        state.env.extra_paths.insert(0, path);
     }
     // Pre and post stages (no step index) have no step of their own to show a summary under.
     if let Some(step_idx) = step_idx {

@@ -15,7 +15,7 @@ use super::contexts::{self, EVENT_FILE};
 use super::event::{Conclusion, JobEvent};
 use super::expr::{JobStatus, Value};
 use super::hooks;
-use super::job::{Emitter, JobState, conclusion_name, job_context};
+use super::job::{JobRun, JobState, conclusion_name, job_context};
 use super::local_tree;
 use super::model::{Job, Step};
 pub use super::process::{StepCommand, StepContainer, execute};
@@ -26,45 +26,44 @@ use super::shell;
 const CANCELLED_STEPS_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// Pre steps, the job's steps, then post steps; the job's conclusion.
-pub async fn run_steps<B: Backend>(
-    job: &Job,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
-) -> Conclusion {
-    let ready = match event_file(state, backend) {
+pub async fn run_steps<B: Backend>(job: &Job, job_run: &mut JobRun<'_, B>) -> Conclusion {
+    let ready = match event_file(job_run.state, job_run.backend) {
         Ok(file) => {
-            state.pending_files.push(file);
-            local_tree::copy_to_workspace(state, backend).await
+            job_run.state.pending_files.push(file);
+            local_tree::copy_to_workspace(job_run.state, job_run.backend).await
         }
         Err(error) => Err(error),
     };
     if let Err(error) = ready {
-        emitter.log(None, &format!("::error::{error}")).await;
+        job_run
+            .emitter
+            .log(None, &format!("::error::{error}"))
+            .await;
         return Conclusion::Failure;
     }
-    let hooks = state.hooks.clone();
-    let mut job_failed = !hooks::run_started(&hooks, state, backend, emitter, cancel).await
-        || !action::run_pre_steps(job, state, backend, emitter, cancel).await;
+    let hooks = job_run.state.hooks.clone();
+    let mut job_failed =
+        !hooks::run_started(&hooks, job_run).await || !action::run_pre_steps(job, job_run).await;
     if job_failed {
-        state.scope.status = JobStatus::Failure;
+        job_run.state.scope.status = JobStatus::Failure;
     }
     // Once the job is cancelled, steps whose `if` holds on a cancelled job (`always()`,
     // `cancelled()`) still run, as on GitHub, on a token of their own and within a grace.
     let mut after_cancel: Option<CancellationToken> = None;
     for (step_idx, step) in job.steps.iter().enumerate() {
-        if (state.cancelled || cancel.is_cancelled()) && !state.timed_out {
+        let state = &mut *job_run.state;
+        if (state.cancelled || job_run.cancel.is_cancelled()) && !state.timed_out {
             state.cancelled = true;
             let grace = after_cancel.get_or_insert_with(|| {
                 state.deadline = Instant::now() + CANCELLED_STEPS_GRACE;
                 CancellationToken::new()
             });
             state.scope.status = JobStatus::Cancelled;
-            run_step(step_idx, step, state, backend, emitter, grace).await;
+            run_step(&mut job_run.with_cancel(grace), step_idx, step).await;
             continue;
         }
         if state.cancelled || state.timed_out {
+            let emitter = &mut *job_run.emitter;
             emitter
                 .send(JobEvent::StepStarted {
                     step_idx,
@@ -81,12 +80,13 @@ pub async fn run_steps<B: Backend>(
                 .await;
             continue;
         }
-        let (_, conclusion) = run_step(step_idx, step, state, backend, emitter, cancel).await;
+        let (_, conclusion) = run_step(job_run, step_idx, step).await;
         if conclusion == Conclusion::Failure {
             job_failed = true;
-            state.scope.status = JobStatus::Failure;
+            job_run.state.scope.status = JobStatus::Failure;
         }
     }
+    let state = &mut *job_run.state;
     let status = if state.cancelled {
         JobStatus::Cancelled
     } else if job_failed || state.timed_out {
@@ -95,14 +95,15 @@ pub async fn run_steps<B: Backend>(
         JobStatus::Success
     };
     let (cancelled, timed_out) = (state.cancelled, state.timed_out);
-    if !action::run_post_steps(state, backend, emitter, cancel, status).await {
+    if !action::run_post_steps(job_run, status).await {
         job_failed = true;
     }
     let interrupted = cancelled || timed_out;
-    if !hooks::run_completed(&hooks, interrupted, state, backend, emitter, cancel).await {
+    if !hooks::run_completed(&hooks, interrupted, job_run).await {
         job_failed = true;
     }
     // Post steps and the completed hook run in a grace period; the job's own end stays what it was.
+    let state = &mut *job_run.state;
     state.cancelled = cancelled;
     state.timed_out = timed_out;
     if cancelled {
@@ -151,20 +152,19 @@ impl BodyResult {
 
 /// Runs one step and returns its (outcome, conclusion).
 pub async fn run_step<B: Backend>(
+    job_run: &mut JobRun<'_, B>,
     step_idx: usize,
     step: &Step,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
 ) -> (Conclusion, Conclusion) {
-    emitter
+    job_run
+        .emitter
         .send(JobEvent::StepStarted {
             step_idx,
             at: SystemTime::now(),
         })
         .await;
     let step_key = step.id.clone().unwrap_or_else(|| step_idx.to_string());
+    let state = &mut *job_run.state;
     state.scope.set("job", job_context(state));
     state.scope.set(
         "steps",
@@ -178,9 +178,7 @@ pub async fn run_step<B: Backend>(
         Ok((step_env, run_it, keep_going)) => {
             continue_on_error = keep_going;
             if run_it {
-                Ok(Some(
-                    run_body(step_idx, step, step_env, state, backend, emitter, cancel).await,
-                ))
+                Ok(Some(run_body(job_run, step_idx, step, step_env).await))
             } else {
                 Ok(None)
             }
@@ -190,7 +188,8 @@ pub async fn run_step<B: Backend>(
         Ok(Some(result)) => (result.outcome, result.outputs),
         Ok(None) => (Conclusion::Skipped, IndexMap::new()),
         Err(message) => {
-            emitter
+            job_run
+                .emitter
                 .log(Some(step_idx), &format!("::error::{message}"))
                 .await;
             (Conclusion::Failure, IndexMap::new())
@@ -201,7 +200,7 @@ pub async fn run_step<B: Backend>(
     } else {
         outcome
     };
-    state.steps_context.insert(
+    job_run.state.steps_context.insert(
         step_key,
         json!({
             "outputs": outputs,
@@ -209,7 +208,8 @@ pub async fn run_step<B: Backend>(
             "conclusion": conclusion_name(conclusion),
         }),
     );
-    emitter
+    job_run
+        .emitter
         .send(JobEvent::StepFinished {
             step_idx,
             at: SystemTime::now(),
@@ -248,29 +248,22 @@ pub fn prepare_step(
 }
 
 async fn run_body<B: Backend>(
+    job_run: &mut JobRun<'_, B>,
     step_idx: usize,
     step: &Step,
     step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
 ) -> BodyResult {
     let body = if step.run.is_some() {
-        run_script(step_idx, step, step_env, state, backend, emitter, cancel).await
+        run_script(job_run, step_idx, step, step_env).await
     } else {
-        let call = action::Call {
-            step_idx,
-            backend,
-            cancel,
-            depth: 0,
-        };
-        action::run(call, step, step_env, state, emitter).await
+        let call = action::Call { step_idx, depth: 0 };
+        action::run(job_run, call, step, step_env).await
     };
     match body {
         Ok(result) => result,
         Err(message) => {
-            emitter
+            job_run
+                .emitter
                 .log(Some(step_idx), &format!("::error::{message}"))
                 .await;
             BodyResult::failed()
@@ -280,14 +273,12 @@ async fn run_body<B: Backend>(
 
 /// A `run:` step: evaluates its fields, writes the script and runs it with its shell.
 pub async fn run_script<B: Backend>(
+    job_run: &mut JobRun<'_, B>,
     step_idx: usize,
     step: &Step,
     step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
 ) -> Result<BodyResult, String> {
+    let state = &*job_run.state;
     let scope = &state.scope;
     let Some(run) = &step.run else {
         return Err(format!("{}:{}: the step has no `run`", state.file, step.at));
@@ -310,7 +301,7 @@ pub async fn run_script<B: Backend>(
     let shell = shell::resolve(shell_name.as_deref())
         .map_err(|message| format!("{}:{}: {message}", state.file, step.at))?;
 
-    let temp = temp_dir(backend);
+    let temp = temp_dir(job_run.backend);
     let script_path = format!("{temp}/{}{}", uuid::Uuid::new_v4(), shell.extension);
     let command = StepCommand {
         argv: shell.argv(&script_path),
@@ -324,16 +315,7 @@ pub async fn run_script<B: Backend>(
         step_timeout,
         container: None,
     };
-    execute(
-        Some(step_idx),
-        command,
-        step_env,
-        state,
-        backend,
-        emitter,
-        cancel,
-    )
-    .await
+    execute(job_run, Some(step_idx), command, step_env).await
 }
 
 /// `timeout-minutes` of a step.

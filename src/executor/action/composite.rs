@@ -12,18 +12,17 @@ use crate::executor::backend::Backend;
 use crate::executor::contexts;
 use crate::executor::event::Conclusion;
 use crate::executor::expr::{JobStatus, Value};
-use crate::executor::job::{Emitter, JobState, conclusion_name};
+use crate::executor::job::{JobRun, JobState, conclusion_name};
 use crate::executor::model::Step;
 use crate::executor::step::{self, BodyResult};
 
 /// Runs a composite action's steps for the step `call` names.
 pub async fn run<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
+    call: Call,
     steps: &[Step],
     loaded: &Loaded,
     step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    emitter: &mut Emitter,
 ) -> Result<BodyResult, String> {
     let mut nested_env = step_env;
     nested_env.extend(
@@ -32,12 +31,14 @@ pub async fn run<B: Backend>(
             .into_iter()
             .filter(|(name, _)| name.starts_with("GITHUB_ACTION_")),
     );
+    let state = &mut *job_run.state;
     let saved_steps = state.scope.contexts.get("steps").cloned();
     let saved_inputs = state.scope.contexts.get("inputs").cloned();
     let saved_status = state.scope.status;
     let saved_action_path = set_action_path(state, &loaded.dir);
     state.scope.set("inputs", Value::from(json!(loaded.inputs)));
-    let result = run_steps(call, steps, loaded, &nested_env, state, emitter).await;
+    let result = run_steps(job_run, call, steps, loaded, &nested_env).await;
+    let state = &mut *job_run.state;
     set_action_path(state, &saved_action_path);
     if let Some(saved) = saved_steps {
         state.scope.set("steps", saved);
@@ -62,12 +63,11 @@ fn set_action_path(state: &mut JobState, dir: &str) -> String {
 }
 
 async fn run_steps<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
+    call: Call,
     steps: &[Step],
     loaded: &Loaded,
     nested_env: &IndexMap<String, String>,
-    state: &mut JobState,
-    emitter: &mut Emitter,
 ) -> Result<BodyResult, String> {
     let step_idx = call.step_idx;
     let nested_call = Call {
@@ -75,9 +75,10 @@ async fn run_steps<B: Backend>(
         ..call
     };
     let mut steps_context = serde_json::Map::new();
-    state.scope.status = JobStatus::Success;
+    job_run.state.scope.status = JobStatus::Success;
     let mut failed = false;
     for (nested_idx, nested) in steps.iter().enumerate() {
+        let state = &mut *job_run.state;
         if state.cancelled || state.timed_out {
             break;
         }
@@ -92,7 +93,8 @@ async fn run_steps<B: Backend>(
         let (outcome, conclusion, nested_outputs) =
             match step::prepare_step(nested, nested_env, state) {
                 Err(message) => {
-                    emitter
+                    job_run
+                        .emitter
                         .log(Some(step_idx), &format!("::error::{message}"))
                         .await;
                     (Conclusion::Failure, Conclusion::Failure, IndexMap::new())
@@ -100,23 +102,15 @@ async fn run_steps<B: Backend>(
                 Ok((_, false, _)) => (Conclusion::Skipped, Conclusion::Skipped, IndexMap::new()),
                 Ok((env, true, continue_on_error)) => {
                     let body = if nested.run.is_some() {
-                        step::run_script(
-                            step_idx,
-                            nested,
-                            env,
-                            state,
-                            call.backend,
-                            emitter,
-                            call.cancel,
-                        )
-                        .await
+                        step::run_script(job_run, step_idx, nested, env).await
                     } else {
-                        super::run(nested_call, nested, env, state, emitter).await
+                        super::run(job_run, nested_call, nested, env).await
                     };
                     let result = match body {
                         Ok(result) => result,
                         Err(message) => {
-                            emitter
+                            job_run
+                                .emitter
                                 .log(Some(step_idx), &format!("::error::{message}"))
                                 .await;
                             BodyResult::failed()
@@ -133,7 +127,7 @@ async fn run_steps<B: Backend>(
             };
         if conclusion == Conclusion::Failure {
             failed = true;
-            state.scope.status = JobStatus::Failure;
+            job_run.state.scope.status = JobStatus::Failure;
         }
         steps_context.insert(
             key,
@@ -145,6 +139,7 @@ async fn run_steps<B: Backend>(
         );
     }
     // Outputs are mapped even when a step failed, as upstream does.
+    let state = &mut *job_run.state;
     state.scope.set(
         "steps",
         Value::from(serde_json::Value::Object(steps_context)),
@@ -158,7 +153,8 @@ async fn run_steps<B: Backend>(
                 mapped.insert(name.clone(), value);
             }
             Err(error) => {
-                emitter
+                job_run
+                    .emitter
                     .log(Some(step_idx), &format!("::warning::{error}"))
                     .await
             }

@@ -12,20 +12,20 @@ use tokio::sync::mpsc;
 use super::{Call, Loaded, PostStep, input_variable, post};
 use crate::executor::backend::{Backend, BuildContext, BuildRequest};
 use crate::executor::expr::Value;
-use crate::executor::job::{Emitter, JobState};
+use crate::executor::job::{JobRun, JobState};
 use crate::executor::model::Step;
 use crate::executor::model::action::DockerRuns;
 use crate::executor::step::{self, BodyResult, StepCommand, StepContainer};
 
 /// A `uses: docker://image` step.
 pub async fn run_image_step<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
+    call: Call,
     step: &Step,
     image: &str,
     step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    emitter: &mut Emitter,
 ) -> Result<BodyResult, String> {
+    let state = &*job_run.state;
     let inputs = super::with_values(step, state)?;
     let container = StepContainer {
         image: image.to_string(),
@@ -37,29 +37,20 @@ pub async fn run_image_step<B: Backend>(
         .map(|(name, value)| (input_variable(name), value.clone()))
         .collect();
     let command = StepCommand::container(container, extra_env, step::step_timeout(step, state)?);
-    step::execute(
-        Some(call.step_idx),
-        command,
-        step_env,
-        state,
-        call.backend,
-        emitter,
-        call.cancel,
-    )
-    .await
+    step::execute(job_run, Some(call.step_idx), command, step_env).await
 }
 
 /// The main stage of a `runs.using: docker` action; registers its `post-entrypoint`.
 pub async fn run_action<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
+    call: Call,
     step: &Step,
     loaded: &Loaded,
     runs: &DockerRuns,
     step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    emitter: &mut Emitter,
 ) -> Result<BodyResult, String> {
-    let image = action_image(call, loaded, runs, state.actions.force_rebuild, emitter).await?;
+    let image = action_image(job_run, call, loaded, runs).await?;
+    let state = &mut *job_run.state;
     let (args, runs_env) = with_inputs(state, loaded, |state| {
         let args = match with_args(&loaded.inputs, &state.file, step)? {
             Some(args) => args,
@@ -96,16 +87,7 @@ pub async fn run_action<B: Backend>(
         extra_env.clone(),
         step::step_timeout(step, state)?,
     );
-    let result = step::execute(
-        Some(call.step_idx),
-        command,
-        step_env.clone(),
-        state,
-        call.backend,
-        emitter,
-        call.cancel,
-    )
-    .await?;
+    let result = step::execute(job_run, Some(call.step_idx), command, step_env.clone()).await?;
     if let Some(post_entrypoint) = &runs.post_entrypoint {
         extra_env.extend(super::state_variables(&result.state));
         let container = StepContainer {
@@ -113,7 +95,7 @@ pub async fn run_action<B: Backend>(
             entrypoint: split_entrypoint(Some(&post_entrypoint.value))?,
             args,
         };
-        state.post_steps.push(PostStep::new(
+        job_run.state.actions.post_steps.push(PostStep::new(
             step,
             runs.post_if.clone(),
             Vec::new(),
@@ -127,30 +109,20 @@ pub async fn run_action<B: Backend>(
 
 /// The `pre-entrypoint` stage of a docker action.
 pub async fn run_pre<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
+    call: Call,
     loaded: &Loaded,
     runs: &DockerRuns,
     step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    emitter: &mut Emitter,
 ) -> Result<BodyResult, String> {
-    let image = action_image(call, loaded, runs, state.actions.force_rebuild, emitter).await?;
+    let image = action_image(job_run, call, loaded, runs).await?;
     let container = StepContainer {
         image,
         entrypoint: split_entrypoint(runs.pre_entrypoint.as_ref().map(|e| e.value.as_str()))?,
         args: Vec::new(),
     };
     let command = StepCommand::container(container, loaded.env(), None);
-    step::execute(
-        None,
-        command,
-        step_env,
-        state,
-        call.backend,
-        emitter,
-        call.cancel,
-    )
-    .await
+    step::execute(job_run, None, command, step_env).await
 }
 
 /// Evaluates with the action's `inputs` as the `inputs` context, restoring the caller's after.
@@ -205,11 +177,10 @@ fn split_entrypoint(entrypoint: Option<&str>) -> Result<Option<Vec<String>>, Str
 /// The image of a docker action: `docker://…` as named, else the Dockerfile built (once) as
 /// `act-<name>-dockeraction:latest`.
 async fn action_image<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
+    call: Call,
     loaded: &Loaded,
     runs: &DockerRuns,
-    force: bool,
-    emitter: &mut Emitter,
 ) -> Result<String, String> {
     if let Some(image) = runs.image.strip_prefix("docker://") {
         return Ok(image.to_string());
@@ -227,20 +198,20 @@ async fn action_image<B: Backend>(
         },
         dockerfile: runs.image.trim_start_matches("./").to_string(),
         tag: tag.clone(),
-        force,
+        force: job_run.state.actions.settings.force_rebuild,
     };
     let (log_tx, mut log_rx) = mpsc::channel::<String>(64);
-    let building = call.backend.build_image(request, log_tx);
+    let building = job_run.backend.build_image(request, log_tx);
     tokio::pin!(building);
     let built = loop {
         tokio::select! {
             result = &mut building => break result,
-            Some(line) = log_rx.recv() => emitter.log(Some(call.step_idx), &line).await,
-            () = call.cancel.cancelled() => return Err(String::from("cancelled while building the action's image")),
+            Some(line) = log_rx.recv() => job_run.emitter.log(Some(call.step_idx), &line).await,
+            () = job_run.cancel.cancelled() => return Err(String::from("cancelled while building the action's image")),
         }
     };
     while let Ok(line) = log_rx.try_recv() {
-        emitter.log(Some(call.step_idx), &line).await;
+        job_run.emitter.log(Some(call.step_idx), &line).await;
     }
     built.map_err(|error| format!("{}: building {tag}: {error}", loaded.file))?;
     Ok(tag)

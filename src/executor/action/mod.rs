@@ -27,11 +27,11 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use indexmap::IndexMap;
-use tokio_util::sync::CancellationToken;
 
+use super::ActionSettings;
 use super::backend::{Backend, BuildContext};
 use super::event::Conclusion;
-use super::job::{Emitter, JobState};
+use super::job::{JobRun, JobState};
 use super::local_tree::{self, LocalTree};
 use super::model::Step;
 use super::model::action::{Action, Runs};
@@ -47,33 +47,42 @@ const MAX_COMPOSITE_DEPTH: usize = 9;
 /// Where remote actions are copied inside a job container.
 const CONTAINER_ACTIONS_DIR: &str = "/var/run/act/actions";
 
-/// Remote actions a job has fetched and imported, by `uses`, so a second use costs nothing.
-#[derive(Debug, Default)]
-pub struct ActionDirs {
-    /// `uses` → (checkout root on the host, the same root as the job sees it).
+/// What a job knows about its actions: where they come from, which it has fetched, and the pre
+/// and post stages that carry over from one step to another.
+pub struct JobActions {
+    /// Where remote actions come from (the spec's settings).
+    pub settings: ActionSettings,
+    /// `uses` → (checkout root on the host, the same root as the job sees it), so a second use
+    /// costs nothing.
     imported: HashMap<String, (PathBuf, String)>,
     /// `uses` → what its main step's log says once about `runner.patch_actions`.
     patch_notes: HashMap<String, String>,
+    /// Post stages registered by main stages, run in reverse order after the last step.
+    post_steps: Vec<PostStep>,
+    /// What each step's pre stage saved (`STATE_*` of its main stage), by step index.
+    pre_states: HashMap<usize, IndexMap<String, String>>,
 }
 
-/// The step being run and what it runs on.
-pub struct Call<'a, B> {
-    /// The top-level step: its log lines carry this index.
-    pub step_idx: usize,
-    pub backend: &'a B,
-    pub cancel: &'a CancellationToken,
-    /// 0 for a job's step, 1 inside a composite action, ...
-    pub depth: usize,
-}
-
-// By hand: a derive would ask `B: Copy`, and only references are copied.
-impl<B> Clone for Call<'_, B> {
-    fn clone(&self) -> Self {
-        *self
+impl JobActions {
+    pub fn new(settings: ActionSettings) -> JobActions {
+        JobActions {
+            settings,
+            imported: HashMap::new(),
+            patch_notes: HashMap::new(),
+            post_steps: Vec::new(),
+            pre_states: HashMap::new(),
+        }
     }
 }
 
-impl<B> Copy for Call<'_, B> {}
+/// Which step an action runs for, and how deep in composite actions.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    /// The top-level step: its log lines carry this index.
+    pub step_idx: usize,
+    /// 0 for a job's step, 1 inside a composite action, ...
+    pub depth: usize,
+}
 
 /// An action, located and loaded, with its inputs evaluated.
 pub struct Loaded {
@@ -118,44 +127,42 @@ fn input_variable(name: &str) -> String {
 }
 
 /// Runs a `uses:` step (boxed: composite actions call it again for their own steps).
-pub fn run<'a, B: Backend>(
-    call: Call<'a, B>,
+pub fn run<'a, 'j: 'a, B: Backend>(
+    job_run: &'a mut JobRun<'j, B>,
+    call: Call,
     step: &'a Step,
     step_env: IndexMap<String, String>,
-    state: &'a mut JobState,
-    emitter: &'a mut Emitter,
 ) -> Pin<Box<dyn Future<Output = Result<BodyResult, String>> + Send + 'a>> {
-    Box::pin(run_unboxed(call, step, step_env, state, emitter))
+    Box::pin(run_unboxed(job_run, call, step, step_env))
 }
 
 async fn run_unboxed<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
+    call: Call,
     step: &Step,
     step_env: IndexMap<String, String>,
-    state: &mut JobState,
-    emitter: &mut Emitter,
 ) -> Result<BodyResult, String> {
-    let (uses, reference) = reference_of(step, state)?;
+    let (uses, reference) = reference_of(step, job_run.state)?;
     if let ActionRef::Docker(image) = &reference {
-        return docker::run_image_step(call, step, image, step_env, state, emitter).await;
+        return docker::run_image_step(job_run, call, step, image, step_env).await;
     }
-    if let Some((tree, dest)) = local_checkout(call.backend, step, &uses, state)? {
+    if let Some((tree, dest)) = local_checkout(job_run.backend, step, &uses, job_run.state)? {
         let note = format!("The local working tree is copied instead of running {uses}");
-        emitter.log(Some(call.step_idx), &note).await;
-        local_tree::copy_into(&tree, call.backend, &dest).await?;
+        job_run.emitter.log(Some(call.step_idx), &note).await;
+        local_tree::copy_into(&tree, job_run.backend, &dest).await?;
         return Ok(BodyResult {
             outcome: Conclusion::Success,
             outputs: IndexMap::new(),
             state: IndexMap::new(),
         });
     }
-    let loaded = load(call, step, &uses, &reference, state).await?;
-    if let Some(note) = state.action_dirs.patch_notes.remove(&uses) {
-        emitter.log(Some(call.step_idx), &note).await;
+    let loaded = load(job_run, step, &uses, &reference).await?;
+    if let Some(note) = job_run.state.actions.patch_notes.remove(&uses) {
+        job_run.emitter.log(Some(call.step_idx), &note).await;
     }
     for name in &loaded.missing_inputs {
         let warning = format!("::warning::Input required and not supplied: {name}");
-        emitter.log(Some(call.step_idx), &warning).await;
+        job_run.emitter.log(Some(call.step_idx), &warning).await;
     }
     match &loaded.action.runs {
         Runs::Composite { steps } => {
@@ -165,7 +172,7 @@ async fn run_unboxed<B: Backend>(
                     loaded.file
                 ));
             }
-            composite::run(call, steps, &loaded, step_env, state, emitter).await
+            composite::run(job_run, call, steps, &loaded, step_env).await
         }
         Runs::Node {
             main,
@@ -174,25 +181,17 @@ async fn run_unboxed<B: Backend>(
             ..
         } => {
             let mut extra_env = loaded.env();
-            extra_env.extend(post::take_pre_state(state, call.step_idx));
+            extra_env.extend(post::take_pre_state(job_run.state, call.step_idx));
             let command = StepCommand::process(
                 vec!["node".into(), format!("{}/{main}", loaded.dir)],
                 extra_env.clone(),
-                step::step_timeout(step, state)?,
+                step::step_timeout(step, job_run.state)?,
             );
-            let result = step::execute(
-                Some(call.step_idx),
-                command,
-                step_env.clone(),
-                state,
-                call.backend,
-                emitter,
-                call.cancel,
-            )
-            .await?;
+            let result =
+                step::execute(job_run, Some(call.step_idx), command, step_env.clone()).await?;
             if let Some(post) = post {
                 extra_env.extend(state_variables(&result.state));
-                state.post_steps.push(PostStep::new(
+                job_run.state.actions.post_steps.push(PostStep::new(
                     step,
                     post_if.clone(),
                     vec!["node".into(), format!("{}/{post}", loaded.dir)],
@@ -204,7 +203,7 @@ async fn run_unboxed<B: Backend>(
             Ok(result)
         }
         Runs::Docker(runs) => {
-            docker::run_action(call, step, &loaded, runs, step_env, state, emitter).await
+            docker::run_action(job_run, call, step, &loaded, runs, step_env).await
         }
     }
 }
@@ -259,34 +258,33 @@ fn reference_of(step: &Step, state: &JobState) -> Result<(String, ActionRef), St
         .string(uses_field, "uses")
         .map_err(|error| error.0)?;
     let uses = uses.trim().to_string();
-    let reference = ActionRef::parse(&uses, &state.actions.default_url)
+    let reference = ActionRef::parse(&uses, &state.actions.settings.default_url)
         .map_err(|message| format!("{}:{}: `uses`: {message}", state.file, uses_field.at))?;
     Ok((uses, reference))
 }
 
 /// Finds the action's files (fetching a remote one), parses `action.yml` and evaluates the inputs.
 async fn load<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
     step: &Step,
     uses: &str,
     reference: &ActionRef,
-    state: &mut JobState,
 ) -> Result<Loaded, String> {
     let (file, source, dir, context, repository, git_ref) = match reference {
         ActionRef::Local(relative) => {
-            let workspace = call
+            let workspace = job_run
                 .backend
                 .paths()
                 .workspace
                 .to_string_lossy()
                 .into_owned();
             let dir = format!("{workspace}/{relative}");
-            let (file, source) = read_action_file(call.backend, &dir).await?;
+            let (file, source) = read_action_file(job_run.backend, &dir).await?;
             let context = BuildContext::EnvironmentDir(dir.clone());
             (file, source, dir, context, String::new(), String::new())
         }
         ActionRef::Remote(remote) => {
-            let (host_root, inside_root) = remote_dirs(call, step, uses, remote, state).await?;
+            let (host_root, inside_root) = remote_dirs(job_run, step, uses, remote).await?;
             let host_dir = join_path(&host_root, &remote.path);
             let (file, source) = read_host_action_file(&host_dir, uses).await?;
             let dir = if remote.path.is_empty() {
@@ -310,6 +308,7 @@ async fn load<B: Backend>(
     let action = Action::parse(&source).map_err(|error| format!("{file}:{error}"))?;
 
     // Inputs: `with:` values, then defaults for the rest.
+    let state = &*job_run.state;
     let mut inputs = with_values(step, state)?;
     let mut missing_inputs = Vec::new();
     for (name, input) in &action.inputs {
@@ -365,16 +364,16 @@ fn join_path(root: &std::path::Path, relative: &str) -> PathBuf {
 /// A remote action's checkout on the host and inside the job, fetched and imported once per job.
 /// A node action runs from its patched copy when `runner.patch_actions` asks for it.
 async fn remote_dirs<B: Backend>(
-    call: Call<'_, B>,
+    job_run: &mut JobRun<'_, B>,
     step: &Step,
     uses: &str,
     remote: &RemoteAction,
-    state: &mut JobState,
 ) -> Result<(PathBuf, String), String> {
-    if let Some(dirs) = state.action_dirs.imported.get(uses) {
+    let state = &mut *job_run.state;
+    if let Some(dirs) = state.actions.imported.get(uses) {
         return Ok(dirs.clone());
     }
-    let checkout = fetch::fetch(uses, remote, &state.actions, call.cancel)
+    let checkout = fetch::fetch(uses, remote, &state.actions.settings, job_run.cancel)
         .await
         .map_err(|message| {
             format!(
@@ -385,23 +384,24 @@ async fn remote_dirs<B: Backend>(
                 reference::redact_url(&remote.url)
             )
         })?;
-    let host_root = if state.actions.patch_actions && is_node_action(&checkout, remote).await {
-        let chosen = patched::choose(uses, &checkout, &remote.path).await?;
-        if let Some(note) = chosen.note {
-            state.action_dirs.patch_notes.insert(uses.to_string(), note);
-        }
-        chosen.root
-    } else {
-        checkout
-    };
+    let host_root =
+        if state.actions.settings.patch_actions && is_node_action(&checkout, remote).await {
+            let chosen = patched::choose(uses, &checkout, &remote.path).await?;
+            if let Some(note) = chosen.note {
+                state.actions.patch_notes.insert(uses.to_string(), note);
+            }
+            chosen.root
+        } else {
+            checkout
+        };
     let inside = format!("{CONTAINER_ACTIONS_DIR}/{}", safe_name(uses));
-    let inside_root = call
+    let inside_root = job_run
         .backend
         .import_dir(&host_root, &inside)
         .await
         .map_err(|error| format!("cannot copy {uses} into the job environment: {error}"))?;
     state
-        .action_dirs
+        .actions
         .imported
         .insert(uses.to_string(), (host_root.clone(), inside_root.clone()));
     Ok((host_root, inside_root))

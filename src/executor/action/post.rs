@@ -16,7 +16,7 @@ use crate::executor::backend::Backend;
 use crate::executor::contexts;
 use crate::executor::event::Conclusion;
 use crate::executor::expr::JobStatus;
-use crate::executor::job::{Emitter, JobState};
+use crate::executor::job::{Emitter, JobRun, JobState};
 use crate::executor::model::action::Runs;
 use crate::executor::model::{Job, Located, Pos, Step};
 use crate::executor::step::{self, StepCommand, StepContainer};
@@ -94,15 +94,10 @@ async fn stage_condition(
 /// Runs the `pre` of every step that has one (remote node actions, docker actions with a
 /// `pre-entrypoint`); returns false when one failed. A step whose action cannot be loaded here is
 /// left to its main stage, which reports why.
-pub async fn run_pre_steps<B: Backend>(
-    job: &Job,
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
-) -> bool {
+pub async fn run_pre_steps<B: Backend>(job: &Job, job_run: &mut JobRun<'_, B>) -> bool {
     let mut all_succeeded = true;
     for (step_idx, step) in job.steps.iter().enumerate() {
+        let state = &mut *job_run.state;
         if step.uses.is_none() || state.cancelled || state.timed_out {
             continue;
         }
@@ -114,21 +109,17 @@ pub async fn run_pre_steps<B: Backend>(
             continue; // Local actions have no pre stage (upstream reads them at main time).
         }
         if matches!(
-            super::local_checkout(backend, step, &uses, state),
+            super::local_checkout(job_run.backend, step, &uses, state),
             Ok(Some(_))
         ) {
             continue; // `exec` copies its tree instead of running this checkout.
         }
-        let call = Call {
-            step_idx,
-            backend,
-            cancel,
-            depth: 0,
-        };
-        let loaded = match load(call, step, &uses, &reference, state).await {
+        let loaded = match load(job_run, step, &uses, &reference).await {
             Ok(loaded) => loaded,
             Err(_) => continue,
         };
+        let state = &mut *job_run.state;
+        let emitter = &mut *job_run.emitter;
         let Ok((step_env, _, _)) = step::prepare_step(step, &IndexMap::new(), state) else {
             continue;
         };
@@ -159,20 +150,26 @@ pub async fn run_pre_steps<B: Backend>(
                     loaded.env(),
                     None,
                 );
-                step::execute(None, command, step_env, state, backend, emitter, cancel).await
+                step::execute(job_run, None, command, step_env).await
             }
             Runs::Docker(runs) => {
-                docker::run_pre(call, &loaded, runs, step_env, state, emitter).await
+                let call = Call { step_idx, depth: 0 };
+                docker::run_pre(job_run, call, &loaded, runs, step_env).await
             }
             _ => continue,
         };
         match result {
             Ok(result) if result.outcome == Conclusion::Success => {
-                state.pre_states.insert(step_idx, result.state);
+                job_run
+                    .state
+                    .actions
+                    .pre_states
+                    .insert(step_idx, result.state);
             }
             Ok(_) => all_succeeded = false,
             Err(message) => {
-                emitter.log(None, &format!("::error::{message}")).await;
+                let error = format!("::error::{message}");
+                job_run.emitter.log(None, &error).await;
                 all_succeeded = false;
             }
         }
@@ -182,13 +179,11 @@ pub async fn run_pre_steps<B: Backend>(
 
 /// Runs the registered post steps in reverse order; returns false when one failed.
 pub async fn run_post_steps<B: Backend>(
-    state: &mut JobState,
-    backend: &B,
-    emitter: &mut Emitter,
-    cancel: &CancellationToken,
+    job_run: &mut JobRun<'_, B>,
     job_status: JobStatus,
 ) -> bool {
-    let posts = std::mem::take(&mut state.post_steps);
+    let state = &mut *job_run.state;
+    let posts = std::mem::take(&mut state.actions.post_steps);
     if posts.is_empty() {
         return true;
     }
@@ -197,7 +192,7 @@ pub async fn run_post_steps<B: Backend>(
     let post_cancel = if interrupted {
         CancellationToken::new()
     } else {
-        cancel.clone()
+        job_run.cancel.clone()
     };
     if interrupted {
         state.deadline = tokio::time::Instant::now() + POST_GRACE;
@@ -205,6 +200,8 @@ pub async fn run_post_steps<B: Backend>(
     }
     let mut all_succeeded = true;
     for post in posts.into_iter().rev() {
+        let state = &mut *job_run.state;
+        let emitter = &mut *job_run.emitter;
         state.scope.status = job_status;
         contexts::set_env_context(state, &post.step_env);
         match stage_condition(state, emitter, post.condition.clone(), Stage::Post).await {
@@ -220,21 +217,14 @@ pub async fn run_post_steps<B: Backend>(
             container: post.container,
             ..StepCommand::process(post.argv, post.extra_env, interrupted.then_some(POST_GRACE))
         };
-        let result = step::execute(
-            None,
-            command,
-            post.step_env,
-            state,
-            backend,
-            emitter,
-            &post_cancel,
-        )
-        .await;
+        let mut post_run = job_run.with_cancel(&post_cancel);
+        let result = step::execute(&mut post_run, None, command, post.step_env).await;
         match result {
             Ok(result) if result.outcome == Conclusion::Success => {}
             Ok(_) => all_succeeded = false,
             Err(message) => {
-                emitter.log(None, &format!("::error::{message}")).await;
+                let error = format!("::error::{message}");
+                job_run.emitter.log(None, &error).await;
                 all_succeeded = false;
             }
         }
@@ -245,6 +235,7 @@ pub async fn run_post_steps<B: Backend>(
 /// `STATE_*` of a pre stage, for the main stage of the same step.
 pub fn take_pre_state(state: &mut JobState, step_idx: usize) -> IndexMap<String, String> {
     state
+        .actions
         .pre_states
         .remove(&step_idx)
         .map(|saved| state_variables(&saved))
