@@ -219,7 +219,7 @@ fn every_valid_data_file_loads() {
             .collect();
         assert_eq!(
             unexpected,
-            [] as [&act_runner::config::ConfigWarning; 0],
+            [] as [&act_runner::config::KeyMessage; 0],
             "{}",
             file.display()
         );

@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::client::ClientError;
-use crate::config::{ConfigError, ConfigWarning, LogLevel, RegistrationError, RpcProtocol};
+use crate::config::{ConfigError, KeyMessage, LogLevel, RegistrationError, RpcProtocol};
 
 /// Exit code: the command did what it was asked.
 pub const EXIT_OK: u8 = 0;
@@ -157,7 +157,7 @@ pub fn init_logging(level: LogLevel) {
 }
 
 /// Logs what loading the configuration warned about.
-pub fn log_config_warnings(warnings: &[ConfigWarning]) {
+pub fn log_config_warnings(warnings: &[KeyMessage]) {
     for warning in warnings {
         tracing::warn!(
             file = %warning.path.display(),

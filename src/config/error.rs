@@ -23,24 +23,26 @@ pub enum ConfigError {
         column: u64,
         message: String,
     },
-    /// One or more keys have invalid values; all of them are listed.
+    /// One or more keys have invalid values; all of them are listed, each message saying what is
+    /// wrong and what would be valid.
     #[error("{}", InvalidList(.0))]
-    Invalid(Vec<InvalidValue>),
+    Invalid(Vec<KeyMessage>),
 }
 
-/// One key with a value that cannot be used.
+/// What is said about one key: an invalid value (in [`ConfigError::Invalid`]) or a warning, for
+/// something the runner accepts but the user should hear about (unknown keys, values that were
+/// clamped, deprecated keys). One type for both, so both print the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidValue {
+pub struct KeyMessage {
     pub path: PathBuf,
     pub line: u64,
     pub column: u64,
     /// The dotted key, e.g. `runner.capacity`.
     pub key: String,
-    /// What is wrong and what would be valid.
-    pub reason: String,
+    pub message: String,
 }
 
-impl fmt::Display for InvalidValue {
+impl fmt::Display for KeyMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -49,12 +51,12 @@ impl fmt::Display for InvalidValue {
             self.line,
             self.column,
             self.key,
-            self.reason
+            self.message
         )
     }
 }
 
-struct InvalidList<'a>(&'a [InvalidValue]);
+struct InvalidList<'a>(&'a [KeyMessage]);
 
 impl fmt::Display for InvalidList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -68,30 +70,5 @@ impl fmt::Display for InvalidList<'_> {
                 Ok(())
             }
         }
-    }
-}
-
-/// Something the runner accepts but the user should hear about (unknown keys, values that
-/// were clamped, deprecated keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigWarning {
-    pub path: PathBuf,
-    pub line: u64,
-    pub column: u64,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigWarning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: `{}`: {}",
-            self.path.display(),
-            self.line,
-            self.column,
-            self.key,
-            self.message
-        )
     }
 }

@@ -33,7 +33,7 @@ mod yaml;
 
 pub use dotenv::{DotenvError, parse_dotenv};
 pub use duration::{DurationError, GoDuration};
-pub use error::{ConfigError, ConfigWarning, InvalidValue};
+pub use error::{ConfigError, KeyMessage};
 pub use labels::{
     DEFAULT_LABELS, Label, LabelError, LabelSchema, Platform, label_names, labels_require_docker,
     pick_platform,

@@ -7,7 +7,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 
 use super::duration::GoDuration;
-use super::error::{ConfigWarning, InvalidValue};
+use super::error::KeyMessage;
 use super::size::parse_size;
 use super::yaml::{Key, Node, Position, Value};
 
@@ -35,8 +35,8 @@ pub(super) struct Fields<'n> {
 /// Collects problems and warnings while a configuration is read.
 pub(super) struct Reader<'a> {
     source: &'a Path,
-    pub problems: Vec<InvalidValue>,
-    pub warnings: Vec<ConfigWarning>,
+    pub problems: Vec<KeyMessage>,
+    pub warnings: Vec<KeyMessage>,
 }
 
 impl<'a> Reader<'a> {
@@ -48,26 +48,26 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Records an invalid value.
+    /// Records an invalid value; `reason` says what is wrong and what would be valid.
     pub fn problem(&mut self, path: &str, position: Position, reason: impl Into<String>) {
-        self.problems.push(InvalidValue {
-            path: self.source.to_owned(),
-            line: position.line,
-            column: position.column,
-            key: path.to_owned(),
-            reason: reason.into(),
-        });
+        let problem = self.message(path, position, reason.into());
+        self.problems.push(problem);
     }
 
     /// Records a warning.
     pub fn warn(&mut self, path: &str, position: Position, message: impl Into<String>) {
-        self.warnings.push(ConfigWarning {
+        let warning = self.message(path, position, message.into());
+        self.warnings.push(warning);
+    }
+
+    fn message(&self, key: &str, position: Position, message: String) -> KeyMessage {
+        KeyMessage {
             path: self.source.to_owned(),
             line: position.line,
             column: position.column,
-            key: path.to_owned(),
-            message: message.into(),
-        });
+            key: key.to_owned(),
+            message,
+        }
     }
 
     /// The keys of `node` (a mapping, or null for an empty section) under the dotted `prefix`.

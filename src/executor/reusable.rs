@@ -476,21 +476,10 @@ fn child_spec(
     job_id: &str,
     needs: IndexMap<String, NeedResult>,
 ) -> JobSpec {
-    let mut child = JobSpec::new(call.yaml.clone(), call.file.clone(), job_id.to_string());
-    child.github = spec.github.clone();
-    child.env = spec.env.clone();
-    child.extra_env = spec.extra_env.clone();
-    child.vars = spec.vars.clone();
+    let mut child = spec.another_job(call.yaml.clone(), call.file.clone(), job_id.to_string());
     child.secrets = call.secrets.clone();
     child.inputs = call.inputs.clone();
     child.needs = needs;
-    child.runner_name = spec.runner_name.clone();
-    child.timeout_cap = spec.timeout_cap;
-    child.masks = spec.masks.clone();
-    child.actions = spec.actions.clone();
-    child.mask_secrets = spec.mask_secrets;
-    child.act_env = spec.act_env;
-    child.hooks = spec.hooks.clone();
     child
 }
 

@@ -188,6 +188,33 @@ impl JobSpec {
             hooks: JobHooks::default(),
         }
     }
+
+    /// A spec for another job run under the same settings: the same contexts (`github`, env,
+    /// vars, secrets, inputs), runner name, masks, action settings, timeout cap, `ACT` variable
+    /// and hooks. What belongs to one job alone starts empty: needs, matrix, the working tree,
+    /// the log delivery wait and the summary outlet.
+    pub fn another_job(
+        &self,
+        workflow_yaml: String,
+        workflow_file: String,
+        job_id: String,
+    ) -> JobSpec {
+        let mut spec = JobSpec::new(workflow_yaml, workflow_file, job_id);
+        spec.github = self.github.clone();
+        spec.env = self.env.clone();
+        spec.extra_env = self.extra_env.clone();
+        spec.vars = self.vars.clone();
+        spec.secrets = self.secrets.clone();
+        spec.inputs = self.inputs.clone();
+        spec.runner_name = self.runner_name.clone();
+        spec.timeout_cap = self.timeout_cap;
+        spec.masks = self.masks.clone();
+        spec.actions = self.actions.clone();
+        spec.mask_secrets = self.mask_secrets;
+        spec.act_env = self.act_env;
+        spec.hooks = self.hooks.clone();
+        spec
+    }
 }
 
 /// What a needed job produced.

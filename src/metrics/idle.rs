@@ -3,7 +3,7 @@
 //! leaving a scrape in the backlog until idle connections time out one by one. May use: tokio.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -99,8 +99,7 @@ impl IdleConnections {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // The critical sections cannot panic halfway; a poisoned map is still consistent.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.entries)
     }
 }
 

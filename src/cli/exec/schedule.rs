@@ -206,22 +206,13 @@ async fn run_one(
     (result, outputs)
 }
 
+/// `base` for a job or a matrix leg, with the working tree `exec` copies into every job.
 fn clone_spec(base: &JobSpec) -> JobSpec {
-    let mut spec = JobSpec::new(
+    let mut spec = base.another_job(
         base.workflow_yaml.clone(),
         base.workflow_file.clone(),
         base.job_id.clone(),
     );
-    spec.github = base.github.clone();
-    spec.env = base.env.clone();
-    spec.extra_env = base.extra_env.clone();
-    spec.vars = base.vars.clone();
-    spec.secrets = base.secrets.clone();
-    spec.inputs = base.inputs.clone();
-    spec.runner_name = base.runner_name.clone();
-    spec.masks = base.masks.clone();
-    spec.mask_secrets = base.mask_secrets;
-    spec.actions = base.actions.clone();
     spec.local_tree = base.local_tree.clone();
     spec
 }

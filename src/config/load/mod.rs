@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::duration::GoDuration;
-use super::error::{ConfigError, ConfigWarning};
+use super::error::{ConfigError, KeyMessage};
 use super::model::Config;
 use super::reader::{At, Reader};
 use super::small_file;
@@ -24,7 +24,7 @@ use services::{read_cache, read_container, read_health_check, read_host, read_me
 pub struct LoadedConfig {
     pub config: Config,
     /// Unknown keys, clamped values, deprecated keys. The caller logs them.
-    pub warnings: Vec<ConfigWarning>,
+    pub warnings: Vec<KeyMessage>,
 }
 
 /// What loading needs from the process environment, injectable for tests.

@@ -11,7 +11,7 @@ use bollard::query_parameters::{
 };
 
 use super::options::{ContainerOptions, parse_ports};
-use super::volumes::VolumeSpec;
+use super::volumes::{self, VolumeSpec};
 use super::{
     API_TIMEOUT, DockerJobConfig, LABEL_JOB_INSTANCE, SHARED_TOOL_CACHE_VOLUME, TOOL_CACHE,
     bounded, describe, is_not_found, network,
@@ -63,11 +63,7 @@ pub fn job_container_body(
         }
     }
 
-    let mut binds: Vec<String> = spec
-        .volumes
-        .iter()
-        .filter_map(VolumeSpec::to_bind)
-        .collect();
+    let (mut binds, anonymous) = volumes::binds_and_anonymous(spec.volumes);
     if let Some(socket) = &config.docker_socket {
         binds.push(format!("{socket}:/var/run/docker.sock"));
     }
@@ -80,12 +76,6 @@ pub fn job_container_body(
     if config.bind_workspace {
         binds.push(format!("{0}:{0}", config.workspace));
     }
-    let anonymous: Vec<String> = spec
-        .volumes
-        .iter()
-        .filter(|v| v.source.is_none())
-        .map(|v| v.target.clone())
-        .collect();
 
     let mut body = ContainerCreateBody {
         image: Some(config.image.clone()),

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::container::{create_and_start, endpoint};
 use super::options::{ContainerOptions, parse_ports};
-use super::volumes::VolumeSpec;
+use super::volumes::{self, VolumeSpec};
 use super::{ServiceConfig, bounded, send_log};
 use crate::executor::backend::{BackendError, RunningContainer};
 
@@ -46,17 +46,7 @@ pub fn service_body(
     let mut ports = config.ports.clone();
     ports.extend(plan.options.publish.iter().cloned());
     let (exposed, bindings) = parse_ports(&ports)?;
-    let binds: Vec<String> = plan
-        .volumes
-        .iter()
-        .filter_map(VolumeSpec::to_bind)
-        .collect();
-    let anonymous: Vec<String> = plan
-        .volumes
-        .iter()
-        .filter(|v| v.source.is_none())
-        .map(|v| v.target.clone())
-        .collect();
+    let (binds, anonymous) = volumes::binds_and_anonymous(&plan.volumes);
     let mut body = ContainerCreateBody {
         image: Some(config.image.clone()),
         cmd: (!config.cmd.is_empty()).then(|| config.cmd.clone()),

@@ -64,6 +64,18 @@ impl VolumeSpec {
     }
 }
 
+/// Docker's two places for volumes: `HostConfig.Binds` (`source:target[:mode]`) and the
+/// anonymous volumes' targets (`Config.Volumes`).
+pub fn binds_and_anonymous(volumes: &[VolumeSpec]) -> (Vec<String>, Vec<String>) {
+    let binds = volumes.iter().filter_map(VolumeSpec::to_bind).collect();
+    let anonymous = volumes
+        .iter()
+        .filter(|volume| volume.source.is_none())
+        .map(|volume| volume.target.clone())
+        .collect();
+    (binds, anonymous)
+}
+
 /// The compiled allow-list.
 #[derive(Debug, Clone)]
 pub struct VolumePolicy {

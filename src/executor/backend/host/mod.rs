@@ -20,6 +20,8 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::sync;
+
 use super::tree_copy::copy_entries;
 use super::{
     Backend, BackendError, EnvironmentPaths, ExecEnd, ExecRequest, ExitStatus, JobContainers,
@@ -116,9 +118,7 @@ impl HostBackend {
     }
 
     fn forget_group(&self, pgid: i32) {
-        if let Ok(mut groups) = self.process_groups.lock() {
-            groups.retain(|group| *group != pgid);
-        }
+        sync::lock(&self.process_groups).retain(|group| *group != pgid);
     }
 }
 
@@ -224,8 +224,8 @@ impl Backend for HostBackend {
             working_dir.display()
         )))?;
         let pgid = child.id().and_then(|id| i32::try_from(id).ok());
-        if let (Some(pgid), Ok(mut groups)) = (pgid, self.process_groups.lock()) {
-            groups.push(pgid);
+        if let Some(pgid) = pgid {
+            sync::lock(&self.process_groups).push(pgid);
         }
 
         let readers = output::forward_lines(Some(step_output.reader), Stream::Stdout, &output);
@@ -369,11 +369,7 @@ impl Backend for HostBackend {
     }
 
     async fn cleanup(&mut self) -> Result<(), BackendError> {
-        let groups = self
-            .process_groups
-            .lock()
-            .map(|mut groups| std::mem::take(&mut *groups))
-            .unwrap_or_default();
+        let groups = std::mem::take(&mut *sync::lock(&self.process_groups));
         for pgid in groups {
             // The leader has exited; what is left are processes a step put in the background.
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
