@@ -443,6 +443,21 @@ fn clamped_values_warn() {
 }
 
 #[test]
+fn a_shared_tool_cache_warns_only_with_concurrent_jobs() {
+    let shared = load("runner:\n  capacity: 2\n  tool_cache_mode: shared\n");
+    assert_eq!(shared.config.runner.tool_cache_mode, ToolCacheMode::Shared);
+    let warnings: Vec<(&str, u64)> = shared
+        .warnings
+        .iter()
+        .map(|warning| (warning.key.as_str(), warning.line))
+        .collect();
+    assert_eq!(warnings, [("runner.tool_cache_mode", 3)]);
+    assert!(shared.warnings[0].message.contains("concurrent jobs"));
+    let alone = load("runner:\n  capacity: 1\n  tool_cache_mode: shared\n");
+    assert!(alone.warnings.is_empty(), "{:?}", alone.warnings);
+}
+
+#[test]
 fn deprecated_network_mode_maps_to_network() {
     let loaded = load("container:\n  network_mode: bridge\n");
     assert_eq!(loaded.config.container.network, None);

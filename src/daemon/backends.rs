@@ -121,3 +121,37 @@ pub fn ip_families(network_create_options: &crate::config::NetworkCreateOptions)
         enable_ipv6: network_create_options.enable_ipv6,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_workspaces_live_under_the_absolute_container_workdir_parent() {
+        let env = crate::config::LoadEnv::with_home("/home/runner");
+        let mut config = Config::defaults(&env);
+        assert_eq!(bound_workdir_parent(&config), None);
+        config.container.bind_workdir = true;
+        assert_eq!(
+            bound_workdir_parent(&config),
+            Some(PathBuf::from("/workspace"))
+        );
+        config.container.workdir_parent = String::from("/srv/act");
+        assert_eq!(
+            bound_workdir_parent(&config),
+            Some(PathBuf::from("/srv/act"))
+        );
+    }
+
+    #[tokio::test]
+    async fn removing_a_tasks_bound_workspace_takes_that_task_only() {
+        let parent = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(parent.path().join("7/owner/repo")).unwrap();
+        std::fs::create_dir_all(parent.path().join("8/owner/repo")).unwrap();
+        remove_bound_workdir(parent.path(), 7).await;
+        assert!(!parent.path().join("7").exists());
+        assert!(parent.path().join("8/owner/repo").is_dir());
+        // Nothing there (the job never started) is no error either.
+        remove_bound_workdir(parent.path(), 9).await;
+    }
+}
