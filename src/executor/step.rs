@@ -178,7 +178,8 @@ pub async fn run_step<B: Backend>(
         Ok((step_env, run_it, keep_going)) => {
             continue_on_error = keep_going;
             if run_it {
-                Ok(Some(run_body(job_run, step_idx, step, step_env).await))
+                let call = action::Call { step_idx, depth: 0 };
+                Ok(Some(run_body(job_run, call, step, step_env).await))
             } else {
                 Ok(None)
             }
@@ -247,16 +248,17 @@ pub fn prepare_step(
     Ok((step_env, run_it, continue_on_error))
 }
 
-async fn run_body<B: Backend>(
+/// A step's body, `run:` or `uses:`, for a job's step or one inside a composite action; a step
+/// that cannot run logs why and fails.
+pub(super) async fn run_body<B: Backend>(
     job_run: &mut JobRun<'_, B>,
-    step_idx: usize,
+    call: action::Call,
     step: &Step,
     step_env: IndexMap<String, String>,
 ) -> BodyResult {
     let body = if step.run.is_some() {
-        run_script(job_run, step_idx, step, step_env).await
+        run_script(job_run, call.step_idx, step, step_env).await
     } else {
-        let call = action::Call { step_idx, depth: 0 };
         action::run(job_run, call, step, step_env).await
     };
     match body {
@@ -264,7 +266,7 @@ async fn run_body<B: Backend>(
         Err(message) => {
             job_run
                 .emitter
-                .log(Some(step_idx), &format!("::error::{message}"))
+                .log(Some(call.step_idx), &format!("::error::{message}"))
                 .await;
             BodyResult::failed()
         }

@@ -101,21 +101,7 @@ async fn run_steps<B: Backend>(
                 }
                 Ok((_, false, _)) => (Conclusion::Skipped, Conclusion::Skipped, IndexMap::new()),
                 Ok((env, true, continue_on_error)) => {
-                    let body = if nested.run.is_some() {
-                        step::run_script(job_run, step_idx, nested, env).await
-                    } else {
-                        super::run(job_run, nested_call, nested, env).await
-                    };
-                    let result = match body {
-                        Ok(result) => result,
-                        Err(message) => {
-                            job_run
-                                .emitter
-                                .log(Some(step_idx), &format!("::error::{message}"))
-                                .await;
-                            BodyResult::failed()
-                        }
-                    };
+                    let result = step::run_body(job_run, nested_call, nested, env).await;
                     let nested_outputs = result.outputs;
                     let conclusion = if result.outcome == Conclusion::Failure && continue_on_error {
                         Conclusion::Success

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{Call, Loaded, PostStep, input_variable, post};
+use super::{Call, Loaded, input_variable, post};
 use crate::executor::backend::{Backend, BuildContext, BuildRequest};
 use crate::executor::expr::Value;
 use crate::executor::job::{JobRun, JobState};
@@ -76,35 +76,27 @@ pub async fn run_action<B: Backend>(
     };
     let mut extra_env = runs_env;
     extra_env.extend(loaded.env());
-    extra_env.extend(post::take_pre_state(state, call.step_idx));
     let container = StepContainer {
         image: image.clone(),
         entrypoint,
         args: args.clone(),
     };
-    let command = StepCommand::container(
-        container,
-        extra_env.clone(),
-        step::step_timeout(step, state)?,
-    );
-    let result = step::execute(job_run, Some(call.step_idx), command, step_env.clone()).await?;
-    if let Some(post_entrypoint) = &runs.post_entrypoint {
-        extra_env.extend(super::state_variables(&result.state));
-        let container = StepContainer {
-            image,
-            entrypoint: split_entrypoint(Some(&post_entrypoint.value))?,
-            args,
+    let command = StepCommand::container(container, extra_env, step::step_timeout(step, state)?);
+    let post_stage = || {
+        let Some(post_entrypoint) = &runs.post_entrypoint else {
+            return Ok(None);
         };
-        job_run.state.actions.post_steps.push(PostStep::new(
-            step,
-            runs.post_if.clone(),
-            Vec::new(),
-            Some(container),
-            step_env,
-            extra_env,
-        ));
-    }
-    Ok(result)
+        Ok(Some(post::PostStage {
+            condition: runs.post_if.clone(),
+            argv: Vec::new(),
+            container: Some(StepContainer {
+                image,
+                entrypoint: split_entrypoint(Some(&post_entrypoint.value))?,
+                args,
+            }),
+        }))
+    };
+    post::run_main_stage(job_run, call, step, command, step_env, post_stage).await
 }
 
 /// The `pre-entrypoint` stage of a docker action.

@@ -180,27 +180,19 @@ async fn run_unboxed<B: Backend>(
             post_if,
             ..
         } => {
-            let mut extra_env = loaded.env();
-            extra_env.extend(post::take_pre_state(job_run.state, call.step_idx));
             let command = StepCommand::process(
                 vec!["node".into(), format!("{}/{main}", loaded.dir)],
-                extra_env.clone(),
+                loaded.env(),
                 step::step_timeout(step, job_run.state)?,
             );
-            let result =
-                step::execute(job_run, Some(call.step_idx), command, step_env.clone()).await?;
-            if let Some(post) = post {
-                extra_env.extend(state_variables(&result.state));
-                job_run.state.actions.post_steps.push(PostStep::new(
-                    step,
-                    post_if.clone(),
-                    vec!["node".into(), format!("{}/{post}", loaded.dir)],
-                    None,
-                    step_env,
-                    extra_env,
-                ));
-            }
-            Ok(result)
+            let post_stage = || {
+                Ok(post.as_ref().map(|post| post::PostStage {
+                    condition: post_if.clone(),
+                    argv: vec!["node".into(), format!("{}/{post}", loaded.dir)],
+                    container: None,
+                }))
+            };
+            post::run_main_stage(job_run, call, step, command, step_env, post_stage).await
         }
         Runs::Docker(runs) => {
             docker::run_action(job_run, call, step, &loaded, runs, step_env).await

@@ -19,10 +19,49 @@ use crate::executor::expr::JobStatus;
 use crate::executor::job::{Emitter, JobRun, JobState};
 use crate::executor::model::action::Runs;
 use crate::executor::model::{Job, Located, Pos, Step};
-use crate::executor::step::{self, StepCommand, StepContainer};
+use crate::executor::step::{self, BodyResult, StepCommand, StepContainer};
 
 /// How long post steps may still run after the job was cancelled or timed out (upstream: 5 min).
 const POST_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// What an action's post stage runs: a process in the job environment (a node action's `post`,
+/// `container` `None`) or a step container (a docker action's `post-entrypoint`).
+pub struct PostStage {
+    /// `post-if`; `None` means `always()`.
+    pub condition: Option<Located<String>>,
+    pub argv: Vec<String>,
+    pub container: Option<StepContainer>,
+}
+
+/// Runs an action's main stage (with what its pre stage saved) and then registers its post stage,
+/// if `post` names one, with the main stage's env and `STATE_*`. `post` is asked only once the
+/// main stage has run, so a post stage that cannot be built fails the step after its main stage.
+pub async fn run_main_stage<B: Backend>(
+    job_run: &mut JobRun<'_, B>,
+    call: Call,
+    step: &Step,
+    mut command: StepCommand,
+    step_env: IndexMap<String, String>,
+    post: impl FnOnce() -> Result<Option<PostStage>, String>,
+) -> Result<BodyResult, String> {
+    command
+        .extra_env
+        .extend(take_pre_state(job_run.state, call.step_idx));
+    let mut extra_env = command.extra_env.clone();
+    let result = step::execute(job_run, Some(call.step_idx), command, step_env.clone()).await?;
+    if let Some(post) = post()? {
+        extra_env.extend(state_variables(&result.state));
+        job_run.state.actions.post_steps.push(PostStep::new(
+            step,
+            post.condition,
+            post.argv,
+            post.container,
+            step_env,
+            extra_env,
+        ));
+    }
+    Ok(result)
+}
 
 /// A registered post step.
 pub struct PostStep {
@@ -158,23 +197,30 @@ pub async fn run_pre_steps<B: Backend>(job: &Job, job_run: &mut JobRun<'_, B>) -
             }
             _ => continue,
         };
-        match result {
-            Ok(result) if result.outcome == Conclusion::Success => {
-                job_run
-                    .state
-                    .actions
-                    .pre_states
-                    .insert(step_idx, result.state);
+        match succeeded(job_run.emitter, result).await {
+            Some(saved) => {
+                job_run.state.actions.pre_states.insert(step_idx, saved);
             }
-            Ok(_) => all_succeeded = false,
-            Err(message) => {
-                let error = format!("::error::{message}");
-                job_run.emitter.log(None, &error).await;
-                all_succeeded = false;
-            }
+            None => all_succeeded = false,
         }
     }
     all_succeeded
+}
+
+/// What a pre or post stage saved when it succeeded; `None` when it failed (logged when it
+/// could not run).
+async fn succeeded(
+    emitter: &Emitter,
+    result: Result<BodyResult, String>,
+) -> Option<IndexMap<String, String>> {
+    match result {
+        Ok(result) if result.outcome == Conclusion::Success => Some(result.state),
+        Ok(_) => None,
+        Err(message) => {
+            emitter.log(None, &format!("::error::{message}")).await;
+            None
+        }
+    }
 }
 
 /// Runs the registered post steps in reverse order; returns false when one failed.
@@ -219,14 +265,8 @@ pub async fn run_post_steps<B: Backend>(
         };
         let mut post_run = job_run.with_cancel(&post_cancel);
         let result = step::execute(&mut post_run, None, command, post.step_env).await;
-        match result {
-            Ok(result) if result.outcome == Conclusion::Success => {}
-            Ok(_) => all_succeeded = false,
-            Err(message) => {
-                let error = format!("::error::{message}");
-                job_run.emitter.log(None, &error).await;
-                all_succeeded = false;
-            }
+        if succeeded(job_run.emitter, result).await.is_none() {
+            all_succeeded = false;
         }
     }
     all_succeeded
