@@ -1,8 +1,9 @@
 //! The runner API client against the fake Gitea. One conformance suite, every case run over
 //! both transports (ripgrep's `SearcherTester` idea): `conformance!(name, case)` expands to
 //! `name::connect` and `name::grpc`, so a failure names its transport.
-//! `rpcs`: each RPC's happy path and Gitea's semantics; `errors`: error shapes and faults;
-//! `connect_wire`: raw-HTTP checks of the Connect wire and transport specifics.
+//! `rpcs`: Ping, Register, Declare, FetchTask; `reports`: UpdateTask and UpdateLog; `errors`:
+//! error shapes and faults; `connect_wire`: raw-HTTP checks of the Connect wire and transport
+//! specifics.
 
 use std::future::Future;
 use std::time::Duration;
@@ -167,4 +168,5 @@ fn final_state(task_id: i64, result: TaskResult) -> TaskState {
 
 mod connect_wire;
 mod errors;
+mod reports;
 mod rpcs;

@@ -64,6 +64,7 @@ mod connect;
 mod faults;
 pub mod git_http;
 pub mod results;
+mod row_log;
 mod serve;
 mod service;
 mod state;
