@@ -25,6 +25,7 @@ use crate::daemon::observe::{FanOut, Observer};
 use crate::daemon::service::{self, Control, Outcome, Setup};
 use crate::daemon::task::RunnerContext;
 use crate::executor::backend::docker::connect;
+use crate::executor::backend::job_processes::ProcessScope;
 use crate::metrics::{Metrics, ReloadResult, RunnerInfo};
 use crate::systemd::dbus::ShutdownInhibitor;
 use crate::systemd::observer::RunningJobs;
@@ -120,7 +121,7 @@ async fn run_daemon(
     latches.registration.release();
 
     let runner_file = config.runner.file.clone();
-    let _lock = match RegistrationLock::try_acquire(&runner_file) {
+    let lock = match RegistrationLock::try_acquire(&runner_file) {
         Ok(lock) => Some(lock),
         Err(error @ crate::config::LockError::Locked { .. }) => {
             return Err(anyhow::Error::from(error)
@@ -131,6 +132,11 @@ async fn run_daemon(
             None
         }
     };
+    let host_scope = ProcessScope::for_runner_file(&runner_file);
+    // Holding the lock, no other daemon of this runner is alive.
+    if lock.is_some() {
+        host_scope.kill_leftovers();
+    }
 
     let labels = resolve_labels(args.labels.as_deref(), &config, &registration)?;
     if labels.is_empty() {
@@ -241,6 +247,7 @@ async fn run_daemon(
         labels,
         docker.is_some(),
         cache_access.clone(),
+        &host_scope,
     );
     let (ready_tx, ready_rx) = oneshot::channel();
     let setup = Setup {
@@ -265,6 +272,7 @@ async fn run_daemon(
             docker_available: setup.docker.is_some(),
             cache: cache_access,
             cache_config: config.cache.clone(),
+            host_scope,
             shutdown_timeout: config.runner.shutdown_timeout,
             log,
             logind_shutdown,
@@ -359,6 +367,7 @@ fn execution_config(
     labels: Vec<Label>,
     docker_available: bool,
     cache: Option<CacheAccess>,
+    host_scope: &ProcessScope,
 ) -> ExecutionConfig {
     let fallback = if docker_available {
         Platform::Docker {
@@ -381,6 +390,7 @@ fn execution_config(
         fallback,
         ephemeral: registration.ephemeral,
         cache,
+        host_scope: host_scope.clone(),
         config,
     }
 }
@@ -486,6 +496,7 @@ struct SignalContext {
     cache: Option<CacheAccess>,
     /// The `cache:` the cache service started with, to name what a reload cannot apply.
     cache_config: crate::config::CacheConfig,
+    host_scope: ProcessScope,
     shutdown_timeout: Duration,
     log: super::logging::LogControl,
     /// Cancelled when logind announces a shutdown (`PrepareForShutdown`).
@@ -561,6 +572,7 @@ async fn reload(controls: &mpsc::Sender<Control>, context: &SignalContext) {
                 labels,
                 context.docker_available,
                 context.cache.clone(),
+                &context.host_scope,
             );
             if controls.send(Control::Reload(Box::new(new))).await.is_ok() {
                 context.metrics.set_capacity(capacity);

@@ -10,19 +10,21 @@ use crate::daemon::execution::{DockerAccess, ExecutionConfig};
 use crate::daemon::task::{self, TaskSummary};
 use crate::executor::backend::docker::{self, DockerJobConfig, IpFamilies, JobIdentity};
 use crate::executor::backend::host::{HostBackend, HostOptions};
+use crate::executor::backend::job_processes::ProcessScope;
 
 /// `RUNNER_TOOL_CACHE` of host jobs under `host.workdir_parent` with `runner.tool_cache_mode:
 /// shared` (upstream's: `tool_cache` in the action cache directory, which is the same place).
 const SHARED_HOST_TOOL_CACHE: &str = "tool_cache";
 
 /// The host backend of a job, in a fresh directory under `host.workdir_parent`.
-pub fn host_backend(config: &Config) -> HostBackend {
+pub fn host_backend(config: &Config, scope: &ProcessScope) -> HostBackend {
     let workdir_parent = &config.host.workdir_parent;
     let runner = &config.runner;
     let options = HostOptions {
         allocate_pty: runner.allocate_pty,
         shared_tool_cache: (runner.tool_cache_mode == ToolCacheMode::Shared)
             .then(|| workdir_parent.join(SHARED_HOST_TOOL_CACHE)),
+        scope: scope.clone(),
     };
     HostBackend::with_options(workdir_parent, options)
 }

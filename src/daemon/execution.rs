@@ -33,6 +33,7 @@ use crate::daemon::spool::SpoolRoot;
 use crate::daemon::task::{self, RunnerContext, TaskError, TaskSummary};
 use crate::executor::backend::Backend;
 use crate::executor::backend::docker::{DockerBackend, NetworkPool};
+use crate::executor::backend::job_processes::ProcessScope;
 use crate::executor::event::{Conclusion, JobEvent};
 use crate::executor::hooks::JobHooks;
 use crate::executor::{JobSpec, TrustedGitServer, run_job};
@@ -53,6 +54,8 @@ pub struct ExecutionConfig {
     /// The cache service jobs are told about; `None` with `cache.enabled: false` (or when the
     /// embedded server could not start).
     pub cache: Option<CacheAccess>,
+    /// Marks this runner's host job processes (fixed for the daemon's life: a reload keeps it).
+    pub host_scope: ProcessScope,
 }
 
 /// The Docker side, when the labels or `container.require_docker` need it.
@@ -272,7 +275,7 @@ impl<A: RunnerApi + 'static> Execution<A> {
         let limit = snapshot.runner.timeout + CANCEL_GRACE;
         match platform {
             Platform::Host => {
-                let mut backend = backends::host_backend(&snapshot.config);
+                let mut backend = backends::host_backend(&snapshot.config, &snapshot.host_scope);
                 bounded_run(spec, &mut backend, limit, &job_cancel, &events).await
             }
             Platform::Docker { image } => {

@@ -9,8 +9,8 @@
 //!
 //! # How the daemon wires it (API boundary)
 //!
-//! 1. `main` calls [`Inherited::capture`] before anything else, while the process has one thread,
-//!    and passes the result down to the `daemon` command. It holds the notify socket, the
+//! 1. `main` calls [`Inherited::capture`] before anything else, while the process has one thread
+//!    (it first closes the fds the launching process leaked, [`inherited_fds`]), and passes the result down to the `daemon` command. It holds the notify socket, the
 //!    watchdog interval, the socket-activated `metrics` listener and the credentials directory.
 //! 2. Logging: [`journald::layer_if_wanted`]`(config.log.journald)` gives the journald layer when
 //!    stderr is the journal or config asks for it; otherwise use the plain stderr layer. The
@@ -52,6 +52,7 @@ pub mod activation;
 pub mod child_env;
 pub mod credentials;
 pub mod dbus;
+pub mod inherited_fds;
 pub mod journald;
 pub mod notify;
 pub mod observer;
@@ -86,9 +87,12 @@ pub struct Inherited {
 }
 
 impl Inherited {
-    /// Takes the inherited fds and reads the systemd variables. Call it first thing in `main`,
-    /// while the process has a single thread: taking the listener edits the process environment.
+    /// Closes the fds the launching process leaked, takes systemd's and reads its variables. Call
+    /// it first thing in `main`, while the process has a single thread: taking the listener edits
+    /// the process environment.
     pub fn capture() -> Self {
+        // First: the rest opens descriptors of its own.
+        inherited_fds::close_inherited();
         let (notify_socket, notify_error) = match NotifySocket::from_env() {
             Ok(socket) => (socket, None),
             Err(error) => (None, Some(error)),

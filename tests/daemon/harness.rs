@@ -111,6 +111,26 @@ impl Daemon {
 
     /// [`Daemon::start`] with more environment variables for the daemon process.
     pub async fn start_with_env(dir: &RunnerDir, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn(
+            dir,
+            Command::new(env!("CARGO_BIN_EXE_act_runner")),
+            args,
+            env,
+        )
+    }
+
+    /// [`Daemon::start`] by `sh -c '<prelude>; exec act_runner …'`: the daemon inherits what the
+    /// prelude opens (`exec 7<file`), as from an admin's shell.
+    pub async fn start_after_shell(dir: &RunnerDir, prelude: &str) -> Daemon {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!("{prelude}; exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_act_runner"));
+        Daemon::spawn(dir, shell, &[], &[])
+    }
+
+    fn spawn(dir: &RunnerDir, mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log_path = dir.path().join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -119,7 +139,7 @@ impl Daemon {
                 .as_nanos()
         ));
         let log = std::fs::File::create(&log_path).expect("create the daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_act_runner"))
+        let child = command
             .arg("-c")
             .arg(dir.config_path())
             .arg("daemon")

@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod host;
+pub mod job_processes;
 mod tree_copy;
 
 use std::collections::BTreeMap;

@@ -4,7 +4,8 @@
 //! the executor passes, built on an allowlist of the runner's own variables (never systemd's
 //! `NOTIFY_SOCKET`, `LISTEN_*`, `WATCHDOG_*`, `INVOCATION_ID`, `JOURNAL_STREAM`). Each command runs in
 //! its own process group, killed as a whole (SIGTERM, then SIGKILL after a bound) on cancellation or
-//! timeout; groups still alive at `cleanup` (background processes a step left) are killed too.
+//! timeout; at `cleanup` what a step left running is killed: its groups, and every process that
+//! carries the job's mark, which `setsid` does not shed ([`super::job_processes`]).
 
 mod output;
 
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sync;
 
+use super::job_processes::{JOB_MARK_VAR, ProcessScope, kill_job};
 use super::tree_copy::copy_entries;
 use super::{
     Backend, BackendError, EnvironmentPaths, ExecEnd, ExecRequest, ExitStatus, JobContainers,
@@ -49,6 +51,8 @@ pub struct HostOptions {
     /// (upstream: `tool_cache` beside the action cache); `None` gives each job its own, removed
     /// with the job's directory.
     pub shared_tool_cache: Option<PathBuf>,
+    /// Every process of the job is marked as a job of this scope ([`JOB_MARK_VAR`]).
+    pub scope: ProcessScope,
 }
 
 /// Runs steps as host processes under `<parent>/<random>/`.
@@ -60,22 +64,26 @@ pub struct HostBackend {
     base_env: BTreeMap<String, String>,
     /// Process groups started, killed at cleanup in case a step left something running.
     process_groups: Mutex<Vec<i32>>,
+    /// The value of [`JOB_MARK_VAR`] in every process of this job.
+    mark: String,
 }
 
 impl HostBackend {
     /// A backend whose task directory will be created under `parent` (e.g. `host.workdir_parent`,
-    /// or the system temp dir).
+    /// or the system temp dir), in a scope of its own.
     pub fn new(parent: &Path) -> HostBackend {
         let options = HostOptions {
             allocate_pty: false,
             shared_tool_cache: None,
+            scope: ProcessScope::private(),
         };
         HostBackend::with_options(parent, options)
     }
 
     /// [`HostBackend::new`] with the runner's settings.
     pub fn with_options(parent: &Path, options: HostOptions) -> HostBackend {
-        let root = parent.join(format!("{:016x}", rand::random::<u64>()));
+        let job = format!("{:016x}", rand::random::<u64>());
+        let root = parent.join(&job);
         let paths = EnvironmentPaths {
             workspace: root.join("workspace"),
             temp: root.join("temp"),
@@ -94,12 +102,14 @@ impl HostBackend {
         base_env
             .entry("PATH".to_string())
             .or_insert_with(|| DEFAULT_PATH.to_string());
+        let mark = options.scope.job_mark(&job);
         HostBackend {
             root,
             paths,
             options,
             base_env,
             process_groups: Mutex::new(Vec::new()),
+            mark,
         }
     }
 
@@ -210,6 +220,7 @@ impl Backend for HostBackend {
             .args(args)
             .env_clear()
             .envs(&request.env)
+            .env(JOB_MARK_VAR, &self.mark)
             .current_dir(&working_dir)
             .stdin(step_output.stdin)
             .stdout(step_output.stdout)
@@ -374,6 +385,8 @@ impl Backend for HostBackend {
             // The leader has exited; what is left are processes a step put in the background.
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
+        let mark = self.mark.clone();
+        let _ = tokio::task::spawn_blocking(move || kill_job(&mark)).await;
         match tokio::fs::remove_dir_all(&self.root).await {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -119,6 +119,7 @@ async fn with_allocate_pty_a_step_writes_to_a_terminal_and_ends_as_without_one()
     let options = HostOptions {
         allocate_pty: true,
         shared_tool_cache: None,
+        scope: ProcessScope::private(),
     };
     let mut backend = HostBackend::with_options(parent.path(), options);
     let (tx, _rx) = mpsc::channel(8);
@@ -160,6 +161,7 @@ async fn a_shared_tool_cache_is_outside_the_job_directory_and_outlives_it() {
     let options = HostOptions {
         allocate_pty: false,
         shared_tool_cache: Some(shared.clone()),
+        scope: ProcessScope::private(),
     };
     let mut backend = HostBackend::with_options(parent.path(), options);
     let (tx, _rx) = mpsc::channel(8);
