@@ -135,9 +135,14 @@ async fn after_a_daemon_crash_the_next_start_kills_what_its_jobs_left_running() 
             "{}",
             restarted.log()
         );
-        // Up (the crashed run's task delivered from the spool) before the SIGTERM, which would
-        // kill a daemon still starting.
+        // Polling (past the delivery of the crashed run's task) before the SIGTERM: a daemon still
+        // starting would die of it.
         restarted.wait_final(&gitea, task_id).await;
+        let next = gitea.enqueue_task(workflow("echo next"));
+        assert_eq!(
+            restarted.wait_final(&gitea, next).await.result,
+            TaskResult::Success
+        );
         restarted.stop().await;
     })
     .await;
