@@ -9,6 +9,8 @@ cd "$(dirname "$0")/../.."
 profile="${PROFILE:-release}"
 size_mib="${SIZE_MIB:-1024}"
 cargo build --quiet --profile "$profile" --example cache_bench
+# The figures move with the machine's load: print it with them.
+echo "profile $profile, load average before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 dir_name=$([ "$profile" = dev ] && echo debug || echo "$profile")
 bin="target/$dir_name/examples/cache_bench"
 work=$(mktemp -d "${BENCH_DIR:-target}/cache-bench.XXXXXX")
@@ -49,3 +51,4 @@ echo "restore: $restore s ($(mib_s "$restore") MiB/s) vs cp + sync $raw_restore 
 echo "server peak RSS: $((peak_kb / 1024)) MB"
 rm -rf "$work/cache" "$work/source.restored"
 "$bin" lookups "$work/index"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -6,9 +6,15 @@
 //! (redb is synchronous): the engine calls them from `spawn_blocking`. Only committed entries are
 //! ever stored, so an index row always names a complete blob.
 //!
-//! May use: `redb`, `super::error`, std.
+//! A restore's access time is kept in memory (`pending`) and written with the next write
+//! transaction, or before anything reads access times (`all`): a restore is then a read
+//! transaction only, never a write that waits for the writer lock behind a commit's fsync.
+//!
+//! May use: `redb`, `super::error`, `crate::sync`, std.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -43,9 +49,15 @@ pub struct Record {
     pub accessed_us: u64,
 }
 
+/// Access times held in memory at most; one more writes them all first.
+const MAX_PENDING_TOUCHES: usize = 4096;
+
 /// The redb index.
 pub struct Index {
     db: Database,
+    /// Access times not yet written, by composite key (the latest wins). A std mutex: held for a
+    /// map operation only, never over a write or across an await.
+    pending: Mutex<HashMap<Vec<u8>, u64>>,
 }
 
 impl Index {
@@ -56,7 +68,10 @@ impl Index {
         txn.open_table(ENTRIES).map_err(CacheError::index)?;
         txn.open_table(IDS).map_err(CacheError::index)?;
         txn.commit().map_err(CacheError::index)?;
-        Ok(Index { db })
+        Ok(Index {
+            db,
+            pending: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The highest id in the index, 0 when empty.
@@ -70,11 +85,13 @@ impl Index {
     /// Inserts a committed entry durably, replacing (and returning) any entry of the same name.
     pub fn insert(&self, name: &EntryName, record: Record) -> Result<Option<Record>, CacheError> {
         let composite = encode_name(name);
+        let touches = self.take_touches();
         let txn = self.db.begin_write().map_err(CacheError::index)?;
         let replaced;
         {
             let mut entries = txn.open_table(ENTRIES).map_err(CacheError::index)?;
             let mut ids = txn.open_table(IDS).map_err(CacheError::index)?;
+            write_touches(&mut entries, &touches)?;
             replaced = entries
                 .insert(composite.as_slice(), encode_record(record).as_slice())
                 .map_err(CacheError::index)?
@@ -140,28 +157,29 @@ impl Index {
         start.extend_from_slice(key.as_bytes());
         let mut end = start.clone();
         end.push(END);
-        let mut best: Option<(EntryName, Record)> = None;
+        // Rows are compared as bytes; only the newest is decoded (a restore key may match
+        // thousands of rows, and decoding each would allocate four strings).
+        let mut best: Option<(Vec<u8>, Record)> = None;
         for row in entries
             .range(start.as_slice()..end.as_slice())
             .map_err(CacheError::index)?
         {
             let (name, value) = row.map_err(CacheError::index)?;
-            let (Some(name), Some(record)) =
-                (decode_name(name.value()), decode_record(value.value()))
-            else {
-                continue;
-            };
-            if name.version != version {
+            let composite = name.value();
+            if !has_version(composite, version) {
                 continue;
             }
+            let Some(record) = decode_record(value.value()) else {
+                continue;
+            };
             if best
                 .as_ref()
                 .is_none_or(|(_, b)| record.created_us > b.created_us)
             {
-                best = Some((name, record));
+                best = Some((composite.to_vec(), record));
             }
         }
-        Ok(best)
+        Ok(best.and_then(|(composite, record)| decode_name(&composite).map(|name| (name, record))))
     }
 
     /// The entry with `id`.
@@ -181,36 +199,57 @@ impl Index {
         Ok(record.and_then(|record| decode_name(&composite).map(|name| (name, record))))
     }
 
-    /// Moves an entry's last access to `now_us`. Not durable: a crash may lose an access time,
-    /// which only makes eviction slightly less fair, and it keeps a restore free of an fsync.
+    /// Moves an entry's last access to `now_us`, in memory until the next write (see the module
+    /// doc). Not durable: a crash may lose access times, which only makes eviction slightly
+    /// less fair, and it keeps a restore free of a write transaction.
     pub fn touch(&self, name: &EntryName, now_us: u64) -> Result<(), CacheError> {
-        let composite = encode_name(name);
+        let touches = {
+            let mut pending = crate::sync::lock(&self.pending);
+            let accessed = pending.entry(encode_name(name)).or_default();
+            *accessed = (*accessed).max(now_us);
+            if pending.len() < MAX_PENDING_TOUCHES {
+                return Ok(());
+            }
+            std::mem::take(&mut *pending)
+        };
+        self.write_touches_now(&touches)
+    }
+
+    /// The access times held in memory, which the caller writes. The lock is never held over
+    /// a write, so a restore's touch never waits for a commit's fsync.
+    fn take_touches(&self) -> HashMap<Vec<u8>, u64> {
+        std::mem::take(&mut *crate::sync::lock(&self.pending))
+    }
+
+    /// Writes the access times held in memory (not durably: see [`Index::touch`]).
+    fn flush_touches(&self) -> Result<(), CacheError> {
+        let touches = self.take_touches();
+        if touches.is_empty() {
+            return Ok(());
+        }
+        self.write_touches_now(&touches)
+    }
+
+    fn write_touches_now(&self, touches: &HashMap<Vec<u8>, u64>) -> Result<(), CacheError> {
         let mut txn = self.db.begin_write().map_err(CacheError::index)?;
         txn.set_durability(Durability::None)
             .map_err(CacheError::index)?;
         {
             let mut entries = txn.open_table(ENTRIES).map_err(CacheError::index)?;
-            let current = entries
-                .get(composite.as_slice())
-                .map_err(CacheError::index)?
-                .and_then(|value| decode_record(value.value()));
-            if let Some(mut record) = current {
-                record.accessed_us = record.accessed_us.max(now_us);
-                entries
-                    .insert(composite.as_slice(), encode_record(record).as_slice())
-                    .map_err(CacheError::index)?;
-            }
+            write_touches(&mut entries, touches)?;
         }
         txn.commit().map_err(CacheError::index)
     }
 
     /// Removes the entries with these ids durably; returns the removed ones.
     pub fn remove_ids(&self, remove: &[u64]) -> Result<Vec<(EntryName, Record)>, CacheError> {
+        let touches = self.take_touches();
         let txn = self.db.begin_write().map_err(CacheError::index)?;
         let mut removed = Vec::new();
         {
             let mut entries = txn.open_table(ENTRIES).map_err(CacheError::index)?;
             let mut ids = txn.open_table(IDS).map_err(CacheError::index)?;
+            write_touches(&mut entries, &touches)?;
             for id in remove {
                 let Some(composite) = ids.remove(*id).map_err(CacheError::index)? else {
                     continue;
@@ -229,8 +268,9 @@ impl Index {
         Ok(removed)
     }
 
-    /// Every entry (for listing and eviction), in key order.
+    /// Every entry (for listing and eviction), in key order, with every access time so far.
     pub fn all(&self) -> Result<Vec<(EntryName, Record)>, CacheError> {
+        self.flush_touches()?;
         let txn = self.db.begin_read().map_err(CacheError::index)?;
         let entries = txn.open_table(ENTRIES).map_err(CacheError::index)?;
         let mut all = Vec::new();
@@ -244,6 +284,37 @@ impl Index {
         }
         Ok(all)
     }
+}
+
+/// Moves the access time of every row named in `pending` forward (rows gone meanwhile are
+/// skipped).
+fn write_touches(
+    entries: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    pending: &HashMap<Vec<u8>, u64>,
+) -> Result<(), CacheError> {
+    for (composite, accessed_us) in pending {
+        let current = entries
+            .get(composite.as_slice())
+            .map_err(CacheError::index)?
+            .and_then(|value| decode_record(value.value()));
+        if let Some(mut record) = current
+            && record.accessed_us < *accessed_us
+        {
+            record.accessed_us = *accessed_us;
+            entries
+                .insert(composite.as_slice(), encode_record(record).as_slice())
+                .map_err(CacheError::index)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a composite key's last part is exactly `version` (no part contains [`SEP`]).
+fn has_version(composite: &[u8], version: &str) -> bool {
+    let version = version.as_bytes();
+    composite.len() > version.len()
+        && composite.ends_with(version)
+        && composite[composite.len() - version.len() - 1] == SEP
 }
 
 fn encode_name(name: &EntryName) -> Vec<u8> {
@@ -346,6 +417,11 @@ mod tests {
             .find("owner/repo", "refs/heads/main", "npm-", true, "v1")
             .unwrap();
         assert_eq!(found.map(|(_, r)| r.id), Some(2));
+        // A version that only ends like the stored one is another version.
+        let suffix = index
+            .find("owner/repo", "refs/heads/main", "npm-", true, "1")
+            .unwrap();
+        assert_eq!(suffix, None);
         let exact = index
             .find("owner/repo", "refs/heads/main", "npm-", false, "v1")
             .unwrap();
@@ -369,8 +445,19 @@ mod tests {
         index.touch(&entry, 50).unwrap();
         assert_eq!(
             index.get_by_id(2).unwrap().map(|(_, r)| r.accessed_us),
-            Some(50)
+            Some(2),
+            "a touch waits in memory"
         );
+        assert_eq!(index.all().unwrap()[0].1.accessed_us, 50);
+        index.touch(&entry, 60).unwrap();
+        let other = name("refs/heads/main", "other", "v");
+        index.insert(&other, record(3, 3)).unwrap();
+        assert_eq!(
+            index.get_by_id(2).unwrap().map(|(_, r)| r.accessed_us),
+            Some(60),
+            "the next write carries it"
+        );
+        index.remove_ids(&[3]).unwrap();
         let removed = index.remove_ids(&[2, 9]).unwrap();
         assert_eq!(removed.len(), 1);
         assert!(index.all().unwrap().is_empty());
