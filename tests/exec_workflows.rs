@@ -193,9 +193,7 @@ pub fn check_all(dir: &Path, backend: &str, image_args: &[&str], n_workers: usiz
                     let idx = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(path) = files.get(idx) else { break };
                     if let Err(problem) = run_workflow(path, backend, image_args) {
-                        failures
-                            .lock()
-                            .unwrap()
+                        act_runner::sync::lock(&failures)
                             .push(format!("== {} ({backend}): {problem}", path.display()));
                     }
                 }

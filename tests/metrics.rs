@@ -369,21 +369,15 @@ async fn an_oversized_request_head_is_refused() {
 /// Raises the soft descriptor limit to the hard one: the test holds 2,000 client sockets and the
 /// server's accepted ones in one process.
 fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-    }
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit).expect("raise the soft descriptor limit to the hard one");
+    let limit = getrlimit(Resource::Nofile);
     assert!(
-        limit.rlim_cur >= 4096,
-        "the test needs 4096 descriptors, the hard limit is {}",
-        limit.rlim_max
+        limit.current.is_none_or(|current| current >= 4096),
+        "the test needs 4096 descriptors, the hard limit is {:?}",
+        limit.maximum
     );
 }
 

@@ -49,18 +49,14 @@ impl ScriptedApi {
     }
 
     fn fetch_times(&self) -> Vec<Instant> {
-        self.fetches
-            .lock()
-            .unwrap()
+        crate::sync::lock(&self.fetches)
             .iter()
             .map(|(at, _)| *at)
             .collect()
     }
 
     fn sent_versions(&self) -> Vec<i64> {
-        self.fetches
-            .lock()
-            .unwrap()
+        crate::sync::lock(&self.fetches)
             .iter()
             .map(|(_, v)| *v)
             .collect()
@@ -81,14 +77,8 @@ impl RunnerApi for ScriptedApi {
         &self,
         request: FetchTaskRequest,
     ) -> Result<FetchTaskResponse, ClientError> {
-        self.fetches
-            .lock()
-            .unwrap()
-            .push((Instant::now(), request.tasks_version));
-        let answer = self
-            .answers
-            .lock()
-            .unwrap()
+        crate::sync::lock(&self.fetches).push((Instant::now(), request.tasks_version));
+        let answer = crate::sync::lock(&self.answers)
             .pop_front()
             .unwrap_or(self.default);
         match answer {

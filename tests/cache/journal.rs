@@ -49,13 +49,13 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let message = fields.0.remove("MESSAGE").unwrap_or_default();
-        self.0.lock().unwrap().push((message, fields.0));
+        act_runner::sync::lock(&self.0).push((message, fields.0));
     }
 }
 
 impl Capture {
     fn find(&self, message: &str) -> BTreeMap<String, String> {
-        let events = self.0.lock().unwrap();
+        let events = act_runner::sync::lock(&self.0);
         events
             .iter()
             .find(|(text, _)| text == message)

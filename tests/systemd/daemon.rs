@@ -40,7 +40,7 @@ impl Received {
             let mut buf = vec![0u8; 4096];
             while let Ok(n) = socket.recv(&mut buf).await {
                 let text = String::from_utf8_lossy(&buf[..n]).trim_end().to_owned();
-                messages.lock().unwrap().push((Instant::now(), text));
+                act_runner::sync::lock(&messages).push((Instant::now(), text));
             }
         });
         received
@@ -48,7 +48,7 @@ impl Received {
 
     /// Everything but the watchdog pings, in arrival order, from message `from` on.
     pub fn lifecycle(&self, from: usize) -> Vec<String> {
-        self.messages.lock().unwrap()[from..]
+        act_runner::sync::lock(&self.messages)[from..]
             .iter()
             .filter(|(_, text)| text != "WATCHDOG=1")
             .map(|(_, text)| text.clone())
@@ -56,9 +56,7 @@ impl Received {
     }
 
     pub fn pings_between(&self, start: Instant, end: Instant) -> Vec<Instant> {
-        self.messages
-            .lock()
-            .unwrap()
+        act_runner::sync::lock(&self.messages)
             .iter()
             .filter(|(at, text)| text == "WATCHDOG=1" && *at >= start && *at <= end)
             .map(|(at, _)| *at)
@@ -66,7 +64,7 @@ impl Received {
     }
 
     fn len(&self) -> usize {
-        self.messages.lock().unwrap().len()
+        act_runner::sync::lock(&self.messages).len()
     }
 
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[String]) -> bool) {

@@ -36,7 +36,7 @@ impl FreezableDocker {
         let (frozen_in_loop, cut_in_loop) = (Arc::clone(&frozen), Arc::clone(&cut));
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                let cut = cut_in_loop.lock().unwrap().clone();
+                let cut = act_runner::sync::lock(&cut_in_loop).clone();
                 let frozen = frozen_in_loop.load(Ordering::SeqCst);
                 tokio::spawn(async move {
                     if frozen {
@@ -59,7 +59,7 @@ impl FreezableDocker {
 
     fn set_frozen(&self, frozen: bool) {
         self.frozen.store(frozen, Ordering::SeqCst);
-        let mut cut = self.cut.lock().unwrap();
+        let mut cut = act_runner::sync::lock(&self.cut);
         cut.cancel();
         *cut = CancellationToken::new();
     }

@@ -87,7 +87,7 @@ impl MemoryGitea {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        f(&mut self.inner.lock().unwrap())
+        f(&mut crate::sync::lock(&self.inner))
     }
 
     fn fault(inner: &mut Inner) -> Fault {
@@ -142,7 +142,7 @@ impl RunnerApi for MemoryGitea {
         let bytes = request.encoded_len();
         // What the server decodes; every row is checked to be a LogRow on the way.
         let request = request.to_request().unwrap();
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = crate::sync::lock(&self.inner);
         inner.calls.push(Call::Log {
             index: request.index,
             n_rows: request.rows.len(),
@@ -192,7 +192,7 @@ impl RunnerApi for MemoryGitea {
         &self,
         request: UpdateTaskRequest,
     ) -> Result<UpdateTaskResponse, ClientError> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = crate::sync::lock(&self.inner);
         let state = request.state.clone().unwrap();
         inner.calls.push(Call::Task {
             result: state.result,

@@ -153,10 +153,7 @@ async fn runners(State(shared): State<Arc<Shared>>) -> Json<Value> {
 }
 
 async fn counters(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let counters = shared
-        .counters
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let counters = act_runner::sync::lock(&shared.counters);
     let map: serde_json::Map<String, Value> = Method::ALL
         .iter()
         .map(|method| {

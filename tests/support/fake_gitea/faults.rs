@@ -130,7 +130,5 @@ impl FaultTable {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking test thread must not wedge the fake for the others.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    act_runner::sync::lock(mutex)
 }

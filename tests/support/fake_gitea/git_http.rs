@@ -42,7 +42,7 @@ impl GitHttp {
 
     /// Every request so far: its path and its `Authorization` header.
     pub fn requests(&self) -> Vec<(String, String)> {
-        self.seen.lock().unwrap().clone()
+        act_runner::sync::lock(&self.seen).clone()
     }
 
     /// The smart-HTTP routes of `/<owner>/<repo>` (what a fetch asks for).
@@ -77,10 +77,7 @@ async fn serve(State(git): State<GitHttp>, request: Request) -> Response {
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    git.seen
-        .lock()
-        .unwrap()
-        .push((parts.uri.path().to_string(), authorization.clone()));
+    act_runner::sync::lock(&git.seen).push((parts.uri.path().to_string(), authorization.clone()));
     if let Some(check) = &git.require {
         let accepted = basic_token(&authorization).is_some_and(|token| check(&token));
         if !accepted {

@@ -152,26 +152,16 @@ pub struct Shared {
 impl Shared {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not wedge the fake for the others.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        act_runner::sync::lock(&self.state)
     }
 
     fn lock_results(&self) -> MutexGuard<'_, results::ResultsState> {
-        self.results
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        act_runner::sync::lock(&self.results)
     }
 
     fn record(&self, method: Method, headers: &http::HeaderMap) {
-        self.last_headers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(method, headers.clone());
-        let mut counters = self
-            .counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        act_runner::sync::lock(&self.last_headers).insert(method, headers.clone());
+        let mut counters = act_runner::sync::lock(&self.counters);
         *counters.entry(method).or_default() += 1;
     }
 }
@@ -490,20 +480,13 @@ impl FakeGitea {
     }
 
     pub fn rpc_count(&self, method: Method) -> u64 {
-        let counters = self
-            .shared
-            .counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counters = act_runner::sync::lock(&self.shared.counters);
         counters.get(&method).copied().unwrap_or_default()
     }
 
     /// The headers of the latest request that named `method`.
     pub fn last_request_headers(&self, method: Method) -> Option<http::HeaderMap> {
-        self.shared
-            .last_headers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        act_runner::sync::lock(&self.shared.last_headers)
             .get(&method)
             .cloned()
     }
