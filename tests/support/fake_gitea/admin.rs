@@ -1,8 +1,10 @@
 //! The admin API for driving the fake out of process (the `fake-gitea` example, system tests),
 //! served on the Connect port when `FakeOptions::admin_api` is set:
 //! - `POST /_fake/registration-tokens` (body: the token) → 204
-//! - `POST /_fake/tasks?labels=a,b&job=ID` (body: workflow YAML) → `{"task_id": N}`;
-//!   `labels` replaces `runs-on`, `job` picks one job of a multi-job workflow
+//! - `POST /_fake/tasks?labels=a,b&job=ID&count=N` (body: workflow YAML) → `{"task_id": N}`;
+//!   `labels` replaces `runs-on`, `job` picks one job of a multi-job workflow, `count` (1 to
+//!   100,000; default 1) queues that many copies with consecutive ids, `task_id` the first
+//! - `GET /_fake/task-counts` → `{"waiting": N, "running": N, "success": N, ...}`: tasks per status
 //! - `GET /_fake/tasks/{id}` → `{id, status, result, runner_id, stopped_at, steps, outputs,
 //!   log_archived, logs: [{time, content}], log_writes: [{rows, at}]}`; `log_writes` lists each
 //!   UpdateLog that added rows: the log's length after it and when (Unix seconds)
@@ -29,6 +31,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/_fake/registration-tokens", post(add_registration_token))
         .route("/_fake/tasks", post(enqueue))
+        .route("/_fake/task-counts", get(task_counts))
         .route("/_fake/tasks/{id}", get(task))
         .route("/_fake/tasks/{id}/cancel", post(cancel))
         .route("/_fake/tasks/{id}/reap", post(reap))
@@ -66,8 +69,34 @@ async fn enqueue(
             .map(str::to_owned)
             .collect();
     }
-    let task_id = shared.lock_state().enqueue(spec);
+    let count = match query.get("count").map(|count| count.parse::<u32>()) {
+        None => 1,
+        Some(Ok(count @ 1..=MAX_ENQUEUE_COUNT)) => count,
+        Some(_) => {
+            let message = format!("count must be 1 to {MAX_ENQUEUE_COUNT}");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    };
+    let mut state = shared.lock_state();
+    let task_id = state.enqueue(spec.clone());
+    for _ in 1..count {
+        state.enqueue(spec.clone());
+    }
     Json(json!({ "task_id": task_id })).into_response()
+}
+
+/// The most tasks one enqueue call queues (a soak benchmark queues thousands at once).
+const MAX_ENQUEUE_COUNT: u32 = 100_000;
+
+async fn task_counts(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let state = shared.lock_state();
+    let mut counts = serde_json::Map::new();
+    for task in state.tasks.values() {
+        let status = format!("{:?}", task.status).to_lowercase();
+        let n_tasks = counts.get(&status).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(status, json!(n_tasks + 1));
+    }
+    Json(Value::Object(counts))
 }
 
 fn timestamp_json(timestamp: &Option<prost_types::Timestamp>) -> Value {
