@@ -136,24 +136,28 @@ fi
 docker_report=
 if [ "$docker_jobs" -gt 0 ]; then
     log "docker soak: $docker_jobs jobs on $image, capacity $capacity"
-    since=$(date +%s)
+    # Streamed from the start: the engine keeps only its last few hundred events for --since.
+    docker events --filter type=container --filter type=volume --filter event=create \
+        --filter event=mount \
+        --format '{{.Type}}|{{.Action}}|{{.Actor.ID}}|{{index .Actor.Attributes "container"}}|{{index .Actor.Attributes "com.gitea.runner.uuid"}}' \
+        >"$work/events" &
+    events_pid=$!
     start_daemon "$work/docker" "soak-docker:docker://$image"
     uuid=$(jq -r .uuid "$dir/.runner")
     started=$SECONDS
     run_jobs "$docker_jobs" soak-docker
     docker_seconds=$((SECONDS - started))
     stop_daemon
-    until=$(date +%s)
+    sleep 1
+    kill "$events_pid" 2>/dev/null || true
     filter="label=com.gitea.runner.uuid=$uuid"
     containers=$(docker ps -aq --filter "$filter" | wc -l)
     networks=$(docker network ls -q --filter "$filter" | wc -l)
-    # Volumes carry no runner label: those the runner's containers mounted must be gone.
-    docker events --since "$since" --until "$until" --filter type=container --filter event=create \
-        --filter "$filter" --format '{{.Actor.ID}}' | sort -u >"$work/containers"
-    docker events --since "$since" --until "$until" --filter type=volume --filter event=mount \
-        --format '{{.Actor.ID}} {{index .Actor.Attributes "container"}}' \
-        | awk 'NR == FNR { ours[$1] = 1; next } ($2 in ours) { print $1 }' "$work/containers" - \
-        | sort -u >"$work/volumes"
+    # Volumes carry no runner label: those mounted by the runner's containers must be gone.
+    awk -F'|' -v uuid="$uuid" '$1 == "container" && $2 == "create" && $5 == uuid { print $3 }' \
+        "$work/events" | sort -u >"$work/containers"
+    awk -F'|' 'NR == FNR { ours[$1] = 1; next } $1 == "volume" && $2 == "mount" && ($4 in ours) { print $3 }' \
+        "$work/containers" "$work/events" | sort -u >"$work/volumes"
     volumes=0
     while read -r volume; do
         docker volume inspect "$volume" >/dev/null 2>&1 && volumes=$((volumes + 1))
