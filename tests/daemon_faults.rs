@@ -1,12 +1,14 @@
 //! Delivery beyond upstream, end to end: with 30 % of UpdateLog and UpdateTask calls failing or
 //! never answered plus a 60 s full outage in the middle of a job, every row arrives exactly once
 //! and in order and the result arrives; after `kill -9` of the daemon mid-job and a restart, the
-//! spooled rows and the final state arrive before the restarted daemon takes new work.
+//! spooled rows and the final state arrive before the restarted daemon takes new work, and a
+//! SIGTERM while it delivers them still stops it.
 
 use std::time::Duration;
 
 use act_runner::client::Method;
 use act_runner::client::proto::runner::Result as TaskResult;
+use nix::sys::signal::Signal;
 
 use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
 use crate::support::fake_gitea::{Faults, InjectedError, TaskSpec};
@@ -141,6 +143,38 @@ async fn kill_nine_mid_job_then_restart_delivers_the_spool_and_the_final_state()
         assert_eq!(next_task.result, TaskResult::Success);
         assert!(!dir.spool_dir().join(task_id.to_string()).exists(), "the delivered spool is removed");
         restarted.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sigterm_while_a_leftover_report_is_in_flight_stops_the_daemon_even_when_it_arrives() {
+    bounded(async {
+        let gitea = start_fake().await;
+        let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let task_id = gitea.enqueue_task(
+            TaskSpec::from_workflow("on: push\njobs:\n  long:\n    runs-on: host-test\n    steps:\n      - run: echo started; sleep 600\n").unwrap(),
+        );
+        daemon.wait_for_line(&gitea, task_id, "started").await;
+        daemon.kill_hard().await;
+        // Every report call of the restarted daemon is still in flight when the SIGTERM comes,
+        // and then succeeds.
+        gitea.set_faults(Method::UpdateLog, Faults::latency(Duration::from_secs(3)));
+        gitea.set_faults(Method::UpdateTask, Faults::latency(Duration::from_secs(3)));
+        let mut restarted = Daemon::start(&dir, &[]).await;
+        let delivering = async {
+            while !restarted.log().contains("delivering reports left by an earlier run") {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), delivering)
+            .await
+            .unwrap_or_else(|_| panic!("no leftover delivery:\n{}", restarted.log()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        restarted.signal(Signal::SIGTERM);
+        let status = restarted.wait_exit(Duration::from_secs(30)).await;
+        assert_eq!(status, Some(0), "the daemon kept running:\n{}", restarted.log());
     })
     .await;
 }

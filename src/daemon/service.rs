@@ -268,7 +268,13 @@ async fn deliver_leftovers<A: RunnerApi + 'static>(
         "delivering reports left by an earlier run"
     );
     let settings = reporter_settings(config);
+    // A shutdown must end the start-up even when the report it interrupted still got through: a
+    // lost one would leave the daemon polling with every later delivery already told to exit.
+    let mut shutdown = false;
     for (spool, record) in leftovers {
+        if shutdown {
+            break;
+        }
         let task_id = record.job.task_id;
         let delivery = reporter::deliver_recovered(
             Arc::clone(api),
@@ -282,18 +288,19 @@ async fn deliver_leftovers<A: RunnerApi + 'static>(
         let delivered = loop {
             tokio::select! {
                 delivered = &mut delivery => break delivered,
-                control = controls.recv() => match control {
-                    Some(Control::Shutdown) | None => delivery_exit.cancel(),
+                control = controls.recv(), if !shutdown => match control {
+                    Some(Control::Shutdown) | None => {
+                        shutdown = true;
+                        delivery_exit.cancel();
+                    }
                     Some(Control::Reload(_)) => {}
                 },
             }
         };
         tracing::info!(task_id, delivery = ?delivered, "leftover report handled");
-        if delivered == Delivery::Kept {
-            return Ok(true);
-        }
+        shutdown |= delivered == Delivery::Kept;
     }
-    Ok(false)
+    Ok(shutdown)
 }
 
 /// Declares the labels and capabilities; returns the server's capabilities (the

@@ -90,7 +90,13 @@ pub async fn run(
             Vec::new(),
             report.map(|report| ReportWatch::new(report, terminal)),
         ),
-        None => (request.argv, files, None),
+        // A terminal is one stream already.
+        None if terminal => (request.argv, files, None),
+        None => {
+            let (argv, one_stream_env) = inline_files::one_stream(request.argv, env);
+            env = one_stream_env;
+            (argv, files, None)
+        }
     };
     let create = CreateExecOptions {
         cmd: Some(argv),

@@ -86,6 +86,58 @@ pub fn wrap(argv: &[String], files: &[NewFile], report: Option<Report>) -> Optio
     Some(wrapped)
 }
 
+/// `argv` run by a `sh` that sends its stderr into its stdout, for an exec that [`wrap`] does not
+/// carry (a program other than `sh`, such as `node` or a custom shell, or files by archive): the
+/// same one stream, for the same reason (see the module's documentation). The job container has
+/// a `sh`, as its keep-alive and the cancellation kill already assume.
+///
+/// `dash` and busybox `sh` drop variables whose names are not shell names from what they pass on,
+/// and an action's inputs are such names (`INPUT_RESTORE-KEYS`). So `env` (`NAME=VALUE` pairs)
+/// moves each of them to a pair of shell names here, `ACT_RUNNER_N<i>` (the name) and
+/// `ACT_RUNNER_V<i>` (the value), and the wrapping `sh` gives them back to the program through
+/// `env`; what it returns is the command and the environment. The values stay in the environment, out of the exec's command, which Docker's events show.
+pub fn one_stream(argv: Vec<String>, env: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let mut renamed = 0;
+    let mut kept = Vec::with_capacity(env.len());
+    for entry in env {
+        let (name, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+        if is_shell_name(name) {
+            kept.push(entry);
+        } else {
+            kept.push(format!("{RENAMED_NAME}{renamed}={name}"));
+            kept.push(format!("{RENAMED_VALUE}{renamed}={value}"));
+            renamed += 1;
+        }
+    }
+    let mut wrapped = vec!["sh".to_string(), "-c".to_string()];
+    if renamed == 0 {
+        wrapped.push(String::from(r#"exec "$@" 2>&1"#));
+        wrapped.push("sh".to_string());
+    } else {
+        wrapped.push(String::from(RESTORE_THEN_EXEC));
+        wrapped.push("sh".to_string());
+        wrapped.push(renamed.to_string());
+    }
+    wrapped.extend(argv);
+    (wrapped, kept)
+}
+
+/// The prefixes of [`one_stream`]'s renamed variables.
+const RENAMED_NAME: &str = "ACT_RUNNER_N";
+const RENAMED_VALUE: &str = "ACT_RUNNER_V";
+/// Puts `ACT_RUNNER_N<i>=ACT_RUNNER_V<i>` for each of the `$1` renamed variables in front of the
+/// command, unset, and runs it through `env`.
+const RESTORE_THEN_EXEC: &str = r#"n=$1; shift; while [ "$n" -gt 0 ]; do n=$((n-1)); eval "set -- \"\$ACT_RUNNER_N$n=\$ACT_RUNNER_V$n\" \"\$@\"; unset ACT_RUNNER_N$n ACT_RUNNER_V$n"; done; exec env "$@" 2>&1"#;
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: what a POSIX shell keeps in the environment it passes on.
+fn is_shell_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The shell code that creates the files' missing directories, all in one `mkdir` (a process
 /// start costs a few milliseconds inside a container, and the first step of a job has two new
 /// directories: its command files' and the event payload's), or nothing when every file is at the
@@ -216,6 +268,40 @@ mod tests {
             tricky
         );
         assert_eq!(std::fs::read(format!("{root}/cmd/abc/env")).unwrap(), b"");
+    }
+
+    #[test]
+    fn one_stream_sends_stderr_into_stdout_and_keeps_arguments_status_and_every_variable() {
+        // bash, unlike the wrapping sh, passes the variables on to `env` as it got them.
+        let step = argv(&[
+            "bash",
+            "-c",
+            "echo out; echo err >&2; echo \"$1\"; env; exit 3",
+            "x",
+            "a b",
+        ]);
+        let env = vec![
+            "PATH=/usr/bin:/bin".to_string(),
+            "INPUT_RESTORE-KEYS=k1\nk2 \"$HOME\"".to_string(),
+            "INPUT_FETCH-DEPTH=".to_string(),
+        ];
+        let (wrapped, env) = one_stream(step, env);
+        let output = Command::new(&wrapped[0])
+            .args(&wrapped[1..])
+            .env_clear()
+            .envs(env.iter().map(|entry| entry.split_once('=').unwrap()))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(3));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.starts_with("out\nerr\na b\n"), "{stdout}");
+        assert!(
+            stdout.contains("INPUT_RESTORE-KEYS=k1\nk2 \"$HOME\"\n"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("INPUT_FETCH-DEPTH=\n"), "{stdout}");
+        assert!(!stdout.contains("ACT_RUNNER_"), "{stdout}");
+        assert!(output.stderr.is_empty());
     }
 
     #[test]
