@@ -27,6 +27,7 @@ use act_runner::daemon::observe::NoObserver;
 use act_runner::daemon::poller::{Admission, PollEnd, PollMode, Poller, PollerSettings};
 use act_runner::daemon::spool::SpoolRoot;
 use act_runner::daemon::task::RunnerContext;
+use act_runner::executor::backend::job_processes::ProcessScope;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use tokio::sync::watch;
@@ -144,6 +145,7 @@ fn fixture() -> &'static Fixture {
             },
             ephemeral: false,
             cache: None,
+            host_scope: ProcessScope::private(),
             config: Arc::new(config),
         };
         Fixture {
