@@ -95,7 +95,8 @@ pub fn wrap(argv: &[String], files: &[NewFile], report: Option<Report>) -> Optio
 /// and an action's inputs are such names (`INPUT_RESTORE-KEYS`). So `env` (`NAME=VALUE` pairs)
 /// moves each of them to a pair of shell names here, `ACT_RUNNER_N<i>` (the name) and
 /// `ACT_RUNNER_V<i>` (the value), and the wrapping `sh` gives them back to the program through
-/// `env`; what it returns is the command and the environment. The values stay in the environment, out of the exec's command, which Docker's events show.
+/// `env`. The values stay in the environment, out of the exec's command, which Docker's events
+/// show. Returns the command and the environment of the exec.
 pub fn one_stream(argv: Vec<String>, env: Vec<String>) -> (Vec<String>, Vec<String>) {
     let mut renamed = 0;
     let mut kept = Vec::with_capacity(env.len());
