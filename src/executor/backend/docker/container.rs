@@ -413,22 +413,26 @@ mod tests {
         assert_eq!(service.host_config.unwrap().privileged, Some(true));
     }
 
+    /// The body for `config` with no options, volumes, aliases or labels, on the network `net`.
+    fn plain_body(config: &DockerJobConfig) -> ContainerCreateBody {
+        job_container_body(&JobContainerSpec {
+            config,
+            options: [&ContainerOptions::default(), &ContainerOptions::default()],
+            volumes: &[],
+            network: "net",
+            aliases_allowed: false,
+            labels: &HashMap::new(),
+        })
+        .unwrap()
+    }
+
     #[test]
     fn a_shared_tool_cache_and_a_bound_workspace_are_mounted_where_the_job_sees_them() {
         let mut config = config();
         config.shared_tool_cache = true;
         config.bind_workspace = true;
         config.workspace = String::from("/srv/work/7/owner/repo");
-        let labels = HashMap::new();
-        let body = job_container_body(&JobContainerSpec {
-            config: &config,
-            options: [&ContainerOptions::default(), &ContainerOptions::default()],
-            volumes: &[],
-            network: "net",
-            aliases_allowed: false,
-            labels: &labels,
-        })
-        .unwrap();
+        let body = plain_body(&config);
         let binds = body.host_config.unwrap().binds.unwrap();
         assert!(
             binds.contains(&String::from("act-toolcache:/opt/hostedtoolcache")),
@@ -450,16 +454,7 @@ mod tests {
             (String::from("HTTP_PROXY"), String::from("http://p:3128")),
             (String::from("NODE_ENV"), String::from("from-runner")),
         ]);
-        let labels = HashMap::new();
-        let body = job_container_body(&JobContainerSpec {
-            config: &config,
-            options: [&ContainerOptions::default(), &ContainerOptions::default()],
-            volumes: &[],
-            network: "net",
-            aliases_allowed: false,
-            labels: &labels,
-        })
-        .unwrap();
+        let body = plain_body(&config);
         let env = body.env.unwrap();
         assert!(
             env.contains(&String::from("HTTP_PROXY=http://p:3128")),
