@@ -20,6 +20,7 @@ use crate::metrics::{Metrics, RunnerInfo};
 use crate::systemd::Inherited;
 
 use super::CliError;
+use super::signals::{Request, Signals};
 
 /// The systemd credential holding the shared secret (`LoadCredential=cache-secret:...`).
 const CACHE_SECRET_CREDENTIAL: &str = "cache-secret";
@@ -92,6 +93,7 @@ fn credential_secret(inherited: &Inherited) -> anyhow::Result<Option<Secret>> {
 
 async fn serve(config: Config, mut inherited: Inherited) -> anyhow::Result<ExitCode> {
     let notify = inherited.notify_socket.take();
+    let signals = Signals::install().context("cannot install the signal handlers")?;
     let listener = match std::mem::replace(&mut inherited.cache_listener, Ok(None)) {
         Ok(Some(listener)) => tokio::net::TcpListener::from_std(listener)
             .context("cannot use the socket-activated cache listener")?,
@@ -138,7 +140,7 @@ async fn serve(config: Config, mut inherited: Inherited) -> anyhow::Result<ExitC
         "cache server is listening"
     );
     notify_state(notify.as_ref(), sd_notify::NotifyState::Ready);
-    wait_for_stop().await;
+    wait_for_stop(signals).await;
     notify_state(notify.as_ref(), sd_notify::NotifyState::Stopping);
     shutdown.cancel();
     metrics_shutdown.cancel();
@@ -163,23 +165,11 @@ fn notify_state(socket: Option<&crate::systemd::NotifySocket>, state: sd_notify:
     }
 }
 
-/// SIGINT (upstream stops on it) or SIGTERM (`systemctl stop`).
-async fn wait_for_stop() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut interrupt), Ok(mut terminate)) => {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; stopping on ^C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
+/// SIGINT (upstream stops on it) or SIGTERM (`systemctl stop`); the server has nothing to reload,
+/// so SIGHUP is logged and otherwise ignored rather than ending it.
+async fn wait_for_stop(mut signals: Signals) {
+    while signals.next().await == Request::Reload {
+        tracing::info!("SIGHUP received; the cache server has nothing to reload");
     }
     tracing::info!("stop signal received, closing the cache server");
 }

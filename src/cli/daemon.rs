@@ -31,6 +31,7 @@ use crate::systemd::dbus::ShutdownInhibitor;
 use crate::systemd::observer::RunningJobs;
 use crate::systemd::{Notifier, Progress, StatusBoard, WatchdogConfig};
 
+use super::signals::{Request, Signals};
 use super::{CliError, EXIT_NOT_REGISTERED, EXIT_OK};
 
 /// How long an unused Docker may take to answer before jobs without a matching label run on the
@@ -261,6 +262,7 @@ async fn run_daemon(
     };
     let (controls_tx, controls_rx) = mpsc::channel(8);
     let signals = tokio::spawn(handle_signals(
+        Signals::install().context("cannot install the signal handlers")?,
         controls_tx,
         SignalContext {
             config_path,
@@ -506,25 +508,18 @@ struct SignalContext {
 /// SIGINT and SIGTERM (a user's ^C, `systemctl stop`) and logind's `PrepareForShutdown` drain;
 /// SIGHUP (`systemctl reload`) re-reads the configuration and keeps the running one when the new
 /// one is invalid.
-async fn handle_signals(controls: mpsc::Sender<Control>, context: SignalContext) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+async fn handle_signals(
+    mut signals: Signals,
+    controls: mpsc::Sender<Control>,
+    context: SignalContext,
+) {
     loop {
         tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-            _ = context.logind_shutdown.cancelled() => {}
-            _ = hangup.recv() => {
+            request = signals.next() => if request == Request::Reload {
                 reload(&controls, &context).await;
                 continue;
-            }
+            },
+            _ = context.logind_shutdown.cancelled() => {}
         }
         tracing::info!("shutdown signal received, stopping admission");
         let _drain = context

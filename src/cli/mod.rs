@@ -20,6 +20,7 @@ pub mod exec;
 pub mod generate_config;
 pub mod logging;
 pub mod register;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

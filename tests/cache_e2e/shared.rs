@@ -274,6 +274,12 @@ async fn a_socket_activated_cache_server_takes_the_secret_credential_and_serves_
             &log,
         );
         let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        // A connection before the activator listens is refused, not queued.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !read_log().contains(&format!("Listening on 127.0.0.1:{port}")) {
+            assert!(tokio::time::Instant::now() < deadline, "the activator never listened:\n{}", read_log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         // The first connection starts the server (systemd-socket-activate execs it then).
         let url = format!("http://127.0.0.1:{port}/");
@@ -310,12 +316,12 @@ async fn a_socket_activated_cache_server_takes_the_secret_credential_and_serves_
             assert!(metrics.lines().any(|line| line == sample), "{sample} missing:\n{metrics}");
         }
 
-        let pid = activator.id().expect("the server's pid");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .expect("SIGTERM the server");
+        // SIGHUP (a habit of `systemctl reload` users) leaves the server serving.
+        let pid = nix::unistd::Pid::from_raw(activator.id().expect("the server's pid") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP the server");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(super::scrape(metrics_port).await.contains("act_runner_cache_entries 0"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM the server");
         let status = tokio::time::timeout(Duration::from_secs(30), activator.wait())
             .await
             .expect("the server stops on SIGTERM")
@@ -327,6 +333,7 @@ async fn a_socket_activated_cache_server_takes_the_secret_credential_and_serves_
             "{text}"
         );
         assert!(!text.contains(SECRET) && !text.contains(token), "{text}");
+        assert!(text.contains("SIGHUP received"), "{text}");
     })
     .await;
 }
