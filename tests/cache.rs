@@ -60,6 +60,13 @@ impl Harness {
         Harness::start_with(|_| {}).await
     }
 
+    /// A server where `token-main-1` may read and write `REPO` on `MAIN`, where most tests begin.
+    async fn start_on_main() -> Harness {
+        let harness = Harness::start().await;
+        harness.grant("token-main-1", REPO, MAIN).await;
+        harness
+    }
+
     async fn start_with(adjust: impl FnOnce(&mut CacheSettings)) -> Harness {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut settings = settings(&dir);
@@ -100,14 +107,7 @@ impl Harness {
     /// Grants `token` for `repository` at `ref_name`, with `main` as the default branch.
     async fn grant(&self, token: &str, repository: &str, ref_name: &str) {
         LocalGrants::new(self.server.grants())
-            .grant(Grant {
-                token: Secret::new(token),
-                repository: repository.into(),
-                ref_name: ref_name.into(),
-                default_branch: Some("main".into()),
-                base_ref: None,
-                lifetime: Duration::from_secs(3600),
-            })
+            .grant(grant_for(token, repository, ref_name))
             .await
             .unwrap();
     }
@@ -141,6 +141,13 @@ impl Harness {
             status,
             response.json().await.unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// A v1 reserve that must succeed; the new entry's `cacheId`.
+    async fn reserved(&self, token: &str, key: &str, size: u64) -> u64 {
+        let (status, body) = self.reserve(token, key, Some(size)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["cacheId"].as_u64().unwrap()
     }
 
     /// v1 chunk upload of `data` at `start`.
@@ -177,9 +184,7 @@ impl Harness {
     /// A whole v1 save as the toolkit does it: reserve, `chunk`-byte chunks with 4 in flight
     /// (sent last first, so they arrive out of order), commit.
     async fn save(&self, token: &str, key: &str, data: &[u8], chunk: usize) -> u64 {
-        let (status, body) = self.reserve(token, key, Some(data.len() as u64)).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let id = body["cacheId"].as_u64().unwrap();
+        let id = self.reserved(token, key, data.len() as u64).await;
         let mut chunks: Vec<(u64, Vec<u8>)> = data
             .chunks(chunk)
             .enumerate()
@@ -238,6 +243,19 @@ impl Harness {
         assert_eq!(response.status(), StatusCode::OK);
         let bytes = response.bytes().await.unwrap().to_vec();
         Some((body["cacheKey"].as_str().unwrap().to_owned(), bytes))
+    }
+}
+
+/// A grant of `token` for `repository` at `ref_name` for an hour, with `main` as the default
+/// branch.
+pub fn grant_for(token: &str, repository: &str, ref_name: &str) -> Grant {
+    Grant {
+        token: Secret::new(token),
+        repository: repository.into(),
+        ref_name: ref_name.into(),
+        default_branch: Some("main".into()),
+        base_ref: None,
+        lifetime: Duration::from_secs(3600),
     }
 }
 

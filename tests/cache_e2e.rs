@@ -12,9 +12,7 @@ mod v2;
 
 use std::time::Duration;
 
-use fixture::{
-    MAIN, Origin, numbers_digest, register, restore_workflow, restored, run, save_workflow, task,
-};
+use fixture::{Jobs, MAIN, Origin, numbers_digest, register, run, task};
 
 use crate::daemon::harness::{Daemon, bounded, start_fake};
 use crate::exec_workflows::DOCKER_TEST_IMAGE;
@@ -28,31 +26,15 @@ async fn actions_cache_saves_restores_and_scopes_entries_on_the_host() {
         let dir = register(&gitea, "host-test:host", "").await;
         append_metrics(&dir, metrics_port);
         let daemon = Daemon::start(&dir, &[]).await;
+        let jobs = Jobs::new(&gitea, &daemon, "host-test");
 
-        run(
-            &gitea,
-            &daemon,
-            task(&save_workflow("host-test", "deps-v1"), MAIN),
-        )
-        .await;
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(&restore_workflow("host-test", "deps-v1", ""), MAIN),
-        )
-        .await;
-        let exact = restored(&lines);
+        jobs.save("deps-v1", MAIN).await;
+        let (exact, lines) = jobs.restore("deps-v1", "", MAIN).await;
         assert!(exact.hit && exact.restored, "{lines:#?}");
         assert_eq!(exact.content.as_deref(), Some("cached bytes for deps-v1"));
         assert_eq!(exact.numbers, Some(numbers_digest()));
 
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(&restore_workflow("host-test", "deps-v2", "deps-"), MAIN),
-        )
-        .await;
-        let prefix = restored(&lines);
+        let (prefix, lines) = jobs.restore("deps-v2", "deps-", MAIN).await;
         assert!(
             !prefix.hit && prefix.restored,
             "a restore-keys prefix restores: {lines:#?}"
@@ -63,13 +45,7 @@ async fn actions_cache_saves_restores_and_scopes_entries_on_the_host() {
             repository: "owner/other",
             ..MAIN
         };
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(&restore_workflow("host-test", "deps-v1", "deps-"), other),
-        )
-        .await;
-        let foreign = restored(&lines);
+        let (foreign, lines) = jobs.restore("deps-v1", "deps-", other).await;
         assert!(
             !foreign.hit && !foreign.restored,
             "another repository's entry leaked: {lines:#?}"
@@ -79,42 +55,15 @@ async fn actions_cache_saves_restores_and_scopes_entries_on_the_host() {
             git_ref: "refs/heads/feature",
             ..MAIN
         };
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(&restore_workflow("host-test", "deps-v1", ""), feature),
-        )
-        .await;
+        let (from_main, lines) = jobs.restore("deps-v1", "", feature).await;
         assert!(
-            restored(&lines).hit,
+            from_main.hit,
             "a feature branch restores the default branch's entry: {lines:#?}"
         );
-        run(
-            &gitea,
-            &daemon,
-            task(&save_workflow("host-test", "feature-only"), feature),
-        )
-        .await;
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(&restore_workflow("host-test", "feature-only", ""), feature),
-        )
-        .await;
-        assert!(
-            restored(&lines).hit,
-            "the feature branch sees its own save: {lines:#?}"
-        );
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(
-                &restore_workflow("host-test", "feature-only", "feature-"),
-                MAIN,
-            ),
-        )
-        .await;
-        let poisoned = restored(&lines);
+        jobs.save("feature-only", feature).await;
+        let (own, lines) = jobs.restore("feature-only", "", feature).await;
+        assert!(own.hit, "the feature branch sees its own save: {lines:#?}");
+        let (poisoned, lines) = jobs.restore("feature-only", "feature-", MAIN).await;
         assert!(
             !poisoned.hit && !poisoned.restored,
             "a feature branch's save reached main: {lines:#?}"
@@ -165,46 +114,19 @@ async fn actions_cache_saves_and_restores_in_docker_job_containers() {
         let labels = format!("docker-test:docker://{DOCKER_TEST_IMAGE}");
         let dir = register(&gitea, &labels, "").await;
         let daemon = Daemon::start(&dir, &[]).await;
-        run(
-            &gitea,
-            &daemon,
-            task(&save_workflow("docker-test", "docker-v1"), MAIN),
-        )
-        .await;
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(&restore_workflow("docker-test", "docker-v1", ""), MAIN),
-        )
-        .await;
-        let exact = restored(&lines);
+        let jobs = Jobs::new(&gitea, &daemon, "docker-test");
+        jobs.save("docker-v1", MAIN).await;
+        let (exact, lines) = jobs.restore("docker-v1", "", MAIN).await;
         assert!(exact.hit && exact.restored, "{lines:#?}");
         assert_eq!(exact.numbers, Some(numbers_digest()));
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(
-                &restore_workflow("docker-test", "docker-v9", "docker-"),
-                MAIN,
-            ),
-        )
-        .await;
-        let prefix = restored(&lines);
+        let (prefix, lines) = jobs.restore("docker-v9", "docker-", MAIN).await;
         assert!(!prefix.hit && prefix.restored, "{lines:#?}");
         let other = Origin {
             repository: "owner/other",
             ..MAIN
         };
-        let lines = run(
-            &gitea,
-            &daemon,
-            task(
-                &restore_workflow("docker-test", "docker-v1", "docker-"),
-                other,
-            ),
-        )
-        .await;
-        assert!(!restored(&lines).restored, "{lines:#?}");
+        let (foreign, lines) = jobs.restore("docker-v1", "docker-", other).await;
+        assert!(!foreign.restored, "{lines:#?}");
         daemon.stop().await;
     })
     .await;

@@ -55,8 +55,7 @@ fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn cache_list_and_delete_by_key_repository_or_both() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.grant("token-other", "owner/other", MAIN).await;
     harness.save("token-main-1", "deps-a", b"1", 1).await;
     harness.save("token-main-1", "deps-b", b"22", 2).await;

@@ -15,6 +15,12 @@ fn evictions(harness: &Harness, reason: EvictReason) -> u64 {
         .map_or(0, |(_, n)| *n)
 }
 
+/// The keys of the stored entries (of `repository`, or of all).
+async fn stored_keys(harness: &Harness, repository: Option<&str>) -> Vec<String> {
+    let entries = harness.server.list(repository).await.unwrap();
+    entries.into_iter().map(|entry| entry.key).collect()
+}
+
 #[tokio::test]
 async fn an_entry_larger_than_a_limit_is_refused_at_reserve_with_the_limit_named() {
     let harness = Harness::start_with(|settings| {
@@ -56,15 +62,7 @@ async fn past_the_repository_limit_the_least_recently_used_entry_goes() {
     assert!(harness.restore("token-main-1", &["first"]).await.is_some());
     harness.save("token-main-1", "third", &[3; 100], 50).await;
 
-    let keys: Vec<String> = harness
-        .server
-        .list(Some(REPO))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|entry| entry.key)
-        .collect();
-    assert_eq!(keys, ["first", "third"]);
+    assert_eq!(stored_keys(&harness, Some(REPO)).await, ["first", "third"]);
     assert_eq!(
         harness
             .server
@@ -102,23 +100,14 @@ async fn the_sweep_removes_entries_not_accessed_within_the_retention() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     harness.save("token-main-1", "fresh", b"y", 1).await;
     harness.server.sweep().await.unwrap();
-    let keys: Vec<String> = harness
-        .server
-        .list(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|entry| entry.key)
-        .collect();
-    assert_eq!(keys, ["fresh"]);
+    assert_eq!(stored_keys(&harness, None).await, ["fresh"]);
     assert_eq!(evictions(&harness, EvictReason::Retention), 1);
     assert!(!harness.dir.path().join("cache/blobs/1").exists());
 }
 
 #[tokio::test]
 async fn below_the_free_disk_floor_entries_are_evicted_and_new_ones_refused() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.save("token-main-1", "victim", b"bytes", 5).await;
     let dir = harness.stop().await;
     let mut settings = settings(&dir);
@@ -139,8 +128,7 @@ async fn below_the_free_disk_floor_entries_are_evicted_and_new_ones_refused() {
 
 #[tokio::test]
 async fn the_admin_lists_and_deletes_by_key_or_repository() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.grant("token-other", "owner/other", MAIN).await;
     harness.save("token-main-1", "a", b"1", 1).await;
     harness.save("token-main-1", "b", b"2", 1).await;
@@ -174,14 +162,6 @@ async fn the_admin_lists_and_deletes_by_key_or_repository() {
             .unwrap(),
         1
     );
-    let keys: Vec<String> = harness
-        .server
-        .list(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|entry| entry.key)
-        .collect();
-    assert_eq!(keys, ["b"]);
+    assert_eq!(stored_keys(&harness, None).await, ["b"]);
     assert_eq!(evictions(&harness, EvictReason::Deleted), 2);
 }

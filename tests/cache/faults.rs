@@ -7,17 +7,10 @@ async fn assert_nothing_stored(harness: &Harness) {
     assert_eq!(harness.server.list(None).await.unwrap(), Vec::new());
 }
 
-async fn reserved(harness: &Harness, key: &str, size: u64) -> u64 {
-    let (status, body) = harness.reserve("token-main-1", key, Some(size)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["cacheId"].as_u64().unwrap()
-}
-
 #[tokio::test]
 async fn a_chunk_past_the_reserved_size_is_refused() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
-    let id = reserved(&harness, "k", 4).await;
+    let harness = Harness::start_on_main().await;
+    let id = harness.reserved("token-main-1", "k", 4).await;
     assert_eq!(
         harness.patch("token-main-1", id, 2, b"abc".to_vec()).await,
         StatusCode::BAD_REQUEST
@@ -31,9 +24,8 @@ async fn a_chunk_past_the_reserved_size_is_refused() {
 
 #[tokio::test]
 async fn negative_reversed_or_overlapping_ranges_are_refused() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
-    let id = reserved(&harness, "k", 10).await;
+    let harness = Harness::start_on_main().await;
+    let id = harness.reserved("token-main-1", "k", 10).await;
     for range in ["bytes -1-3/*", "bytes 5-2/*", "bytes 0-3"] {
         let response = harness
             .request(
@@ -97,9 +89,8 @@ async fn negative_reversed_or_overlapping_ranges_are_refused() {
 
 #[tokio::test]
 async fn a_commit_of_the_wrong_size_is_refused() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
-    let id = reserved(&harness, "k", 4).await;
+    let harness = Harness::start_on_main().await;
+    let id = harness.reserved("token-main-1", "k", 4).await;
     assert_eq!(
         harness.patch("token-main-1", id, 0, b"abcd".to_vec()).await,
         StatusCode::NO_CONTENT
@@ -131,8 +122,7 @@ async fn a_commit_of_the_wrong_size_is_refused() {
 
 #[tokio::test]
 async fn a_10_kb_key_or_a_key_with_dot_dot_slash_is_refused() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     let long_key = "k".repeat(10 * 1024);
     for key in [
         long_key.as_str(),
@@ -159,8 +149,7 @@ async fn a_10_kb_key_or_a_key_with_dot_dot_slash_is_refused() {
 
 #[tokio::test]
 async fn an_unknown_or_foreign_id_is_404() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.grant("token-other", "owner/other", MAIN).await;
     assert_eq!(
         harness.patch("token-main-1", 999, 0, b"a".to_vec()).await,
@@ -170,7 +159,7 @@ async fn an_unknown_or_foreign_id_is_404() {
         harness.commit("token-main-1", 999, 1).await,
         StatusCode::NOT_FOUND
     );
-    let id = reserved(&harness, "mine", 1).await;
+    let id = harness.reserved("token-main-1", "mine", 1).await;
     assert_eq!(
         harness.patch("token-other", id, 0, b"a".to_vec()).await,
         StatusCode::NOT_FOUND
@@ -194,8 +183,7 @@ async fn an_unknown_or_foreign_id_is_404() {
 
 #[tokio::test]
 async fn a_missing_or_revoked_credential_is_401() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.save("token-main-1", "k", b"bytes", 5).await;
 
     let anonymous = harness
@@ -225,8 +213,7 @@ async fn a_missing_or_revoked_credential_is_401() {
 
 #[tokio::test]
 async fn a_forged_signed_url_is_403() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.save("token-main-1", "k", b"bytes", 5).await;
     let (_, body) = harness.lookup("token-main-1", &["k"], VERSION).await;
     let location = body["archiveLocation"].as_str().unwrap().to_owned();
@@ -282,10 +269,9 @@ async fn an_expired_signed_url_is_403() {
 
 #[tokio::test]
 async fn an_upload_cut_off_by_a_restart_leaves_no_entry_and_no_temp_file() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.save("token-main-1", "kept", b"committed", 3).await;
-    let id = reserved(&harness, "cut", 8).await;
+    let id = harness.reserved("token-main-1", "cut", 8).await;
     assert_eq!(
         harness.patch("token-main-1", id, 0, b"half".to_vec()).await,
         StatusCode::NO_CONTENT

@@ -6,14 +6,7 @@ use act_runner::cache::{CacheError, Op, Outcome, RemoteGrants};
 use super::*;
 
 fn feature_grant(token: &str) -> Grant {
-    Grant {
-        token: Secret::new(token),
-        repository: REPO.into(),
-        ref_name: FEATURE.into(),
-        default_branch: Some("main".into()),
-        base_ref: None,
-        lifetime: Duration::from_secs(3600),
-    }
+    grant_for(token, REPO, FEATURE)
 }
 
 #[tokio::test]
@@ -76,8 +69,7 @@ async fn without_an_external_secret_there_are_no_grant_endpoints() {
 
 #[tokio::test]
 async fn requests_are_counted_by_operation_and_outcome() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.save("token-main-1", "counted", b"abcdef", 3).await;
     assert!(
         harness

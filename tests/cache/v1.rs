@@ -6,8 +6,7 @@ use super::*;
 
 #[tokio::test]
 async fn a_save_in_parallel_out_of_order_chunks_restores_the_same_bytes() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     let data = random_bytes(1_000_003);
     harness
         .save("token-main-1", "npm-linux-abc", &data, 64 * 1024)
@@ -25,8 +24,7 @@ async fn a_save_in_parallel_out_of_order_chunks_restores_the_same_bytes() {
 
 #[tokio::test]
 async fn restore_keys_match_by_prefix_and_the_newest_entry_wins() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness
         .save("token-main-1", "deps-linux-old", b"old", 2)
         .await;
@@ -55,8 +53,7 @@ async fn restore_keys_match_by_prefix_and_the_newest_entry_wins() {
 
 #[tokio::test]
 async fn a_different_version_misses_with_204() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.save("token-main-1", "k", b"bytes", 5).await;
     let other_version = "0".repeat(64);
     let (status, _) = harness.lookup("token-main-1", &["k"], &other_version).await;
@@ -65,8 +62,7 @@ async fn a_different_version_misses_with_204() {
 
 #[tokio::test]
 async fn a_second_reserve_of_a_key_being_written_or_saved_is_refused_with_409() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.grant("token-main-2", REPO, MAIN).await;
     let (first, second) = tokio::join!(
         harness.reserve("token-main-1", "same", Some(4)),
@@ -98,11 +94,8 @@ async fn a_second_reserve_of_a_key_being_written_or_saved_is_refused_with_409() 
 
 #[tokio::test]
 async fn a_restore_while_another_job_writes_the_key_misses_until_the_commit() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
-    let (status, body) = harness.reserve("token-main-1", "in-flight", Some(8)).await;
-    assert_eq!(status, StatusCode::CREATED);
-    let id = body["cacheId"].as_u64().unwrap();
+    let harness = Harness::start_on_main().await;
+    let id = harness.reserved("token-main-1", "in-flight", 8).await;
     assert_eq!(
         harness.patch("token-main-1", id, 4, b"5678".to_vec()).await,
         StatusCode::NO_CONTENT
@@ -127,8 +120,7 @@ async fn a_restore_while_another_job_writes_the_key_misses_until_the_commit() {
 
 #[tokio::test]
 async fn another_repository_never_sees_an_entry() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.grant("token-other", "owner/other", MAIN).await;
     harness
         .save("token-main-1", "shared-name", b"secret bytes", 4)
@@ -142,8 +134,7 @@ async fn another_repository_never_sees_an_entry() {
 
 #[tokio::test]
 async fn a_feature_branch_restores_main_but_its_own_save_stays_invisible_to_main() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.grant("token-feature", REPO, FEATURE).await;
     harness
         .save("token-main-1", "build-", b"from main", 4)
@@ -188,8 +179,7 @@ async fn a_feature_branch_restores_main_but_its_own_save_stays_invisible_to_main
 
 #[tokio::test]
 async fn a_download_honours_a_range_header() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness
         .save("token-main-1", "ranged", b"0123456789", 3)
         .await;
@@ -220,8 +210,7 @@ async fn a_download_honours_a_range_header() {
 
 #[tokio::test]
 async fn the_debug_listing_names_entries_of_the_key_in_readable_scopes() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     harness.save("token-main-1", "listed", b"x", 1).await;
     let response = harness
         .request(

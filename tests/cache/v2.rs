@@ -95,8 +95,7 @@ impl Harness {
 
 #[tokio::test]
 async fn blocks_staged_out_of_order_and_a_block_list_save_an_entry_the_v2_restore_finds() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     let url = harness.create_entry("token-main-1", "v2-linux-1").await;
     assert!(url.starts_with(&harness.url), "{url}");
     let blocks = [
@@ -152,8 +151,7 @@ async fn blocks_staged_out_of_order_and_a_block_list_save_an_entry_the_v2_restor
 
 #[tokio::test]
 async fn a_single_put_saves_an_entry() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     let url = harness.create_entry("token-main-1", "single").await;
     assert_eq!(
         harness.put(&url, "", b"one shot".to_vec()).await,
@@ -173,8 +171,7 @@ async fn a_single_put_saves_an_entry() {
 
 #[tokio::test]
 async fn v2_refusals_use_twirp_error_codes() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     let url = harness.create_entry("token-main-1", "busy").await;
 
     let (status, body) = harness
@@ -225,8 +222,7 @@ async fn v2_refusals_use_twirp_error_codes() {
 
 #[tokio::test]
 async fn a_forged_upload_url_or_an_unstaged_block_is_refused() {
-    let harness = Harness::start().await;
-    harness.grant("token-main-1", REPO, MAIN).await;
+    let harness = Harness::start_on_main().await;
     let url = harness.create_entry("token-main-1", "guarded").await;
     let forged = url.replace("sig=", "sig=ff");
     assert_eq!(

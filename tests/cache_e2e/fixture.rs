@@ -129,7 +129,7 @@ pub fn task(workflow: &str, origin: Origin<'_>) -> TaskSpec {
 
 /// A job on `runs_on` that writes a directory of known bytes and saves it under `key` with the
 /// real action (its post step saves).
-pub fn save_workflow(runs_on: &str, key: &str) -> String {
+fn save_workflow(runs_on: &str, key: &str) -> String {
     format!(
         r#"on: push
 jobs:
@@ -154,7 +154,7 @@ jobs:
 
 /// A job that restores `key` (and `restore_keys`, one per line) and prints what it found:
 /// `cache-hit=<output>` and `restored=<yes|no>` plus the bytes' digest when restored.
-pub fn restore_workflow(runs_on: &str, key: &str, restore_keys: &str) -> String {
+fn restore_workflow(runs_on: &str, key: &str, restore_keys: &str) -> String {
     let restore_keys = if restore_keys.is_empty() {
         String::new()
     } else {
@@ -210,6 +210,43 @@ pub async fn run(gitea: &FakeGitea, daemon: &Daemon, spec: TaskSpec) -> Vec<Stri
     lines
 }
 
+/// Where a test's save and restore jobs go: a daemon, the fake Gitea it polls, and the label
+/// its jobs run on.
+pub struct Jobs<'a> {
+    gitea: &'a FakeGitea,
+    daemon: &'a Daemon,
+    runs_on: &'a str,
+}
+
+impl<'a> Jobs<'a> {
+    pub fn new(gitea: &'a FakeGitea, daemon: &'a Daemon, runs_on: &'a str) -> Jobs<'a> {
+        Jobs {
+            gitea,
+            daemon,
+            runs_on,
+        }
+    }
+
+    /// Saves a directory under `key` with the real action, as a job from `origin`.
+    pub async fn save(&self, key: &str, origin: Origin<'_>) {
+        let workflow = save_workflow(self.runs_on, key);
+        run(self.gitea, self.daemon, task(&workflow, origin)).await;
+    }
+
+    /// Restores `key` (or by a `restore_keys` prefix) as a job from `origin`: what it found, and
+    /// its log lines for the assertion messages.
+    pub async fn restore(
+        &self,
+        key: &str,
+        restore_keys: &str,
+        origin: Origin<'_>,
+    ) -> (Restored, Vec<String>) {
+        let workflow = restore_workflow(self.runs_on, key, restore_keys);
+        let lines = run(self.gitea, self.daemon, task(&workflow, origin)).await;
+        (restored(&lines), lines)
+    }
+}
+
 /// What a restore job printed.
 pub struct Restored {
     pub hit: bool,
@@ -218,7 +255,7 @@ pub struct Restored {
     pub numbers: Option<String>,
 }
 
-pub fn restored(lines: &[String]) -> Restored {
+fn restored(lines: &[String]) -> Restored {
     let value = |prefix: &str| {
         lines
             .iter()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use super::fixture::{MAIN, restore_workflow, restored, run, save_workflow, task};
+use super::fixture::{Jobs, MAIN};
 use super::free_port;
 use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
 
@@ -92,14 +92,7 @@ fn spawn_logged(command: &mut Command, log: &Path) -> Child {
 
 /// A grant of `token` for `owner/app` on `main`, for an hour.
 fn main_grant(token: &str) -> act_runner::cache::Grant {
-    act_runner::cache::Grant {
-        token: act_runner::config::Secret::new(token),
-        repository: "owner/app".into(),
-        ref_name: "refs/heads/main".into(),
-        default_branch: Some("main".into()),
-        base_ref: None,
-        lifetime: Duration::from_secs(3600),
-    }
+    crate::cache::grant_for(token, "owner/app", "refs/heads/main")
 }
 
 fn rand_suffix() -> u64 {
@@ -128,19 +121,10 @@ async fn two_daemons_share_one_cache_server() {
         let dir_b = RunnerDir::register(&gitea_b, "host-test:host", &client_section(&server)).await;
         let daemon_a = Daemon::start(&dir_a, &[]).await;
         let daemon_b = Daemon::start(&dir_b, &[]).await;
-        run(
-            &gitea_a,
-            &daemon_a,
-            task(&save_workflow("host-test", "fleet-v1"), MAIN),
-        )
-        .await;
-        let lines = run(
-            &gitea_b,
-            &daemon_b,
-            task(&restore_workflow("host-test", "fleet-v1", ""), MAIN),
-        )
-        .await;
-        let found = restored(&lines);
+        let jobs_a = Jobs::new(&gitea_a, &daemon_a, "host-test");
+        let jobs_b = Jobs::new(&gitea_b, &daemon_b, "host-test");
+        jobs_a.save("fleet-v1", MAIN).await;
+        let (found, lines) = jobs_b.restore("fleet-v1", "", MAIN).await;
         assert!(
             found.hit && found.restored,
             "{lines:#?}\nserver log:\n{}",

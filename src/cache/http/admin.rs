@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 
 use super::super::CacheServer;
 use super::super::error::CacheError;
@@ -23,16 +24,10 @@ pub(super) async fn grant(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(refused) = check_secret(&server, &headers) {
-        return refused;
-    }
-    let result = async {
-        let request: GrantBody = json_body(body).await?;
-        server.grants.insert(&Grant::from(request))?;
-        Ok((Outcome::Ok, StatusCode::NO_CONTENT.into_response()))
-    }
-    .await;
-    finish(&server, Op::Grant, result)
+    with_secret(&server, &headers, body, |request: GrantBody| {
+        server.grants.insert(&Grant::from(request))
+    })
+    .await
 }
 
 /// `DELETE _act_runner/grants` with a [`RevokeBody`].
@@ -41,18 +36,32 @@ pub(super) async fn revoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(refused) = check_secret(&server, &headers) {
-        return refused;
-    }
-    let result = async {
-        let request: RevokeBody = json_body(body).await?;
+    with_secret(&server, &headers, body, |request: RevokeBody| {
         server
             .grants
             .remove(&crate::config::Secret::new(request.token));
+        Ok(())
+    })
+    .await
+}
+
+/// Applies the JSON request `T` with `apply` once the request carries the external secret;
+/// 204 on success.
+async fn with_secret<T: DeserializeOwned>(
+    server: &CacheServer,
+    headers: &HeaderMap,
+    body: Body,
+    apply: impl FnOnce(T) -> Result<(), CacheError>,
+) -> Response {
+    if let Some(refused) = check_secret(server, headers) {
+        return refused;
+    }
+    let result = async {
+        apply(json_body(body).await?)?;
         Ok((Outcome::Ok, StatusCode::NO_CONTENT.into_response()))
     }
     .await;
-    finish(&server, Op::Grant, result)
+    finish(server, Op::Grant, result)
 }
 
 /// None when the request carries the external secret; otherwise the response to send.

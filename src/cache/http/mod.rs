@@ -243,17 +243,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The task's access (as [`access`]) and its JSON request body (as [`json_body`]).
+async fn authorised_json<T: DeserializeOwned>(
+    server: &CacheServer,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Access, T), CacheError> {
+    let access = access(server, headers)?;
+    Ok((access, json_body(body).await?))
+}
+
 /// Reads a JSON body of at most [`MAX_JSON_BYTES`].
 async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, CacheError> {
-    let bytes = axum::body::to_bytes(body, MAX_JSON_BYTES)
-        .await
-        .map_err(|_| {
-            CacheError::Invalid(format!(
-                "the JSON body is unreadable or over {MAX_JSON_BYTES} bytes"
-            ))
-        })?;
+    let bytes = bounded_body(body, MAX_JSON_BYTES, "JSON body").await?;
     serde_json::from_slice(&bytes)
         .map_err(|err| CacheError::Invalid(format!("invalid JSON body: {err}")))
+}
+
+/// Reads a whole request body of at most `limit` bytes; `what` names it in the error.
+async fn bounded_body(body: Body, limit: usize, what: &str) -> Result<bytes::Bytes, CacheError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| CacheError::Invalid(format!("the {what} is unreadable or over {limit} bytes")))
 }
 
 /// The base URL (ending in `/`) for signed URLs: the configured public URL, or the address the

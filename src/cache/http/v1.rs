@@ -19,7 +19,10 @@ use super::super::CacheServer;
 use super::super::error::CacheError;
 use super::super::signing::Purpose;
 use super::super::stats::{Op, Outcome};
-use super::{access, blob_response, finish, json_body, parse_id, signature_of, signed_url};
+use super::super::upload::Upload;
+use super::{
+    access, authorised_json, blob_response, finish, json_body, parse_id, signature_of, signed_url,
+};
 
 /// Where `archiveLocation` points, below the base URL.
 pub(super) const ARTIFACTS_PATH: &str = "_apis/artifactcache/artifacts/";
@@ -117,8 +120,7 @@ pub(super) async fn reserve(
     body: Body,
 ) -> Response {
     let result = async {
-        let access = access(&server, &headers)?;
-        let request: ReserveBody = json_body(body).await?;
+        let (access, request): (_, ReserveBody) = authorised_json(&server, &headers, body).await?;
         let id = server
             .reserve(&access, &request.key, &request.version, request.cache_size)
             .await?;
@@ -137,9 +139,7 @@ pub(super) async fn upload_chunk(
     body: Body,
 ) -> Response {
     let result = async {
-        let access = access(&server, &headers)?;
-        let id = parse_id(&id)?;
-        let upload = server.uploads.get(id, Some(&access.repository))?;
+        let upload = own_upload(&server, &headers, &id)?;
         let range = headers
             .get(header::CONTENT_RANGE)
             .and_then(|value| value.to_str().ok())
@@ -167,9 +167,7 @@ pub(super) async fn commit(
     body: Body,
 ) -> Response {
     let result = async {
-        let access = access(&server, &headers)?;
-        let id = parse_id(&id)?;
-        let upload = server.uploads.get(id, Some(&access.repository))?;
+        let upload = own_upload(&server, &headers, &id)?;
         let request: CommitBody = json_body(body).await?;
         server.commit(upload, request.size).await?;
         Ok((Outcome::Ok, StatusCode::NO_CONTENT.into_response()))
@@ -195,6 +193,18 @@ pub(super) async fn download(
     }
     .await;
     finish(&server, Op::Download, result)
+}
+
+/// The upload in flight under the path id `raw_id`, if it belongs to the task's repository.
+fn own_upload(
+    server: &CacheServer,
+    headers: &HeaderMap,
+    raw_id: &str,
+) -> Result<Arc<Upload>, CacheError> {
+    let access = access(server, headers)?;
+    server
+        .uploads
+        .get(parse_id(raw_id)?, Some(&access.repository))
 }
 
 /// `bytes a-b/*` (or `/total`) as `a..b+1`.

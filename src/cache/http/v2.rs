@@ -24,8 +24,8 @@ use super::super::signing::Purpose;
 use super::super::stats::{Op, Outcome};
 use super::v1::ARTIFACTS_PATH;
 use super::{
-    access, content_length, count, finish, json_body, parse_id, public_message, signature_of,
-    signed_url, status_of,
+    authorised_json, bounded_body, content_length, count, finish, parse_id, public_message,
+    signature_of, signed_url, status_of,
 };
 
 /// Where `signed_upload_url` points, below the base URL.
@@ -126,8 +126,7 @@ async fn create(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Outcome, Response), CacheError> {
-    let access = access(server, headers)?;
-    let request: CreateRequest = json_body(body).await?;
+    let (access, request): (_, CreateRequest) = authorised_json(server, headers, body).await?;
     match server
         .reserve(&access, &request.key, &request.version, None)
         .await
@@ -151,8 +150,7 @@ async fn finalize(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Outcome, Response), CacheError> {
-    let access = access(server, headers)?;
-    let request: FinalizeRequest = json_body(body).await?;
+    let (access, request): (_, FinalizeRequest) = authorised_json(server, headers, body).await?;
     let size = request
         .size_bytes
         .ok_or_else(|| CacheError::Invalid("FinalizeCacheEntryUpload needs size_bytes".into()))?
@@ -179,8 +177,7 @@ async fn download_url(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Outcome, Response), CacheError> {
-    let access = access(server, headers)?;
-    let request: DownloadUrlRequest = json_body(body).await?;
+    let (access, request): (_, DownloadUrlRequest) = authorised_json(server, headers, body).await?;
     let mut keys = vec![request.key];
     keys.extend(request.restore_keys);
     match server.lookup(&access, &keys, &request.version).await? {
@@ -231,13 +228,7 @@ pub(super) async fn upload(
                     .await?;
             }
             Some("blocklist") => {
-                let xml = axum::body::to_bytes(body, MAX_BLOCK_LIST_BYTES)
-                    .await
-                    .map_err(|_| {
-                        CacheError::Invalid(format!(
-                            "the block list is unreadable or over {MAX_BLOCK_LIST_BYTES} bytes"
-                        ))
-                    })?;
+                let xml = bounded_body(body, MAX_BLOCK_LIST_BYTES, "block list").await?;
                 let xml = std::str::from_utf8(&xml)
                     .map_err(|_| CacheError::Invalid("the block list is not UTF-8".into()))?;
                 server.assemble_blocks(&upload, &block_list(xml)).await?;
