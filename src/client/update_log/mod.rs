@@ -77,6 +77,19 @@ impl EncodedUpdateLog {
         self.no_more
     }
 
+    /// Gitea's rule for the rows of this request, given the `n_held` rows its log already holds:
+    /// how many leading rows it skips as already held before appending the rest, or None when it
+    /// stores none (no rows, a gap before the first, or every row already held) and only answers
+    /// its `ack_index`. The reporter relies on it to resend safely; the fake Gitea and the
+    /// reporter's in-memory server apply it through this one function.
+    pub fn rows_already_held(&self, n_held: i64) -> Option<usize> {
+        let n_rows = i64::try_from(self.n_rows).ok()?;
+        if n_rows == 0 || self.index > n_held || self.index + n_rows <= n_held {
+            return None;
+        }
+        usize::try_from(n_held - self.index).ok()
+    }
+
     /// The request as the generated message (decodes every row: for tests and fakes).
     pub fn to_request(&self) -> Result<UpdateLogRequest, prost::DecodeError> {
         UpdateLogRequest::decode(&self.encoded[..])

@@ -24,6 +24,25 @@ fn fields(rows: &[LogRow]) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// A request of `n_rows` rows starting at row `index`.
+fn request_at(index: i64, n_rows: usize) -> EncodedUpdateLog {
+    let mut buffer = BytesMut::new();
+    let rows: Vec<LogRow> = (0..n_rows).map(|n| row(n, 8)).collect();
+    let mut builder = EncodedUpdateLog::builder(&mut buffer, 1, index, 1 << 20);
+    builder.push_fields(&fields(&rows), n_rows);
+    builder.finish(false)
+}
+
+#[test]
+fn gitea_appends_only_the_rows_past_what_it_holds_and_ignores_a_gap_or_a_repeat() {
+    // Holding 5 rows: rows 3..8 overlap by two, 5..7 follow on, 6..8 leave a gap, 0..5 repeat.
+    assert_eq!(request_at(3, 5).rows_already_held(5), Some(2));
+    assert_eq!(request_at(5, 2).rows_already_held(5), Some(0));
+    assert_eq!(request_at(6, 2).rows_already_held(5), None);
+    assert_eq!(request_at(0, 5).rows_already_held(5), None);
+    assert_eq!(request_at(5, 0).rows_already_held(5), None);
+}
+
 #[test]
 fn space_left_keeps_bytes_for_no_more() {
     let rows: Vec<LogRow> = (0..30).map(|n| row(n, n * 3)).collect();

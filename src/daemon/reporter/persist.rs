@@ -5,11 +5,10 @@
 //!
 //! Why the background ones do not sync: an fsync of the rows after a burst writes megabytes back
 //! and commits the file system's journal, and every writer on that file system waits for the
-//! commit meanwhile. On the test machine, whose `/run` is on the same disk, that held Docker's
-//! output pipes too: the step's output stopped for the 30-70 ms of the fsync, in the middle of
-//! the burst the fsync was meant to protect. Replaced atomically, the record survives a crash of
-//! the daemon whole (the kernel holds it); a crash of the machine may find an older record, or
-//! rows not yet written back, as it may find a job cut short.
+//! commit meanwhile, Docker's output pipes too where `/run` shares the disk: the step's output
+//! would stall in the middle of the burst the fsync was meant to protect. Replaced atomically,
+//! the record survives a crash of the daemon whole (the kernel holds it); a crash of the machine
+//! may find an older record, or rows not yet written back, as it may find a job cut short.
 //!
 //! Losing a background persist to a crash costs resent rows, never lost ones: the record on disk
 //! then holds an older `acked_rows`, and Gitea's `ack_index` skips what it already has. A record

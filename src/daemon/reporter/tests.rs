@@ -140,9 +140,10 @@ impl RunnerApi for MemoryGitea {
     ) -> Result<UpdateLogResponse, ClientError> {
         use prost::Message;
         let bytes = request.encoded_len();
+        let mut inner = crate::sync::lock(&self.inner);
+        let already_held = request.rows_already_held(inner.rows.len() as i64);
         // What the server decodes; every row is checked to be a LogRow on the way.
         let request = request.to_request().unwrap();
-        let mut inner = crate::sync::lock(&self.inner);
         inner.calls.push(Call::Log {
             index: request.index,
             n_rows: request.rows.len(),
@@ -154,11 +155,7 @@ impl RunnerApi for MemoryGitea {
         if matches!(fault, Fault::Refused) {
             return Err(unavailable(Method::UpdateLog));
         }
-        // Gitea 1.25's algorithm.
-        let ack = inner.rows.len() as i64;
-        let index = request.index;
-        let n_rows = request.rows.len() as i64;
-        if !(n_rows == 0 || index > ack || index + n_rows <= ack) {
+        if let Some(skip) = already_held {
             if inner.archived {
                 return Err(ClientError::LogArchived {
                     method: Method::UpdateLog,
@@ -166,7 +163,6 @@ impl RunnerApi for MemoryGitea {
                     message: "log file has been archived".into(),
                 });
             }
-            let skip = (ack - index) as usize;
             let take = inner.store_at_most.unwrap_or(usize::MAX);
             let all_stored = request.rows.len() - skip <= take;
             inner

@@ -501,20 +501,20 @@ impl State {
         }
         let ack = task.log.len() as i64;
         let (index, no_more) = (request.index(), request.no_more());
-        let n_rows = request.n_rows() as i64;
-        if n_rows == 0 || index > ack || index + n_rows <= ack {
+        let Some(already_held) = request.rows_already_held(ack) else {
+            let n_rows = request.n_rows();
             if log_finalize == LogFinalize::GiteaMain && n_rows == 0 && no_more && index <= ack {
                 task.log_archived = true;
             }
             return Ok(UpdateLogResponse { ack_index: ack });
-        }
+        };
         if task.log_archived {
             return Err(GiteaError::Grpc {
                 code: tonic::Code::AlreadyExists,
                 message: "log file has been archived".to_owned(),
             });
         }
-        task.log.push_request(request, (ack - index) as usize);
+        task.log.push_request(request, already_held);
         task.log_writes.push((task.log.len(), SystemTime::now()));
         if no_more {
             task.log_archived = true;

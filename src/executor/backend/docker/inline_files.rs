@@ -2,11 +2,11 @@
 //! written by `sh` at the start of the step's own exec instead of by an archive upload.
 //!
 //! Why: an upload is a Docker call of its own before every step, and on a copy-on-write storage
-//! driver it costs about as much as the exec itself (about 90 ms with fuse-overlayfs on the test
-//! machine); carried on the exec's command line the files cost nothing measurable. Only steps whose
-//! program is `sh` or `bash` take this path: their image has a shell, which the cancellation kill
-//! (`sh` scanning `/proc`) assumes already. Anything else, or files too large for a command line
-//! (Linux caps one argument at 128 KiB), goes by archive as before.
+//! driver it costs about as much as the exec itself; carried on the exec's command line the files
+//! cost nothing of their own. Only steps whose program is `sh` or `bash` take this path: their
+//! image has a shell, which the cancellation kill (`sh` scanning `/proc`) assumes already.
+//! Anything else, or files too large for a command line (Linux caps one argument at 128 KiB),
+//! goes by archive.
 //!
 //! The files are created by the user the step runs as, so they get that user's default mode
 //! (umask), not `NewFile::mode`: the step can write its own file-command files either way, and the

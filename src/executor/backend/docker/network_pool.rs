@@ -1,5 +1,5 @@
 //! A small pool of pre-created job networks, so a job does not wait for `docker network create`
-//! (about 90 ms, most of the start overhead against a raw container).
+//! (most of a job's start overhead against a raw container).
 //!
 //! Each network is single-use: a job takes one, its containers join it, and the job's cleanup
 //! removes it like a network it had created itself. So two live jobs never share a network, and
@@ -13,9 +13,7 @@
 //! network namespace. A job without services, ports or network options runs its container in that
 //! namespace (`container:<sandbox>`) instead of joining the network itself: the endpoint, its
 //! embedded DNS and firewall rules were set up ahead of time, which is most of what a start on a
-//! user-defined network costs. (Measured with the CLI on the test machine: a start in another
-//! container's namespace took about half as long as one on the default bridge, a start with a
-//! fresh endpoint on a user-defined network about 1.2 times as long.) The job's cleanup removes
+//! user-defined network costs. The job's cleanup removes
 //! the sandbox with its own containers. A sandbox that died meanwhile (a Docker restart stops them
 //! all) only costs the job a second create, on the network. Spare networks and sandboxes carry the
 //! runner's UUID and [`LABEL_NETWORK_POOL`] but no task id, so the daemon's start-up orphan sweep
