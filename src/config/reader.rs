@@ -169,26 +169,12 @@ impl<'a> Reader<'a> {
         max: i128,
     ) -> Option<At<i128>> {
         let entry = fields.take(key)?;
-        match &entry.node.value {
-            Value::Int(value) if (min..=max).contains(value) => Some(at(entry, *value)),
-            Value::Int(value) => {
-                self.problem(
-                    &entry.path,
-                    entry.node.position,
-                    format!("{value} is out of range (expected {min} to {max})"),
-                );
-                None
-            }
-            other => {
-                let found = describe(other);
-                self.problem(
-                    &entry.path,
-                    entry.node.position,
-                    format!("expected an integer, found {found}"),
-                );
-                None
-            }
-        }
+        let parsed = match &entry.node.value {
+            Value::Int(value) if (min..=max).contains(value) => Ok(*value),
+            Value::Int(value) => Err(format!("{value} is out of range (expected {min} to {max})")),
+            other => Err(format!("expected an integer, found {}", describe(other))),
+        };
+        self.checked(entry, parsed)
     }
 
     /// A Go duration string (`30s`, `1h30m`); a bare integer is nanoseconds, as in Go.
@@ -212,13 +198,7 @@ impl<'a> Reader<'a> {
                 describe(other)
             )),
         };
-        match parsed {
-            Ok(value) => Some(at(entry, value)),
-            Err(reason) => {
-                self.problem(&entry.path, entry.node.position, reason);
-                None
-            }
-        }
+        self.checked(entry, parsed)
     }
 
     /// A byte size (`10GB`, `512MB`) or a byte count.
@@ -233,6 +213,11 @@ impl<'a> Reader<'a> {
                 describe(other)
             )),
         };
+        self.checked(entry, parsed)
+    }
+
+    /// The parsed value with its position, or None with `parsed`'s error reported at the key.
+    fn checked<T>(&mut self, entry: Entry<'_>, parsed: Result<T, String>) -> Option<At<T>> {
         match parsed {
             Ok(value) => Some(at(entry, value)),
             Err(reason) => {
