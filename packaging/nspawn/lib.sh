@@ -101,8 +101,9 @@ nspawn_boot() {
         nspawn_stop "$name"
     fi
     # --volatile=overlay: a tmpfs upper layer over the cached root, so every boot starts clean and
-    # the cache is never written. --register=no/--keep-unit: no machined on this host.
-    setsid systemd-nspawn --quiet --directory="$root" --boot --volatile=overlay \
+    # the cache is never written. --register=no/--keep-unit: no machined on this host. The unified
+    # cgroup hierarchy, as Debian 12 boots with, even on a host with hybrid cgroups.
+    SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=${SYSTEMD_NSPAWN_UNIFIED_HIERARCHY:-1} setsid systemd-nspawn --quiet --directory="$root" --boot --volatile=overlay \
         --machine="$name" --register=no --keep-unit --console=passive "$@" \
         >"$NSPAWN_STATE/$name.log" 2>&1 </dev/null &
     echo $! >"$NSPAWN_STATE/$name.pid"

@@ -10,7 +10,10 @@
 # the shared cache server on the first connection, with its secret from LoadCredential=; the watchdog is fed; `systemctl reload`
 # applies a new runner.capacity; `systemctl stop` during a task drains it past TimeoutStopSec=
 # thanks to EXTEND_TIMEOUT_USEC=, and the task's final state reaches the fake; with a docker
-# label the runner waits for docker.service over D-Bus (no READY before); while a task runs
+# label the runner waits for docker.service over D-Bus (no READY before); each host job runs in a
+# cgroup of its own under the delegated unit cgroup, which takes along what the job left running
+# (also with a cleared environment) and whose CPU use reaches the journal, and after a SIGKILL of
+# the daemon the next one removes the dead one's job cgroups; while a task runs
 # logind lists the runner's delay inhibitor naming it, and `systemctl poweroff` (logind's
 # PrepareForShutdown) drains the runner before the container powers off. Also
 # `systemd-analyze verify` of every unit and an exposure of at most 3.0.
@@ -331,6 +334,75 @@ check "the runner saw docker.service become active over D-Bus" has "$journal" '^
 check "… and never polled a missing socket" eval '! has "$journal" "Docker is not ready yet"'
 check "act_runner_docker_up is 1" \
     has "$(inside curl -sS --max-time 10 http://127.0.0.1:9101/metrics)" '^act_runner_docker_up 1$'
+
+# --- host jobs in cgroups of their own (Delegate=yes): the daemon runs in <unit>/daemon, each
+# host job in <unit>/jobs/<job>; what a job leaves running dies with it, even a process that
+# cleared its environment (which the ACT_RUNNER_JOB mark misses); its CPU (and memory, where the
+# controller is delegated: not in this container) reaches the journal on the task's fields.
+unit_cgroup=$(show act-runner.service ControlGroup)
+jobs_cgroup=/sys/fs/cgroup$unit_cgroup/jobs
+check "the daemon moved itself into $unit_cgroup/daemon" \
+    eval 'inside cat "/sys/fs/cgroup$unit_cgroup/daemon/cgroup.procs" | grep -qx "$(show act-runner.service MainPID)"'
+# leaving_job JOB SECONDS: leaves `sleep SECONDS` running twice (setsid; env -i setsid), burns some
+# CPU, prints its cgroup and waits for the release file.
+leaving_job() {
+    printf '%s\n' "name: nspawn-leaves" "on: push" "jobs:" "  $1:" "    runs-on: $LABEL" "    steps:" \
+        "      - run: |" \
+        "          setsid sleep $2 </dev/null >/dev/null 2>&1 &" \
+        "          env -i /usr/bin/setsid /bin/sleep $(($2 + 1)) </dev/null >/dev/null 2>&1 &" \
+        "          head -c 200000000 /dev/zero | cksum >/dev/null" \
+        "          sed -n 's/^0:://p' /proc/self/cgroup" \
+        "          for i in \$(seq 1 120); do [ -e /run/act-runner-test/release/go ] && break; sleep 0.5; done"
+}
+sleeping() { inside pgrep -f "^(/bin/)?sleep $1\$" >/dev/null; }
+no_job_cgroup() { [ -z "$(inside find "$jobs_cgroup" -mindepth 1 -maxdepth 1 -type d)" ]; }
+inside rm -f /run/act-runner-test/release/go
+task=$(enqueue "$(leaving_job leaves 1001)")
+wait_for 20 "StatusText while task $task runs: running 1/3: owner/repo leaves" status_is "running 1/3: owner/repo leaves"
+wait_for 10 "the job left sleep 1001 (setsid) and sleep 1002 (env -i setsid) running" \
+    eval 'sleeping 1001 && sleeping 1002'
+job_cgroups=$(inside find "$jobs_cgroup" -mindepth 1 -maxdepth 1 -type d)
+echo "job cgroups while task $task runs: $job_cgroups"
+check "one job cgroup under $jobs_cgroup while the job runs" [ "$(echo "$job_cgroups" | grep -c .)" = 1 ]
+check "… holding both sleeps" \
+    eval '[ "$(inside sh -c "cat $job_cgroups/cgroup.procs | xargs -r -n1 ps -o args= -p" | grep -c "^/*[a-z/]*sleep 100[12]$")" = 2 ]'
+inside touch /run/act-runner-test/release/go
+wait_for 30 "task $task (leaving processes behind) finished" task_status_is "$task" success
+check "task $task's steps ran in its cgroup" \
+    has "$(task_json "$task" | jq -r '.logs[].content')" "^$unit_cgroup/jobs/[0-9a-f]\{16\}\$"
+wait_for 10 "the job's cgroup is gone after the job" no_job_cgroup
+check "sleep 1001 (setsid) died with the job" eval '! sleeping 1001'
+check "sleep 1002 (env -i setsid, no mark) died with the job" eval '! sleeping 1002'
+usage=$(inside journalctl -u act-runner.service -o json --no-pager "TASK_ID=$task" |
+    jq -c 'select(.MESSAGE | startswith("host job used cpu"))' | head -n1)
+echo "journal: $usage"
+check "journal: the job's CPU on the task's fields (CPU_USEC > 0)" \
+    [ "$(echo "$usage" | jq -r '(.CPU_USEC | tonumber > 0) and .TASK_ID == "'"$task"'"')" = true ]
+check "journal: its memory is not available without the memory controller" \
+    [ "$(echo "$usage" | jq -r '(.MESSAGE | endswith("memory peak not available")) and .MEMORY_PEAK_BYTES == null')" = true ]
+
+# After a crash, the next daemon removes the job cgroups the dead one left. KillMode=process, so
+# that systemd itself leaves the dead daemon's processes alone (with the unit's KillMode=mixed it
+# would kill them TimeoutStopSec= after the crash, and remove the cgroups).
+inside rm -f /run/act-runner-test/release/go
+nspawn_sh "$NAME" 'mkdir -p /run/systemd/system/act-runner.service.d
+printf "[Service]\nKillMode=process\n" >/run/systemd/system/act-runner.service.d/kill-mode.conf
+systemctl daemon-reload'
+task=$(enqueue "$(leaving_job crashes 1003)")
+wait_for 20 "StatusText while task $task runs: running 1/3: owner/repo crashes" status_is "running 1/3: owner/repo crashes"
+wait_for 10 "the job left sleep 1003 and sleep 1004 (env -i) running" eval 'sleeping 1003 && sleeping 1004'
+crashed_pid=$(show act-runner.service MainPID)
+inside kill -KILL "$crashed_pid"
+restarted() { [ "$(show act-runner.service NRestarts)" = 1 ] && state_is active; }
+wait_for 30 "systemd restarted the daemon killed with SIGKILL" restarted
+check "the restarted daemon removed the dead one's job cgroup" no_job_cgroup
+check "… and killed sleep 1004 (env -i), which only the cgroup held" eval '! sleeping 1004'
+check "… and sleep 1003" eval '! sleeping 1003'
+check "journal: the stale cgroup's removal is logged" \
+    has "$(inside journalctl -u act-runner.service -o cat --no-pager --since=-1min)" \
+    '^removed the job cgroups an earlier run of this runner left, with their processes$'
+nspawn_sh "$NAME" 'rm -r /run/systemd/system/act-runner.service.d; systemctl daemon-reload'
+inside touch /run/act-runner-test/release/go
 
 # --- logind: a delay inhibitor naming the running task (granted to the act-runner user through
 # polkit), and a system shutdown (PrepareForShutdown) drains the runner like `systemctl stop`.

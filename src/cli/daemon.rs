@@ -133,11 +133,7 @@ async fn run_daemon(
             None
         }
     };
-    let host_scope = ProcessScope::for_runner_file(&runner_file);
-    // Holding the lock, no other daemon of this runner is alive.
-    if lock.is_some() {
-        host_scope.kill_leftovers();
-    }
+    let host_scope = super::job_cgroup::host_scope(&runner_file, lock.is_some());
 
     let labels = resolve_labels(args.labels.as_deref(), &config, &registration)?;
     if labels.is_empty() {

@@ -18,6 +18,7 @@ pub mod completion;
 pub mod daemon;
 pub mod exec;
 pub mod generate_config;
+pub mod job_cgroup;
 pub mod logging;
 pub mod register;
 mod signals;
@@ -68,6 +69,9 @@ pub enum Command {
     Cache(cache_admin::CacheArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
+    /// The host backend's launcher: run a program in a job's cgroup.
+    #[command(name = job_cgroup::COMMAND, hide = true)]
+    JobCgroup(job_cgroup::JobCgroupArgs),
 }
 
 /// Errors the commands raise that decide an exit code by themselves.
@@ -101,6 +105,7 @@ pub fn main(inherited: crate::systemd::Inherited) -> ExitCode {
         Command::CacheServer(args) => cache_server::run(cli.config, args, inherited),
         Command::Cache(args) => cache_admin::run(cli.config, args),
         Command::Completion(args) => completion::run(args),
+        Command::JobCgroup(args) => Ok(job_cgroup::run(args)),
     };
     match outcome {
         Ok(code) => code,

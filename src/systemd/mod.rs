@@ -47,12 +47,16 @@
 //!    [`child_env::scrub`] (or gets [`child_env::job_environment`]), so no job sees
 //!    `NOTIFY_SOCKET`, `LISTEN_*`, `WATCHDOG_*` and the rest of the runner's systemd interface.
 //! 10. Tokens: [`Credentials::read`] with the names in [`credentials::names`].
+//! 11. Host jobs: [`job_cgroups::JobCgroups::set_up`] at start (the unit has `Delegate=yes`)
+//!     gives each host job a cgroup of its own; `act_runner __job-cgroup` starts each of the
+//!     job's commands inside it ([`job_cgroups::enter`]).
 
 pub mod activation;
 pub mod child_env;
 pub mod credentials;
 pub mod dbus;
 pub mod inherited_fds;
+pub mod job_cgroups;
 pub mod journald;
 pub mod notify;
 pub mod observer;

@@ -5,7 +5,8 @@
 # host-mode task with its journald fields (and its embedded-cache save's), the shared cache server
 # started by act-runner-cache.socket with its credential, the watchdog fed, reload of runner.capacity, a drain
 # on `systemctl stop` outliving TimeoutStopSec= with the task's result delivered, the wait for
-# docker.service over D-Bus, logind's delay inhibitors while a task runs, and the drain on
+# docker.service over D-Bus, host jobs in cgroups of their own (leftovers killed, CPU in the
+# journal, stale job cgroups removed after a SIGKILL of the daemon), logind's delay inhibitors while a task runs, and the drain on
 # `systemctl poweroff` (PrepareForShutdown).
 set -eu
 exec bash "$(dirname "$0")/../../packaging/nspawn/systemd-system-test.sh"

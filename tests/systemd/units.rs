@@ -269,3 +269,18 @@ fn every_default_path_lands_in_the_units_own_writable_directories() {
         }
     }
 }
+
+/// Issue 23: each runner unit delegates its cgroup and leaves the cgroup file system writable, so
+/// the daemon can give every host job a cgroup of its own (`systemd::job_cgroups`).
+#[test]
+fn the_runner_units_delegate_their_cgroup_and_may_write_it() {
+    for unit in ["act-runner.service", "act-runner@.service"] {
+        let directives = directives(unit);
+        assert_eq!(values(&directives, "Delegate"), ["yes"], "{unit}");
+        assert_eq!(
+            values(&directives, "ProtectControlGroups"),
+            ["no"],
+            "{unit}"
+        );
+    }
+}

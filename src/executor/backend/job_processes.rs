@@ -7,13 +7,17 @@
 //! daemon that crashed left running. Jenkins' ProcessTreeKiller works the same way.
 //!
 //! A process that clears its environment before it execs escapes the mark: under systemd each host
-//! job also runs in a cgroup of its own, which nothing escapes.
+//! job also runs in a cgroup of its own ([`JobCgroupTree`], which the daemon gives the scope),
+//! which nothing escapes.
 //! May use: nix (signals), sha2/hex/rand (names). Never another room.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -28,9 +32,35 @@ const MAX_ENVIRON_BYTES: u64 = 1024 * 1024;
 /// going for ever.
 const MAX_ROUNDS: usize = 20;
 
+/// A cgroup of its own for each host job (under systemd, `systemd::job_cgroups`, through the
+/// daemon): every process of the job runs in it, and at the end of the job all of it is killed.
+pub trait JobCgroupTree: fmt::Debug + Send + Sync {
+    /// Creates the cgroup of `job` and returns its directory. Blocking.
+    fn create(&self, job: &str) -> std::io::Result<PathBuf>;
+    /// The program and first arguments that run a command (appended after them) inside `cgroup`
+    /// from its first instruction.
+    fn launcher(&self, cgroup: &Path) -> Vec<OsString>;
+    /// Kills everything in the cgroup of `job`, reports what the job used and removes the cgroup.
+    /// Blocking, bounded.
+    fn finish(&self, job: &str);
+}
+
 /// The processes of one runner: a daemon kills all of its scope at start, as its jobs' leftovers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessScope(String);
+#[derive(Debug, Clone)]
+pub struct ProcessScope {
+    id: String,
+    /// Where each job of the scope gets a cgroup of its own (the daemon under systemd).
+    cgroups: Option<Arc<dyn JobCgroupTree>>,
+}
+
+/// Scopes are the same when they mark processes the same: a daemon has one cgroup tree.
+impl PartialEq for ProcessScope {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for ProcessScope {}
 
 impl ProcessScope {
     /// The scope of the runner registered in `runner_file`: the same across restarts, and
@@ -38,22 +68,41 @@ impl ProcessScope {
     pub fn for_runner_file(runner_file: &Path) -> ProcessScope {
         let path = std::fs::canonicalize(runner_file).unwrap_or_else(|_| runner_file.to_owned());
         let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
-        ProcessScope(hex::encode(&digest[..8]))
+        ProcessScope {
+            id: hex::encode(&digest[..8]),
+            cgroups: None,
+        }
     }
 
     /// A scope of its own (`act_runner exec`, tests): nothing outside this process shares it.
     pub fn private() -> ProcessScope {
-        ProcessScope(format!("{:016x}", rand::random::<u64>()))
+        ProcessScope {
+            id: format!("{:016x}", rand::random::<u64>()),
+            cgroups: None,
+        }
+    }
+
+    /// This scope, each job of it in a cgroup of its own under `cgroups`.
+    pub fn with_cgroups(self, cgroups: Arc<dyn JobCgroupTree>) -> ProcessScope {
+        ProcessScope {
+            cgroups: Some(cgroups),
+            ..self
+        }
+    }
+
+    /// Where the jobs of this scope get their cgroups, if they do.
+    pub fn cgroups(&self) -> Option<&Arc<dyn JobCgroupTree>> {
+        self.cgroups.as_ref()
     }
 
     /// The mark of one job in this scope (`job` has no `.`).
     pub fn job_mark(&self, job: &str) -> String {
-        format!("{}.{job}", self.0)
+        format!("{}.{job}", self.id)
     }
 
     /// Kills every process a job of this scope started (SIGKILL); returns how many.
     pub fn kill_all(&self) -> usize {
-        let prefix = format!("{}.", self.0);
+        let prefix = format!("{}.", self.id);
         kill_marked(|mark| mark.starts_with(&prefix))
     }
 

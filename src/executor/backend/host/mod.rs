@@ -5,13 +5,15 @@
 //! `NOTIFY_SOCKET`, `LISTEN_*`, `WATCHDOG_*`, `INVOCATION_ID`, `JOURNAL_STREAM`). Each command runs in
 //! its own process group, killed as a whole (SIGTERM, then SIGKILL after a bound) on cancellation or
 //! timeout; at `cleanup` what a step left running is killed: its groups, and every process that
-//! carries the job's mark, which `setsid` does not shed ([`super::job_processes`]).
+//! carries the job's mark, which `setsid` does not shed ([`super::job_processes`]). When the
+//! scope has a cgroup tree (the daemon under systemd), every command starts inside the job's own
+//! cgroup and cleanup kills all of it, which nothing escapes.
 
 mod output;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -23,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sync;
 
-use super::job_processes::{JOB_MARK_VAR, ProcessScope, kill_job};
+use super::job_processes::{JOB_MARK_VAR, JobCgroupTree, ProcessScope, kill_job};
 use super::tree_copy::copy_entries;
 use super::{
     Backend, BackendError, EnvironmentPaths, ExecEnd, ExecRequest, ExitStatus, JobContainers,
@@ -66,6 +68,10 @@ pub struct HostBackend {
     process_groups: Mutex<Vec<i32>>,
     /// The value of [`JOB_MARK_VAR`] in every process of this job.
     mark: String,
+    /// The job's name in its scope (the task directory's name).
+    job: String,
+    /// The job's cgroup, from `prepare`, when the scope has a cgroup tree.
+    cgroup: Option<PathBuf>,
 }
 
 impl HostBackend {
@@ -110,6 +116,8 @@ impl HostBackend {
             base_env,
             process_groups: Mutex::new(Vec::new()),
             mark,
+            job,
+            cgroup: None,
         }
     }
 
@@ -192,6 +200,9 @@ impl Backend for HostBackend {
         }
         // The task directory may receive secrets (command files, scripts): owner only.
         set_mode(&self.root, 0o700).await?;
+        if let Some(tree) = self.options.scope.cgroups() {
+            self.cgroup = create_cgroup(Arc::clone(tree), self.job.clone()).await;
+        }
         Ok(())
     }
 
@@ -215,7 +226,19 @@ impl Backend for HostBackend {
         let step_output = output::StepOutput::new(self.options.allocate_pty).map_err(io_error(
             String::from("cannot create the step's output pipe or terminal"),
         ))?;
-        let mut command = Command::new(program);
+        let mut command = match (&self.cgroup, self.options.scope.cgroups()) {
+            (Some(cgroup), Some(tree)) => {
+                let launcher = tree.launcher(cgroup);
+                let (first, rest) = launcher.split_first().ok_or_else(|| BackendError::Io {
+                    context: String::from("the job cgroup's launcher is empty"),
+                    source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+                })?;
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            _ => Command::new(program),
+        };
         command
             .args(args)
             .env_clear()
@@ -385,6 +408,11 @@ impl Backend for HostBackend {
             // The leader has exited; what is left are processes a step put in the background.
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
+        if let (Some(_), Some(tree)) = (self.cgroup.take(), self.options.scope.cgroups()) {
+            let (tree, job) = (Arc::clone(tree), self.job.clone());
+            let span = tracing::Span::current();
+            let _ = tokio::task::spawn_blocking(move || span.in_scope(|| tree.finish(&job))).await;
+        }
         let mark = self.mark.clone();
         let _ = tokio::task::spawn_blocking(move || kill_job(&mark)).await;
         match tokio::fs::remove_dir_all(&self.root).await {
@@ -395,6 +423,18 @@ impl Backend for HostBackend {
                 source,
             }),
         }
+    }
+}
+
+/// The job's cgroup; without one (logged) the job runs with its process groups and mark only.
+async fn create_cgroup(tree: Arc<dyn JobCgroupTree>, job: String) -> Option<PathBuf> {
+    match tokio::task::spawn_blocking(move || tree.create(&job)).await {
+        Ok(Ok(dir)) => Some(dir),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "cannot create the job's cgroup; its processes are killed by their mark");
+            None
+        }
+        Err(_) => None,
     }
 }
 

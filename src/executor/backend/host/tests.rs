@@ -200,3 +200,57 @@ async fn files_round_trip_and_cleanup_removes_the_directory() {
     backend.cleanup().await.unwrap();
     assert!(!root.exists());
 }
+
+/// A cgroup tree that records what the backend asks of it; its launcher runs the command under
+/// `env` with the cgroup's directory in `FAKE_CGROUP`.
+#[derive(Debug, Default)]
+struct FakeTree {
+    calls: Mutex<Vec<String>>,
+}
+
+impl JobCgroupTree for FakeTree {
+    fn create(&self, job: &str) -> std::io::Result<PathBuf> {
+        sync::lock(&self.calls).push(format!("create {job}"));
+        Ok(PathBuf::from(format!("/fake/jobs/{job}")))
+    }
+
+    fn launcher(&self, cgroup: &Path) -> Vec<std::ffi::OsString> {
+        vec![
+            "env".into(),
+            format!("FAKE_CGROUP={}", cgroup.display()).into(),
+        ]
+    }
+
+    fn finish(&self, job: &str) {
+        sync::lock(&self.calls).push(format!("finish {job}"));
+    }
+}
+
+#[tokio::test]
+async fn with_a_cgroup_tree_every_command_starts_in_the_jobs_cgroup_and_cleanup_ends_it() {
+    let parent = tempfile::tempdir().unwrap();
+    let tree = Arc::new(FakeTree::default());
+    let options = HostOptions {
+        allocate_pty: false,
+        shared_tool_cache: None,
+        scope: ProcessScope::private().with_cgroups(tree.clone()),
+    };
+    let mut backend = HostBackend::with_options(parent.path(), options);
+    let job = backend.job.clone();
+    let (tx, _rx) = mpsc::channel(8);
+    backend.prepare(&tx).await.unwrap();
+    let (status, lines) = run(
+        &backend,
+        "echo \"$FAKE_CGROUP\"",
+        None,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(lines, [format!("/fake/jobs/{job}")]);
+    backend.cleanup().await.unwrap();
+    assert_eq!(
+        *sync::lock(&tree.calls),
+        [format!("create {job}"), format!("finish {job}")]
+    );
+}
