@@ -6,6 +6,11 @@
 //! in before it starts and back into the job container after it ends (the job container keeps them
 //! in its own filesystem, not in volumes). Output is streamed line by line; on cancellation or
 //! timeout the container is killed. It is always removed afterwards.
+//!
+//! Its program runs through `inline_files::one_stream` (stderr into stdout) when the image has
+//! `sh`, so `::add-mask::` printed on stdout masks what stderr prints right after: Docker reads
+//! the two pipes of a container separately and gives no order between them. An image without
+//! `sh` fails to start that way; its container is made again unwrapped, with two streams.
 
 use std::collections::HashMap;
 
@@ -22,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::exec::{forward, sleep_until_deadline};
 use super::lines::LineSplitter;
-use super::{bounded, container, describe, files, image, is_not_found, send_log};
+use super::{bounded, container, describe, files, image, inline_files, is_not_found, send_log};
 use crate::executor::backend::{
     BackendError, BuildContext, BuildRequest, ContainerRun, ExitStatus, OutputLines, Stream,
 };
@@ -32,6 +37,9 @@ use crate::executor::line_batch::LineBatch;
 const COPY_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 /// Bound on building one action image.
 const BUILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// What the runtime says when a container's `sh` is not in its image (`executable file not found
+/// in $PATH`, or `stat ...: no such file or directory` for a path).
+const NO_SHELL: &str = r#"exec: "sh": "#;
 
 /// What a step container needs from its job.
 pub struct JobSide<'a> {
@@ -75,22 +83,59 @@ pub async fn run(
     }
     ensured?;
 
-    let name = format!(
-        "{}-step-{}",
-        job.job_container,
-        uuid::Uuid::new_v4().simple()
+    let env: Vec<String> = request
+        .env
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    let cmd = (!request.args.is_empty()).then(|| request.args.clone());
+    let plain = container_body(
+        &job,
+        &request.image,
+        request.entrypoint.clone(),
+        cmd,
+        env.clone(),
     );
-    let body = ContainerCreateBody {
-        image: Some(request.image.clone()),
-        entrypoint: request.entrypoint.clone(),
-        cmd: (!request.args.is_empty()).then(|| request.args.clone()),
-        env: Some(
-            request
-                .env
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect(),
-        ),
+    let program = program(docker, &request).await?;
+    if !program.is_empty() {
+        let (argv, env) = inline_files::one_stream(program, env);
+        let wrapped = container_body(&job, &request.image, Some(argv), None, env);
+        let streams = (output.clone(), cancel.clone());
+        match attempt(&job, &request, wrapped, true, deadline, streams).await? {
+            Ran::Ended(status) => return Ok(status),
+            Ran::NoShell => tracing::debug!(
+                image = %request.image,
+                "the image has no `sh`: its step container runs unwrapped, stdout and stderr read apart"
+            ),
+        }
+    }
+    match attempt(&job, &request, plain, false, deadline, (output, cancel)).await? {
+        Ran::Ended(status) => Ok(status),
+        // Only a wrapped program reports a missing `sh`.
+        Ran::NoShell => Ok(ExitStatus::Exited(127)),
+    }
+}
+
+/// How one attempt at a step container ended.
+enum Ran {
+    Ended(ExitStatus),
+    /// The wrapped program could not start: the image has no `sh`.
+    NoShell,
+}
+
+/// What the container is made of; `entrypoint` and `cmd` as the Docker API takes them.
+fn container_body(
+    job: &JobSide<'_>,
+    image: &str,
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    env: Vec<String>,
+) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint,
+        cmd,
+        env: Some(env),
         working_dir: Some(job.workspace.to_string()),
         labels: Some(job.labels.clone()),
         host_config: Some(HostConfig {
@@ -100,27 +145,68 @@ pub async fn run(
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// The program the container runs, entrypoint then arguments, merged with the image's as the
+/// Docker daemon merges them: an entrypoint given drops the image's `Cmd`.
+async fn program(docker: &Docker, request: &ContainerRun) -> Result<Vec<String>, BackendError> {
+    let inspected = bounded(
+        format!("inspect image {}", request.image),
+        docker.inspect_image(&request.image),
+    )
+    .await?;
+    let config = inspected.config.unwrap_or_default();
+    let entrypoint = match &request.entrypoint {
+        Some(entrypoint) => entrypoint.clone(),
+        None => config.entrypoint.unwrap_or_default(),
     };
+    let args = if !request.args.is_empty() {
+        request.args.clone()
+    } else if request.entrypoint.as_ref().is_some_and(|e| !e.is_empty()) {
+        Vec::new()
+    } else {
+        config.cmd.unwrap_or_default()
+    };
+    Ok(entrypoint.into_iter().chain(args).collect())
+}
+
+/// Creates, runs and removes one step container.
+async fn attempt(
+    job: &JobSide<'_>,
+    request: &ContainerRun,
+    body: ContainerCreateBody,
+    wrapped: bool,
+    deadline: Option<Instant>,
+    (output, cancel): (mpsc::Sender<OutputLines>, CancellationToken),
+) -> Result<Ran, BackendError> {
+    let docker = job.docker;
+    let name = format!(
+        "{}-step-{}",
+        job.job_container,
+        uuid::Uuid::new_v4().simple()
+    );
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
     bounded(
         format!("create step container for {}", request.image),
         docker.create_container(Some(options), body),
     )
     .await?;
-    let ran = run_created(&job, &name, deadline, output, cancel).await;
+    let ran = run_created(job, &name, wrapped, deadline, output, cancel).await;
     let removed = container::remove_container(docker, &name).await;
-    let status = ran?;
+    let ran = ran?;
     removed?;
-    Ok(status)
+    Ok(ran)
 }
 
 async fn run_created(
     job: &JobSide<'_>,
     name: &str,
+    wrapped: bool,
     deadline: Option<Instant>,
     output: mpsc::Sender<OutputLines>,
     cancel: CancellationToken,
-) -> Result<ExitStatus, BackendError> {
+) -> Result<Ran, BackendError> {
     let docker = job.docker;
     for path in [job.workspace, job.temp] {
         copy_dir(docker, job.job_container, name, path).await?;
@@ -137,11 +223,17 @@ async fn run_created(
     )
     .await?;
     let mut frames = attached.output;
-    bounded(
+    let started = bounded(
         format!("start step container {name}"),
         docker.start_container(name, None),
     )
-    .await?;
+    .await;
+    match started {
+        Err(BackendError::Docker(message)) if wrapped && message.contains(NO_SHELL) => {
+            return Ok(Ran::NoShell);
+        }
+        started => started?,
+    }
     let mut stdout = LineSplitter::default();
     let mut stderr = LineSplitter::default();
     let interrupted = loop {
@@ -173,7 +265,7 @@ async fn run_created(
         }
     }
     if let Some(status) = interrupted {
-        return Ok(status);
+        return Ok(Ran::Ended(status));
     }
     let mut waits = docker.wait_container(name, None);
     let code = match tokio::time::timeout(super::API_TIMEOUT, waits.next()).await {
@@ -195,7 +287,7 @@ async fn run_created(
     for path in [job.workspace, job.temp] {
         copy_dir(docker, name, job.job_container, path).await?;
     }
-    Ok(ExitStatus::Exited(code))
+    Ok(Ran::Ended(ExitStatus::Exited(code)))
 }
 
 /// Copies the directory `path` from one container to the same place in another.
