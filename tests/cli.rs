@@ -12,6 +12,12 @@ use act_runner::config::{Config, LoadEnv, Registration, Secret};
 
 use crate::support::command::Scratch;
 
+/// Runs `command` to its end: its exit code, and its stdout and stderr as one text.
+fn run(command: &mut assert_cmd::Command) -> (Option<i32>, String) {
+    let output = command.output().unwrap();
+    (output.status.code(), output_text(&output))
+}
+
 fn output_text(output: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -35,13 +41,8 @@ fn generate_config_then_daemon_without_registration_exits_77_and_says_how_to_reg
     );
     std::fs::write(scratch.file("c.yaml"), &generated.stdout).unwrap();
 
-    let output = scratch
-        .act_runner()
-        .args(["-c", "c.yaml", "daemon"])
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(77), "{text}");
+    let (code, text) = run(scratch.act_runner().args(["-c", "c.yaml", "daemon"]));
+    assert_eq!(code, Some(77), "{text}");
     assert!(text.contains(".runner not found"), "{text}");
     assert!(text.contains("act_runner register"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
@@ -56,14 +57,8 @@ fn invalid_configuration_exits_78_naming_file_line_and_key() {
         &["register", "--no-interactive"],
         &["cache-server"],
     ] {
-        let output = scratch
-            .act_runner()
-            .args(["-c", "c.yaml"])
-            .args(command)
-            .output()
-            .unwrap();
-        let text = output_text(&output);
-        assert_eq!(output.status.code(), Some(78), "{command:?}: {text}");
+        let (code, text) = run(scratch.act_runner().args(["-c", "c.yaml"]).args(command));
+        assert_eq!(code, Some(78), "{command:?}: {text}");
         assert!(
             text.contains("c.yaml:3:12: `runner.timeout`"),
             "{command:?}: {text}"
@@ -75,13 +70,8 @@ fn invalid_configuration_exits_78_naming_file_line_and_key() {
 fn unknown_keys_are_logged_as_warnings() {
     let scratch = Scratch::new();
     scratch.write("c.yaml", "runner:\n  capacityy: 2\n");
-    let output = scratch
-        .act_runner()
-        .args(["-c", "c.yaml", "daemon"])
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(77), "{text}");
+    let (code, text) = run(scratch.act_runner().args(["-c", "c.yaml", "daemon"]));
+    assert_eq!(code, Some(77), "{text}");
     assert!(
         text.contains("runner.capacityy") && text.contains("line=2"),
         "{text}"
@@ -92,9 +82,8 @@ fn unknown_keys_are_logged_as_warnings() {
 fn corrupt_registration_exits_77_naming_the_file() {
     let scratch = Scratch::new();
     scratch.write(".runner", "{ this is not json");
-    let output = scratch.act_runner().arg("daemon").output().unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(77), "{text}");
+    let (code, text) = run(scratch.act_runner().arg("daemon"));
+    assert_eq!(code, Some(77), "{text}");
     assert!(text.contains(".runner is corrupt"), "{text}");
 }
 
@@ -117,45 +106,32 @@ fn a_fifo_config_or_a_device_registration_is_refused_at_once() {
 
     let scratch = Scratch::new();
     std::os::unix::fs::symlink("/dev/zero", scratch.file(".runner")).unwrap();
-    let output = scratch
+    let (code, text) = run(scratch
         .act_runner()
         .arg("daemon")
-        .timeout(std::time::Duration::from_secs(20))
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(77), "{text}");
+        .timeout(std::time::Duration::from_secs(20)));
+    assert_eq!(code, Some(77), "{text}");
     assert!(text.contains("not a regular file"), "{text}");
 }
 
 #[test]
 fn missing_config_file_exits_78() {
     let scratch = Scratch::new();
-    let output = scratch
-        .act_runner()
-        .args(["-c", "nope.yaml", "daemon"])
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
+    let (code, text) = run(scratch.act_runner().args(["-c", "nope.yaml", "daemon"]));
+    assert_eq!(code, Some(78), "{text}");
     assert!(text.contains("nope.yaml"), "{text}");
 }
 
 #[test]
 fn register_without_token_in_non_interactive_mode_exits_78_naming_every_source() {
     let scratch = Scratch::new();
-    let output = scratch
-        .act_runner()
-        .args([
-            "register",
-            "--no-interactive",
-            "--instance",
-            "http://127.0.0.1:9",
-        ])
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
+    let (code, text) = run(scratch.act_runner().args([
+        "register",
+        "--no-interactive",
+        "--instance",
+        "http://127.0.0.1:9",
+    ]));
+    assert_eq!(code, Some(78), "{text}");
     for source in [
         "--token-file",
         "--token",
@@ -170,14 +146,8 @@ fn register_without_token_in_non_interactive_mode_exits_78_naming_every_source()
 #[test]
 fn interactive_register_with_closed_stdin_fails_clearly() {
     let scratch = Scratch::new();
-    let output = scratch
-        .act_runner()
-        .arg("register")
-        .write_stdin("")
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
+    let (code, text) = run(scratch.act_runner().arg("register").write_stdin(""));
+    assert_eq!(code, Some(78), "{text}");
     assert!(
         text.contains("Gitea instance URL") && text.contains("input closed"),
         "{text}"
@@ -187,13 +157,8 @@ fn interactive_register_with_closed_stdin_fails_clearly() {
 #[test]
 fn cache_server_requires_the_external_secret() {
     let scratch = Scratch::new();
-    let output = scratch
-        .act_runner()
-        .args(["cache-server", "-p", "0"])
-        .output()
-        .unwrap();
-    let text = output_text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
+    let (code, text) = run(scratch.act_runner().args(["cache-server", "-p", "0"]));
+    assert_eq!(code, Some(78), "{text}");
     assert!(text.contains("cache.external_secret"), "{text}");
 }
 
