@@ -183,12 +183,13 @@ fn check(results: Vec<Result<(), String>>) {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-const HOST_AND_DOCKER: [&str; 5] = [
+const HOST_AND_DOCKER: [&str; 6] = [
     "node-pre-post.yml",
     "composite-nested.yml",
     "composite-depth.yml",
     "short-sha.yml",
     "full-sha.yml",
+    "reusable-nested.yml",
 ];
 
 #[test]
