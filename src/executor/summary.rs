@@ -84,11 +84,11 @@ impl Summaries {
                 self.by_step.last_mut().expect("just pushed")
             }
         };
-        let room = (MAX_STEP_SUMMARY_BYTES + 1).saturating_sub(entry.1.len());
+        let space_left = (MAX_STEP_SUMMARY_BYTES + 1).saturating_sub(entry.1.len());
         entry
             .1
-            .extend_from_slice(&written[..written.len().min(room)]);
-        entry.2 |= written.len() > room;
+            .extend_from_slice(&written[..written.len().min(space_left)]);
+        entry.2 |= written.len() > space_left;
     }
 
     /// Adds the summaries of a job whose step indices start at `offset` in the job's log.
