@@ -10,6 +10,8 @@
 # 1,000; 0 skips) Docker jobs on the local test image and, once stopped, must leave no container,
 # network or volume of its own behind. Jobs are queued in bulk through the fake's admin API.
 # BENCH_HOST_JOBS=0 skips the host part (to run the two parts at once, as two invocations).
+# The daemons run with the MALLOC_ARENA_MAX that systemd/act-runner.service sets, as deployed;
+# BENCH_MALLOC_ARENA_MAX overrides it (empty: glibc's default, to compare).
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -20,6 +22,9 @@ first_jobs=${BENCH_FIRST_JOBS:-2000}
 host_jobs=${BENCH_HOST_JOBS:-10000}
 docker_jobs=${BENCH_DOCKER_JOBS:-1000}
 image=${BENCH_IMAGE:-act-runner-test/debian:12}
+unit_arena_max=$(sed -n 's/^Environment=MALLOC_ARENA_MAX=//p' \
+    "$(dirname "${BASH_SOURCE[0]}")/../../systemd/act-runner.service")
+arena_max=${BENCH_MALLOC_ARENA_MAX-$unit_arena_max}
 [ "$host_jobs" -eq 0 ] || [ "$first_jobs" -lt "$host_jobs" ] \
     || die "BENCH_FIRST_JOBS must be below BENCH_HOST_JOBS"
 if [ "$docker_jobs" -gt 0 ]; then
@@ -63,7 +68,8 @@ YAML
     "$runner_bin" -c "$dir/config.yaml" register --no-interactive --instance "$fake_url" \
         --token BENCH --name "soak-$(basename "$dir")" --labels "$2" >"$dir/register.log" 2>&1 \
         || die "register failed: $(cat "$dir/register.log")"
-    "$runner_bin" -c "$dir/config.yaml" daemon >"$dir/daemon.log" 2>&1 &
+    env ${arena_max:+"MALLOC_ARENA_MAX=$arena_max"} "$runner_bin" -c "$dir/config.yaml" daemon \
+        >"$dir/daemon.log" 2>&1 &
     daemon_pid=$!
     sleep 3
     kill -0 "$daemon_pid" 2>/dev/null || die "the daemon exited: $(tail -n 20 "$dir/daemon.log")"
@@ -119,7 +125,7 @@ sample() {
 : >"$work/samples"
 host_seconds=0
 if [ "$host_jobs" -gt 0 ]; then
-    log "host soak: $warmup_jobs + $first_jobs + $((host_jobs - first_jobs)) jobs, capacity $capacity"
+    log "host soak: $warmup_jobs + $first_jobs + $((host_jobs - first_jobs)) jobs, capacity $capacity, MALLOC_ARENA_MAX=${arena_max:-unset}"
     start_daemon "$work/host" soak-host:host
     sample start >>"$work/samples"
     run_jobs "$warmup_jobs" soak-host
@@ -165,7 +171,7 @@ if [ "$docker_jobs" -gt 0 ]; then
     docker_report="$docker_jobs $docker_seconds $(wc -l <"$work/containers") $containers $networks $(wc -l <"$work/volumes") $volumes"
 fi
 
-host="$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+host="$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end, MALLOC_ARENA_MAX=${arena_max:-unset}"
 python3 - "$work/samples" "$host_jobs" "$first_jobs" "$host_seconds" "$host" "$docker_report" <<'PY'
 import sys
 samples = {}
@@ -190,11 +196,11 @@ if host_jobs:
     last = samples[str(host_jobs)]
     retained = (last[0] - warm[0]) * 1024 / host_jobs
     # The warm-up opens what the daemon keeps (connections to Gitea): what a job leaves is counted
-    # from there.
+    # from there. Fewer is no leak: the pool closed a connection it kept.
     fds_left = last[2] - warm[2]
     print(f"  descriptors left: {fds_left} (target 0; {warm[2] - samples['start'][2]} opened in the "
           f"warm-up and kept); spool files left: {last[5]} (target 0); job directories left: {last[6]}")
-    failed = retained >= 100 or fds_left != 0 or last[5] != 0
+    failed = retained >= 100 or fds_left > 0 or last[5] != 0
 if sys.argv[6]:
     jobs, secs, created, containers, networks, mounted, volumes = map(int, sys.argv[6].split())
     print(f"docker soak: {jobs} jobs in {secs} s, {created} containers created; left after the daemon "

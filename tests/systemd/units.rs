@@ -185,6 +185,20 @@ fn every_unit_command_is_the_runner_or_the_shell() {
     }
 }
 
+/// Issue 22's soak: the daemon's units cap glibc's malloc arenas, without which RSS grew with the
+/// number of jobs run while the live heap stayed flat (packaging/bench/soak.sh reads the value
+/// from `act-runner.service`, so the benchmark measures what is deployed).
+#[test]
+fn the_daemon_units_cap_malloc_arenas() {
+    for unit in ["act-runner.service", "act-runner@.service"] {
+        let service = directives(unit);
+        assert!(
+            values(&service, "Environment").contains(&"MALLOC_ARENA_MAX=2"),
+            "{unit} does not set Environment=MALLOC_ARENA_MAX=2"
+        );
+    }
+}
+
 /// Issue 23: `systemctl stop act-runner` sticks (the stop goes down to the socket, so no scrape
 /// starts the runner again), `systemctl start` brings both back, and a restart (not a stop)
 /// leaves the socket listening.
