@@ -7,7 +7,7 @@
 use indexmap::IndexMap;
 use serde_json::json;
 
-use super::{Call, Loaded};
+use super::{Call, LoadedAction};
 use crate::executor::backend::Backend;
 use crate::executor::contexts;
 use crate::executor::event::Conclusion;
@@ -21,7 +21,7 @@ pub async fn run<B: Backend>(
     job_run: &mut JobRun<'_, B>,
     call: Call,
     steps: &[Step],
-    loaded: &Loaded,
+    loaded: &LoadedAction,
     step_env: IndexMap<String, String>,
 ) -> Result<BodyResult, String> {
     let mut nested_env = step_env;
@@ -66,7 +66,7 @@ async fn run_steps<B: Backend>(
     job_run: &mut JobRun<'_, B>,
     call: Call,
     steps: &[Step],
-    loaded: &Loaded,
+    loaded: &LoadedAction,
     nested_env: &IndexMap<String, String>,
 ) -> Result<BodyResult, String> {
     let step_idx = call.step_idx;

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{Call, Loaded, input_variable, post};
+use super::{Call, LoadedAction, input_variable, post};
 use crate::executor::backend::{Backend, BuildContext, BuildRequest};
 use crate::executor::expr::Value;
 use crate::executor::job::{JobRun, JobState};
@@ -45,7 +45,7 @@ pub async fn run_action<B: Backend>(
     job_run: &mut JobRun<'_, B>,
     call: Call,
     step: &Step,
-    loaded: &Loaded,
+    loaded: &LoadedAction,
     runs: &DockerRuns,
     step_env: IndexMap<String, String>,
 ) -> Result<BodyResult, String> {
@@ -103,7 +103,7 @@ pub async fn run_action<B: Backend>(
 pub async fn run_pre<B: Backend>(
     job_run: &mut JobRun<'_, B>,
     call: Call,
-    loaded: &Loaded,
+    loaded: &LoadedAction,
     runs: &DockerRuns,
     step_env: IndexMap<String, String>,
 ) -> Result<BodyResult, String> {
@@ -120,7 +120,7 @@ pub async fn run_pre<B: Backend>(
 /// Evaluates with the action's `inputs` as the `inputs` context, restoring the caller's after.
 fn with_inputs<T>(
     state: &mut JobState,
-    loaded: &Loaded,
+    loaded: &LoadedAction,
     evaluate: impl FnOnce(&mut JobState) -> Result<T, String>,
 ) -> Result<T, String> {
     let saved = state.scope.contexts.get("inputs").cloned();
@@ -171,7 +171,7 @@ fn split_entrypoint(entrypoint: Option<&str>) -> Result<Option<Vec<String>>, Str
 async fn action_image<B: Backend>(
     job_run: &mut JobRun<'_, B>,
     call: Call,
-    loaded: &Loaded,
+    loaded: &LoadedAction,
     runs: &DockerRuns,
 ) -> Result<String, String> {
     if let Some(image) = runs.image.strip_prefix("docker://") {

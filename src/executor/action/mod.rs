@@ -85,7 +85,7 @@ pub struct Call {
 }
 
 /// An action, located and loaded, with its inputs evaluated.
-pub struct Loaded {
+pub struct LoadedAction {
     /// `action.yml`'s path, for messages.
     file: String,
     /// `GITHUB_ACTION_PATH`: the action's directory as the job's processes see it.
@@ -103,7 +103,7 @@ pub struct Loaded {
     missing_inputs: Vec<String>,
 }
 
-impl Loaded {
+impl LoadedAction {
     /// `INPUT_*`, `GITHUB_ACTION_PATH`, `GITHUB_ACTION_REPOSITORY`, `GITHUB_ACTION_REF`.
     fn env(&self) -> IndexMap<String, String> {
         let mut env: IndexMap<String, String> = self
@@ -261,7 +261,7 @@ async fn load<B: Backend>(
     step: &Step,
     uses: &str,
     reference: &ActionRef,
-) -> Result<Loaded, String> {
+) -> Result<LoadedAction, String> {
     let (file, source, dir, context, repository, git_ref) = match reference {
         ActionRef::Local(relative) => {
             let workspace = job_run
@@ -319,7 +319,7 @@ async fn load<B: Backend>(
             None => {}
         }
     }
-    Ok(Loaded {
+    Ok(LoadedAction {
         file,
         dir,
         context,

@@ -14,14 +14,14 @@ use super::super::job::job_runs;
 use super::super::model::{CallSecrets, Job, Workflow};
 use super::super::scope::Scope;
 use super::super::spec::{JobSpec, NeedResult, conclusion_name};
-use super::load::Loaded;
+use super::load::CalledWorkflow;
 
 /// The token secrets a called workflow always receives, as on GitHub.
 const TOKEN_SECRETS: [&str; 2] = ["GITHUB_TOKEN", "GITEA_TOKEN"];
 
 /// A loaded workflow with what its caller passes it.
 pub struct Call<'l> {
-    pub loaded: &'l Loaded,
+    pub loaded: &'l CalledWorkflow,
     pub inputs: Map<String, Json>,
     pub secrets: IndexMap<String, String>,
 }
@@ -32,7 +32,7 @@ pub fn evaluate<'l>(
     spec: &JobSpec,
     workflow: &Workflow,
     job: &Job,
-    loaded: &'l Loaded,
+    loaded: &'l CalledWorkflow,
     paths: &EnvironmentPaths,
     where_: &str,
 ) -> Result<Option<Call<'l>>, String> {

@@ -22,7 +22,7 @@ pub const MAX_UNIQUE: usize = 20;
 const MAX_WORKFLOW_BYTES: u64 = 1 << 20;
 
 /// A called workflow, loaded with every workflow its jobs call.
-pub struct Loaded {
+pub struct CalledWorkflow {
     /// The name its messages use: the caller's `uses:` value.
     pub file: String,
     pub yaml: String,
@@ -30,7 +30,7 @@ pub struct Loaded {
     /// Job ids in an order that runs every job after the jobs it needs.
     pub order: Vec<String>,
     /// The workflows its jobs call, by the calling job's id.
-    pub called: IndexMap<String, Loaded>,
+    pub called: IndexMap<String, CalledWorkflow>,
 }
 
 /// What the loading of one tree has seen so far.
@@ -54,7 +54,7 @@ impl<'a> Walk<'a> {
 
     /// Loads the workflow `uses` names (the caller's `uses:` value, trimmed) and the ones it calls;
     /// an error says which `uses:` failed and why, `where_` being the calling job's position.
-    pub async fn load(&mut self, uses: &str, where_: &str) -> Result<Loaded, String> {
+    pub async fn load(&mut self, uses: &str, where_: &str) -> Result<CalledWorkflow, String> {
         let file = uses.trim().to_string();
         let fail = |message: String| format!("{where_}: `uses: {file}`: {message}");
         if self.chain.contains(&file) {
@@ -105,7 +105,7 @@ impl<'a> Walk<'a> {
             }
         }
         self.chain.pop();
-        Ok(Loaded {
+        Ok(CalledWorkflow {
             file,
             yaml,
             workflow,
@@ -238,7 +238,7 @@ mod tests {
         root
     }
 
-    async fn load_first(calls: &[&[usize]]) -> Result<Loaded, String> {
+    async fn load_first(calls: &[&[usize]]) -> Result<CalledWorkflow, String> {
         let root = repository(calls);
         let mut spec = JobSpec::new(String::new(), String::from("top.yml"), String::from("job"));
         spec.actions.repository_dir = Some(root.path().to_path_buf());

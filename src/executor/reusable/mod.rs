@@ -24,7 +24,7 @@ use super::masking::Masker;
 use super::model::{Job, Located, Workflow};
 use super::spec::{JobSpec, NeedResult, matrix_plan};
 use call::Call;
-use load::{Loaded, Walk};
+use load::{CalledWorkflow, Walk};
 
 /// Runs the workflow the caller's job `uses` and returns the caller's conclusion; sends
 /// `JobStarted`, the called jobs' steps and logs, and the caller's `Outputs`.
@@ -75,7 +75,7 @@ enum Slot {
 /// Numbers the steps of `loaded`'s jobs from `next_idx` on, nested calls in place, and adds each
 /// to `planned` named `job: step` (`caller / job: step` below a nested call).
 fn lay_out(
-    loaded: &Loaded,
+    loaded: &CalledWorkflow,
     prefix: &str,
     next_idx: &mut usize,
     planned: &mut Vec<PlannedStep>,
@@ -204,7 +204,7 @@ async fn run_nested<B: Backend>(
     spec: JobSpec,
     caller: &Call<'_>,
     job: &Job,
-    nested: &Loaded,
+    nested: &CalledWorkflow,
     layout: &Layout,
     run: &mut Run<'_, B>,
 ) -> NeedResult {
