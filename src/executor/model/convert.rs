@@ -5,8 +5,8 @@ use indexmap::IndexMap;
 
 use super::yaml::{Node, NodeKind, Pos};
 use super::{
-    Container, Credentials, Dimension, EnvMap, ExplicitMatrix, Job, Located, Matrix, ModelError,
-    RunDefaults, Step, Strategy, Workflow,
+    Container, ContainerCredentials, Dimension, EnvMap, ExplicitMatrix, Job, Located, Matrix,
+    ModelError, RunDefaults, Step, Strategy, Workflow,
 };
 
 type Result<T> = std::result::Result<T, ModelError>;
@@ -356,7 +356,9 @@ fn container(node: &Node, what: &'static str) -> Result<Container> {
             let password = opt_string(credential_fields.take("password"), "password")?;
             credential_fields.finish(&[])?;
             match (username, password) {
-                (Some(username), Some(password)) => Some(Credentials { username, password }),
+                (Some(username), Some(password)) => {
+                    Some(ContainerCredentials { username, password })
+                }
                 _ => {
                     return Err(error(
                         node.at,

@@ -98,14 +98,15 @@ pub struct Container {
     pub volumes: Vec<Located<String>>,
     pub options: Option<Located<String>>,
     pub ports: Vec<Located<String>>,
-    pub credentials: Option<Credentials>,
+    pub credentials: Option<ContainerCredentials>,
     /// Gitea's `cmd:` for services.
     pub cmd: Vec<Located<String>>,
 }
 
-/// `credentials: {username, password}` of a container.
+/// `credentials: {username, password}` of a container, as written (evaluated into the backend's
+/// `RegistryCredentials`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Credentials {
+pub struct ContainerCredentials {
     pub username: Located<String>,
     pub password: Located<String>,
 }

@@ -19,8 +19,8 @@ use super::load::CalledWorkflow;
 /// The token secrets a called workflow always receives, as on GitHub.
 const TOKEN_SECRETS: [&str; 2] = ["GITHUB_TOKEN", "GITEA_TOKEN"];
 
-/// A loaded workflow with what its caller passes it.
-pub struct Call<'l> {
+/// A loaded workflow bound to what its caller passes it.
+pub struct BoundCall<'l> {
     pub loaded: &'l CalledWorkflow,
     pub inputs: Map<String, Json>,
     pub secrets: IndexMap<String, String>,
@@ -35,14 +35,14 @@ pub fn evaluate<'l>(
     loaded: &'l CalledWorkflow,
     paths: &EnvironmentPaths,
     where_: &str,
-) -> Result<Option<Call<'l>>, String> {
+) -> Result<Option<BoundCall<'l>>, String> {
     let mut scope = Scope::new(&spec.workflow_file);
     contexts::fill_static(spec, workflow, job, paths, &mut scope);
     contexts::matrix(spec, job, &mut scope).map_err(|error| error.0)?;
     if !job_runs(spec, job, &mut scope).map_err(|error| error.0)? {
         return Ok(None);
     }
-    Ok(Some(Call {
+    Ok(Some(BoundCall {
         loaded,
         inputs: inputs(&scope, job, &loaded.workflow, where_)?,
         secrets: secrets(spec, &scope, job, &loaded.workflow, where_)?,
@@ -135,7 +135,7 @@ fn secrets(
 /// `outputs`) and the call's `inputs`, `vars` and `github`.
 pub async fn outputs(
     spec: &JobSpec,
-    call: &Call<'_>,
+    call: &BoundCall<'_>,
     results: &IndexMap<String, NeedResult>,
     emitter: &Emitter,
 ) -> IndexMap<String, String> {

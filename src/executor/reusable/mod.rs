@@ -23,7 +23,7 @@ use super::job::{Emitter, clean_up, refuse, run_started};
 use super::masking::Masker;
 use super::model::{Job, Located, Workflow};
 use super::spec::{JobSpec, NeedResult, matrix_plan};
-use call::Call;
+use call::BoundCall;
 use load::{CalledWorkflow, Walk};
 
 /// Runs the workflow the caller's job `uses` and returns the caller's conclusion; sends
@@ -120,7 +120,7 @@ struct Run<'r, B> {
 
 async fn run_call<B: Backend>(
     spec: &JobSpec,
-    call: &Call<'_>,
+    call: &BoundCall<'_>,
     backend: &mut B,
     emitter: &mut Emitter,
     cancel: &CancellationToken,
@@ -154,7 +154,7 @@ async fn run_call<B: Backend>(
 /// Runs a call's jobs in `needs` order: the call's conclusion and outputs.
 async fn run_workflow<B: Backend>(
     spec: &JobSpec,
-    call: &Call<'_>,
+    call: &BoundCall<'_>,
     layout: &Layout,
     run: &mut Run<'_, B>,
 ) -> NeedResult {
@@ -202,7 +202,7 @@ async fn run_workflow<B: Backend>(
 /// Runs every matrix leg of a called job that calls a workflow in turn.
 async fn run_nested<B: Backend>(
     spec: JobSpec,
-    caller: &Call<'_>,
+    caller: &BoundCall<'_>,
     job: &Job,
     nested: &CalledWorkflow,
     layout: &Layout,
@@ -261,7 +261,7 @@ async fn run_nested<B: Backend>(
 /// `start`.
 async fn run_called_job<B: Backend>(
     spec: JobSpec,
-    call: &Call<'_>,
+    call: &BoundCall<'_>,
     job: &Job,
     start: usize,
     run: &mut Run<'_, B>,
@@ -332,7 +332,7 @@ impl Legs {
     fn next(
         &mut self,
         spec: &JobSpec,
-        call: &Call<'_>,
+        call: &BoundCall<'_>,
         cancel: &CancellationToken,
     ) -> Option<(JobSpec, usize)> {
         for (leg_idx, combination) in self.combinations.by_ref() {
@@ -406,7 +406,7 @@ fn skipped() -> NeedResult {
 /// inputs and secrets, and the results of the called jobs it needs.
 fn child_spec(
     spec: &JobSpec,
-    call: &Call<'_>,
+    call: &BoundCall<'_>,
     job_id: &str,
     needs: IndexMap<String, NeedResult>,
 ) -> JobSpec {
