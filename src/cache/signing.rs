@@ -39,14 +39,14 @@ pub struct Signer {
 
 /// The query parameters of a signed URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signature {
+pub struct UrlSignature {
     /// Expiry, seconds since the Unix epoch.
     pub expires: u64,
     /// Lower-case hex HMAC.
     pub sig: String,
 }
 
-impl Signature {
+impl UrlSignature {
     /// `exp=...&sig=...`, ready to append to a path.
     pub fn query(&self) -> String {
         format!("exp={}&sig={}", self.expires, self.sig)
@@ -63,16 +63,16 @@ impl Signer {
     }
 
     /// Signs `purpose` on `id`, valid until `ttl` from now.
-    pub fn sign(&self, purpose: Purpose, id: u64) -> Signature {
+    pub fn sign(&self, purpose: Purpose, id: u64) -> UrlSignature {
         let expires = now_secs().saturating_add(self.ttl.as_secs());
-        Signature {
+        UrlSignature {
             expires,
             sig: hex::encode(self.mac(purpose, id, expires).finalize().into_bytes()),
         }
     }
 
     /// Checks a URL's signature (constant time) and expiry.
-    pub fn verify(&self, purpose: Purpose, id: u64, sig: &Signature) -> Result<(), CacheError> {
+    pub fn verify(&self, purpose: Purpose, id: u64, sig: &UrlSignature) -> Result<(), CacheError> {
         let claimed = hex::decode(&sig.sig).map_err(|_| CacheError::BadSignature)?;
         self.mac(purpose, id, sig.expires)
             .verify_slice(&claimed)
@@ -121,7 +121,7 @@ mod tests {
         assert!(signer.verify(Purpose::Download, 7, &sig).is_ok());
         assert!(signer.verify(Purpose::Upload, 7, &sig).is_err());
         assert!(signer.verify(Purpose::Download, 8, &sig).is_err());
-        let stretched = Signature {
+        let stretched = UrlSignature {
             expires: sig.expires + 1000,
             sig: sig.sig.clone(),
         };

@@ -22,7 +22,7 @@ use crate::config::{
 use crate::daemon::cache_access::CacheAccess;
 use crate::daemon::execution::{DockerAccess, ExecutionConfig, state_dir};
 use crate::daemon::observe::{FanOut, Observer};
-use crate::daemon::service::{self, Control, Outcome, Setup};
+use crate::daemon::service::{self, Control, ServiceOutcome, Setup};
 use crate::daemon::task::RunnerContext;
 use crate::executor::backend::docker::connect;
 use crate::executor::backend::job_processes::ProcessScope;
@@ -299,16 +299,16 @@ async fn run_daemon(
         cache.stop().await;
     }
     match outcome? {
-        Outcome::Stopped(drained) => {
+        ServiceOutcome::Stopped(drained) => {
             tracing::info!(drain = ?drained, "runner stopped");
             Ok(ExitCode::from(EXIT_OK))
         }
-        Outcome::OnceDone => Ok(ExitCode::from(EXIT_OK)),
-        Outcome::Unauthenticated if registration.ephemeral => {
+        ServiceOutcome::OnceDone => Ok(ExitCode::from(EXIT_OK)),
+        ServiceOutcome::Unauthenticated if registration.ephemeral => {
             tracing::info!("the ephemeral runner was removed by the server after its job");
             Ok(ExitCode::from(EXIT_OK))
         }
-        Outcome::Unauthenticated => {
+        ServiceOutcome::Unauthenticated => {
             metrics.unregistered();
             tracing::error!(
                 "runner is no longer registered with the server; please register it again"

@@ -59,7 +59,7 @@ pub enum Control {
 
 /// How the daemon ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ServiceOutcome {
     /// Shut down on request.
     Stopped(DrainOutcome),
     /// `--once` or ephemeral: the one job is done.
@@ -85,7 +85,7 @@ pub enum ServiceError {
 pub async fn serve<A: RunnerApi + 'static>(
     setup: Setup<A>,
     mut controls: mpsc::Receiver<Control>,
-) -> Result<Outcome, ServiceError> {
+) -> Result<ServiceOutcome, ServiceError> {
     let Setup {
         api,
         mut config,
@@ -97,7 +97,7 @@ pub async fn serve<A: RunnerApi + 'static>(
     } = setup;
     match declare(api.as_ref(), &config).await {
         Ok(capabilities) => config.runner.server_capabilities = capabilities,
-        Err(ClientError::Unauthenticated { .. }) => return Ok(Outcome::Unauthenticated),
+        Err(ClientError::Unauthenticated { .. }) => return Ok(ServiceOutcome::Unauthenticated),
         Err(error @ ClientError::Unimplemented { .. }) => {
             return Err(ServiceError::DeclareUnsupported(error));
         }
@@ -119,7 +119,7 @@ pub async fn serve<A: RunnerApi + 'static>(
     )
     .await?;
     if stop_early {
-        return Ok(Outcome::Stopped(DrainOutcome::Finished));
+        return Ok(ServiceOutcome::Stopped(DrainOutcome::Finished));
     }
     if let Some(ready) = ready {
         let _ = ready.send(());
@@ -210,7 +210,7 @@ pub async fn serve<A: RunnerApi + 'static>(
         false
     };
     let outcome = if once_done {
-        Outcome::OnceDone
+        ServiceOutcome::OnceDone
     } else {
         observer.observe(&DaemonEvent::Draining {
             running: admission.running(),
@@ -228,9 +228,9 @@ pub async fn serve<A: RunnerApi + 'static>(
         )
         .await;
         match poll_end {
-            PollEnd::Unauthenticated => Outcome::Unauthenticated,
-            PollEnd::OnceAdmitted if !shutdown_asked => Outcome::OnceDone,
-            _ => Outcome::Stopped(drained),
+            PollEnd::Unauthenticated => ServiceOutcome::Unauthenticated,
+            PollEnd::OnceAdmitted if !shutdown_asked => ServiceOutcome::OnceDone,
+            _ => ServiceOutcome::Stopped(drained),
         }
     };
     if let Some(pool) = network_pool {

@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use super::CacheServer;
 use super::error::CacheError;
 use super::grants::Access;
-use super::signing::{Purpose, Signature};
+use super::signing::{Purpose, UrlSignature};
 use super::stats::{Op, Outcome};
 
 /// Time to receive a request head; also closes idle keep-alive connections. Short, because a
@@ -303,13 +303,13 @@ fn signed_url(
 /// The `exp` and `sig` of a signed URL's query.
 fn signature_of(
     query: &std::collections::HashMap<String, String>,
-) -> Result<Signature, CacheError> {
+) -> Result<UrlSignature, CacheError> {
     let expires = query
         .get("exp")
         .and_then(|exp| exp.parse().ok())
         .ok_or(CacheError::BadSignature)?;
     let sig = query.get("sig").ok_or(CacheError::BadSignature)?.clone();
-    Ok(Signature { expires, sig })
+    Ok(UrlSignature { expires, sig })
 }
 
 /// A path id, or a clear 400.
