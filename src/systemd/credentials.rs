@@ -35,7 +35,7 @@ pub enum CredentialError {
 
 /// The credentials directory passed by systemd, if any.
 #[derive(Debug, Clone, Default)]
-pub struct Credentials {
+pub struct CredentialsDir {
     directory: Option<PathBuf>,
 }
 
@@ -56,7 +56,7 @@ impl fmt::Debug for Credential {
     }
 }
 
-impl Credentials {
+impl CredentialsDir {
     /// From `$CREDENTIALS_DIRECTORY` (unset or empty: no credentials).
     pub fn from_env() -> Self {
         let directory = std::env::var_os("CREDENTIALS_DIRECTORY")
@@ -65,7 +65,7 @@ impl Credentials {
         Self { directory }
     }
 
-    /// Credentials in `directory` (tests, or a caller that knows better).
+    /// The credentials in `directory` (tests, or a caller that knows better).
     pub fn in_directory(directory: impl Into<PathBuf>) -> Self {
         Self {
             directory: Some(directory.into()),
@@ -109,7 +109,7 @@ mod tests {
     fn reads_trims_and_hides_a_credential() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(names::RUNNER_TOKEN), "s3cret\n").unwrap();
-        let credentials = Credentials::in_directory(dir.path());
+        let credentials = CredentialsDir::in_directory(dir.path());
         let token = credentials.read(names::RUNNER_TOKEN).unwrap().unwrap();
         assert_eq!(token.expose_secret(), "s3cret");
         assert_eq!(format!("{token:?}"), "Credential(***)");
@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn names_cannot_escape_the_directory() {
-        let credentials = Credentials::in_directory("/nonexistent");
+        let credentials = CredentialsDir::in_directory("/nonexistent");
         for name in ["", "..", "../etc/shadow", "a/b"] {
             assert!(
                 matches!(
@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn no_directory_means_no_credentials() {
         assert!(
-            Credentials::default()
+            CredentialsDir::default()
                 .read(names::RUNNER_TOKEN)
                 .unwrap()
                 .is_none()

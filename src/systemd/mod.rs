@@ -46,7 +46,7 @@
 //! 9. Children: every host-mode job process and helper command goes through
 //!    [`child_env::scrub`] (or gets [`child_env::job_environment`]), so no job sees
 //!    `NOTIFY_SOCKET`, `LISTEN_*`, `WATCHDOG_*` and the rest of the runner's systemd interface.
-//! 10. Tokens: [`Credentials::read`] with the names in [`credentials::names`].
+//! 10. Tokens: [`CredentialsDir::read`] with the names in [`credentials::names`].
 //! 11. Host jobs: [`job_cgroups::JobCgroups::set_up`] at start (the unit has `Delegate=yes`)
 //!     gives each host job a cgroup of its own; `act_runner __job-cgroup` starts each of the
 //!     job's commands inside it ([`job_cgroups::enter`]).
@@ -67,7 +67,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 pub use activation::{ActivationError, CACHE_FD_NAME, METRICS_FD_NAME};
-pub use credentials::{Credential, Credentials};
+pub use credentials::{Credential, CredentialsDir};
 pub use notify::{DrainNotice, Notifier, NotifySocket, Phase, ReadyLatch, ReadyLatches, Status};
 pub use status_board::StatusBoard;
 pub use watchdog::{HealthProbe, Progress, WatchdogConfig};
@@ -87,7 +87,7 @@ pub struct Inherited {
     /// The listener named [`CACHE_FD_NAME`] (`act-runner-cache.socket`), the same way.
     pub cache_listener: Result<Option<TcpListener>, ActivationError>,
     /// `$CREDENTIALS_DIRECTORY`.
-    pub credentials: Credentials,
+    pub credentials: CredentialsDir,
 }
 
 impl Inherited {
@@ -109,7 +109,7 @@ impl Inherited {
             watchdog: sd_notify::watchdog_enabled(),
             metrics_listener,
             cache_listener,
-            credentials: Credentials::from_env(),
+            credentials: CredentialsDir::from_env(),
         }
     }
 
@@ -121,7 +121,7 @@ impl Inherited {
             watchdog: None,
             metrics_listener: Ok(None),
             cache_listener: Ok(None),
-            credentials: Credentials::default(),
+            credentials: CredentialsDir::default(),
         }
     }
 }
