@@ -141,6 +141,11 @@ conformance!(
     }
 );
 
+/// The `ack_index` Gitea answers `request` with.
+async fn ack(client: &Client, request: UpdateLogRequest) -> i64 {
+    client.update_log(request.into()).await.unwrap().ack_index
+}
+
 conformance!(
     update_log_acks_exactly_once_in_order,
     |h: Harness| async move {
@@ -152,56 +157,14 @@ conformance!(
             no_more,
         };
         // An empty first call acks 0, which is an empty response body.
-        assert_eq!(
-            client
-                .update_log(send(0, &[], false).into())
-                .await
-                .unwrap()
-                .ack_index,
-            0
-        );
-        assert_eq!(
-            client
-                .update_log(send(0, &["a", "b", "c"], false).into())
-                .await
-                .unwrap()
-                .ack_index,
-            3
-        );
+        assert_eq!(ack(&client, send(0, &[], false)).await, 0);
+        assert_eq!(ack(&client, send(0, &["a", "b", "c"], false)).await, 3);
         // A resend overlapping what was stored appends only the new rows.
-        assert_eq!(
-            client
-                .update_log(send(1, &["b", "c", "d", "e"], false).into())
-                .await
-                .unwrap()
-                .ack_index,
-            5
-        );
+        assert_eq!(ack(&client, send(1, &["b", "c", "d", "e"], false)).await, 5);
         // A gap is not written; all-old rows are not written.
-        assert_eq!(
-            client
-                .update_log(send(9, &["z"], false).into())
-                .await
-                .unwrap()
-                .ack_index,
-            5
-        );
-        assert_eq!(
-            client
-                .update_log(send(0, &["a"], false).into())
-                .await
-                .unwrap()
-                .ack_index,
-            5
-        );
-        assert_eq!(
-            client
-                .update_log(send(5, &["f"], true).into())
-                .await
-                .unwrap()
-                .ack_index,
-            6
-        );
+        assert_eq!(ack(&client, send(9, &["z"], false)).await, 5);
+        assert_eq!(ack(&client, send(0, &["a"], false)).await, 5);
+        assert_eq!(ack(&client, send(5, &["f"], true)).await, 6);
         assert_eq!(
             h.gitea.task_log_lines(task.id),
             ["a", "b", "c", "d", "e", "f"]
@@ -215,14 +178,7 @@ conformance!(
         assert!(writes.windows(2).all(|pair| pair[0].1 <= pair[1].1));
         assert!(h.gitea.log_archived(task.id));
         // After archival: old rows are acked, new ones refused.
-        assert_eq!(
-            client
-                .update_log(send(5, &["f"], true).into())
-                .await
-                .unwrap()
-                .ack_index,
-            6
-        );
+        assert_eq!(ack(&client, send(5, &["f"], true)).await, 6);
         let error = client
             .update_log(send(6, &["g"], false).into())
             .await
