@@ -3,8 +3,8 @@
 //! the same repository restores the same bytes; `restore-keys` match by prefix; another
 //! repository's job misses; a feature branch restores the default branch's entry while its own
 //! save stays invisible to the default branch. On the host backend and in Docker
-//! (`act-runner-test/debian:12`). The shared `cache-server` is in `cache_e2e/shared.rs`, the v2
-//! client in `cache_e2e/v2.rs`.
+//! (`act-runner-test/debian:12`), on a per-job network and on `container.network: host`. The
+//! shared `cache-server` is in `cache_e2e/shared.rs`, the v2 client in `cache_e2e/v2.rs`.
 
 mod fixture;
 mod shared;
@@ -127,6 +127,59 @@ async fn actions_cache_saves_and_restores_in_docker_job_containers() {
         };
         let (foreign, lines) = jobs.restore("docker-v1", "docker-", other).await;
         assert!(!foreign.restored, "{lines:#?}");
+
+        // One feature-branch job both restores main's entry (by prefix) and, its own key having
+        // missed, saves that key in the action's post step: three jobs where four would do.
+        let feature = Origin {
+            git_ref: "refs/heads/feature",
+            ..MAIN
+        };
+        let (from_main, lines) = jobs.restore("docker-feature", "docker-v1", feature).await;
+        assert!(
+            from_main.restored && !from_main.hit,
+            "a feature branch restores the default branch's entry: {lines:#?}"
+        );
+        assert_eq!(
+            from_main.content.as_deref(),
+            Some("cached bytes for docker-v1")
+        );
+        let (own, lines) = jobs.restore("docker-feature", "", feature).await;
+        assert!(
+            own.hit && own.restored,
+            "the feature branch sees its own save: {lines:#?}"
+        );
+        let (poisoned, lines) = jobs.restore("docker-feature", "docker-feature", MAIN).await;
+        assert!(
+            !poisoned.hit && !poisoned.restored,
+            "a feature branch's save reached main: {lines:#?}"
+        );
+        daemon.stop().await;
+    })
+    .await;
+}
+
+/// `container.network: host`: job containers share the host's network, so the server stays on
+/// loopback and they are told its loopback URL, as host jobs are.
+#[tokio::test]
+async fn actions_cache_saves_and_restores_in_docker_jobs_on_the_host_network() {
+    if !crate::exec_workflows::docker_ready() {
+        return;
+    }
+    bounded(async {
+        let gitea = start_fake().await;
+        let labels = format!("docker-test:docker://{DOCKER_TEST_IMAGE}");
+        let dir = register(&gitea, &labels, "container:\n  network: host\n").await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let jobs = Jobs::new(&gitea, &daemon, "docker-test");
+        jobs.save("host-network-v1", MAIN).await;
+        let (exact, lines) = jobs.restore("host-network-v1", "", MAIN).await;
+        assert!(exact.hit && exact.restored, "{lines:#?}");
+        assert_eq!(exact.numbers, Some(numbers_digest()));
+        assert!(
+            daemon.log().contains("cache_addr=127.0.0.1"),
+            "the server left loopback: {}",
+            daemon.log()
+        );
         daemon.stop().await;
     })
     .await;

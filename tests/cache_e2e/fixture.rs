@@ -87,8 +87,9 @@ pub fn require_node() {
     );
 }
 
-/// Registers a runner whose config holds `cache_section` (YAML lines under `cache:`), with the
-/// cache's files in the runner's own directory (`cache.dir: cache`, relative to its cwd).
+/// Registers a runner whose config holds `cache_section` (YAML lines under `cache:`, then any
+/// further top-level sections), with the cache's files in the runner's own directory
+/// (`cache.dir: cache`, relative to its cwd).
 pub async fn register(gitea: &FakeGitea, labels: &str, cache_section: &str) -> RunnerDir {
     let extra = format!("cache:\n  dir: cache\n{cache_section}");
     RunnerDir::register(gitea, labels, &extra).await
