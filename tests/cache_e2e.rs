@@ -4,9 +4,11 @@
 //! repository's job misses; a feature branch restores the default branch's entry while its own
 //! save stays invisible to the default branch. On the host backend and in Docker
 //! (`act-runner-test/debian:12`), on a per-job network and on `container.network: host`. The
-//! shared `cache-server` is in `cache_e2e/shared.rs`, the v2 client in `cache_e2e/v2.rs`.
+//! shared `cache-server` is in `cache_e2e/shared.rs`, its memory under a large entry in
+//! `cache_e2e/memory.rs`, the v2 client in `cache_e2e/v2.rs`.
 
 mod fixture;
+mod memory;
 mod shared;
 mod v2;
 

@@ -14,7 +14,7 @@ use super::fixture::{Jobs, MAIN};
 use super::free_port;
 use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
 
-const SECRET: &str = "shared-cache-secret-for-tests";
+pub const SECRET: &str = "shared-cache-secret-for-tests";
 
 /// A running `act_runner cache-server` on a loopback port.
 pub struct CacheServer {
@@ -70,6 +70,11 @@ impl CacheServer {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub async fn kill_hard(mut self) {
