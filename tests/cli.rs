@@ -163,17 +163,16 @@ fn cache_server_requires_the_external_secret() {
 }
 
 #[test]
-fn version_flag_prints_the_version() {
-    let output = Scratch::new()
-        .act_runner()
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        format!("act_runner {}", act_runner::VERSION)
-    );
+fn version_flags_print_the_version_as_upstream() {
+    for flag in ["--version", "-v"] {
+        let output = Scratch::new().act_runner().arg(flag).output().unwrap();
+        assert!(output.status.success(), "{flag}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            format!("act_runner version {}", act_runner::VERSION),
+            "{flag}"
+        );
+    }
 }
 
 // --- register's inputs, through its public functions ---

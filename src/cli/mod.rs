@@ -40,13 +40,27 @@ pub const EXIT_NOT_REGISTERED: u8 = 77;
 /// Exit code: the configuration or the command's input is invalid.
 pub const EXIT_INVALID_CONFIG: u8 = 78;
 
+/// What `--version` prints after the binary's name: `act_runner version 0.1.0`, upstream's
+/// (cobra's) shape, which install scripts cut the version out of.
+const VERSION_TEXT: &str = concat!("version ", env!("CARGO_PKG_VERSION"));
+
 /// A systemd-native Gitea Actions runner.
 #[derive(Debug, Parser)]
-#[command(name = "act_runner", version = crate::VERSION, about, long_about = None)]
+#[command(
+    name = "act_runner",
+    version = VERSION_TEXT,
+    disable_version_flag = true,
+    about,
+    long_about = None
+)]
 pub struct Cli {
     /// Config file path (YAML). Without it every default applies.
     #[arg(short = 'c', long = "config", global = true)]
     pub config: Option<PathBuf>,
+
+    /// Print version (`-v` as upstream's).
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
 
     #[command(subcommand)]
     pub command: Command,
