@@ -77,6 +77,15 @@ pub struct ExecArgs {
     /// More `docker run` options for every job container, applied before the workflow's.
     #[arg(long = "container-opts", default_value = "")]
     pub container_opts: String,
+    /// A kernel capability to add to job containers (repeatable), e.g. `SYS_PTRACE`.
+    #[arg(long = "container-cap-add")]
+    pub container_cap_add: Vec<String>,
+    /// A kernel capability to drop from job containers (repeatable).
+    #[arg(long = "container-cap-drop")]
+    pub container_cap_drop: Vec<String>,
+    /// The user namespace of job containers (`docker run --userns`).
+    #[arg(long = "userns")]
+    pub userns: Option<String>,
     /// Docker network for job containers (default: a new network per job).
     #[arg(long = "network")]
     pub network: Option<String>,
@@ -114,6 +123,13 @@ pub struct ExecArgs {
     /// Run `actions/checkout` of this repository instead of copying the working tree for it.
     #[arg(long = "no-skip-checkout")]
     pub no_skip_checkout: bool,
+    /// The Gitea instance jobs are told about (`github.server_url`, `github.api_url`), e.g.
+    /// `gitea.example.com` or `http://localhost:3000`.
+    #[arg(long = "gitea-instance")]
+    pub gitea_instance: Option<String>,
+    /// Print the runner's own debug log on stderr.
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
     /// Leave what `.gitignore` ignores out of the working tree copied into the workspace
     /// (`--use-gitignore=false` copies everything).
     #[arg(long = "use-gitignore", default_value_t = true, num_args = 0..=1,
@@ -127,7 +143,23 @@ pub fn run(_config: Option<PathBuf>, args: ExecArgs) -> anyhow::Result<ExitCode>
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if args.debug {
+        super::logging::init(crate::config::LogLevel::Debug, false);
+    }
     runtime.block_on(exec(args))
+}
+
+/// `github.server_url` and `github.api_url` for `--gitea-instance`, as upstream's act sets
+/// them: `https://` when no scheme is given, the API under `/api/v1`.
+fn instance_urls(instance: &str) -> (String, String) {
+    let instance = instance.trim_end_matches('/');
+    let server_url = if instance.starts_with("http://") || instance.starts_with("https://") {
+        instance.to_string()
+    } else {
+        format!("https://{instance}")
+    };
+    let api_url = format!("{server_url}/api/v1");
+    (server_url, api_url)
 }
 
 pub struct WorkflowFile {
@@ -477,7 +509,17 @@ fn base_spec(args: &ExecArgs, directory: &Path, event: &str) -> anyhow::Result<J
     if let Json::Object(map) = github {
         spec.github = map;
     }
+    if let Some(instance) = &args.gitea_instance {
+        let (server_url, api_url) = instance_urls(instance);
+        spec.github.insert("server_url".into(), json!(server_url));
+        spec.github.insert("api_url".into(), json!(api_url));
+    }
     spec.extra_env.insert("ACT_EXEC".into(), "true".into());
+    if !args.no_skip_checkout {
+        // Upstream's act tells the steps that `actions/checkout` of this repository is skipped.
+        spec.extra_env
+            .insert("ACT_SKIP_CHECKOUT".into(), "true".into());
+    }
     spec.actions.default_url = args.default_actions_url.clone();
     // Reusable workflows: `./` from the working directory, `owner/repo/...@ref` from where the
     // actions come from.
@@ -509,6 +551,24 @@ mod tests {
         assert_eq!(
             repository_from_remote("git@gitea.example:o/r.git").as_deref(),
             Some("o/r")
+        );
+    }
+
+    #[test]
+    fn gitea_instance_gives_server_and_api_urls_as_upstream() {
+        assert_eq!(
+            instance_urls("gitea.example.com"),
+            (
+                "https://gitea.example.com".into(),
+                "https://gitea.example.com/api/v1".into()
+            )
+        );
+        assert_eq!(
+            instance_urls("http://localhost:3000/"),
+            (
+                "http://localhost:3000".into(),
+                "http://localhost:3000/api/v1".into()
+            )
         );
     }
 

@@ -62,6 +62,8 @@ pub fn github_context(
         ("action_path", json!("")),
         ("action_ref", json!("")),
         ("action_repository", json!("")),
+        ("runner_perflog", json!("/dev/null")),
+        ("runner_tracking_id", json!("")),
         ("workflow", json!(workflow_name)),
     ];
     for (key, value) in defaults {
@@ -353,12 +355,13 @@ fn scalar(value: Option<&Json>) -> String {
 }
 
 /// The variables every step gets, applied after the job and step env so a workflow cannot
-/// override them (as on GitHub).
+/// override them (as on GitHub). `image_os` is `ImageOS` (see `image_os`).
 pub fn builtin_env(
     spec: &JobSpec,
     state: &JobState,
     paths: &EnvironmentPaths,
     os: &str,
+    image_os: Option<String>,
 ) -> IndexMap<String, String> {
     let mut env = IndexMap::new();
     for (key, value) in [
@@ -412,8 +415,17 @@ pub fn builtin_env(
         "RUNNER_WORKSPACE".into(),
         path_text(paths.workspace.parent().unwrap_or(&paths.workspace)),
     );
+    for (name, key) in [
+        ("RUNNER_PERFLOG", "runner_perflog"),
+        ("RUNNER_TRACKING_ID", "runner_tracking_id"),
+    ] {
+        env.insert(name.into(), scalar(github.get(key)));
+    }
     if state.step_debug {
         env.insert("RUNNER_DEBUG".into(), "1".into());
+    }
+    if let Some(image_os) = image_os {
+        env.insert("ImageOS".into(), image_os);
     }
     env.extend(spec.extra_env.clone());
     env

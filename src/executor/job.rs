@@ -325,7 +325,16 @@ pub(super) async fn run_started<B: Backend>(
             if let Some(hasher) = backend.workspace_hasher() {
                 state.scope.set_hash_files(hasher);
             }
-            state.env.builtin = contexts::builtin_env(spec, &state, backend.paths(), backend.os());
+            // A label that does not evaluate names no release; the job's platform was picked
+            // before it started, so nothing else depends on it here.
+            let runs_on: Vec<String> = job
+                .runs_on
+                .iter()
+                .filter_map(|label| state.scope.string(label, "runs-on").ok())
+                .collect();
+            let image_os = super::image_os::image_os(backend.image(), &runs_on);
+            state.env.builtin =
+                contexts::builtin_env(spec, &state, backend.paths(), backend.os(), image_os);
             let mut job_run = JobRun {
                 state: &mut state,
                 backend: &*backend,

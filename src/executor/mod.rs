@@ -40,6 +40,7 @@ pub mod event;
 pub mod expr;
 mod hash_files;
 pub mod hooks;
+mod image_os;
 pub mod inputs;
 mod job;
 pub mod line_batch;

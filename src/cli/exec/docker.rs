@@ -97,7 +97,7 @@ fn job_config(
     DockerJobConfig {
         image: args.image.clone(),
         credentials: None,
-        runner_options: args.container_opts.clone(),
+        runner_options: runner_options(args),
         job_options: String::new(),
         env: std::collections::BTreeMap::new(),
         proxy_env: docker::proxy::runner_proxy_env(std::env::vars()),
@@ -130,6 +130,26 @@ fn job_config(
     }
 }
 
+/// `--container-opts`, then `--container-cap-add`, `--container-cap-drop` and `--userns` as the
+/// `docker run` options they stand for: runner options, so kept even without `--privileged`.
+fn runner_options(args: &ExecArgs) -> String {
+    let mut options = args.container_opts.clone();
+    let flags = (args.container_cap_add.iter().map(|cap| ("--cap-add", cap)))
+        .chain(
+            args.container_cap_drop
+                .iter()
+                .map(|cap| ("--cap-drop", cap)),
+        )
+        .chain(args.userns.iter().map(|mode| ("--userns", mode)));
+    for (flag, value) in flags {
+        if !options.is_empty() {
+            options.push(' ');
+        }
+        options.push_str(&format!("{flag}={}", shell_words::quote(value)));
+    }
+    options
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -154,6 +174,28 @@ mod tests {
         assert!(!config_for(&[]).force_pull);
         assert!(config_for(&["-p"]).force_pull);
         assert!(config_for(&["--pull"]).force_pull);
+    }
+
+    #[test]
+    fn capability_and_userns_flags_become_runner_options() {
+        let config = config_for(&[
+            "--container-opts=--cpus 1",
+            "--container-cap-add",
+            "SYS_PTRACE",
+            "--container-cap-add=NET_ADMIN",
+            "--container-cap-drop",
+            "CHOWN",
+            "--userns",
+            "host",
+        ]);
+        assert_eq!(
+            config.runner_options,
+            "--cpus 1 --cap-add=SYS_PTRACE --cap-add=NET_ADMIN --cap-drop=CHOWN --userns=host"
+        );
+        assert_eq!(
+            config_for(&["--container-cap-drop", "ALL"]).runner_options,
+            "--cap-drop=ALL"
+        );
     }
 
     #[test]

@@ -192,6 +192,11 @@ async fn run_one(
     // A job `container:` runs in Docker even with `-self-hosted`, as upstream's act does; without
     // an engine the host backend refuses it.
     let docker = run.docker.filter(|_| in_container || !run.on_host);
+    tracing::debug!(
+        job = label,
+        backend = if docker.is_some() { "docker" } else { "host" },
+        "running job"
+    );
     let result = match docker {
         None => {
             let mut backend = HostBackend::new(&std::env::temp_dir());

@@ -208,6 +208,11 @@ pub trait Backend: Send + Sync {
     fn paths(&self) -> &EnvironmentPaths;
     /// `runner.os` as the job sees it (`Linux`).
     fn os(&self) -> &str;
+    /// The image the job's steps run in (after `configure`: its `container:`, else the label's);
+    /// `None` (the default) when they run on the host.
+    fn image(&self) -> Option<&str> {
+        None
+    }
     /// Receives the job's `container:` and `services:` before `prepare`. Backends that cannot run
     /// containers (host) may ignore them; the default does.
     fn configure(&mut self, containers: JobContainers) -> Result<(), BackendError> {

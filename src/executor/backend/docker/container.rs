@@ -323,7 +323,10 @@ mod tests {
     #[test]
     fn job_container_create_body() {
         let config = config();
-        let policy = OptionsPolicy { privileged: false };
+        let policy = OptionsPolicy {
+            privileged: false,
+            trusted: false,
+        };
         let runner = ContainerOptions::parse("--add-host gitea.local:10.0.0.1", policy).unwrap();
         let job =
             ContainerOptions::parse("-e FROM_OPTIONS=1 --cpus 1.5 --health-cmd 'true'", policy)
@@ -361,8 +364,14 @@ mod tests {
     #[test]
     fn privileged_reaches_the_host_config() {
         let config = config();
-        let options =
-            ContainerOptions::parse("--privileged", OptionsPolicy { privileged: true }).unwrap();
+        let options = ContainerOptions::parse(
+            "--privileged",
+            OptionsPolicy {
+                privileged: true,
+                trusted: false,
+            },
+        )
+        .unwrap();
         let labels = HashMap::new();
         let body = job_container_body(&JobContainerSpec {
             config: &config,
@@ -381,7 +390,10 @@ mod tests {
     fn a_privileged_runner_makes_the_job_and_its_services_privileged() {
         use crate::executor::backend::docker::ServiceConfig;
         use crate::executor::backend::docker::services::{ServicePlan, service_body};
-        let policy = OptionsPolicy { privileged: true };
+        let policy = OptionsPolicy {
+            privileged: true,
+            trusted: false,
+        };
         let options = ContainerOptions::parse("", policy).unwrap();
         let labels = HashMap::new();
         let job = job_container_body(&JobContainerSpec {

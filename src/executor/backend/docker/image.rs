@@ -150,7 +150,11 @@ mod tests {
     use crate::executor::backend::docker::options::OptionsPolicy;
 
     fn options(text: &str) -> ContainerOptions {
-        ContainerOptions::parse(text, OptionsPolicy { privileged: false }).unwrap()
+        let policy = OptionsPolicy {
+            privileged: false,
+            trusted: false,
+        };
+        ContainerOptions::parse(text, policy).unwrap()
     }
 
     #[test]

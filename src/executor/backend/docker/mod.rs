@@ -155,13 +155,16 @@ impl DockerBackend {
         })
     }
 
+    /// `trusted`: the runner's own options rather than a workflow's (see [`OptionsPolicy`]).
     fn parse_options(
         &self,
         options: &str,
+        trusted: bool,
         log_warnings: &mut Vec<String>,
     ) -> Result<ContainerOptions, BackendError> {
         let policy = OptionsPolicy {
             privileged: self.config.privileged,
+            trusted,
         };
         let parsed = ContainerOptions::parse(options, policy)?;
         log_warnings.extend(parsed.warnings.iter().cloned());
@@ -170,8 +173,9 @@ impl DockerBackend {
 
     async fn prepare_inner(&mut self, log: &mpsc::Sender<String>) -> Result<(), BackendError> {
         let mut warnings = Vec::new();
-        let runner_options = self.parse_options(&self.config.runner_options, &mut warnings)?;
-        let job_options = self.parse_options(&self.config.job_options, &mut warnings)?;
+        let runner_options =
+            self.parse_options(&self.config.runner_options, true, &mut warnings)?;
+        let job_options = self.parse_options(&self.config.job_options, false, &mut warnings)?;
         let volume_policy = VolumePolicy::new(&self.config.valid_volumes)?;
 
         let mut job_volumes = Vec::new();
@@ -185,7 +189,7 @@ impl DockerBackend {
 
         let mut service_plans = Vec::new();
         for service in &self.config.services {
-            let options = self.parse_options(&service.options, &mut warnings)?;
+            let options = self.parse_options(&service.options, false, &mut warnings)?;
             let mut service_volumes = Vec::new();
             for spec in &service.volumes {
                 service_volumes.push(VolumeSpec::parse(spec)?);
@@ -333,6 +337,10 @@ impl Backend for DockerBackend {
 
     fn os(&self) -> &str {
         "Linux"
+    }
+
+    fn image(&self) -> Option<&str> {
+        Some(&self.config.image)
     }
 
     fn configure(&mut self, containers: JobContainers) -> Result<(), BackendError> {

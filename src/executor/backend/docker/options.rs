@@ -5,7 +5,8 @@
 //! Policy (Gitea's act): `--name` and `--network` are ignored (the runner names and connects the
 //! container); `container.privileged` makes every container privileged and keeps the host-escape
 //! flags; without it `--privileged` and the host-escape flags upstream strips (`--pid`,
-//! `--cap-add`, `--device`, ...) are dropped with a warning for the job's log; volumes go through
+//! `--cap-add`, `--device`, ...) are dropped with a warning for the job's log, except in the
+//! runner's own options, which upstream trusts with them; volumes go through
 //! `container.valid_volumes` later, with the job's own.
 
 use std::collections::HashMap;
@@ -108,6 +109,9 @@ pub struct ContainerOptions {
 pub struct OptionsPolicy {
     /// `container.privileged`: the container runs privileged, and host-escape flags are kept.
     pub privileged: bool,
+    /// The runner's own options (`container.options`, `exec --container-opts`): host-escape
+    /// flags are kept even without `privileged`; `--privileged` itself still is not.
+    pub trusted: bool,
 }
 
 impl ContainerOptions {
@@ -141,9 +145,9 @@ impl ContainerOptions {
                     "container option `{flag}` needs a value"
                 )));
             };
-            if !policy.privileged
-                && (flag == "--privileged" || HOST_ESCAPE_FLAGS.contains(&flag.as_str()))
-            {
+            let escapes = flag == "--privileged"
+                || (!policy.trusted && HOST_ESCAPE_FLAGS.contains(&flag.as_str()));
+            if !policy.privileged && escapes {
                 parsed.warnings.push(format!(
                     "container option `{flag}` ignored: this runner does not allow privileged containers (container.privileged is false)"
                 ));
@@ -549,8 +553,18 @@ fn parse_size(flag: &str, value: &str) -> Result<i64, BackendError> {
 mod tests {
     use super::*;
 
-    const STRICT: OptionsPolicy = OptionsPolicy { privileged: false };
-    const LOOSE: OptionsPolicy = OptionsPolicy { privileged: true };
+    const STRICT: OptionsPolicy = OptionsPolicy {
+        privileged: false,
+        trusted: false,
+    };
+    const LOOSE: OptionsPolicy = OptionsPolicy {
+        privileged: true,
+        trusted: false,
+    };
+    const RUNNER: OptionsPolicy = OptionsPolicy {
+        privileged: false,
+        trusted: true,
+    };
 
     #[test]
     fn privileged_is_dropped_with_a_warning_unless_allowed() {
@@ -592,6 +606,21 @@ mod tests {
         assert_eq!(parsed.warnings.len(), 2);
         let loose = ContainerOptions::parse("--cap-add SYS_ADMIN", LOOSE).unwrap();
         assert_eq!(loose.cap_add, ["SYS_ADMIN"]);
+    }
+
+    #[test]
+    fn the_runners_own_options_keep_host_escape_flags_but_not_privileged() {
+        let parsed = ContainerOptions::parse(
+            "--cap-add SYS_ADMIN --device /dev/fuse --pid=host --privileged",
+            RUNNER,
+        )
+        .unwrap();
+        assert_eq!(parsed.cap_add, ["SYS_ADMIN"]);
+        assert_eq!(parsed.devices, ["/dev/fuse"]);
+        assert_eq!(parsed.pid_mode.as_deref(), Some("host"));
+        assert!(!parsed.privileged);
+        assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
+        assert!(parsed.warnings[0].contains("`--privileged` ignored"));
     }
 
     #[test]
