@@ -187,6 +187,67 @@ async fn actions_cache_saves_and_restores_in_docker_jobs_on_the_host_network() {
     .await;
 }
 
+/// A Docker job that prints its cache URL and the status of a lookup with its credential.
+const DOCKER_CACHE_LOOKUP: &str = r#"on: push
+jobs:
+  lookup:
+    runs-on: docker-test
+    steps:
+      - run: |
+          echo "cache-url=$ACTIONS_CACHE_URL"
+          node -e 'fetch(process.env.ACTIONS_CACHE_URL + "_apis/artifactcache/cache?keys=k&version=v", { headers: { Authorization: "Bearer " + process.env.ACTIONS_RUNTIME_TOKEN } }).then((r) => console.log("lookup=" + r.status))'
+"#;
+
+/// `cache.host` and a fixed `cache.port`: Docker jobs are told that address, not the outbound
+/// IP and a chosen port, and reach the server there. The host's address on Docker's default
+/// bridge stands in for an operator's `cache.host`: a per-job network reaches it too.
+#[tokio::test]
+async fn docker_jobs_are_told_cache_host_and_a_fixed_cache_port() {
+    if !crate::exec_workflows::docker_ready() {
+        return;
+    }
+    bounded(async {
+        let host = default_bridge_gateway().await;
+        let port = free_port();
+        let gitea = start_fake().await;
+        let labels = format!("docker-test:docker://{DOCKER_TEST_IMAGE}");
+        let dir = register(
+            &gitea,
+            &labels,
+            &format!("  host: {host}\n  port: {port}\n"),
+        )
+        .await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let lines = run(&gitea, &daemon, task(DOCKER_CACHE_LOOKUP, MAIN)).await;
+        let told = format!("cache-url=http://{host}:{port}/");
+        assert!(lines.contains(&told), "{told} missing: {lines:#?}");
+        assert!(lines.iter().any(|line| line == "lookup=204"), "{lines:#?}");
+        daemon.stop().await;
+    })
+    .await;
+}
+
+/// The host's address on Docker's default bridge: its recorded gateway, else the first address
+/// of its subnet (where Docker puts the gateway when the record is empty, as in Docker 20.10).
+async fn default_bridge_gateway() -> std::net::Ipv4Addr {
+    let output = tokio::process::Command::new("docker")
+        .args(["network", "inspect", "bridge", "-f"])
+        .arg("{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}")
+        .output()
+        .await
+        .expect("docker network inspect runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (gateway, subnet) = text.trim_end().split_once(' ').unwrap_or_default();
+    if let Ok(gateway) = gateway.parse() {
+        return gateway;
+    }
+    let network: std::net::Ipv4Addr = subnet
+        .split_once('/')
+        .and_then(|(address, _)| address.parse().ok())
+        .unwrap_or_else(|| panic!("no IPv4 subnet on Docker's bridge network: {text:?}"));
+    std::net::Ipv4Addr::from(u32::from(network) + 1)
+}
+
 const PRINT_CACHE_ENV: &str = r#"on: push
 jobs:
   env:
