@@ -280,3 +280,56 @@ async fn the_daemon_fetches_from_the_tasks_default_actions_url() {
     })
     .await;
 }
+
+/// `cache.offline_mode` (about action checkouts, not the actions cache): an action missing from
+/// the action cache is refused with the reason, and a cached one is used as it is, though its
+/// ref is a tag and the actions URL leads nowhere.
+#[tokio::test]
+async fn offline_mode_uses_cached_action_checkouts_and_never_fetches() {
+    use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
+    use crate::support::fake_gitea::TaskSpec;
+    use act_runner::client::proto::runner::Result as TaskResult;
+    use sha2::Digest;
+
+    let fixture = Fixture::new();
+    bounded(async {
+        let gitea = start_fake().await;
+        let offline = "cache:\n  offline_mode: true\n";
+        let dir = RunnerDir::register(&gitea, "host-test:host", offline).await;
+        let daemon = Daemon::start(&dir, &[]).await;
+        let workflow = "on: push\njobs:\n  remote:\n    runs-on: host-test\n    steps:\n      - uses: acme/node-action@v1\n        with:\n          who: offline\n          marker: offline\n";
+        let run = |actions_url: String| {
+            let spec = TaskSpec::from_workflow(workflow).unwrap().with_context(
+                "gitea_default_actions_url",
+                serde_json::Value::String(actions_url),
+            );
+            let task_id = gitea.enqueue_task(spec);
+            let daemon = &daemon;
+            let gitea = &gitea;
+            async move {
+                let task = daemon.wait_final(gitea, task_id).await;
+                (task.result, gitea.task_log_lines(task_id))
+            }
+        };
+
+        let (result, lines) = run(fixture.file_url()).await;
+        assert_eq!(result, TaskResult::Failure, "{lines:#?}");
+        assert!(
+            lines.iter().any(|line| line.contains("offline mode forbids fetching it")),
+            "{lines:#?}"
+        );
+
+        let key = hex::encode(sha2::Sha256::digest(b"acme/node-action@v1"));
+        let checkout = dir.path().join("work").join(key);
+        let source = format!("{}/acme/node-action", fixture.file_url());
+        git(fixture.dir.path(), &["clone", "-q", &source, checkout.to_str().unwrap()]);
+        let (result, lines) = run("file:///nonexistent/act-runner-actions".into()).await;
+        assert_eq!(result, TaskResult::Success, "{lines:#?}\n{}", daemon.log());
+        assert!(
+            lines.iter().any(|line| line.contains("main ran for offline at v1")),
+            "{lines:#?}"
+        );
+        daemon.stop().await;
+    })
+    .await;
+}
