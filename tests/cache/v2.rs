@@ -170,6 +170,52 @@ async fn a_single_put_saves_an_entry() {
 }
 
 #[tokio::test]
+async fn a_v2_lookup_of_another_version_misses() {
+    let harness = Harness::start_on_main().await;
+    let url = harness.create_entry("token-main-1", "deps-1").await;
+    assert_eq!(
+        harness.put(&url, "", b"bytes".to_vec()).await,
+        StatusCode::CREATED
+    );
+    let (status, _) = harness.finalize("token-main-1", "deps-1", 5).await;
+    assert_eq!(status, StatusCode::OK);
+    let lookup = |version: &'static str| {
+        let body =
+            serde_json::json!({ "key": "deps-1", "restore_keys": ["deps-"], "version": version });
+        harness.twirp("token-main-1", "GetCacheEntryDownloadURL", body)
+    };
+    let (status, body) = lookup("another-version").await;
+    assert_eq!(
+        (status, &body["ok"]),
+        (StatusCode::OK, &serde_json::json!(false)),
+        "{body}"
+    );
+    assert!(body.get("signed_download_url").is_none(), "{body}");
+    let (_, body) = lookup(VERSION).await;
+    assert_eq!(body["matched_key"], "deps-1", "{body}");
+}
+
+#[tokio::test]
+async fn a_v2_restore_while_another_job_uploads_the_key_misses_until_the_finalize() {
+    let harness = Harness::start_on_main().await;
+    let url = harness.create_entry("token-main-1", "pending").await;
+    assert_eq!(
+        harness.put(&url, "", b"written".to_vec()).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        harness.restore_v2("token-main-1", "pending", &[]).await,
+        None
+    );
+    let (status, _) = harness.finalize("token-main-1", "pending", 7).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        harness.restore_v2("token-main-1", "pending", &[]).await,
+        Some(("pending".to_owned(), b"written".to_vec()))
+    );
+}
+
+#[tokio::test]
 async fn v2_refusals_use_twirp_error_codes() {
     let harness = Harness::start_on_main().await;
     let url = harness.create_entry("token-main-1", "busy").await;
