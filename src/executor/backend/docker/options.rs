@@ -96,8 +96,6 @@ pub struct ContainerOptions {
     pub health_start_period: Option<Duration>,
     pub health_retries: Option<i64>,
     pub no_healthcheck: bool,
-    /// `--platform`; recorded for the pull.
-    pub platform: Option<String>,
     /// `--pull always|missing|never`.
     pub pull: Option<String>,
     /// Notes for the job log: ignored and stripped flags.
@@ -218,7 +216,11 @@ impl ContainerOptions {
             }
             "--health-retries" => self.health_retries = Some(parse_int(flag, &value)?),
             "--no-healthcheck" => self.no_healthcheck = true,
-            "--platform" => self.platform = Some(value),
+            // Upstream pulls and creates for that platform; until this runner does, the job
+            // log says the container runs on the engine's own.
+            "--platform" => self.warnings.push(format!(
+                "container option `--platform {value}` ignored: this runner pulls and runs images for the Docker engine's own platform"
+            )),
             "--pull" => match value.as_str() {
                 "always" | "missing" | "never" => self.pull = Some(value),
                 _ => return Err(bad_value(flag, &value)),
@@ -621,6 +623,13 @@ mod tests {
         assert!(!parsed.privileged);
         assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
         assert!(parsed.warnings[0].contains("`--privileged` ignored"));
+    }
+
+    #[test]
+    fn platform_is_ignored_with_a_warning_not_silently() {
+        let parsed = ContainerOptions::parse("--platform linux/arm64", STRICT).unwrap();
+        assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
+        assert!(parsed.warnings[0].contains("`--platform linux/arm64` ignored"));
     }
 
     #[test]
