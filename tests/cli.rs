@@ -155,6 +155,70 @@ fn interactive_register_with_closed_stdin_fails_clearly() {
 }
 
 #[test]
+fn config_generate_prints_the_example_and_config_init_writes_a_minimal_file_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = Scratch::new();
+    let generated = scratch
+        .act_runner()
+        .args(["config", "generate"])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    assert_eq!(
+        generated.stdout,
+        act_runner::config::EXAMPLE_CONFIG.as_bytes()
+    );
+
+    let (code, text) = run(scratch.act_runner().args(["config", "init"]));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("wrote config file config.yaml"), "{text}");
+    let written = scratch.file("config.yaml");
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        act_runner::cli::generate_config::MINIMAL_CONFIG
+    );
+    let mode = std::fs::metadata(&written).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The minimal file loads: without a registration the daemon stops at that, not at the config.
+    let (code, text) = run(scratch.act_runner().args(["-c", "config.yaml", "daemon"]));
+    assert_eq!(code, Some(77), "{text}");
+
+    std::fs::write(&written, "runner:\n  capacity: 2\n").unwrap();
+    let (code, text) = run(scratch.act_runner().args(["config", "init"]));
+    assert_eq!(code, Some(78), "{text}");
+    assert!(text.contains("already exists, pass --force"), "{text}");
+    assert!(
+        std::fs::read_to_string(&written)
+            .unwrap()
+            .contains("capacity: 2")
+    );
+    let (code, text) = run(scratch.act_runner().args(["config", "init", "--force"]));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        !std::fs::read_to_string(&written)
+            .unwrap()
+            .contains("capacity")
+    );
+
+    let (code, text) = run(scratch
+        .act_runner()
+        .args(["-c", "other.yml", "config", "init"]));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(scratch.file("other.yml").exists());
+}
+
+#[test]
+fn bug_report_prints_version_and_platform() {
+    let (code, text) = run(Scratch::new().act_runner().arg("bug-report"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.starts_with(&format!("Runner version: {}\n", act_runner::VERSION)),
+        "{text}"
+    );
+    assert!(text.contains("OS/Arch:        linux/"), "{text}");
+}
+
+#[test]
 fn cache_server_requires_the_external_secret() {
     let scratch = Scratch::new();
     let (code, text) = run(scratch.act_runner().args(["cache-server", "-p", "0"]));

@@ -10,6 +10,7 @@
 //!
 //! May use every room; no other room uses `cli`.
 
+pub mod bug_report;
 pub mod cache_admin;
 mod cache_metrics;
 pub mod cache_server;
@@ -74,8 +75,14 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Run workflows locally, without Gitea.
     Exec(Box<exec::ExecArgs>),
-    /// Print an example config file documenting every key.
+    /// Print an example config file documenting every key (also `config generate`).
     GenerateConfig(generate_config::GenerateConfigArgs),
+    /// Generate config files: `config generate` prints the example, `config init` writes a
+    /// minimal one.
+    #[command(subcommand)]
+    Config(generate_config::ConfigCommand),
+    /// Print information useful when filing a bug report.
+    BugReport(bug_report::BugReportArgs),
     /// Serve the actions/cache API on its own.
     CacheServer(cache_server::CacheServerArgs),
     /// List or delete the entries of the actions cache in `cache.dir`.
@@ -116,6 +123,8 @@ pub fn main(inherited: crate::systemd::Inherited) -> ExitCode {
         Command::Daemon(args) => daemon::run(cli.config, args, inherited),
         Command::Exec(args) => exec::run(cli.config, *args),
         Command::GenerateConfig(args) => generate_config::run(args),
+        Command::Config(command) => generate_config::run_config(cli.config, command),
+        Command::BugReport(args) => bug_report::run(args),
         Command::CacheServer(args) => cache_server::run(cli.config, args, inherited),
         Command::Cache(args) => cache_admin::run(cli.config, args),
         Command::Completion(args) => completion::run(args),
