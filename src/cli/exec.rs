@@ -123,6 +123,11 @@ pub struct ExecArgs {
     /// Run `actions/checkout` of this repository instead of copying the working tree for it.
     #[arg(long = "no-skip-checkout")]
     pub no_skip_checkout: bool,
+    /// What to mount at `RUNNER_TOOL_CACHE`: `none` (each job its own) or `shared` (one tool
+    /// cache every run reuses: the volume `act-toolcache` in Docker, `tool_cache` in the action
+    /// cache directory on the host).
+    #[arg(long = "tool-cache-mode", default_value = "none", value_parser = ["none", "shared"])]
+    pub tool_cache_mode: String,
     /// The Gitea instance jobs are told about (`github.server_url`, `github.api_url`), e.g.
     /// `gitea.example.com` or `http://localhost:3000`.
     #[arg(long = "gitea-instance")]

@@ -122,7 +122,7 @@ fn job_config(
         },
         workspace: format!("/workspace/{repository}"),
         bind_workspace: false,
-        shared_tool_cache: false,
+        shared_tool_cache: args.tool_cache_mode == "shared",
         allocate_pty: false,
         max_lifetime: EXEC_MAX_LIFETIME,
         service_ready_timeout: Some(SERVICE_READY_LIMIT),

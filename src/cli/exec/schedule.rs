@@ -14,7 +14,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecArgs, WorkflowFile, docker, print};
-use crate::executor::backend::host::HostBackend;
+use crate::executor::backend::host::{HostBackend, HostOptions};
+use crate::executor::backend::job_processes::ProcessScope;
 use crate::executor::event::Conclusion;
 use crate::executor::{JobSpec, NeedResult, matrix_plan, run_job};
 
@@ -199,7 +200,7 @@ async fn run_one(
     );
     let result = match docker {
         None => {
-            let mut backend = HostBackend::new(&std::env::temp_dir());
+            let mut backend = host_backend(run.args, &spec);
             run_job(spec, &mut backend, events, cancel.clone()).await
         }
         Some(docker) => {
@@ -209,6 +210,18 @@ async fn run_one(
     };
     let outputs = printer.await.unwrap_or_default();
     (result, outputs)
+}
+
+/// A host backend for one job; `--tool-cache-mode shared` keeps `tool_cache` in the action cache
+/// directory, as upstream's act does.
+fn host_backend(args: &ExecArgs, spec: &JobSpec) -> HostBackend {
+    let options = HostOptions {
+        allocate_pty: false,
+        shared_tool_cache: (args.tool_cache_mode == "shared")
+            .then(|| spec.actions.cache_dir.join("tool_cache")),
+        scope: ProcessScope::private(),
+    };
+    HostBackend::with_options(&std::env::temp_dir(), options)
 }
 
 /// `base` for a job or a matrix leg, with the working tree `exec` copies into every job.
