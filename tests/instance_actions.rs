@@ -164,6 +164,29 @@ async fn actions_on_the_instance_are_fetched_with_the_task_token_and_it_goes_now
     .await;
 }
 
+/// A fake Gitea serving `owner/repo` with `called` as `.gitea/workflows/called.yml`, and a host
+/// daemon registered to it; the repository's sha.
+async fn serve_called_workflow(
+    repos: &Path,
+    called: &str,
+) -> (FakeGitea, RunnerDir, Daemon, String) {
+    let source = tempfile::tempdir().unwrap();
+    let workflows = source.path().join(".gitea/workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    std::fs::write(workflows.join("called.yml"), called).unwrap();
+    let sha = bare_repository(source.path(), &repos.join("owner/repo"));
+    let gitea = FakeGitea::start(FakeOptions {
+        git_root: Some(repos.to_path_buf()),
+        ..FakeOptions::default()
+    })
+    .await
+    .unwrap();
+    gitea.add_registration_token(REGISTRATION_TOKEN);
+    let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
+    let daemon = Daemon::start(&dir, &[]).await;
+    (gitea, dir, daemon, sha)
+}
+
 /// Item 7 with the daemon: a task whose job `uses:` a workflow of its own (private) repository is
 /// run runner-side, the workflow fetched from the instance at `github.sha` with the task token;
 /// inputs, inherited secrets and outputs reach where they belong.
@@ -171,24 +194,8 @@ async fn actions_on_the_instance_are_fetched_with_the_task_token_and_it_goes_now
 async fn a_reusable_workflow_of_the_tasks_own_repository_runs_inside_the_task() {
     bounded(async {
         let repos = tempfile::tempdir().unwrap();
-        let source = tempfile::tempdir().unwrap();
-        let workflows = source.path().join(".gitea/workflows");
-        std::fs::create_dir_all(&workflows).unwrap();
-        std::fs::write(
-            workflows.join("called.yml"),
-            "on:\n  workflow_call:\n    inputs:\n      name:\n        type: string\n    outputs:\n      greeting:\n        value: ${{ jobs.greet.outputs.greeting }}\njobs:\n  greet:\n    runs-on: host-test\n    outputs:\n      greeting: ${{ steps.make.outputs.greeting }}\n    steps:\n      - id: make\n        run: |\n          echo \"called ran for ${{ inputs.name }} with ${{ secrets.MY_SECRET }}\"\n          echo \"greeting=hello ${{ inputs.name }}\" >> \"$GITHUB_OUTPUT\"\n  after:\n    needs: greet\n    runs-on: host-test\n    steps:\n      - run: test \"${{ needs.greet.outputs.greeting }}\" = \"hello daemon\"\n",
-        )
-        .unwrap();
-        let sha = bare_repository(source.path(), &repos.path().join("owner/repo"));
-        let gitea = FakeGitea::start(FakeOptions {
-            git_root: Some(repos.path().to_path_buf()),
-            ..FakeOptions::default()
-        })
-        .await
-        .unwrap();
-        gitea.add_registration_token(REGISTRATION_TOKEN);
-        let dir = RunnerDir::register(&gitea, "host-test:host", "").await;
-        let daemon = Daemon::start(&dir, &[]).await;
+        let called = "on:\n  workflow_call:\n    inputs:\n      name:\n        type: string\n    outputs:\n      greeting:\n        value: ${{ jobs.greet.outputs.greeting }}\njobs:\n  greet:\n    runs-on: host-test\n    outputs:\n      greeting: ${{ steps.make.outputs.greeting }}\n    steps:\n      - id: make\n        run: |\n          echo \"called ran for ${{ inputs.name }} with ${{ secrets.MY_SECRET }}\"\n          echo \"greeting=hello ${{ inputs.name }}\" >> \"$GITHUB_OUTPUT\"\n  after:\n    needs: greet\n    runs-on: host-test\n    steps:\n      - run: test \"${{ needs.greet.outputs.greeting }}\" = \"hello daemon\"\n";
+        let (gitea, _dir, daemon, sha) = serve_called_workflow(repos.path(), called).await;
         let caller = "on: push\njobs:\n  call:\n    runs-on: host-test\n    uses: ./.gitea/workflows/called.yml\n    with:\n      name: daemon\n    secrets: inherit\n";
         let task_id = gitea.enqueue_task(
             TaskSpec::from_workflow(caller)
@@ -220,6 +227,54 @@ async fn a_reusable_workflow_of_the_tasks_own_repository_runs_inside_the_task() 
                 .iter()
                 .all(|step| step.result == TaskResult::Success as i32)
         );
+        daemon.stop().await;
+    })
+    .await;
+}
+
+/// Gitea names a task's steps from its payload's `steps:`, so a job that `uses:` a workflow has
+/// none there (the fake, like Gitea, creates no step row for it): every called step, of every
+/// matrix leg and nested call, shows in the log as a group named after it, its output inside
+/// and its result after, and the step ranges the runner reports cover exactly those rows.
+#[tokio::test]
+async fn every_leg_of_a_called_matrix_job_names_its_steps_in_the_log() {
+    bounded(async {
+        let repos = tempfile::tempdir().unwrap();
+        let called = "on: workflow_call\njobs:\n  build:\n    runs-on: host-test\n    strategy:\n      matrix:\n        n: [1, 2, 3]\n    steps:\n      - name: greet\n        run: echo \"leg ${{ matrix.n }} greets\"\n      - run: echo \"leg ${{ matrix.n }} ends\"\n";
+        let (gitea, _dir, daemon, sha) = serve_called_workflow(repos.path(), called).await;
+        let caller = "on: push\njobs:\n  call:\n    runs-on: host-test\n    uses: ./.gitea/workflows/called.yml\n";
+        let task_id = gitea.enqueue_task(
+            TaskSpec::from_workflow(caller)
+                .unwrap()
+                .with_context("sha", json!(sha)),
+        );
+        let task = daemon.wait_final(&gitea, task_id).await;
+        let rows = gitea.task_log_lines(task_id);
+        assert_eq!(task.result, TaskResult::Success, "{rows:#?}\n{}", daemon.log());
+        assert!(task.steps.is_empty(), "Gitea holds no step of a `uses:` job");
+        let steps = task.final_state.unwrap().steps;
+        assert_eq!(steps.len(), 6, "two steps for each of three legs: {steps:#?}");
+        for (step, (leg, name, says)) in steps.iter().zip(
+            (1..=3).flat_map(|n| [(n, "greet", "greets"), (n, "Run echo \"leg ${{ matrix.n }} ends\"", "ends")]),
+        ) {
+            let title = format!("build ({leg}/3): {name}");
+            let first = step.log_index as usize;
+            let ran: Vec<&str> = rows[first..first + step.log_length as usize]
+                .iter()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(
+                ran,
+                [
+                    format!("::group::{title}").as_str(),
+                    format!("leg {leg} {says}").as_str(),
+                    "::endgroup::",
+                    format!("✅ Success - {title}").as_str(),
+                ],
+                "{rows:#?}"
+            );
+            assert_eq!(step.result, TaskResult::Success as i32);
+        }
         daemon.stop().await;
     })
     .await;

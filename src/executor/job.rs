@@ -370,7 +370,7 @@ pub(super) async fn run_started<B: Backend>(
     } else {
         Some(job_outputs(job, &mut state, emitter).await)
     };
-    let offset = emitter.step_offset;
+    let offset = emitter.step_offset();
     emitter
         .summaries
         .absorb(std::mem::take(&mut state.summaries), offset);

@@ -61,5 +61,5 @@ pub use job::run_job;
 pub use local_tree::LocalTree;
 pub use spec::{
     ActionSettings, DEFAULT_ACTIONS_URL, JobSpec, MatrixPlan, NeedResult, TrustedGitServer,
-    check_workflow, conclusion_name, matrix_plan,
+    check_workflow, conclusion_mark, conclusion_name, matrix_plan,
 };

@@ -234,6 +234,16 @@ pub fn conclusion_name(conclusion: Conclusion) -> &'static str {
     }
 }
 
+/// `✅ Success`, `❌ Failure`, ...: a step's result where a log line shows it.
+pub fn conclusion_mark(conclusion: Conclusion) -> &'static str {
+    match conclusion {
+        Conclusion::Success => "✅ Success",
+        Conclusion::Failure => "❌ Failure",
+        Conclusion::Cancelled => "🚫 Cancelled",
+        Conclusion::Skipped => "⏭ Skipped",
+    }
+}
+
 /// How `exec` runs the legs of one job's matrix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixPlan {

@@ -7,8 +7,8 @@ use indexmap::IndexMap;
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
-use crate::executor::conclusion_name;
-use crate::executor::event::{Conclusion, JobEvent};
+use crate::executor::event::JobEvent;
+use crate::executor::{conclusion_mark, conclusion_name};
 
 /// How `exec` prints the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +52,7 @@ pub async fn print_events(
                 ..
             } => {
                 let name = names.get(step_idx).map_or("", String::as_str);
-                let mark = match conclusion {
-                    Conclusion::Success => "✅ Success",
-                    Conclusion::Failure => "❌ Failure",
-                    Conclusion::Cancelled => "🚫 Cancelled",
-                    Conclusion::Skipped => "⏭ Skipped",
-                };
+                let mark = conclusion_mark(conclusion);
                 let message = if outcome == conclusion {
                     format!("  {mark} - {name}")
                 } else {

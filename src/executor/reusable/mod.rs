@@ -18,6 +18,7 @@ use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::Backend;
+use super::emitter::CalledSteps;
 use super::event::{Conclusion, JobEvent, PlannedStep};
 use super::job::{Emitter, clean_up, refuse, run_started};
 use super::masking::Masker;
@@ -116,6 +117,9 @@ struct Run<'r, B> {
     /// The first step index no leg has taken yet: matrix legs after the first are numbered
     /// after every announced step.
     next_idx: usize,
+    /// The calling jobs above the running level, each with its leg (`call (2/3) / `), in front
+    /// of a called step's name in the log.
+    prefix: String,
 }
 
 async fn run_call<B: Backend>(
@@ -145,6 +149,7 @@ async fn run_call<B: Backend>(
         emitter,
         cancel,
         next_idx,
+        prefix: String::new(),
     };
     let result = run_workflow(spec, call, &layout, &mut run).await;
     emitter.send(JobEvent::Outputs(result.outputs)).await;
@@ -249,7 +254,11 @@ async fn run_nested<B: Backend>(
                     caller.loaded.file
                 );
                 run.emitter.log(None, &message).await;
-                Box::pin(run_workflow(&leg, &call, leg_layout, run)).await
+                let below = format!("{}{}{} / ", run.prefix, leg.job_id, legs.label(leg_idx));
+                let above = std::mem::replace(&mut run.prefix, below);
+                let result = Box::pin(run_workflow(&leg, &call, leg_layout, run)).await;
+                run.prefix = above;
+                result
             }
         };
         legs.add(result);
@@ -278,14 +287,24 @@ async fn run_called_job<B: Backend>(
             call.loaded.file
         );
         run.emitter.log(None, &message).await;
-        run.emitter.step_offset = if leg_idx == 0 {
+        let offset = if leg_idx == 0 {
             start
         } else {
             run.next_idx += job.steps.len();
             run.next_idx - job.steps.len()
         };
+        let label = legs.label(leg_idx);
+        let names = job
+            .steps
+            .iter()
+            .map(|step| {
+                let step_name = step.display_name();
+                format!("{}{}{label}: {step_name}", run.prefix, leg.job_id)
+            })
+            .collect();
+        run.emitter.call = Some(CalledSteps { offset, names });
         let ran = run_started(&leg, workflow, job, run.backend, run.emitter, run.cancel).await;
-        run.emitter.step_offset = 0;
+        run.emitter.call = None;
         clean_up(run.backend).await;
         legs.add(match ran {
             Ok((result, outputs)) => NeedResult {
