@@ -135,12 +135,9 @@ mod tests {
     use super::*;
     use crate::executor::event::Conclusion;
 
-    /// The step events and rows `emitter` sends for one step printing `out`, as
-    /// `(step index, row)` with `-` for a boundary event.
-    async fn one_step(
-        mut emitter: Emitter,
-        received: &mut mpsc::Receiver<JobEvent>,
-    ) -> Vec<String> {
+    /// What `emitter` sends for its step 1 printing `out`: `<index> <row>` for each row and
+    /// `<index> started|finished` for the boundaries.
+    async fn one_step(emitter: Emitter, received: &mut mpsc::Receiver<JobEvent>) -> Vec<String> {
         let at = SystemTime::now();
         emitter
             .send(JobEvent::StepStarted { step_idx: 1, at })
