@@ -203,6 +203,59 @@ mod tests {
         value.as_object().cloned().unwrap_or_default()
     }
 
+    fn access(docker_url: Option<&str>, v2: bool) -> CacheAccess {
+        let grants = RemoteGrants::new("http://cache.internal:8088/", Secret::new("s")).unwrap();
+        CacheAccess {
+            grants: Granter::Remote(Arc::new(grants)),
+            host_url: "http://127.0.0.1:4000/".into(),
+            docker_url: docker_url.map(str::to_owned),
+            v2,
+        }
+    }
+
+    #[test]
+    fn docker_jobs_on_the_host_network_get_the_host_url_and_others_the_docker_url() {
+        let docker = Platform::Docker {
+            image: "debian:12".into(),
+        };
+        let with = access(Some("http://10.0.0.2:4000/"), true);
+        assert_eq!(
+            with.url_for(&Platform::Host, None),
+            Some("http://127.0.0.1:4000/")
+        );
+        assert_eq!(
+            with.url_for(&docker, Some("host")),
+            Some("http://127.0.0.1:4000/")
+        );
+        assert_eq!(with.url_for(&docker, None), Some("http://10.0.0.2:4000/"));
+        assert_eq!(
+            with.url_for(&docker, Some("bridge")),
+            Some("http://10.0.0.2:4000/")
+        );
+        let without = access(None, true);
+        assert_eq!(without.url_for(&docker, None), None);
+        assert_eq!(
+            without.url_for(&docker, Some("host")),
+            Some("http://127.0.0.1:4000/")
+        );
+    }
+
+    #[test]
+    fn the_v2_flag_is_advertised_only_with_cache_v2_and_never_a_results_url() {
+        let names = |v2: bool| -> Vec<String> {
+            access(None, v2)
+                .job_env("http://127.0.0.1:4000/")
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        };
+        assert_eq!(names(false), ["ACTIONS_CACHE_URL"]);
+        assert_eq!(
+            names(true),
+            ["ACTIONS_CACHE_URL", "ACTIONS_CACHE_SERVICE_V2"]
+        );
+    }
+
     #[test]
     fn a_pull_request_grant_carries_the_ref_the_default_branch_and_the_base() {
         let context = github(json!({
