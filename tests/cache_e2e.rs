@@ -5,8 +5,10 @@
 //! save stays invisible to the default branch. On the host backend and in Docker
 //! (`act-runner-test/debian:12`), on a per-job network and on `container.network: host`. The
 //! shared `cache-server` is in `cache_e2e/shared.rs`, its memory under a large entry in
-//! `cache_e2e/memory.rs`, the v2 client in `cache_e2e/v2.rs`.
+//! `cache_e2e/memory.rs`, the v2 client in `cache_e2e/v2.rs`, `exec`'s own cache in
+//! `cache_e2e/exec.rs`.
 
+mod exec;
 mod fixture;
 mod memory;
 mod shared;
