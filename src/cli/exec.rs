@@ -86,6 +86,10 @@ pub struct ExecArgs {
     /// The user namespace of job containers (`docker run --userns`).
     #[arg(long = "userns")]
     pub userns: Option<String>,
+    /// The platform job images are pulled and run for, e.g. `linux/amd64` (default: the
+    /// engine's own).
+    #[arg(long = "container-architecture")]
+    pub container_architecture: Option<String>,
     /// Docker network for job containers (default: a new network per job).
     #[arg(long = "network")]
     pub network: Option<String>,

@@ -130,8 +130,9 @@ fn job_config(
     }
 }
 
-/// `--container-opts`, then `--container-cap-add`, `--container-cap-drop` and `--userns` as the
-/// `docker run` options they stand for: runner options, so kept even without `--privileged`.
+/// `--container-opts`, then `--container-cap-add`, `--container-cap-drop`, `--userns` and
+/// `--container-architecture` as the `docker run` options they stand for: runner options, so kept
+/// even without `--privileged`.
 fn runner_options(args: &ExecArgs) -> String {
     let mut options = args.container_opts.clone();
     let flags = (args.container_cap_add.iter().map(|cap| ("--cap-add", cap)))
@@ -140,7 +141,8 @@ fn runner_options(args: &ExecArgs) -> String {
                 .iter()
                 .map(|cap| ("--cap-drop", cap)),
         )
-        .chain(args.userns.iter().map(|mode| ("--userns", mode)));
+        .chain(args.userns.iter().map(|mode| ("--userns", mode)))
+        .chain((args.container_architecture.iter()).map(|platform| ("--platform", platform)));
     for (flag, value) in flags {
         if !options.is_empty() {
             options.push(' ');
@@ -187,10 +189,13 @@ mod tests {
             "CHOWN",
             "--userns",
             "host",
+            "--container-architecture",
+            "linux/arm64",
         ]);
         assert_eq!(
             config.runner_options,
-            "--cpus 1 --cap-add=SYS_PTRACE --cap-add=NET_ADMIN --cap-drop=CHOWN --userns=host"
+            "--cpus 1 --cap-add=SYS_PTRACE --cap-add=NET_ADMIN --cap-drop=CHOWN --userns=host \
+             --platform=linux/arm64"
         );
         assert_eq!(
             config_for(&["--container-cap-drop", "ALL"]).runner_options,

@@ -138,13 +138,19 @@ pub fn endpoint(network: &str, aliases_allowed: bool, alias: &str) -> Option<Net
     })
 }
 
-/// Creates and starts a container, replacing a leftover of the same name (upstream does the same).
+/// Creates and starts a container (for `platform`, when given), replacing a leftover of the same
+/// name (upstream does the same).
 pub async fn create_and_start(
     docker: &Docker,
     name: &str,
+    platform: Option<&str>,
     body: ContainerCreateBody,
 ) -> Result<String, BackendError> {
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
+    let mut options = CreateContainerOptionsBuilder::default().name(name);
+    if let Some(platform) = platform {
+        options = options.platform(platform);
+    }
+    let options = options.build();
     let what = format!("create container {name}");
     let create = docker.create_container(Some(options.clone()), body.clone());
     let id = match tokio::time::timeout(API_TIMEOUT, create).await {
@@ -174,18 +180,19 @@ pub async fn create_and_start(
 pub async fn start_job_container(
     docker: &Docker,
     name: &str,
+    platform: Option<&str>,
     in_sandbox: Option<ContainerCreateBody>,
     on_network: ContainerCreateBody,
 ) -> Result<String, BackendError> {
     if let Some(body) = in_sandbox {
-        match create_and_start(docker, name, body).await {
+        match create_and_start(docker, name, platform, body).await {
             Ok(id) => return Ok(id),
             Err(error) => {
                 tracing::info!(container = name, error = %error, "cannot start in the spare network's sandbox; joining the network")
             }
         }
     }
-    create_and_start(docker, name, on_network).await
+    create_and_start(docker, name, platform, on_network).await
 }
 
 /// Force-removes a container with its anonymous volumes; a missing one is fine.

@@ -47,10 +47,13 @@ impl PullPolicy {
 }
 
 /// Makes sure `image` is present locally and returns its `Env` (the base of every exec's environment).
+/// A pull is for `platform` when given (`--platform`); a present image is taken as it is, and the
+/// create says when it does not match.
 pub async fn ensure_image(
     docker: &Docker,
     image: &str,
     credentials: Option<&RegistryCredentials>,
+    platform: Option<&str>,
     policy: PullPolicy,
     pull_timeout: Duration,
     log: &mpsc::Sender<String>,
@@ -70,7 +73,7 @@ pub async fn ensure_image(
         });
     }
     send_log(log, format!("pulling image {image}")).await;
-    match pull(docker, image, credentials, pull_timeout).await {
+    match pull(docker, image, credentials, platform, pull_timeout).await {
         Ok(()) => inspect_env(docker, image).await?.ok_or_else(|| {
             BackendError::Docker(format!(
                 "image `{image}` is missing after a successful pull"
@@ -114,11 +117,14 @@ async fn pull(
     docker: &Docker,
     image: &str,
     credentials: Option<&RegistryCredentials>,
+    platform: Option<&str>,
     pull_timeout: Duration,
 ) -> Result<(), String> {
-    let options = CreateImageOptionsBuilder::default()
-        .from_image(image)
-        .build();
+    let mut options = CreateImageOptionsBuilder::default().from_image(image);
+    if let Some(platform) = platform {
+        options = options.platform(platform);
+    }
+    let options = options.build();
     let credentials = credentials.map(|credentials| DockerCredentials {
         username: Some(credentials.username.clone()),
         password: Some(credentials.password.clone()),

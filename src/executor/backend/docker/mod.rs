@@ -237,10 +237,12 @@ impl DockerBackend {
         let config = &self.config;
         let pull_policy =
             image::PullPolicy::from_options(config.force_pull, [&runner_options, &job_options]);
+        let job_platform = options::platform([&runner_options, &job_options]);
         let job_pull = image::ensure_image(
             docker,
             &config.image,
             config.credentials.as_ref(),
+            job_platform,
             pull_policy,
             config.pull_timeout,
             log,
@@ -251,6 +253,7 @@ impl DockerBackend {
                 docker,
                 &plan.config.image,
                 plan.config.credentials.as_ref(),
+                plan.options.platform.as_deref(),
                 policy,
                 config.pull_timeout,
                 log,
@@ -302,7 +305,8 @@ impl DockerBackend {
                 base_env.insert(key.to_string(), value.to_string());
             }
         }
-        let job_start = container::start_job_container(docker, &job_name, in_sandbox, body);
+        let job_start =
+            container::start_job_container(docker, &job_name, job_platform, in_sandbox, body);
         let (service_starts, job_started) = tokio::join!(service_starts, job_start);
         let services = service_starts.into_iter().collect::<Result<Vec<_>, _>>()?;
         self.running = RunningContainers {

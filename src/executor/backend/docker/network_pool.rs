@@ -281,7 +281,7 @@ async fn start_sandbox(
         }),
         ..Default::default()
     };
-    match container::create_and_start(docker, &name, body).await {
+    match container::create_and_start(docker, &name, None, body).await {
         Ok(_) => Some(name),
         Err(error) => {
             tracing::debug!(error = %error, image, "no sandbox for a spare network; its job joins the network itself");

@@ -96,10 +96,20 @@ pub struct ContainerOptions {
     pub health_start_period: Option<Duration>,
     pub health_retries: Option<i64>,
     pub no_healthcheck: bool,
+    /// `--platform os/arch`: the image is pulled and the container created for it.
+    pub platform: Option<String>,
     /// `--pull always|missing|never`.
     pub pull: Option<String>,
     /// Notes for the job log: ignored and stripped flags.
     pub warnings: Vec<String>,
+}
+
+/// The platform the options ask for: the last `--platform` of the runner's then the workflow's.
+pub fn platform<'a>(options: impl IntoIterator<Item = &'a ContainerOptions>) -> Option<&'a str> {
+    options
+        .into_iter()
+        .filter_map(|options| options.platform.as_deref())
+        .last()
 }
 
 /// What the runner allows.
@@ -216,11 +226,7 @@ impl ContainerOptions {
             }
             "--health-retries" => self.health_retries = Some(parse_int(flag, &value)?),
             "--no-healthcheck" => self.no_healthcheck = true,
-            // Upstream pulls and creates for that platform; until this runner does, the job
-            // log says the container runs on the engine's own.
-            "--platform" => self.warnings.push(format!(
-                "container option `--platform {value}` ignored: this runner pulls and runs images for the Docker engine's own platform"
-            )),
+            "--platform" => self.platform = Some(value),
             "--pull" => match value.as_str() {
                 "always" | "missing" | "never" => self.pull = Some(value),
                 _ => return Err(bad_value(flag, &value)),
@@ -626,10 +632,16 @@ mod tests {
     }
 
     #[test]
-    fn platform_is_ignored_with_a_warning_not_silently() {
+    fn platform_is_kept_for_the_pull_and_the_create() {
         let parsed = ContainerOptions::parse("--platform linux/arm64", STRICT).unwrap();
-        assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
-        assert!(parsed.warnings[0].contains("`--platform linux/arm64` ignored"));
+        assert_eq!(parsed.platform.as_deref(), Some("linux/arm64"));
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        assert_eq!(
+            platform([&parsed, &ContainerOptions::default()]),
+            Some("linux/arm64")
+        );
+        let later = ContainerOptions::parse("--platform=linux/amd64", STRICT).unwrap();
+        assert_eq!(platform([&parsed, &later]), Some("linux/amd64"));
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub async fn start(
     labels: &HashMap<String, String>,
 ) -> Result<RunningContainer, BackendError> {
     let body = service_body(plan, network, aliases_allowed, labels)?;
-    let id = create_and_start(docker, &plan.name, body).await?;
+    let id = create_and_start(docker, &plan.name, plan.options.platform.as_deref(), body).await?;
     // Docker picks the host ports at start; only a service that publishes some needs a look.
     let mut ports = BTreeMap::new();
     if !plan.config.ports.is_empty() || !plan.options.publish.is_empty() {

@@ -67,6 +67,7 @@ pub async fn run(
         docker,
         &request.image,
         None,
+        None,
         image::PullPolicy::Missing,
         job.pull_timeout,
         &log_tx,
