@@ -2,7 +2,8 @@
 //! consumes. This is the executor's whole output interface; it holds no proto or Gitea types.
 //!
 //! Order contract: `JobStarted` first, then per step `StepStarted`, its `Log` lines (in batches),
-//! `StepFinished`; job-level `Log` lines (set-up, the job's end) carry `step_idx: None`; `Outputs`
+//! `StepFinished`; a step not announced in `JobStarted` is in a `StepsPlanned` before it starts;
+//! job-level `Log` lines (set-up, the job's end) carry `step_idx: None`; `Outputs`
 //! before `JobFinished`, which is always last and always sent, also on cancellation and timeout.
 //! A job whose spec has `log_delivery_wait` sends a `LogCheckpoint` right before `JobFinished`
 //! (not when it was cancelled). The job removes its containers after `JobFinished`.
@@ -60,6 +61,10 @@ pub enum JobEvent {
         at: SystemTime,
         steps: Vec<PlannedStep>,
     },
+    /// Steps planned after `JobStarted`, numbered after every step announced before: the
+    /// matrix legs after the first of a called workflow's job, whose legs are known only when
+    /// it runs (its matrix may use the outputs of the called jobs before it).
+    StepsPlanned(Vec<PlannedStep>),
     StepStarted {
         step_idx: usize,
         at: SystemTime,

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
-use crate::executor::event::JobEvent;
+use crate::executor::event::{JobEvent, PlannedStep};
 use crate::executor::{conclusion_mark, conclusion_name};
 
 /// How `exec` prints the log.
@@ -30,8 +30,12 @@ pub async fn print_events(
     while let Some(event) = received.recv().await {
         let (step_idx, messages): (Option<usize>, Vec<String>) = match event {
             JobEvent::JobStarted { steps, .. } => {
-                names = steps.into_iter().map(|step| step.name).collect();
+                add_names(&mut names, steps);
                 (None, vec![String::from("🚀 Start job")])
+            }
+            JobEvent::StepsPlanned(steps) => {
+                add_names(&mut names, steps);
+                continue;
             }
             JobEvent::StepStarted { step_idx, .. } => {
                 let name = names.get(step_idx).map_or("", String::as_str);
@@ -92,6 +96,16 @@ pub async fn print_events(
         }
     }
     outputs
+}
+
+/// Puts each planned step's name at its index.
+fn add_names(names: &mut Vec<String>, steps: Vec<PlannedStep>) {
+    for step in steps {
+        if names.len() <= step.step_idx {
+            names.resize(step.step_idx + 1, String::new());
+        }
+        names[step.step_idx] = step.name;
+    }
 }
 
 /// A matrix value as shown in a job label.

@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::client::proto::runner::{self as proto, TaskState};
-use crate::executor::event::{Conclusion, JobEvent, LogLines};
+use crate::executor::event::{Conclusion, JobEvent, LogLines, PlannedStep};
 
 /// Gitea drops output keys longer than this (bytes).
 pub const MAX_OUTPUT_KEY_BYTES: usize = 255;
@@ -124,18 +124,15 @@ impl TaskReport {
         match event {
             JobEvent::JobStarted { at, steps } => {
                 self.started_at.get_or_insert(at);
-                let n_steps = steps
-                    .iter()
-                    .map(|step| step.step_idx + 1)
-                    .max()
-                    .unwrap_or(0);
-                if self.steps.len() < n_steps {
-                    self.steps.resize(n_steps, StepRecord::empty());
-                }
+                self.plan(&steps);
                 Applied {
                     log: None,
                     urgent: true,
                 }
+            }
+            JobEvent::StepsPlanned(steps) => {
+                self.plan(&steps);
+                Applied::default()
             }
             JobEvent::StepStarted { step_idx, at } => {
                 self.started_at.get_or_insert(at);
@@ -302,6 +299,18 @@ impl TaskReport {
         }
     }
 
+    /// Makes room for the planned steps, so a step counts as the last only when it is.
+    fn plan(&mut self, steps: &[PlannedStep]) {
+        let n_steps = steps
+            .iter()
+            .map(|step| step.step_idx + 1)
+            .max()
+            .unwrap_or(0);
+        if self.steps.len() < n_steps {
+            self.steps.resize(n_steps, StepRecord::empty());
+        }
+    }
+
     fn step_mut(&mut self, step_idx: usize) -> &mut StepRecord {
         if self.steps.len() <= step_idx {
             self.steps.resize(step_idx + 1, StepRecord::empty());
@@ -355,6 +364,24 @@ mod tests {
                 name: format!("step {step_idx}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn steps_planned_later_join_the_list_before_they_start() {
+        let mut state = TaskReport::new(9);
+        state.apply(
+            JobEvent::JobStarted {
+                at: at(1),
+                steps: planned(1),
+            },
+            0,
+        );
+        let later = planned(3).split_off(1);
+        assert_eq!(
+            state.apply(JobEvent::StepsPlanned(later), 0),
+            Applied::default()
+        );
+        assert_eq!(state.steps, vec![StepRecord::empty(); 3]);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! another in `needs` order (each matrix leg in turn) on the caller's backend, prepared and cleaned
 //! up for each; their steps are numbered after one another in the caller's one log. A called job
 //! may call a workflow in turn (`load` bounds the nesting); every level is loaded before the
-//! first step runs, since the log announces all steps at once, and evaluated when its calling job
+//! first step runs, since the log announces the steps of each job's first leg at once (the legs
+//! after it in `StepsPlanned`, once their matrix is known), and evaluated when its calling job
 //! runs (`call`), so `with:` and `secrets:` may use `needs`, `inputs` and `matrix` of its level.
 
 mod call;
@@ -242,8 +243,11 @@ async fn run_nested<B: Backend>(
                 let leg_layout = if leg_idx == 0 {
                     layout
                 } else {
+                    let prefix = format!("{}{}{} / ", run.prefix, leg.job_id, legs.label(leg_idx));
+                    let mut planned = Vec::new();
                     let masker = &run.emitter.masker;
-                    fresh = lay_out(nested, "", &mut run.next_idx, &mut Vec::new(), masker);
+                    fresh = lay_out(nested, &prefix, &mut run.next_idx, &mut planned, masker);
+                    run.emitter.send(JobEvent::StepsPlanned(planned)).await;
                     &fresh
                 };
                 let message = format!(
@@ -294,7 +298,7 @@ async fn run_called_job<B: Backend>(
             run.next_idx - job.steps.len()
         };
         let label = legs.label(leg_idx);
-        let names = job
+        let names: Vec<String> = job
             .steps
             .iter()
             .map(|step| {
@@ -302,6 +306,17 @@ async fn run_called_job<B: Backend>(
                 format!("{}{}{label}: {step_name}", run.prefix, leg.job_id)
             })
             .collect();
+        if leg_idx > 0 {
+            let planned = names
+                .iter()
+                .enumerate()
+                .map(|(step_idx, name)| PlannedStep {
+                    step_idx: offset + step_idx,
+                    name: run.emitter.masker.mask(name),
+                })
+                .collect();
+            run.emitter.send(JobEvent::StepsPlanned(planned)).await;
+        }
         run.emitter.call = Some(CalledSteps { offset, names });
         let ran = run_started(&leg, workflow, job, run.backend, run.emitter, run.cancel).await;
         run.emitter.call = None;
