@@ -4,6 +4,11 @@
 //! Run with `packaging/bench/scrape-latency.sh` (or `cargo run --release --example scrape_latency`).
 //! Scrapers, updaters and the server share one process and the machine's cores, as a scrape on a
 //! busy runner host would; each scrape opens its own connection, the worst case for the server.
+//!
+//! The `floor` phase runs the same scrapers against a bare responder in the same process (accept,
+//! read the head, write a fixed response of the exposition's size, close): the cost of the client,
+//! the loopback TCP and the scheduling, which no server can go below. Each line ends with the load
+//! average, since the machine's cores may be shared.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +63,11 @@ async fn main() {
     println!(
         "{N_SCRAPERS} concurrent scrapers, {SCRAPES_PER_SCRAPER} scrapes each, one connection per scrape:"
     );
+
+    let floor_addr = serve_bare(n_bytes);
+    let _ = run_scrapers(floor_addr, 20, 5).await;
+    let floor = run_scrapers(floor_addr, N_SCRAPERS, SCRAPES_PER_SCRAPER).await;
+    report("floor", &floor, None);
 
     let idle = run_scrapers(addr, N_SCRAPERS, SCRAPES_PER_SCRAPER).await;
     report("idle", &idle, None);
@@ -147,6 +157,49 @@ async fn scrape(addr: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The bare responder of the `floor` phase: a fixed `200` response with a body of `n_bytes`, no
+/// HTTP library and no render. Serves until the process exits.
+fn serve_bare(n_bytes: usize) -> SocketAddr {
+    // The server's own `bind`, for the same listen backlog (tokio's `bind` asks for 128 only).
+    let listener = act_runner::metrics::bind("127.0.0.1:0".parse().expect("a literal address"))
+        .expect("bind a loopback port");
+    listener
+        .set_nonblocking(true)
+        .expect("a fresh socket can be non-blocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a runtime is running");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let mut response =
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {n_bytes}\r\nconnection: close\r\n\r\n")
+            .into_bytes();
+    response.resize(response.len() + n_bytes, b'#');
+    let response: Arc<[u8]> = response.into();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await; // EMFILE: do not spin
+                continue;
+            };
+            let response = Arc::clone(&response);
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let mut head = Vec::with_capacity(256);
+                let mut chunk = [0u8; 256];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream.write_all(&response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
 fn report(phase: &str, latencies: &[Duration], updates_per_second: Option<f64>) {
     let mut sorted = latencies.to_vec();
     sorted.sort();
@@ -160,8 +213,12 @@ fn report(phase: &str, latencies: &[Duration], updates_per_second: Option<f64>) 
     let updates = updates_per_second
         .map(|rate| format!(" updates_per_s={rate:.0}"))
         .unwrap_or_default();
+    // The 1, 5 and 15 minute load averages.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into());
     println!(
-        "{phase:>6}: scrapes={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}{updates}",
+        "{phase:>6}: scrapes={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}{updates} load={load}",
         sorted.len(),
         quantile(0.50),
         quantile(0.99),

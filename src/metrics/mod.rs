@@ -44,6 +44,7 @@
 //! ```
 
 pub mod cache;
+mod coalesce;
 mod idle;
 pub mod labels;
 mod observer;

@@ -10,8 +10,8 @@
 //! forever; this module runs its own accept loop on hyper's HTTP/1 builder with a timer instead
 //! (see [`ServerLimits`] for every bound). It serves on a listener it is given (socket activation)
 //! or one [`bind`] made. When every connection slot is taken, the connection idle longest is closed
-//! to make room (`super::idle`). May use: `super` (the registry, the probe, `idle`), `axum`,
-//! `hyper`, `tower`.
+//! to make room (`super::idle`). Concurrent scrapes share one render (`super::coalesce`). May use:
+//! `super` (the registry, the probe, `idle`, `coalesce`), `axum`, `hyper`, `tower`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -31,6 +32,7 @@ use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::timeout::{RequestBodyDeadlineLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
 use tracing::{debug, info, warn};
 
+use super::coalesce::CoalescedRender;
 use super::idle::{Eviction, IdleConnections};
 use super::{CONTENT_TYPE, Metrics, MetricsError};
 
@@ -331,24 +333,36 @@ async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
 
 fn router(metrics: Metrics) -> Router {
     let for_readyz = metrics.clone();
+    let coalesced = Arc::new(CoalescedRender::new(move || render_body(&metrics)));
     Router::new()
-        .route("/metrics", any(move || serve_metrics(metrics.clone())))
+        .route(
+            "/metrics",
+            any(move || serve_metrics(Arc::clone(&coalesced))),
+        )
         .route("/healthz", any(|| async { "ok" }))
         .route("/readyz", any(move || serve_readyz(for_readyz.clone())))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
 }
 
-async fn serve_metrics(metrics: Metrics) -> Response {
+/// One render for [`CoalescedRender`]; a failure is logged here once, not once per scrape sharing it.
+fn render_body(metrics: &Metrics) -> Option<Bytes> {
     match metrics.render() {
-        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Ok(text) => Some(Bytes::from(text)),
         Err(err) => {
             warn!(error = %err, "cannot render the metrics");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot encode the metrics",
-            )
-                .into_response()
+            None
         }
+    }
+}
+
+async fn serve_metrics<R: Fn() -> Option<Bytes>>(coalesced: Arc<CoalescedRender<R>>) -> Response {
+    match coalesced.body().await {
+        Some(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        None => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        )
+            .into_response(),
     }
 }
 
