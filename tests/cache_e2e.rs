@@ -189,16 +189,15 @@ async fn actions_cache_saves_and_restores_in_docker_jobs_on_the_host_network() {
     .await;
 }
 
+/// A shell line that prints `lookup=<status>` of a cache lookup with the job's credential.
+const NODE_LOOKUP: &str = r#"node -e 'fetch(process.env.ACTIONS_CACHE_URL + "_apis/artifactcache/cache?keys=k&version=v", { headers: { Authorization: "Bearer " + process.env.ACTIONS_RUNTIME_TOKEN } }).then((r) => console.log("lookup=" + r.status))'"#;
+
 /// A Docker job that prints its cache URL and the status of a lookup with its credential.
-const DOCKER_CACHE_LOOKUP: &str = r#"on: push
-jobs:
-  lookup:
-    runs-on: docker-test
-    steps:
-      - run: |
-          echo "cache-url=$ACTIONS_CACHE_URL"
-          node -e 'fetch(process.env.ACTIONS_CACHE_URL + "_apis/artifactcache/cache?keys=k&version=v", { headers: { Authorization: "Bearer " + process.env.ACTIONS_RUNTIME_TOKEN } }).then((r) => console.log("lookup=" + r.status))'
-"#;
+fn docker_cache_lookup() -> String {
+    format!(
+        "on: push\njobs:\n  lookup:\n    runs-on: docker-test\n    steps:\n      - run: |\n          echo \"cache-url=$ACTIONS_CACHE_URL\"\n          {NODE_LOOKUP}\n"
+    )
+}
 
 /// `cache.host` and a fixed `cache.port`: Docker jobs are told that address, not the outbound
 /// IP and a chosen port, and reach the server there. The host's address on Docker's default
@@ -220,7 +219,7 @@ async fn docker_jobs_are_told_cache_host_and_a_fixed_cache_port() {
         )
         .await;
         let daemon = Daemon::start(&dir, &[]).await;
-        let lines = run(&gitea, &daemon, task(DOCKER_CACHE_LOOKUP, MAIN)).await;
+        let lines = run(&gitea, &daemon, task(&docker_cache_lookup(), MAIN)).await;
         let told = format!("cache-url=http://{host}:{port}/");
         assert!(lines.contains(&told), "{told} missing: {lines:#?}");
         assert!(lines.iter().any(|line| line == "lookup=204"), "{lines:#?}");
@@ -304,53 +303,97 @@ async fn host_jobs_get_a_loopback_cache_url_and_disabled_means_nothing_advertise
     .await;
 }
 
+/// A workflow whose step hands the test its cache URL and credential through files in `out`
+/// (the log masks the token), prints `started`, then runs `rest` (shell lines).
+fn credential_workflow(out: &std::path::Path, rest: &str) -> String {
+    format!(
+        "on: push\njobs:\n  job:\n    runs-on: host-test\n    steps:\n      - run: |\n          printf '%s' \"$ACTIONS_CACHE_URL\" >{out}/url\n          printf '%s' \"$ACTIONS_RUNTIME_TOKEN\" >{out}/token\n          echo started\n{rest}",
+        out = out.display()
+    )
+}
+
+/// The status of a cache lookup with the credential a [`credential_workflow`] left in `out`.
+async fn lookup_status(out: &std::path::Path) -> reqwest::StatusCode {
+    let url = std::fs::read_to_string(out.join("url")).expect("the cache URL");
+    let token = std::fs::read_to_string(out.join("token")).expect("the runtime token");
+    reqwest::Client::new()
+        .get(format!("{url}_apis/artifactcache/cache?keys=k&version=v"))
+        .bearer_auth(&token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the cache answers")
+        .status()
+}
+
+/// Waits up to `limit` for the credential in `out` to be refused; the last status.
+async fn wait_for_401(out: &std::path::Path, limit: Duration) -> reqwest::StatusCode {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut status = lookup_status(out).await;
+    while status != 401 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = lookup_status(out).await;
+    }
+    status
+}
+
 #[tokio::test]
-async fn a_cancelled_task_s_cache_credential_is_revoked() {
+async fn a_task_s_cache_credential_is_revoked_when_it_ends_or_is_cancelled() {
     use act_runner::client::proto::runner::Result as TaskResult;
 
+    fixture::require_node();
     bounded(async {
         let gitea = start_fake().await;
         let dir = register(&gitea, "host-test:host", "").await;
         let daemon = Daemon::start(&dir, &[]).await;
-        // The step hands the test its cache URL and credential through files (the log masks the
-        // token), then runs until the cancel.
-        let out = dir.path().join("task-out");
+
+        let finished = dir.path().join("finished-task");
+        std::fs::create_dir_all(&finished).expect("create the task's output directory");
+        let rest = format!("          {NODE_LOOKUP}\n");
+        let lines = run(
+            &gitea,
+            &daemon,
+            task(&credential_workflow(&finished, &rest), MAIN),
+        )
+        .await;
+        assert!(
+            lines.iter().any(|line| line == "lookup=204"),
+            "the running task's credential is live: {lines:#?}"
+        );
+        // The revoke follows the job's end, around the final report: bounded, not instant.
+        let status = wait_for_401(&finished, Duration::from_secs(10)).await;
+        assert_eq!(
+            status,
+            401,
+            "a finished task's credential still reaches the cache: {}",
+            daemon.log()
+        );
+
+        let out = dir.path().join("cancelled-task");
         std::fs::create_dir_all(&out).expect("create the task's output directory");
-        let workflow = format!(
-            "on: push\njobs:\n  long:\n    runs-on: host-test\n    steps:\n      - run: |\n          printf '%s' \"$ACTIONS_CACHE_URL\" >{out}/url\n          printf '%s' \"$ACTIONS_RUNTIME_TOKEN\" >{out}/token\n          echo started\n          for i in $(seq 1 1200); do sleep 0.1; done\n",
-            out = out.display()
+        let workflow = credential_workflow(
+            &out,
+            "          for i in $(seq 1 1200); do sleep 0.1; done\n",
         );
         let task_id = gitea.enqueue_task(
             crate::support::fake_gitea::TaskSpec::from_workflow(&workflow).expect("a workflow"),
         );
         daemon.wait_for_line(&gitea, task_id, "started").await;
-        let url = std::fs::read_to_string(out.join("url")).expect("the cache URL");
-        let token = std::fs::read_to_string(out.join("token")).expect("the runtime token");
-        let lookup = || async {
-            reqwest::Client::new()
-                .get(format!("{url}_apis/artifactcache/cache?keys=k&version=v"))
-                .bearer_auth(&token)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .expect("the cache answers")
-                .status()
-        };
-        assert_eq!(lookup().await, 204, "the running task's credential is live");
+        assert_eq!(
+            lookup_status(&out).await,
+            204,
+            "the running task's credential is live"
+        );
 
         assert!(gitea.cancel_task(task_id));
         let task = daemon.wait_final(&gitea, task_id).await;
         assert_eq!(task.result, TaskResult::Cancelled, "{}", daemon.log());
         // The fake marks the task cancelled at once; the runner learns it at its next state
         // report (every 5 s), stops the job, then revokes: wait for that within a bound.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let mut status = lookup().await;
-        while status != 401 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            status = lookup().await;
-        }
+        let status = wait_for_401(&out, Duration::from_secs(30)).await;
         assert_eq!(
-            status, 401,
+            status,
+            401,
             "a cancelled task's credential still reaches the cache: {}",
             daemon.log()
         );
