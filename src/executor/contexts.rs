@@ -354,8 +354,8 @@ fn scalar(value: Option<&Json>) -> String {
     }
 }
 
-/// The variables every step gets, applied after the job and step env so a workflow cannot
-/// override them (as on GitHub). `image_os` is `ImageOS` (see `image_os`).
+/// The variables every step gets, applied over the workflow and job env but under a step's own
+/// `env:`, as act merges them. `image_os` is `ImageOS` (see `image_os`).
 pub fn builtin_env(
     spec: &JobSpec,
     state: &JobState,

@@ -64,7 +64,7 @@ pub struct JobState {
 }
 
 /// What a step process's environment is built from, lowest layer first; the step's own `env:`
-/// goes between `job` and `builtin`, `extra_paths` in front of `PATH`.
+/// goes after `builtin`, `extra_paths` in front of `PATH`.
 pub struct EnvLayers {
     /// The backend's environment (the job container's or the runner's).
     pub base: BTreeMap<String, String>,
@@ -72,7 +72,7 @@ pub struct EnvLayers {
     pub job: IndexMap<String, String>,
     /// `GITHUB_PATH` entries, latest first.
     pub extra_paths: Vec<String>,
-    /// Runtime and `GITHUB_*`/`RUNNER_*` variables, applied last.
+    /// Runtime and `GITHUB_*`/`RUNNER_*` variables, over `job` but under the step's `env:`.
     pub builtin: IndexMap<String, String>,
 }
 

@@ -323,6 +323,14 @@ fn step_environment(
             .iter()
             .map(|(key, value)| (key.clone(), value.clone())),
     );
+    // As in act, the built-ins override the workflow and job env but a step's own `env:` wins
+    // over them; only the file-command paths below cannot be changed.
+    env.extend(
+        layers
+            .builtin
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
     env.extend(
         step_env
             .iter()
@@ -338,12 +346,6 @@ fn step_environment(
         path.push_str(&base);
         env.insert("PATH".into(), path);
     }
-    env.extend(
-        layers
-            .builtin
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone())),
-    );
     for (suffix, path) in files.all() {
         env.insert(format!("GITHUB_{suffix}"), path.to_string());
         env.insert(format!("GITEA_{suffix}"), path.to_string());
