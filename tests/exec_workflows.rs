@@ -309,3 +309,38 @@ fn exec_copies_the_working_tree_without_what_git_ignores_unless_told() {
         );
     }
 }
+
+/// Without `-d`, exec still shows the runner's own warnings on stderr, apart from the job's
+/// output and without the debug log: here the step leaves a file where the job's directory was
+/// (under `TMPDIR`), so the clean-up fails and says so.
+#[test]
+fn exec_without_debug_prints_the_runners_warnings_on_stderr() {
+    let scratch = tempfile::tempdir().unwrap();
+    let workflow = scratch.path().join("warn.yml");
+    std::fs::write(
+        &workflow,
+        "on: push\njobs:\n  warn:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          \
+         root=$(dirname \"$RUNNER_TEMP\"); cd /; rm -rf \"$root\"; touch \"$root\"\n",
+    )
+    .unwrap();
+    let jobs_dir = tempfile::tempdir().unwrap();
+    let output = assert_cmd::Command::cargo_bin("act_runner")
+        .unwrap()
+        .args(["exec", "-i", "-self-hosted", "-W"])
+        .arg(&workflow)
+        .arg("-C")
+        .arg(scratch.path())
+        .env("TMPDIR", jobs_dir.path())
+        .env_remove("RUST_LOG")
+        .timeout(RUN_LIMIT)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("job clean-up failed"), "{stderr}");
+    assert!(!stdout.contains("job clean-up failed"), "{stdout}");
+    assert!(!stderr.contains("running job"), "debug log shown: {stderr}");
+}

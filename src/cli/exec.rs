@@ -136,7 +136,7 @@ pub struct ExecArgs {
     /// `gitea.example.com` or `http://localhost:3000`.
     #[arg(long = "gitea-instance")]
     pub gitea_instance: Option<String>,
-    /// Print the runner's own debug log on stderr.
+    /// Print the runner's own debug log on stderr (without it, only its warnings and errors).
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
     /// Leave what `.gitignore` ignores out of the working tree copied into the workspace
@@ -152,9 +152,13 @@ pub fn run(_config: Option<PathBuf>, args: ExecArgs) -> anyhow::Result<ExitCode>
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    if args.debug {
-        super::logging::init(crate::config::LogLevel::Debug, false);
-    }
+    // The job's output is on stdout; stderr gets what goes wrong around it, or all with `-d`.
+    let level = if args.debug {
+        crate::config::LogLevel::Debug
+    } else {
+        crate::config::LogLevel::Warn
+    };
+    super::logging::init(level, false);
     runtime.block_on(exec(args))
 }
 
