@@ -59,14 +59,12 @@ impl<R: Fn() -> Option<Bytes>> CoalescedRender<R> {
             state.n_started + 1
         };
         loop {
-            {
-                let last = finished.borrow_and_update();
-                if last.render_number >= needed {
-                    return last.body.clone();
-                }
-            }
-            if let Some(turn) = self.start_render() {
-                return turn.run();
+            // Marked seen before deciding, so a render published after this wakes `changed`.
+            drop(finished.borrow_and_update());
+            match self.next_step(needed) {
+                Step::Fresh(body) => return body,
+                Step::Render(turn) => return turn.run(),
+                Step::Wait => {}
             }
             // The sender lives in `self`, so `changed` cannot fail while this borrow holds.
             if finished.changed().await.is_err() {
@@ -75,15 +73,23 @@ impl<R: Fn() -> Option<Bytes>> CoalescedRender<R> {
         }
     }
 
-    /// This scrape's turn to render, unless a render is under way.
-    fn start_render(&self) -> Option<RenderTurn<'_, R>> {
+    /// What a scrape needing render `needed` does now. Decided under the state lock, which every
+    /// publication holds too: a render that started and finished since the scrape last looked is
+    /// taken, not rendered again.
+    fn next_step(&self, needed: u64) -> Step<'_, R> {
         let mut state = self.lock_state();
+        {
+            let last = self.finished.borrow();
+            if last.render_number >= needed {
+                return Step::Fresh(last.body.clone());
+            }
+        }
         if state.rendering {
-            return None;
+            return Step::Wait;
         }
         state.rendering = true;
         state.n_started += 1;
-        Some(RenderTurn {
+        Step::Render(RenderTurn {
             coalesced: self,
             render_number: state.n_started,
             body: None,
@@ -93,6 +99,15 @@ impl<R: Fn() -> Option<Bytes>> CoalescedRender<R> {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         crate::sync::lock(&self.state)
     }
+}
+
+enum Step<'a, R: Fn() -> Option<Bytes>> {
+    /// A render that started after the scrape arrived has finished: its body.
+    Fresh(Option<Bytes>),
+    /// This scrape renders.
+    Render(RenderTurn<'a, R>),
+    /// A render is under way; the scrape waits for it to finish.
+    Wait,
 }
 
 /// One render in progress. Dropping it publishes the result and frees the turn, also when the
