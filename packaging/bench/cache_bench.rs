@@ -187,15 +187,16 @@ async fn lookups(dir: &str) -> Res<()> {
         filled.elapsed().as_secs_f64()
     );
     let http = reqwest::Client::new();
-    for (label, prefix) in [("exact", false), ("prefix", true)] {
+    // Keys are `deps-0` to `deps-99999`: a restore-key prefix of two digits (`deps-42`) matches
+    // 1 111 entries, one of one digit (`deps-4`) 11 111.
+    for (label, width) in [("exact", 0), ("prefix", 2), ("prefix_wide", 1)] {
         let mut times = Vec::with_capacity(N_LOOKUPS);
         for i in 0..N_LOOKUPS {
             let n = rand::random::<u64>() % N_ENTRIES;
-            // A restore-key prefix `deps-<n>` matches that entry and up to 1 111 others.
-            let keys = if prefix {
-                format!("missing-{i},deps-{}", n / 100)
-            } else {
-                format!("deps-{n}")
+            let keys = match width {
+                0 => format!("deps-{n}"),
+                2 => format!("missing-{i},deps-{}", 10 + n % 90),
+                _ => format!("missing-{i},deps-{}", 1 + n % 9),
             };
             let started = Instant::now();
             let response = http
