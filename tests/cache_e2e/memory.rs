@@ -45,19 +45,9 @@ async fn a_96_mib_entry_passes_through_the_server_in_bounded_memory() {
         let api = format!("{}_apis/artifactcache/", server.url());
         let idle_kb = peak_rss_kb(pid);
 
-        let reserved: serde_json::Value = http
-            .post(format!("{api}caches"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({ "key": "large", "version": "v1", "cacheSize": ENTRY_BYTES }))
-            .send()
-            .await
-            .expect("reserve")
-            .error_for_status()
-            .expect("the reserve is accepted")
-            .json()
-            .await
-            .expect("a cacheId");
-        let id = reserved["cacheId"].as_i64().expect("a numeric cacheId");
+        let id = server
+            .reserve(&http, token, "large", ENTRY_BYTES as u64)
+            .await;
         let body: Vec<u8> = (0..ENTRY_BYTES).map(|at| (at % 251) as u8).collect();
         http.patch(format!("{api}caches/{id}"))
             .bearer_auth(token)

@@ -68,6 +68,23 @@ impl CacheServer {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
+    /// Reserves `key` (version `v1`, `size` bytes) through the v1 API as `token`; its cacheId.
+    pub async fn reserve(&self, http: &reqwest::Client, token: &str, key: &str, size: u64) -> i64 {
+        let reserved: serde_json::Value = http
+            .post(format!("{}_apis/artifactcache/caches", self.url()))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "key": key, "version": "v1", "cacheSize": size }))
+            .send()
+            .await
+            .expect("reserve")
+            .error_for_status()
+            .expect("the reserve is accepted")
+            .json()
+            .await
+            .expect("a cacheId");
+        reserved["cacheId"].as_i64().expect("a numeric cacheId")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -159,19 +176,7 @@ async fn kill_9_of_the_cache_server_mid_upload_leaves_no_entry() {
         grants.grant(grant()).await.expect("grant the token");
         let http = reqwest::Client::new();
         let api = format!("{}_apis/artifactcache/", server.url());
-        let reserved: serde_json::Value = http
-            .post(format!("{api}caches"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({ "key": "half", "version": "v1", "cacheSize": 2048 }))
-            .send()
-            .await
-            .expect("reserve")
-            .error_for_status()
-            .expect("the reserve is accepted")
-            .json()
-            .await
-            .expect("a cacheId");
-        let id = reserved["cacheId"].as_i64().expect("a numeric cacheId");
+        let id = server.reserve(&http, token, "half", 2048).await;
         http.patch(format!("{api}caches/{id}"))
             .bearer_auth(token)
             .header("Content-Type", "application/octet-stream")
