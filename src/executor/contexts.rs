@@ -5,7 +5,7 @@
 use indexmap::IndexMap;
 use serde_json::{Value as Json, json};
 
-use super::backend::EnvironmentPaths;
+use super::backend::{EnvironmentPaths, runner_arch};
 use super::event::Conclusion;
 use super::expr::{JobStatus, Value};
 use super::job::{JobSpec, JobState, conclusion_name};
@@ -14,17 +14,6 @@ use super::scope::{FieldError, Scope};
 
 /// Where the event payload is written, relative to `RUNNER_TEMP`.
 pub const EVENT_FILE: &str = "_github_workflow/event.json";
-
-/// `runner.arch` as GitHub spells it.
-pub fn runner_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "X64",
-        "aarch64" => "ARM64",
-        "arm" => "ARM",
-        "x86" => "X86",
-        other => other,
-    }
-}
 
 fn path_text(path: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
@@ -355,12 +344,12 @@ fn scalar(value: Option<&Json>) -> String {
 }
 
 /// The variables every step gets, applied over the workflow and job env but under a step's own
-/// `env:`, as act merges them. `image_os` is `ImageOS` (see `image_os`).
+/// `env:`, as act merges them. `image_os` is `ImageOS` (see `image_os`). `RUNNER_OS` and its
+/// kind are not here: see [`crate::executor::backend::runner_variables`].
 pub fn builtin_env(
     spec: &JobSpec,
     state: &JobState,
     paths: &EnvironmentPaths,
-    os: &str,
     image_os: Option<String>,
 ) -> IndexMap<String, String> {
     let mut env = IndexMap::new();
@@ -406,11 +395,7 @@ pub fn builtin_env(
             scalar(github.get(key)),
         );
     }
-    env.insert("RUNNER_OS".into(), os.to_string());
-    env.insert("RUNNER_ARCH".into(), runner_arch().to_string());
     env.insert("RUNNER_NAME".into(), spec.runner_name.clone());
-    env.insert("RUNNER_TEMP".into(), path_text(&paths.temp));
-    env.insert("RUNNER_TOOL_CACHE".into(), path_text(&paths.tool_cache));
     env.insert(
         "RUNNER_WORKSPACE".into(),
         path_text(paths.workspace.parent().unwrap_or(&paths.workspace)),
@@ -431,10 +416,27 @@ pub fn builtin_env(
     env
 }
 
-/// Sets the `env` context to the job env plus a step's env.
+/// Whether act sets the built-in `name` again for every step, so that inside a composite action
+/// the calling step's `env:` does not reach it (act's `withGithubEnv`, and `ACT`); the others
+/// (`ImageOS`, `GITEA_ACTIONS`, `RUNNER_NAME`, ...) are set once for the job and keep the
+/// caller's value there.
+pub fn set_for_every_step(name: &str) -> bool {
+    name.starts_with("GITHUB_")
+        || matches!(name, "CI" | "ACT" | "RUNNER_PERFLOG" | "RUNNER_TRACKING_ID")
+}
+
+/// Sets the `env` context to the job env plus a step's env: what a step's `env:` values and the
+/// job's fields see (act's run-context evaluator: no built-ins).
 pub fn set_env_context(state: &mut JobState, step_env: &IndexMap<String, String>) {
     let mut env = state.env.job.clone();
     env.extend(step_env.clone());
+    state.scope.set("env", Value::from(json!(env)));
+}
+
+/// Sets the `env` context of a step's other fields (`if`, `run`, `with`, ...) once its `env:` is
+/// evaluated: the step's variables, built-ins included (see [`super::process::step_variables`]).
+pub fn set_step_env_context(state: &mut JobState, step_env: &IndexMap<String, String>) {
+    let env = super::process::step_variables(state, step_env);
     state.scope.set("env", Value::from(json!(env)));
 }
 

@@ -66,13 +66,19 @@ pub struct JobState {
 /// What a step process's environment is built from, lowest layer first; the step's own `env:`
 /// goes after `builtin`, `extra_paths` in front of `PATH`.
 pub struct EnvLayers {
-    /// The backend's environment (the job container's or the runner's).
+    /// The backend's environment (the job container's, with its `RUNNER_OS` and kin, or the
+    /// runner's).
     pub base: BTreeMap<String, String>,
-    /// Workflow, job and runner env, evaluated, plus what steps added through `GITHUB_ENV`.
+    /// Workflow, job and runner env, evaluated, then on the host `RUNNER_OS` and kin, then what
+    /// steps added through `GITHUB_ENV`.
     pub job: IndexMap<String, String>,
+    /// The job's `container.env`, evaluated: also the container's own env, but as act merges it
+    /// into every step's env, over `job` as well.
+    pub container: BTreeMap<String, String>,
     /// `GITHUB_PATH` entries, latest first.
     pub extra_paths: Vec<String>,
-    /// Runtime and `GITHUB_*`/`RUNNER_*` variables, over `job` but under the step's `env:`.
+    /// Runtime, `GITHUB_*` and the runner's other variables, over `job` but under the step's
+    /// `env:`.
     pub builtin: IndexMap<String, String>,
 }
 
@@ -296,6 +302,11 @@ pub(super) async fn run_started<B: Backend>(
         env: EnvLayers {
             base: BTreeMap::new(),
             job: env,
+            container: containers
+                .job
+                .as_ref()
+                .map(|container| container.env.clone())
+                .unwrap_or_default(),
             extra_paths: Vec::new(),
             builtin: IndexMap::new(),
         },
@@ -333,8 +344,15 @@ pub(super) async fn run_started<B: Backend>(
                 .filter_map(|label| state.scope.string(label, "runs-on").ok())
                 .collect();
             let image_os = super::image_os::image_os(backend.image(), &runs_on);
-            state.env.builtin =
-                contexts::builtin_env(spec, &state, backend.paths(), backend.os(), image_os);
+            state.env.builtin = contexts::builtin_env(spec, &state, backend.paths(), image_os);
+            // In a job container these are the container's own env (in `base`); on the host act
+            // writes them over the workflow and job env, so `GITHUB_ENV` may still change them.
+            if backend.image().is_none() {
+                state.env.job.extend(super::backend::runner_variables(
+                    backend.paths(),
+                    backend.os(),
+                ));
+            }
             let mut job_run = JobRun {
                 state: &mut state,
                 backend: &*backend,

@@ -16,6 +16,7 @@ use super::backend::{
 };
 use super::command_files::{self, CommandFileError};
 use super::commands::{self, CommandProcessor, Effect};
+use super::contexts;
 use super::event::Conclusion;
 use super::job::{Emitter, JobRun, JobState};
 use super::line_batch::LineBatch;
@@ -309,7 +310,8 @@ struct Sinks<'a> {
     saved_state: &'a mut IndexMap<String, String>,
 }
 
-/// The complete environment of a step process.
+/// The complete environment of a step process: the backend's base env, then
+/// [`step_variables`], `GITHUB_PATH` entries in front of `PATH`, and the file-command paths.
 fn step_environment(
     state: &JobState,
     step_env: &IndexMap<String, String>,
@@ -317,14 +319,42 @@ fn step_environment(
 ) -> BTreeMap<String, String> {
     let layers = &state.env;
     let mut env = layers.base.clone();
+    env.extend(step_variables(state, step_env));
+    if !layers.extra_paths.is_empty() {
+        let base = env
+            .get("PATH")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_PATH.to_string());
+        let mut path = layers.extra_paths.join(":");
+        path.push(':');
+        path.push_str(&base);
+        env.insert("PATH".into(), path);
+    }
+    // Only these cannot be changed by any `env:`.
+    for (suffix, path) in files.all() {
+        env.insert(format!("GITHUB_{suffix}"), path.to_string());
+        env.insert(format!("GITEA_{suffix}"), path.to_string());
+    }
+    env
+}
+
+/// A step's variables above the backend's base env: the job env, the job's `container.env`, the
+/// built-ins over those (as in act they override the workflow and job env), the step's `env:`
+/// over all. This is also the
+/// `env` context of the step's fields once its `env:` is evaluated, as act's step evaluator sees
+/// the step's env: built-ins included, a job container's own env (`RUNNER_OS`, ...) not.
+pub fn step_variables(
+    state: &JobState,
+    step_env: &IndexMap<String, String>,
+) -> IndexMap<String, String> {
+    let layers = &state.env;
+    let mut env = layers.job.clone();
     env.extend(
         layers
-            .job
+            .container
             .iter()
             .map(|(key, value)| (key.clone(), value.clone())),
     );
-    // As in act, the built-ins override the workflow and job env but a step's own `env:` wins
-    // over them; only the file-command paths below cannot be changed.
     env.extend(
         layers
             .builtin
@@ -336,20 +366,26 @@ fn step_environment(
             .iter()
             .map(|(key, value)| (key.clone(), value.clone())),
     );
-    if !layers.extra_paths.is_empty() {
-        let base = env
-            .get("PATH")
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_PATH.to_string());
-        let mut path = layers.extra_paths.join(":");
-        path.push(':');
-        path.push_str(&base);
-        env.insert("PATH".into(), path);
-    }
-    for (suffix, path) in files.all() {
-        env.insert(format!("GITHUB_{suffix}"), path.to_string());
-        env.insert(format!("GITEA_{suffix}"), path.to_string());
-    }
+    env
+}
+
+/// The env a composite action's steps inherit, as act's composite run context: the calling
+/// step's env with the built-ins act sets for every step (`CI`, `GITHUB_*`, ...) over it again,
+/// so the caller's `env:` does not change those inside the action while the rest (`ImageOS`,
+/// `RUNNER_OS`, ...) keeps the caller's value. A nested step's own `env:` still wins.
+pub fn composite_env(
+    state: &JobState,
+    caller_env: &IndexMap<String, String>,
+) -> IndexMap<String, String> {
+    let mut env = caller_env.clone();
+    env.extend(
+        state
+            .env
+            .builtin
+            .iter()
+            .filter(|(name, _)| contexts::set_for_every_step(name))
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
     env
 }
 

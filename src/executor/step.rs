@@ -236,7 +236,7 @@ pub fn prepare_step(
             .map_err(|error| error.0)?;
         step_env.insert(key.clone(), value);
     }
-    contexts::set_env_context(state, &step_env);
+    contexts::set_step_env_context(state, &step_env);
     let run_it = state
         .scope
         .condition(step.condition.as_ref(), "if")

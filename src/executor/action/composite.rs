@@ -1,5 +1,6 @@
 //! Composite actions: the action's steps run with their own `steps` and `inputs` contexts and
-//! `github.action_path` (restored afterwards), a failing step skips the rest unless a status
+//! `github.action_path` (restored afterwards), with the calling step's env under the built-ins act
+//! sets for every step ([`process::composite_env`]), a failing step skips the rest unless a status
 //! function says otherwise, outputs are mapped back even after a failure, and
 //! `GITHUB_ENV`/`GITHUB_PATH` changes stay with the job. A nested `uses:` goes back through
 //! [`super::run`], one level deeper.
@@ -14,6 +15,7 @@ use crate::executor::event::Conclusion;
 use crate::executor::expr::{JobStatus, Value};
 use crate::executor::job::{JobRun, JobState, conclusion_name};
 use crate::executor::model::Step;
+use crate::executor::process;
 use crate::executor::step::{self, BodyResult};
 
 /// Runs a composite action's steps for the step `call` names.
@@ -24,7 +26,7 @@ pub async fn run<B: Backend>(
     loaded: &LoadedAction,
     step_env: IndexMap<String, String>,
 ) -> Result<BodyResult, String> {
-    let mut nested_env = step_env;
+    let mut nested_env = process::composite_env(job_run.state, &step_env);
     nested_env.extend(
         loaded
             .env()
@@ -130,7 +132,7 @@ async fn run_steps<B: Backend>(
         "steps",
         Value::from(serde_json::Value::Object(steps_context)),
     );
-    contexts::set_env_context(state, nested_env);
+    contexts::set_step_env_context(state, nested_env);
     let mut mapped = IndexMap::new();
     for (name, field) in &loaded.action.outputs {
         let Some(field) = field else { continue };

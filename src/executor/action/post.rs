@@ -249,7 +249,7 @@ pub async fn run_post_steps<B: Backend>(
         let state = &mut *job_run.state;
         let emitter = &mut *job_run.emitter;
         state.scope.status = job_status;
-        contexts::set_env_context(state, &post.step_env);
+        contexts::set_step_env_context(state, &post.step_env);
         match stage_condition(state, emitter, post.condition.clone(), Stage::Post).await {
             Some(true) => {}
             Some(false) => continue,

@@ -135,6 +135,35 @@ pub struct EnvironmentPaths {
     pub tool_cache: PathBuf,
 }
 
+/// `runner.arch` as GitHub spells it: the machine's, where the job containers run too.
+pub fn runner_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "X64",
+        "aarch64" => "ARM64",
+        "arm" => "ARM",
+        "x86" => "X86",
+        other => other,
+    }
+}
+
+/// `RUNNER_OS`, `RUNNER_ARCH`, `RUNNER_TEMP` and `RUNNER_TOOL_CACHE` of a job environment. As in
+/// act, a job container has them (with `LANG`) as its own env, under the job's `env:`, and on the
+/// host they are written over the workflow and job env, where `GITHUB_ENV` can still change them.
+pub fn runner_variables(paths: &EnvironmentPaths, os: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("RUNNER_OS".to_string(), os.to_string()),
+        ("RUNNER_ARCH".to_string(), runner_arch().to_string()),
+        (
+            "RUNNER_TEMP".to_string(),
+            paths.temp.to_string_lossy().into_owned(),
+        ),
+        (
+            "RUNNER_TOOL_CACHE".to_string(),
+            paths.tool_cache.to_string_lossy().into_owned(),
+        ),
+    ])
+}
+
 /// Registry credentials for an image (`container.credentials`). `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RegistryCredentials {
@@ -219,8 +248,9 @@ pub trait Backend: Send + Sync {
         let _ = containers;
         Ok(())
     }
-    /// The environment every process starts from (docker: the image's `Env`; host: an allowlist of
-    /// the runner's own). The executor layers the job's env on top of it and prepends `GITHUB_PATH`
+    /// The environment every process starts from (docker: the image's `Env` under the job
+    /// container's own, which holds [`runner_variables`] and `LANG`; host: an allowlist of the
+    /// runner's own). The executor layers the job's env on top of it and prepends `GITHUB_PATH`
     /// entries to its `PATH`, so `PATH` should be present. Valid after `prepare`.
     fn base_env(&self) -> BTreeMap<String, String> {
         BTreeMap::new()

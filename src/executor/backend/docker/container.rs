@@ -13,10 +13,10 @@ use bollard::query_parameters::{
 use super::options::{ContainerOptions, parse_ports};
 use super::volumes::{self, VolumeSpec};
 use super::{
-    API_TIMEOUT, DockerJobConfig, LABEL_JOB_INSTANCE, SHARED_TOOL_CACHE_VOLUME, TOOL_CACHE,
+    API_TIMEOUT, DockerJobConfig, LABEL_JOB_INSTANCE, OS, SHARED_TOOL_CACHE_VOLUME, TOOL_CACHE,
     bounded, describe, is_not_found, network,
 };
-use crate::executor::backend::BackendError;
+use crate::executor::backend::{BackendError, EnvironmentPaths, runner_variables};
 
 /// Inputs of [`job_container_body`] beyond the job config: what `prepare` resolved.
 pub struct JobContainerSpec<'a> {
@@ -28,6 +28,8 @@ pub struct JobContainerSpec<'a> {
     pub network: &'a str,
     pub aliases_allowed: bool,
     pub labels: &'a HashMap<String, String>,
+    /// Where `RUNNER_TEMP` and `RUNNER_TOOL_CACHE` point.
+    pub paths: &'a EnvironmentPaths,
 }
 
 /// The create body of the job container: kept alive by `/bin/sleep <max lifetime>`, working in the
@@ -41,7 +43,10 @@ pub fn job_container_body(
         .iter()
         .map(|service| service.id.as_str())
         .collect();
-    let mut env_map = super::proxy::job_proxy_env(&config.proxy_env, &service_ids);
+    // As act's job container: `RUNNER_OS` and kin, and GitHub's locale, under everything else.
+    let mut env_map = runner_variables(spec.paths, OS);
+    env_map.insert(String::from("LANG"), String::from("C.UTF-8"));
+    env_map.extend(super::proxy::job_proxy_env(&config.proxy_env, &service_ids));
     env_map.extend(config.env.clone());
     let mut env: Vec<String> = env_map
         .iter()
@@ -359,11 +364,14 @@ mod tests {
             network: &network,
             aliases_allowed: true,
             labels: &labels,
+            paths: &paths(&config),
         })
         .unwrap();
         insta::with_settings!({ sort_maps => true }, {
             insta::assert_json_snapshot!(body, {
                 ".Labels[\"act-runner.job-instance\"]" => "[instance]",
+                // The machine's architecture.
+                ".Env[2]" => "RUNNER_ARCH=[arch]",
             });
         });
     }
@@ -387,6 +395,7 @@ mod tests {
             network: "host",
             aliases_allowed: false,
             labels: &labels,
+            paths: &paths(&config),
         })
         .unwrap();
         assert_eq!(body.host_config.unwrap().privileged, Some(true));
@@ -410,6 +419,7 @@ mod tests {
             network: "net",
             aliases_allowed: false,
             labels: &labels,
+            paths: &paths(&config()),
         })
         .unwrap();
         assert_eq!(job.host_config.unwrap().privileged, Some(true));
@@ -432,6 +442,14 @@ mod tests {
         assert_eq!(service.host_config.unwrap().privileged, Some(true));
     }
 
+    fn paths(config: &DockerJobConfig) -> EnvironmentPaths {
+        EnvironmentPaths {
+            workspace: std::path::PathBuf::from(&config.workspace),
+            temp: std::path::PathBuf::from("/tmp"),
+            tool_cache: std::path::PathBuf::from(TOOL_CACHE),
+        }
+    }
+
     /// The body for `config` with no options, volumes, aliases or labels, on the network `net`.
     fn plain_body(config: &DockerJobConfig) -> ContainerCreateBody {
         job_container_body(&JobContainerSpec {
@@ -441,6 +459,7 @@ mod tests {
             network: "net",
             aliases_allowed: false,
             labels: &HashMap::new(),
+            paths: &paths(config),
         })
         .unwrap()
     }

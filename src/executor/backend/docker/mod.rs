@@ -62,6 +62,8 @@ pub const LABEL_JOB_INSTANCE: &str = "act-runner.job-instance";
 
 /// `RUNNER_TOOL_CACHE` in a job container (upstream's path).
 pub const TOOL_CACHE: &str = "/opt/hostedtoolcache";
+/// `runner.os` of a job container.
+const OS: &str = "Linux";
 
 /// Upper bound on one Docker API call (until its response head, and in total for calls without a
 /// streamed body).
@@ -292,6 +294,7 @@ impl DockerBackend {
                 // are none, and registering an alias slows the start measurably.
                 aliases_allowed: aliases_allowed && !service_plans.is_empty(),
                 labels: &labels,
+                paths: &self.paths,
             })
         };
         let in_sandbox = sandbox
@@ -340,7 +343,7 @@ impl Backend for DockerBackend {
     }
 
     fn os(&self) -> &str {
-        "Linux"
+        OS
     }
 
     fn image(&self) -> Option<&str> {
