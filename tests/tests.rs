@@ -8,6 +8,7 @@ mod cache_e2e; // `actions/cache` itself through the daemon and the fake Gitea
 mod cli; // the binary: exit codes and messages, `generate-config`, `register` input
 mod client; // the runner API client over Connect and gRPC, one conformance suite
 mod config; // `config.yaml` loading: the example, valid and invalid files, defaults, warnings
+mod config_cmd; // `config get|set|add|remove`: output, exit codes, what an edit keeps and refuses
 mod config_keys; // no key is accepted and ignored: read where it acts, or listed as not acted on
 mod daemon; // the daemon as a process against the fake Gitea (host backend)
 mod daemon_docker; // the daemon with the Docker backend against the real engine

@@ -1,7 +1,7 @@
 //! `act_runner generate-config` and upstream's `config` group: `config generate` prints
 //! `config.example.yaml` byte for byte (every key documented, with its default, commented out);
 //! `config init` writes a minimal config file that sets nothing. `generate-config` is the older
-//! name upstream keeps, and so do we.
+//! name upstream keeps, and so do we. `config get|set|add|remove` live in `config_edit`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,13 +10,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::CliError;
+use crate::config::EditKind;
 
 /// The file `config init` writes: options it does not name keep their default, and it names none.
 pub const MINIMAL_CONFIG: &str = "# Minimal config file. Every option it does not set keeps its default.\n\
 # \"act_runner config generate\" prints all options with their defaults.\n";
 
 /// Where `config init` writes without `-c`; either name, when present, would shadow the new file.
-const DEFAULT_NAMES: [&str; 2] = ["config.yaml", "config.yml"];
+/// The other `config` commands look for them when not given `-c`.
+pub(super) const DEFAULT_NAMES: [&str; 2] = ["config.yaml", "config.yml"];
 
 /// Flags of `generate-config` and `config generate` (none).
 #[derive(Debug, clap::Args)]
@@ -30,6 +32,32 @@ pub enum ConfigCommand {
     /// Write a minimal config file (`-c`, else config.yaml here), leaving every option at its
     /// default.
     Init(InitArgs),
+    /// Print the value of a config key.
+    ///
+    /// The key is dotted: `runner.capacity`, `runner.envs.NAME`, or a section such as `runner`.
+    /// A list prints one item a line, a mapping `NAME=value` a line, a section as YAML. Without
+    /// -c it reads config.yaml (or config.yml) from the working directory, else from beside the
+    /// executable. Exits 1 when the file does not set the key, 78 for an unknown key.
+    Get(super::config_edit::GetArgs),
+    /// Set the value of a config key.
+    ///
+    /// One value for a key, one or more for a list (`runner.labels`, `container.valid_volumes`),
+    /// which they replace; `runner.envs.NAME` sets one variable. Values are checked against the
+    /// key's type (durations are written as Go prints them: 90m becomes 1h30m0s), and the result
+    /// must load as the daemon loads it, else nothing is written (exit 78). Only the lines of
+    /// the value change: comments and layout stay. The file is replaced in one step, keeping its
+    /// mode and owner.
+    Set(super::config_edit::EditArgs),
+    /// Append values to a list config key.
+    ///
+    /// Refuses a value the list already holds, and keys that are not lists (exit 78). Writes
+    /// as `set` does.
+    Add(super::config_edit::EditArgs),
+    /// Remove values from a list config key.
+    ///
+    /// Refuses a value the list does not hold (exit 78), and a key the file does not set (exit
+    /// 1). Writes as `set` does.
+    Remove(super::config_edit::EditArgs),
 }
 
 /// Flags of `config init`.
@@ -55,6 +83,10 @@ pub fn run_config(config: Option<PathBuf>, command: ConfigCommand) -> anyhow::Re
     match command {
         ConfigCommand::Generate(args) => run(args),
         ConfigCommand::Init(args) => init(config, &args),
+        ConfigCommand::Get(args) => super::config_edit::get(config, &args),
+        ConfigCommand::Set(args) => super::config_edit::edit(config, EditKind::Set, &args),
+        ConfigCommand::Add(args) => super::config_edit::edit(config, EditKind::Add, &args),
+        ConfigCommand::Remove(args) => super::config_edit::edit(config, EditKind::Remove, &args),
     }
 }
 

@@ -16,6 +16,7 @@ mod cache_metrics;
 pub mod cache_server;
 pub mod cache_service;
 pub mod completion;
+pub mod config_edit;
 pub mod daemon;
 pub mod exec;
 pub mod generate_config;
@@ -30,7 +31,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::client::ClientError;
-use crate::config::{ConfigError, KeyMessage, LogLevel, RegistrationError, RpcProtocol};
+use crate::config::{ConfigError, EditError, KeyMessage, LogLevel, RegistrationError, RpcProtocol};
 
 /// Exit code: the command did what it was asked.
 pub const EXIT_OK: u8 = 0;
@@ -55,7 +56,8 @@ const VERSION_TEXT: &str = concat!("version ", env!("CARGO_PKG_VERSION"));
     long_about = None
 )]
 pub struct Cli {
-    /// Config file path (YAML). Without it every default applies.
+    /// Config file path (YAML). Without it every default applies; `config get|set|add|remove`
+    /// look for config.yaml or config.yml here, then beside the executable.
     #[arg(short = 'c', long = "config", global = true)]
     pub config: Option<PathBuf>,
 
@@ -77,8 +79,8 @@ pub enum Command {
     Exec(Box<exec::ExecArgs>),
     /// Print an example config file documenting every key (also `config generate`).
     GenerateConfig(generate_config::GenerateConfigArgs),
-    /// Generate config files: `config generate` prints the example, `config init` writes a
-    /// minimal one.
+    /// Generate, read and edit config files: `generate` prints the example, `init` writes a
+    /// minimal one, `get|set|add|remove` read or change one key.
     #[command(subcommand)]
     Config(generate_config::ConfigCommand),
     /// Print information useful when filing a bug report.
@@ -142,6 +144,13 @@ pub fn main(inherited: crate::systemd::Inherited) -> ExitCode {
 /// The documented exit code for an error, decided by the first typed cause in its chain.
 pub fn exit_code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
+        if let Some(edit_error) = cause.downcast_ref::<EditError>() {
+            return match edit_error {
+                // A script asks whether a key is set; a bug is no fault of the input.
+                EditError::NotSet { .. } | EditError::Internal { .. } => EXIT_FAILURE,
+                _ => EXIT_INVALID_CONFIG,
+            };
+        }
         if cause.is::<ConfigError>() {
             return EXIT_INVALID_CONFIG;
         }
@@ -268,6 +277,25 @@ mod tests {
                 }
                 .into(),
                 EXIT_FAILURE,
+            ),
+            (
+                anyhow::Error::from(EditError::NotSet {
+                    key: "metrics".into(),
+                })
+                .context("c.yaml"),
+                EXIT_FAILURE,
+            ),
+            (
+                EditError::WouldBeInvalid(ConfigError::Invalid(Vec::new())).into(),
+                EXIT_INVALID_CONFIG,
+            ),
+            (
+                EditError::AlreadyContains {
+                    key: "runner.labels".into(),
+                    value: "x".into(),
+                }
+                .into(),
+                EXIT_INVALID_CONFIG,
             ),
             (anyhow::anyhow!("anything else"), EXIT_FAILURE),
         ];

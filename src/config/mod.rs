@@ -19,7 +19,9 @@
 
 mod dotenv;
 mod duration;
+mod edit;
 mod error;
+mod keys;
 mod labels;
 mod load;
 mod model;
@@ -33,7 +35,9 @@ mod yaml;
 
 pub use dotenv::{DotenvError, parse_dotenv};
 pub use duration::{DurationError, GoDuration};
+pub use edit::{EditError, EditKind, edit_value, get_value};
 pub use error::{ConfigError, KeyMessage};
+pub use keys::{KEYS, KeyKind, KeyPathError, KeyTarget, resolve_key};
 pub use labels::{
     DEFAULT_LABELS, Label, LabelError, LabelSchema, Platform, label_names, labels_require_docker,
     pick_platform,
@@ -43,7 +47,7 @@ pub use model::*;
 pub use not_acted_on::{NOT_ACTED_ON, NotActedOn, not_acted_on};
 pub use registration::{
     LockError, REGISTRATION_WARNING, Registration, RegistrationError, RegistrationLock,
-    registration_exposure, write_atomically,
+    registration_exposure, write_atomically, write_atomically_as,
 };
 pub use secret::Secret;
 pub use size::{SizeError, parse_size};

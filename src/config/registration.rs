@@ -168,6 +168,19 @@ impl Registration {
 /// Writes `bytes` to `path` through a temp file in the same directory (same filesystem, so the
 /// rename is atomic). The temp file is created with `mode` so the content is never exposed wider.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_atomically_as(path, bytes, mode, None)
+}
+
+/// [`write_atomically`], giving the file exactly `mode` (whatever the umask) and, when given,
+/// the owner `(uid, gid)`. The owner is set before the mode, as a change of owner can clear mode
+/// bits; one the caller may not give (not root) is left as the caller's.
+pub fn write_atomically_as(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
@@ -183,10 +196,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(mode)
+            .mode(mode & 0o700)
             .open(&temp_path)?;
         temp.write_all(bytes)?;
         temp.sync_all()?;
+        if let Some((uid, gid)) = owner
+            && let Err(error) = std::os::unix::fs::fchown(&temp, Some(uid), Some(gid))
+            && error.kind() != io::ErrorKind::PermissionDenied
+        {
+            return Err(error);
+        }
+        temp.set_permissions(fs::Permissions::from_mode(mode))?;
         drop(temp);
         fs::rename(&temp_path, path)?;
         fs::File::open(&dir)?.sync_all()
