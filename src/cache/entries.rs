@@ -119,11 +119,21 @@ impl CacheServer {
     pub async fn list(&self, repository: Option<&str>) -> Result<Vec<EntryInfo>, CacheError> {
         let index = self.index.clone();
         let all = self.blocking(move || index.all()).await?;
-        Ok(all
+        let mut listed: Vec<EntryInfo> = all
             .into_iter()
             .filter(|(name, _)| repository.is_none_or(|repo| name.repository == repo))
             .map(|(name, record)| entry_info(name, record))
-            .collect())
+            .collect();
+        // The index orders versions before keys; an admin reads by key.
+        listed.sort_by(|a, b| {
+            (&a.repository, &a.scope, &a.key, &a.version).cmp(&(
+                &b.repository,
+                &b.scope,
+                &b.key,
+                &b.version,
+            ))
+        });
+        Ok(listed)
     }
 
     /// Removes the selected entries; returns how many went.

@@ -23,6 +23,7 @@ mod index;
 mod ranges;
 mod remote;
 mod signing;
+mod spans;
 mod stats;
 mod store;
 mod upload;
