@@ -35,7 +35,7 @@ pub fn is_anchor(composite: &[u8], every: u64) -> bool {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    hash % every.max(1) == 0
+    hash.is_multiple_of(every.max(1))
 }
 
 /// The newer of two candidates.
