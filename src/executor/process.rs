@@ -370,14 +370,18 @@ pub fn step_variables(
 }
 
 /// The env a composite action's steps inherit, as act's composite run context: the calling
-/// step's env with the built-ins act sets for every step (`CI`, `GITHUB_*`, ...) over it again,
-/// so the caller's `env:` does not change those inside the action while the rest (`ImageOS`,
-/// `RUNNER_OS`, ...) keeps the caller's value. A nested step's own `env:` still wins.
+/// step's env without its `INPUT_*`, the action's own variables (`action_env`: its inputs as
+/// `INPUT_*`, `GITHUB_ACTION_*`), and the built-ins act sets for every step (`CI`, `GITHUB_*`,
+/// ...) over those again, so the caller's `env:` does not change them inside the action while the
+/// rest (`ImageOS`, `RUNNER_OS`, ...) keeps the caller's value. A nested step's own `env:` wins.
 pub fn composite_env(
     state: &JobState,
     caller_env: &IndexMap<String, String>,
+    action_env: IndexMap<String, String>,
 ) -> IndexMap<String, String> {
     let mut env = caller_env.clone();
+    env.retain(|name, _| !name.starts_with("INPUT_"));
+    env.extend(action_env);
     env.extend(
         state
             .env

@@ -26,13 +26,7 @@ pub async fn run<B: Backend>(
     loaded: &LoadedAction,
     step_env: IndexMap<String, String>,
 ) -> Result<BodyResult, String> {
-    let mut nested_env = process::composite_env(job_run.state, &step_env);
-    nested_env.extend(
-        loaded
-            .env()
-            .into_iter()
-            .filter(|(name, _)| name.starts_with("GITHUB_ACTION_")),
-    );
+    let nested_env = process::composite_env(job_run.state, &step_env, loaded.composite_env());
     let state = &mut *job_run.state;
     let saved_steps = state.scope.contexts.get("steps").cloned();
     let saved_inputs = state.scope.contexts.get("inputs").cloned();

@@ -116,6 +116,27 @@ impl LoadedAction {
         env.insert("GITHUB_ACTION_REF".into(), self.git_ref.clone());
         env
     }
+
+    /// What a composite action's steps get of it, as in act: `INPUT_*` for each input it declares
+    /// (empty when neither given nor defaulted), `GITHUB_ACTION_PATH`, `GITHUB_ACTION_REPOSITORY`,
+    /// `GITHUB_ACTION_REF`.
+    fn composite_env(&self) -> IndexMap<String, String> {
+        let mut env: IndexMap<String, String> = self
+            .action
+            .inputs
+            .keys()
+            .map(|name| {
+                let value = self.inputs.get(name).cloned().unwrap_or_default();
+                (input_variable(name), value)
+            })
+            .collect();
+        env.extend(
+            self.env()
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("GITHUB_ACTION_")),
+        );
+        env
+    }
 }
 
 /// `INPUT_<NAME>`: upper-cased, spaces become `_` (as actions/toolkit reads them).
