@@ -28,7 +28,7 @@ pub async fn docker_ready() -> bool {
     crate::support::require(ready, &reason)
 }
 
-async fn docker(args: &[&str]) -> String {
+pub async fn docker(args: &[&str]) -> String {
     let output = tokio::process::Command::new("docker").args(args).output();
     let output = tokio::time::timeout(Duration::from_secs(60), output)
         .await

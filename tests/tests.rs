@@ -12,6 +12,7 @@ mod config_cmd; // `config get|set|add|remove`: output, exit codes, what an edit
 mod config_keys; // no key is accepted and ignored: read where it acts, or listed as not acted on
 mod daemon; // the daemon as a process against the fake Gitea (host backend)
 mod daemon_docker; // the daemon with the Docker backend against the real engine
+mod daemon_docker_leftovers; // what a stopped or killed daemon leaves in Docker, and the start-up sweep
 mod daemon_faults; // delivery through failing and silent calls and an outage, rows exactly once
 mod daemon_host_processes; // what host jobs leave behind: detached processes, a crash, inherited fds
 mod daemon_hostile; // a hostile or broken server: bad payloads fail the task, not the runner

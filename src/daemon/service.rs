@@ -1,6 +1,7 @@
 //! The daemon's lifecycle once the CLI has loaded the config and the registration: Declare, remove
 //! Docker orphans, deliver what an earlier run left in the spool (before asking for new work),
-//! poll, apply reloads, and on shutdown drain with bounds.
+//! poll, apply reloads, and on shutdown drain with bounds, then remove what this runner still has
+//! in Docker.
 //!
 //! Signals are not handled here: the caller sends [`Control`]s (mini-redis passes its shutdown
 //! future the same way), which keeps this testable without a process. May use: every `daemon`
@@ -103,8 +104,9 @@ pub async fn serve<A: RunnerApi + 'static>(
         }
         Err(error) => return Err(ServiceError::Declare(error)),
     }
-    if let Some(docker) = &docker {
-        remove_orphans(docker, &config.runner.uuid).await;
+    let sweep_docker = docker.as_ref().map(|docker| docker.docker.clone());
+    if let Some(docker) = &sweep_docker {
+        remove_orphans(docker, &config.runner.uuid, Sweep::AtStart).await;
     }
 
     let spool_root = SpoolRoot::new(&state_dir);
@@ -236,6 +238,9 @@ pub async fn serve<A: RunnerApi + 'static>(
     if let Some(pool) = network_pool {
         pool.shutdown().await;
     }
+    if let Some(docker) = &sweep_docker {
+        remove_orphans(docker, &current.runner.uuid, Sweep::AtExit).await;
+    }
     Ok(outcome)
 }
 
@@ -354,23 +359,35 @@ fn poller_settings(config: &ExecutionConfig) -> PollerSettings {
     }
 }
 
-/// Start-up cleanup: no task is live yet, so every container or network with this runner's UUID
-/// is left from a crash.
-async fn remove_orphans(docker: &DockerAccess, runner_uuid: &str) {
+/// When [`remove_orphans`] runs.
+#[derive(Debug, Clone, Copy)]
+enum Sweep {
+    /// No task is live yet: what carries this runner's UUID was left by a crash or a `kill -9`.
+    AtStart,
+    /// The drain is over and the process exits: what is still there was left by a job the drain
+    /// gave up on (its steps outlived the limits) or by a cleanup that failed.
+    AtExit,
+}
+
+/// Removes every container and network carrying this runner's UUID (their anonymous volumes go
+/// with the containers); other runners' resources and unlabelled ones are never touched.
+async fn remove_orphans(docker: &bollard::Docker, runner_uuid: &str, sweep: Sweep) {
     const ORPHAN_LIMIT: Duration = Duration::from_secs(120);
     let no_live_tasks = HashSet::new();
     let removal = crate::executor::backend::docker::orphans::remove_orphans(
-        &docker.docker,
+        docker,
         runner_uuid,
         &no_live_tasks,
     );
     match tokio::time::timeout(ORPHAN_LIMIT, removal).await {
         Ok(Ok(report)) => {
             if !report.containers.is_empty() || !report.networks.is_empty() {
-                tracing::info!(containers = ?report.containers, networks = ?report.networks, "removed orphaned job containers and networks");
+                tracing::info!(?sweep, containers = ?report.containers, networks = ?report.networks, "removed orphaned job containers and networks");
             }
         }
-        Ok(Err(error)) => tracing::warn!(error = %error, "cannot remove orphaned job containers"),
-        Err(_) => tracing::warn!("removing orphaned job containers took too long"),
+        Ok(Err(error)) => {
+            tracing::warn!(?sweep, error = %error, "cannot remove orphaned job containers")
+        }
+        Err(_) => tracing::warn!(?sweep, "removing orphaned job containers took too long"),
     }
 }

@@ -46,6 +46,38 @@ async fn cleanup_after_interrupted_prepare_removes_what_was_created() {
     .await;
 }
 
+/// A cancelled job drops `prepare` wherever it is, also inside a `network create` or a
+/// container create that dockerd completes anyway: cleanup must still find what they made.
+#[tokio::test]
+async fn cleanup_after_prepare_dropped_at_any_moment_leaves_nothing() {
+    with_docker(|docker| async move {
+        let mut left_behind = Vec::new();
+        for delay_ms in [1, 3, 5, 8, 12, 16, 20, 30, 40, 60, 80] {
+            let mut config = job_config(BUSYBOX_IMAGE);
+            config.services = vec![slow_service("db")];
+            let runner = config.identity.runner_uuid.clone();
+            let mut backend = DockerBackend::new(docker.clone(), config);
+            let (log_tx, _log_rx) = mpsc::channel(64);
+            let dropped = timeout(Duration::from_millis(delay_ms), backend.prepare(&log_tx)).await;
+            assert!(dropped.is_err(), "prepare waits for the slow service");
+            backend.cleanup().await.unwrap();
+            // Long enough for a create dockerd received before the drop to show.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let label = format!("{LABEL_RUNNER_UUID}={runner}");
+            let containers = containers_with_label(&docker, &label).await;
+            let network = network_exists(&docker, &backend.network_name()).await;
+            if !containers.is_empty() || network {
+                left_behind.push(format!("{delay_ms} ms: {containers:?}, network: {network}"));
+                orphans::remove_orphans(&docker, &runner, &HashSet::new())
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(left_behind.is_empty(), "{left_behind:#?}");
+    })
+    .await;
+}
+
 fn slow_service(id: &str) -> ServiceConfig {
     ServiceConfig {
         id: id.to_string(),

@@ -42,7 +42,7 @@ use super::{
     ExecRequest, ExitStatus, JobContainers, NewFile, OutputLines, RunningContainer,
     RunningContainers, WorkspaceHasher,
 };
-use calls::{bounded, describe, is_not_found};
+use calls::{Creations, bounded, describe, is_not_found};
 use names::{container_name, resolve_path};
 pub use network_pool::NetworkPool;
 use options::{ContainerOptions, OptionsPolicy};
@@ -90,6 +90,8 @@ pub struct DockerBackend {
     instance_id: String,
     paths: EnvironmentPaths,
     resources: JobResources,
+    /// The creates `prepare` started, which cleanup waits for.
+    creations: Creations,
     /// The image's `Env` overlaid with the container's, known after `prepare`.
     base_env: BTreeMap<String, String>,
     /// The network the job's containers join, chosen in `prepare`.
@@ -114,6 +116,7 @@ impl DockerBackend {
             instance_id: uuid::Uuid::new_v4().to_string(),
             paths,
             resources: JobResources::default(),
+            creations: Creations::default(),
             base_env: BTreeMap::new(),
             network: None,
             running: RunningContainers::default(),
@@ -261,10 +264,16 @@ impl DockerBackend {
                 log,
             )
         }));
+        let creations = &self.creations;
         let network_create = async {
             match (&config.network, from_pool) {
                 (None, false) => {
-                    network::create(docker, &network, &labels, config.network_ip).await
+                    let (docker, network, labels) =
+                        (docker.clone(), network.clone(), labels.clone());
+                    let ip = config.network_ip;
+                    let create =
+                        async move { network::create(&docker, &network, &labels, ip).await };
+                    creations.run(create).await
                 }
                 _ => Ok(()),
             }
@@ -278,11 +287,17 @@ impl DockerBackend {
         network_created?;
 
         let aliases_allowed = network::supports_aliases(&network);
-        let service_starts = futures_util::future::join_all(
-            service_plans
-                .iter()
-                .map(|plan| services::start(docker, plan, &network, aliases_allowed, &labels)),
-        );
+        let service_starts = futures_util::future::join_all(service_plans.iter().map(|plan| {
+            let (docker, plan, network, labels) = (
+                docker.clone(),
+                plan.clone(),
+                network.clone(),
+                labels.clone(),
+            );
+            creations.run(async move {
+                services::start(&docker, &plan, &network, aliases_allowed, &labels).await
+            })
+        }));
         let options = [&runner_options, &job_options];
         let body = |network: &str| {
             job_container_body(&container::JobContainerSpec {
@@ -308,8 +323,14 @@ impl DockerBackend {
                 base_env.insert(key.to_string(), value.to_string());
             }
         }
-        let job_start =
-            container::start_job_container(docker, &job_name, job_platform, in_sandbox, body);
+        let job_start = {
+            let (docker, job_name) = (docker.clone(), job_name.clone());
+            let job_platform = job_platform.map(str::to_string);
+            creations.run(async move {
+                let platform = job_platform.as_deref();
+                container::start_job_container(&docker, &job_name, platform, in_sandbox, body).await
+            })
+        };
         let (service_starts, job_started) = tokio::join!(service_starts, job_start);
         let services = service_starts.into_iter().collect::<Result<Vec<_>, _>>()?;
         self.running = RunningContainers {
@@ -500,6 +521,7 @@ impl Backend for DockerBackend {
     }
 
     async fn cleanup(&mut self) -> Result<(), BackendError> {
+        self.creations.settled().await;
         let resources = std::mem::take(&mut self.resources);
         self.network = None;
         self.running = RunningContainers::default();

@@ -1,6 +1,7 @@
 //! Orphan removal: containers and networks labelled with this runner's UUID whose task is not live
-//! (left behind by a crash or a `kill -9`) are removed. Called by the daemon at start, when no task
-//! is live yet. Other runners' resources and unlabelled ones are never touched.
+//! (left behind by a crash or a `kill -9`) are removed, containers with their anonymous volumes.
+//! Called by the daemon at start, when no task is live yet, and at exit, after the drain. Other
+//! runners' resources and unlabelled ones are never touched.
 
 use std::collections::{HashMap, HashSet};
 
