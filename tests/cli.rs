@@ -171,7 +171,7 @@ fn config_generate_prints_the_example_and_config_init_writes_a_minimal_file_once
 
     let (code, text) = run(scratch.act_runner().args(["config", "init"]));
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("wrote config file config.yaml"), "{text}");
+    assert!(text.contains("wrote config file \"config.yaml\""), "{text}");
     let written = scratch.file("config.yaml");
     assert_eq!(
         std::fs::read_to_string(&written).unwrap(),

@@ -108,7 +108,8 @@ fn init(config: Option<PathBuf>, args: &InitArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     write_new(&file)?;
-    println!("wrote config file {}", file.display());
+    // Quoted as upstream's `%q` prints it, for scripts that read the line.
+    println!("wrote config file {:?}", file.display().to_string());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -158,8 +158,8 @@ pub fn edit_value(
     let mut doc = Text::new(text);
     let unsupported = |Unsupported(reason)| EditError::Unsupported { key: key(), reason };
     match existing {
-        Some((key, node)) => {
-            replace(&mut doc, key, node, kind, &emitted, &expected).map_err(unsupported)?
+        Some((found_key, node)) => {
+            replace(&mut doc, found_key, node, kind, &emitted, &expected).map_err(unsupported)?
         }
         None => insert(&mut doc, &root, &found, &segments, &emitted)?,
     }

@@ -114,6 +114,13 @@ fn lists_at_the_keys_own_indentation_are_edited_in_place() {
         "runner:\n  labels:\n  - b\n  capacity: 1\n",
     );
     check(
+        "runner:\n  labels:\n    - a\n# between\n    - b\n# after\ncache: {}\n",
+        EditKind::Add,
+        "runner.labels",
+        &["c"],
+        "runner:\n  labels:\n    - a\n# between\n    - b\n    - c\n# after\ncache: {}\n",
+    );
+    check(
         "runner:\n  labels: []\n",
         EditKind::Add,
         "runner.labels",

@@ -73,10 +73,12 @@ impl Text {
             return Err(unsupported());
         }
         let colon_end = key_end(&line[indent..], &key.name).ok_or_else(unsupported)? + indent;
+        // Comments never end a value: one at any indentation may sit between its lines. Those
+        // after its last line at the key's indentation or less belong to what follows.
         let mut end = line_idx + 1;
         while let Some(next) = self.lines.get(end) {
             let next_indent = indentation(next);
-            let continues = next.trim().is_empty()
+            let continues = !self.is_content(end)
                 || next_indent > indent
                 || (sequence && next_indent == indent && next[indent..].starts_with('-'));
             if !continues {
@@ -84,7 +86,11 @@ impl Text {
             }
             end += 1;
         }
-        while end > line_idx + 1 && self.lines[end - 1].trim().is_empty() {
+        while end > line_idx + 1
+            && !self.is_content(end - 1)
+            && (self.lines[end - 1].trim().is_empty()
+                || indentation(&self.lines[end - 1]) <= indent)
+        {
             end -= 1;
         }
         Ok(Entry {
