@@ -107,7 +107,7 @@ fn get_of_a_key_the_file_does_not_set_exits_1_naming_it() {
         FIXTURE,
         &["get", "metrics.addr"],
         1,
-        "\"metrics\" is not set",
+        "Error: c.yaml: \"metrics\" is not set",
     );
     refused(
         FIXTURE,

@@ -4,6 +4,7 @@
 //! the file and replaces it in one step, keeping its mode and owner.
 
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,8 +37,13 @@ pub struct EditArgs {
 pub fn get(config: Option<PathBuf>, args: &GetArgs) -> anyhow::Result<ExitCode> {
     let file = resolve_file(config)?;
     let text = read(&file)?;
-    let value = crate::config::get_value(&text, &file, &args.key)?;
-    println!("{value}");
+    let value = crate::config::get_value(&text, &file, &args.key)
+        .with_context(|| file.display().to_string())?;
+    // Written, not printed: a reader that closed the pipe is an error, not a panic.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 

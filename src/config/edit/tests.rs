@@ -153,6 +153,13 @@ fn shapes_it_does_not_rewrite_or_that_are_not_sections_are_refused() {
         "is not written in block style",
     );
     check_error(
+        "runner:\n  labels: [a]\n",
+        EditKind::Add,
+        "runner.labels",
+        &[],
+        "\"runner.labels\" needs at least one value",
+    );
+    check_error(
         "runner: 5\n",
         EditKind::Set,
         "runner.capacity",
