@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::daemon::harness::{Daemon, RunnerDir, bounded, start_fake};
 use crate::daemon_docker::{IMAGE, docker, docker_ready};
-use crate::support::fake_gitea::{FakeGitea, TaskSpec};
+use crate::support::fake_gitea::{FakeGitea, Faults, InjectedError, TaskSpec};
 
 /// A runner registered with the Docker label `label`, and its UUID.
 async fn docker_runner(gitea: &FakeGitea, label: &str) -> (RunnerDir, String) {
@@ -376,6 +376,33 @@ async fn after_a_kill_9_mid_step_the_next_start_removes_only_this_runners_leftov
         assert!(
             log.contains("removed orphaned job containers and networks"),
             "{log}"
+        );
+    })
+    .await;
+}
+
+/// The start-up sweep does not wait for Gitea: a daemon that cannot Declare (and exits to be
+/// restarted) has removed what a killed one left.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_start_up_sweep_runs_while_gitea_cannot_be_reached() {
+    if !docker_ready().await {
+        return;
+    }
+    bounded(async {
+        let gitea = start_fake().await;
+        let (dir, uuid) = docker_runner(&gitea, "docker-test").await;
+        let events = EventWatch::start().await;
+        let made = job_leftovers(&uuid).await;
+        gitea.set_faults(Method::Declare, Faults::always(InjectedError::Unavailable));
+        let mut daemon = Daemon::start(&dir, &[]).await;
+        let status = daemon.wait_exit(Duration::from_secs(60)).await;
+        let left = resources_of(&uuid, &events).await;
+        remove_all(&left).await;
+        assert_eq!(status, Some(1), "{}", daemon.log());
+        assert!(
+            left.is_empty(),
+            "not removed: {left:?} of {made:?}\n{}",
+            daemon.log()
         );
     })
     .await;

@@ -15,7 +15,7 @@
 //! - [`job_log`]: the local copy of each task's log (`log.job.*`).
 //! - [`health`]: opt-in admission (`health_check:`): free disk space and a script.
 //! - [`post_task_script`]: `runner.post_task_script`, run on the host after each task.
-//! - [`service`]: the lifecycle: Declare, orphans, leftover spools, poll, reload, drain.
+//! - [`service`]: the lifecycle: orphans, Declare, leftover spools, poll, reload, drain, orphans.
 //! - [`step_summaries`]: a job's step summaries to Gitea, when it declared `job-summary`.
 //!
 //! May use: `cache` (grants), `client`, `config`, `executor`. Never: `metrics`, `systemd` (the `cli` adapts

@@ -1,5 +1,5 @@
-//! The daemon's lifecycle once the CLI has loaded the config and the registration: Declare, remove
-//! Docker orphans, deliver what an earlier run left in the spool (before asking for new work),
+//! The daemon's lifecycle once the CLI has loaded the config and the registration: remove Docker
+//! orphans, Declare, deliver what an earlier run left in the spool (before asking for new work),
 //! poll, apply reloads, and on shutdown drain with bounds, then remove what this runner still has
 //! in Docker.
 //!
@@ -96,6 +96,12 @@ pub async fn serve<A: RunnerApi + 'static>(
         observer,
         ready,
     } = setup;
+    // Before Declare, so that leftovers go even while Gitea cannot be reached (the daemon then
+    // exits and is restarted, sweeping again).
+    let sweep_docker = docker.as_ref().map(|docker| docker.docker.clone());
+    if let Some(docker) = &sweep_docker {
+        remove_orphans(docker, &config.runner.uuid, Sweep::AtStart).await;
+    }
     match declare(api.as_ref(), &config).await {
         Ok(capabilities) => config.runner.server_capabilities = capabilities,
         Err(ClientError::Unauthenticated { .. }) => return Ok(ServiceOutcome::Unauthenticated),
@@ -103,10 +109,6 @@ pub async fn serve<A: RunnerApi + 'static>(
             return Err(ServiceError::DeclareUnsupported(error));
         }
         Err(error) => return Err(ServiceError::Declare(error)),
-    }
-    let sweep_docker = docker.as_ref().map(|docker| docker.docker.clone());
-    if let Some(docker) = &sweep_docker {
-        remove_orphans(docker, &config.runner.uuid, Sweep::AtStart).await;
     }
 
     let spool_root = SpoolRoot::new(&state_dir);
