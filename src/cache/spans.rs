@@ -39,7 +39,7 @@ pub fn is_anchor(composite: &[u8], every: u64) -> bool {
 }
 
 /// The newer of two candidates.
-pub fn newer(a: Option<Newest>, b: Option<Newest>) -> Option<Newest> {
+fn newer(a: Option<Newest>, b: Option<Newest>) -> Option<Newest> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -67,7 +67,7 @@ pub fn decode(bytes: &[u8]) -> Option<Newest> {
 }
 
 /// The newest entry whose composite key is in `range`, by reading every row of it.
-pub fn scan(
+fn scan(
     entries: &impl ReadableTable<&'static [u8], &'static [u8]>,
     range: (Bound<&[u8]>, Bound<&[u8]>),
 ) -> Result<Option<Newest>, CacheError> {
